@@ -1,0 +1,27 @@
+"""Error codes of the ERROR event and the exception that carries them."""
+
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    """The code of an ERROR event: three ASCII digits on the wire."""
+
+    MALFORMED = 400
+    NOT_REGISTERED = 401
+    ALREADY_REGISTERED = 402
+    FORBIDDEN = 403
+    NO_SUCH_NICK = 404
+    UNKNOWN_COMMAND = 405
+    NICK_TAKEN = 409
+    TOO_LARGE = 413
+    INVALID_NICK = 422
+    UNSUPPORTED_VERSION = 426
+
+
+class ProtocolError(Exception):
+    """A message broke the protocol; `code` and `reason` go back to the peer as ERROR."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(f"{int(code)} {reason}")
+        self.code = code
+        self.reason = reason
