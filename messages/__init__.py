@@ -4,7 +4,7 @@ docs/PROTOCOL.md specifies the same protocol frame by frame.
 """
 
 from . import commands, events
-from .codec import command_verbs, decode_command, decode_event, encode
+from .codec import command_verbs, decode_command, decode_event, encode, truncate_utf8
 from .errors import ErrorCode, ProtocolError
 from .limits import (
     HEARTBEAT_INTERVAL_MS,
@@ -39,4 +39,5 @@ __all__ = [
     "events",
     "nick_key",
     "normalize_nick",
+    "truncate_utf8",
 ]

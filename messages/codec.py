@@ -168,3 +168,11 @@ def decode_event(frames: Sequence[bytes]) -> BrokerEvent:
 def command_verbs() -> tuple[str, ...]:
     """The verbs of every client command, as WELCOME lists them."""
     return tuple(cls.VERB.decode("ascii") for cls in CLIENT_COMMANDS)
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """`text` cut to at most `max_bytes` UTF-8 bytes, never inside a character."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return text
+    return data[:max_bytes].decode("utf-8", "ignore")

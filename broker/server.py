@@ -1,0 +1,199 @@
+"""The broker's socket loop: the only module that touches ZeroMQ.
+
+One ROUTER socket, polled together with a wake-up socket (for shutdown requests from
+signal handlers or other threads) and, optionally, the operator's terminal. Everything
+else is decided by `ChatCore`.
+"""
+
+import contextlib
+import logging
+import math
+import os
+import queue
+import socket
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+import zmq
+
+from messages import (
+    HEARTBEAT_INTERVAL_MS,
+    HEARTBEAT_LIVENESS,
+    MAX_WIRE_FRAME_BYTES,
+    encode,
+)
+
+from .console import run_console_line
+from .core import ChatCore, Identity, Outgoing
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BIND: Final = "tcp://127.0.0.1:5555"
+#: Messages queued towards one client before it counts as not reading (ZMQ_SNDHWM).
+SEND_HWM_MESSAGES: Final = 1000
+#: Messages queued from one client before libzmq stops reading its connection.
+RECEIVE_HWM_MESSAGES: Final = 1000
+#: Pending TCP connections the listening socket holds (ZMQ_BACKLOG); the default of 100
+#: makes thousands of clients connecting at once wait for SYN retries.
+LISTEN_BACKLOG: Final = 4096
+#: How long a peer may take over the ZMTP handshake (ZMQ_HANDSHAKE_IVL), in ms.
+HANDSHAKE_TIMEOUT_MS: Final = 5000
+#: On shutdown, how long to keep flushing the SHUTDOWN notice to clients, in ms.
+SHUTDOWN_LINGER_MS: Final = 2000
+#: Most messages handled per socket per poll, so the terminal and timers are not starved.
+RECEIVE_BATCH: Final = 256
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """How to run a broker."""
+
+    bind: str = DEFAULT_BIND
+    admin_token: str = ""
+    heartbeat_ms: int = HEARTBEAT_INTERVAL_MS
+    #: Read operator commands from this file descriptor (normally the terminal's); None
+    #: for none.
+    console_fd: int | None = None
+
+
+class BrokerServer:
+    """A ROUTER socket bound at `config.bind`, serving a `ChatCore` until shut down.
+
+    The socket is bound on construction, so `endpoint` is known (with a `*` port it names
+    the port chosen) before `run` starts. `request_shutdown` may be called from any thread
+    or from a signal handler.
+    """
+
+    def __init__(self, config: BrokerConfig) -> None:
+        self.config = config
+        self.core = ChatCore(config.admin_token, config.heartbeat_ms)
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        # A send to a vanished or saturated client must fail loudly, not be dropped.
+        self._socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE_FRAME_BYTES)
+        self._socket.setsockopt(zmq.SNDHWM, SEND_HWM_MESSAGES)
+        self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM_MESSAGES)
+        self._socket.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
+        self._socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_TIMEOUT_MS)
+        # Transport-level heartbeats close dead TCP connections, freeing their buffers;
+        # the chat-level PING in the core is what frees a vanished user's nick.
+        self._socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ms)
+        self._socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_LIVENESS * config.heartbeat_ms)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        try:
+            self._socket.bind(config.bind)
+        except zmq.ZMQError:
+            self._socket.close()
+            self._context.term()
+            raise
+        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self._shutdown_reasons: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._console_buffer = b""
+
+    def request_shutdown(self, reason: str) -> None:
+        """Ask the loop to notify every client with `reason` and stop."""
+        self._shutdown_reasons.put(reason)
+        # OSError: already awake (a byte is pending), or the loop has finished.
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"\0")
+
+    def run(self) -> None:
+        """Serve until a shutdown (requested, by an operator or from the console)."""
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        # pyzmq's poll reports plain sockets and files by their descriptor.
+        wake_fd = self._wake_reader.fileno()
+        poller.register(wake_fd, zmq.POLLIN)
+        console = self.config.console_fd
+        if console is not None:
+            poller.register(console, zmq.POLLIN)
+        sweep_interval = self.config.heartbeat_ms / 1000
+        next_sweep = time.monotonic() + sweep_interval
+        try:
+            while not self.core.stopped:
+                timeout_ms = max(0, math.ceil((next_sweep - time.monotonic()) * 1000))
+                ready = dict(poller.poll(timeout_ms))
+                if self._socket in ready:
+                    self._receive_batch()
+                if wake_fd in ready:
+                    self._drain_shutdown_requests()
+                if console is not None and console in ready and not self._read_console(console):
+                    poller.unregister(console)
+                    console = None
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._send(self.core.expire(now))
+                    next_sweep = now + sweep_interval
+        finally:
+            self._close()
+
+    def _receive_batch(self) -> None:
+        for _ in range(RECEIVE_BATCH):
+            try:
+                identity, *frames = self._socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._send(self.core.receive(identity, frames, time.monotonic()))
+            if self.core.stopped:
+                return
+
+    def _drain_shutdown_requests(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while self._wake_reader.recv(4096):
+                pass
+        while not self._shutdown_reasons.empty():
+            self._send(self.core.shutdown(self._shutdown_reasons.get()))
+
+    def _read_console(self, fd: int) -> bool:
+        """Run the operator lines that arrived; False once the terminal is closed."""
+        # Raw reads, not a buffered readline: a buffered line would hide from poll.
+        data = os.read(fd, 4096)
+        if not data:
+            log.info("operator console closed; still serving (stop with SIGINT or SIGTERM)")
+            return False
+        self._console_buffer += data
+        *lines, self._console_buffer = self._console_buffer.split(b"\n")
+        for line in lines:
+            result = run_console_line(self.core, line.decode("utf-8", "replace"))
+            for text in result.output:
+                print(text, flush=True)
+            self._send(result.outgoing)
+        return True
+
+    def _send(self, outgoing: Iterable[Outgoing]) -> None:
+        pending = deque(outgoing)
+        # A broadcast is one event object for many identities: encode it once.
+        encoded: dict[int, list[bytes]] = {}
+        while pending:
+            identity, event = pending.popleft()
+            frames = encoded.get(id(event))
+            if frames is None:
+                frames = encoded[id(event)] = encode(event)
+            try:
+                self._socket.send_multipart([identity, *frames], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                pending.extend(self._unreachable(identity, exc))
+
+    def _unreachable(self, identity: Identity, exc: zmq.ZMQError) -> list[Outgoing]:
+        if exc.errno == zmq.EHOSTUNREACH:
+            reason = "connection lost"
+        elif exc.errno == zmq.EAGAIN:
+            reason = f"not reading: {SEND_HWM_MESSAGES} messages queued"
+        else:
+            raise exc
+        log.info("cannot send to %s: %s", identity.hex(), reason)
+        return self.core.remove(identity, reason)
+
+    def _close(self) -> None:
+        # Give the SHUTDOWN notices (and anything else queued) time to leave.
+        self._socket.close(linger=SHUTDOWN_LINGER_MS)
+        self._context.term()
+        self._wake_reader.close()
+        self._wake_writer.close()
