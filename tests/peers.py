@@ -16,6 +16,8 @@ from messages import events as ev
 EXPECT_TIMEOUT_S = 5.0
 
 E = TypeVar("E", bound=ev.BrokerEvent)
+#: Events a conversation test may skip over: presence changes and heartbeat answers.
+_NOISE = (ev.Joined, ev.Left, ev.Pong)
 
 
 class Peer:
@@ -26,6 +28,7 @@ class Peer:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.connect(endpoint)
         self.nick = ""
+        self.welcome: ev.Welcome | None = None
 
     def send(self, command: cmd.ClientCommand) -> None:
         self.socket.send_multipart(encode(command))
@@ -37,6 +40,7 @@ class Peer:
         self.send(cmd.Hello(nick))
         welcome = self.expect(ev.Welcome)
         self.nick = welcome.nick
+        self.welcome = welcome
         return welcome
 
     def say(self, text: str) -> None:
@@ -52,7 +56,16 @@ class Peer:
 
     def expect(self, kind: type[E], **fields: Any) -> E:
         """The next event, which must be a `kind` with these field values."""
+        return self._check(self.next_event(), kind, fields)
+
+    def expect_after_presence(self, kind: type[E], **fields: Any) -> E:
+        """Like `expect`, skipping the JOIN, LEAVE and PONG events that arrive on the way."""
         event = self.next_event()
+        while isinstance(event, _NOISE) and not isinstance(event, kind):
+            event = self.next_event()
+        return self._check(event, kind, fields)
+
+    def _check(self, event: ev.BrokerEvent, kind: type[E], fields: dict[str, Any]) -> E:
         assert isinstance(event, kind), f"{self.nick}: expected {kind.__name__}, got {event!r}"
         for name, value in fields.items():
             assert getattr(event, name) == value, f"{self.nick}: {name} of {event!r}"
@@ -61,7 +74,7 @@ class Peer:
     def sync(self) -> None:
         """Wait until the broker has handled everything this peer sent (PING is in order)."""
         self.send(cmd.Ping())
-        self.expect(ev.Pong)
+        self.expect_after_presence(ev.Pong)
 
     def close(self) -> None:
         self.socket.close(linger=0)

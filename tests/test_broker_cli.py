@@ -1,0 +1,99 @@
+"""`python -m broker` as an operator runs it: a real process, its terminal, its signals."""
+
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import zmq
+
+from messages import events as ev
+from tests.peers import Peer
+
+#: Upper bound on the broker process starting or stopping, in seconds.
+PROCESS_TIMEOUT_S = 15
+
+
+@pytest.fixture
+def broker_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "broker", "--bind", "tcp://127.0.0.1:*", "--admin-token", "tok"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    match = re.search(r"listening on (tcp://\S+)", banner)
+    assert match, banner
+    yield process, match.group(1)
+    if process.poll() is None:
+        process.kill()
+    process.wait(PROCESS_TIMEOUT_S)
+
+
+def test_sigterm_tells_every_client_before_exit(
+    broker_process: tuple[subprocess.Popen[str], str], context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    process, endpoint = broker_process
+    alice, bob = Peer(context, endpoint), Peer(context, endpoint)
+    alice.register("alice")
+    bob.register("bob")
+    process.send_signal(signal.SIGTERM)
+    for peer in (alice, bob):
+        peer.expect_after_presence(ev.ServerShutdown, reason="broker stopped (SIGTERM)")
+    assert process.wait(PROCESS_TIMEOUT_S) == 0
+
+
+def test_operator_terminal_commands(
+    broker_process: tuple[subprocess.Popen[str], str], context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    process, endpoint = broker_process
+    assert process.stdin is not None
+    alice, bob = Peer(context, endpoint), Peer(context, endpoint)
+    alice.register("alice")
+    bob.register("bob")
+    alice.expect(ev.Joined, nick="bob")
+    process.stdin.write("/wall coffee break\n/kick bob too loud\n")
+    process.stdin.flush()
+    alice.expect(ev.Notice, text="operator: coffee break")
+    alice.expect(ev.Left, nick="bob", reason="kicked by operator: too loud")
+    bob.expect(ev.Notice, text="operator: coffee break")
+    bob.expect(ev.Kicked, by="operator", reason="too loud")
+    process.stdin.write("/users\n/shutdown upgrade\n")
+    process.stdin.flush()
+    alice.expect(ev.ServerShutdown, reason="upgrade")
+    out, err = process.communicate(timeout=PROCESS_TIMEOUT_S)
+    assert process.returncode == 0
+    assert "1 users: alice" in out
+    assert "bob joined" in err  # logged to stderr with levels
+
+
+@pytest.mark.parametrize("package", ["broker"])
+def test_help_documents_the_options(package: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", package, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_S,
+        check=True,
+    )
+    expected = ["--bind", "--admin-token"] if package == "broker" else ["--server", "--nick"]
+    for option in expected:
+        assert option in result.stdout
+
+
+def test_taken_port_is_a_clear_error(broker_process: tuple[subprocess.Popen[str], str]) -> None:
+    _, endpoint = broker_process
+    result = subprocess.run(
+        [sys.executable, "-m", "broker", "--bind", endpoint],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1
+    assert f"cannot listen on {endpoint}" in result.stderr

@@ -1,0 +1,169 @@
+"""End to end over loopback: a real broker and real DEALER peers, read as conversations."""
+
+from collections.abc import Callable
+
+import zmq
+
+from messages import MAX_WIRE_FRAME_BYTES, SIGNATURE, ErrorCode
+from messages import commands as cmd
+from messages import events as ev
+from tests.conftest import RunningBroker, start_broker
+from tests.peers import Peer
+
+Connect = Callable[..., Peer]
+
+
+def test_broadcast_reaches_everyone(connect: Connect) -> None:
+    alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
+    alice.say("hello everyone")
+    for peer in (alice, bob, carol):
+        message = peer.expect_after_presence(ev.Message)
+        assert (message.sender, message.text) == ("alice", "hello everyone")
+
+
+def test_private_reaches_only_its_recipient(connect: Connect) -> None:
+    alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
+    bob.sync()
+    carol.sync()
+    alice.tell("bob", "psst, bob")
+    alice.say("and now for everyone")
+    private = bob.expect_after_presence(ev.PrivateMessage)
+    assert (private.sender, private.recipient, private.text) == ("alice", "bob", "psst, bob")
+    echo = alice.expect_after_presence(ev.PrivateMessage)
+    assert echo == private
+    # carol's next chat event is the broadcast sent after the private one: nothing leaked.
+    assert carol.expect_after_presence(ev.Message).text == "and now for everyone"
+
+
+def test_private_to_unknown_nick_is_refused(connect: Connect) -> None:
+    alice = connect("alice")
+    alice.tell("nobody", "hello?")
+    alice.expect(ev.Error, code=ErrorCode.NO_SUCH_NICK)
+
+
+def test_duplicate_nick_is_refused_with_reason(connect: Connect) -> None:
+    connect("alice")
+    impostor = connect()
+    impostor.send(cmd.Hello("ALICE"))
+    error = impostor.expect(ev.Error, code=ErrorCode.NICK_TAKEN)
+    assert "taken" in error.reason
+    assert impostor.register("alice2").users == ("alice", "alice2")
+
+
+def test_join_and_leave_are_announced_and_lists_stay_right(connect: Connect) -> None:
+    alice = connect("alice")
+    bob = connect("bob")
+    alice.expect(ev.Joined, nick="bob")
+    bob.send(cmd.Quit("see you"))
+    alice.expect(ev.Left, nick="bob", reason="see you")
+    alice.send(cmd.ListUsers())
+    alice.expect(ev.UserList, users=("alice",))
+    # The nick is free again at once.
+    welcome = connect("bob").welcome
+    assert welcome is not None
+    assert welcome.users == ("alice", "bob")
+
+
+def test_closed_client_is_removed_on_the_next_send(connect: Connect) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    alice.expect(ev.Joined, nick="bob")
+    bob.close()
+    # The ROUTER forgets bob's pipe once the TCP connection closes; until then the message
+    # may still be queued for him. Keep talking until the broker notices he is gone.
+    for attempt in range(50):
+        alice.tell("bob", f"are you there? {attempt}")
+        event = alice.next_event()
+        if isinstance(event, ev.Left):
+            assert (event.nick, event.reason) == ("bob", "connection lost")
+            break
+        if isinstance(event, ev.Error):
+            assert event.code == ErrorCode.NO_SUCH_NICK
+            break
+    else:
+        raise AssertionError("the broker never noticed bob's socket closed")
+
+
+def test_vanished_client_expires_after_heartbeat_bound(
+    context: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    fast = start_broker(heartbeat_ms=100)
+    try:
+        alice, ghost = Peer(context, fast.endpoint), Peer(context, fast.endpoint)
+        alice.register("alice")
+        ghost.register("ghost")
+        alice.expect(ev.Joined, nick="ghost")
+        # ghost never PINGs (as after kill -9); alice keeps hers going.
+        for _ in range(40):
+            alice.send(cmd.Ping())
+            event = alice.next_event()
+            if isinstance(event, ev.Left):
+                assert event == ev.Left("ghost", "no heartbeat for 0.3 s")
+                break
+            assert isinstance(event, ev.Pong)
+            alice.socket.poll(50)
+        else:
+            raise AssertionError("ghost was never expired")
+        alice.send(cmd.ListUsers())
+        alice.expect_after_presence(ev.UserList, users=("alice",))
+    finally:
+        fast.stop()
+
+
+def test_operator_kicks_a_user(connect: Connect, broker: RunningBroker) -> None:
+    alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
+    alice.send(cmd.Kick("bob", "no reason"))
+    alice.expect_after_presence(ev.Error, code=ErrorCode.FORBIDDEN)
+    alice.send(cmd.Admin(broker.admin_token))
+    alice.expect(ev.Operator)
+    alice.send(cmd.Kick("bob", "spamming"))
+    bob.expect_after_presence(ev.Kicked, by="alice", reason="spamming")
+    carol.expect_after_presence(ev.Left, nick="bob", reason="kicked by alice: spamming")
+    bob.say("let me back in")
+    bob.expect(ev.Error, code=ErrorCode.NOT_REGISTERED)
+
+
+def test_shutdown_notifies_every_user_before_the_broker_exits(
+    connect: Connect, broker: RunningBroker
+) -> None:
+    peers = [connect(nick) for nick in ("alice", "bob", "carol")]
+    peers[0].send(cmd.Admin(broker.admin_token))
+    peers[0].expect_after_presence(ev.Operator)
+    peers[0].send(cmd.Shutdown("maintenance"))
+    for peer in peers:
+        peer.expect_after_presence(ev.ServerShutdown, reason="maintenance")
+    broker.thread.join(10)
+    assert not broker.thread.is_alive()
+
+
+def test_shutdown_request_from_a_signal_handler_or_thread(
+    connect: Connect, broker: RunningBroker
+) -> None:
+    alice = connect("alice")
+    broker.stop("broker stopped (SIGTERM)")
+    alice.expect(ev.ServerShutdown, reason="broker stopped (SIGTERM)")
+
+
+def test_bad_input_leaves_the_broker_serving(connect: Connect) -> None:
+    alice = connect("alice")
+    rogue = connect()
+    rogue.send_raw([b"junk"])
+    rogue.expect(ev.Error, code=ErrorCode.MALFORMED)
+    rogue.send_raw([SIGNATURE, b"SAY", b"\xff\xfe"])
+    rogue.expect(ev.Error, code=ErrorCode.MALFORMED)
+    rogue.send_raw([SIGNATURE, b"EXPLODE"])
+    rogue.expect(ev.Error, code=ErrorCode.UNKNOWN_COMMAND)
+    rogue.send_raw([b"ZCHAT99", b"HELLO", b"x"])
+    rogue.expect(ev.Error, code=ErrorCode.UNSUPPORTED_VERSION)
+    rogue.send(cmd.Say("before registering"))
+    rogue.expect(ev.Error, code=ErrorCode.NOT_REGISTERED)
+    rogue.register("rogue")
+    rogue.send(cmd.Say("x" * 5000))
+    rogue.expect(ev.Error, code=ErrorCode.TOO_LARGE)
+    # A frame over MAXMSGSIZE: libzmq drops the connection before the broker sees it.
+    giant = connect()
+    giant.send_raw([SIGNATURE, b"SAY", b"x" * (MAX_WIRE_FRAME_BYTES + 1)])
+    assert not giant.socket.poll(300)
+    # Through all that, a normal conversation still works.
+    bob = connect("bob")
+    bob.say("all good?")
+    assert alice.expect_after_presence(ev.Message).text == "all good?"

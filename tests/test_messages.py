@@ -1,0 +1,222 @@
+"""The wire protocol without sockets: round trips and every decoding error, table-driven."""
+
+import pytest
+
+from messages import (
+    MAX_NICK_CHARS,
+    MAX_REASON_BYTES,
+    MAX_TEXT_BYTES,
+    SIGNATURE,
+    ErrorCode,
+    ProtocolError,
+    decode_command,
+    decode_event,
+    encode,
+    nick_key,
+    normalize_nick,
+    truncate_utf8,
+)
+from messages import commands as cmd
+from messages import events as ev
+from messages.commands import CLIENT_COMMANDS
+from messages.events import BROKER_EVENTS
+
+COMMANDS: list[cmd.ClientCommand] = [
+    cmd.Hello("alice"),
+    cmd.Hello("Анна"),
+    cmd.Say("hello, world"),
+    cmd.Say("émoji 🎉 and 中文"),
+    cmd.Tell("bob", "psst"),
+    cmd.ListUsers(),
+    cmd.Ping(),
+    cmd.Quit(""),
+    cmd.Quit("gone fishing"),
+    cmd.Admin("s3cret"),
+    cmd.Kick("mallory", "spam"),
+    cmd.Wall("maintenance at noon"),
+    cmd.Shutdown("upgrade"),
+]
+
+EVENTS: list[ev.BrokerEvent] = [
+    ev.Welcome("alice", 2000, ("HELLO", "SAY"), ("alice", "bob")),
+    ev.Welcome("alice", 1, (), ()),
+    ev.Joined("bob"),
+    ev.Left("bob", "quit"),
+    ev.Message("alice", "hi", 1_700_000_000_123),
+    ev.PrivateMessage("alice", "bob", "psst", 0),
+    ev.UserList(("alice", "bob", "Анна")),
+    ev.UserList(()),
+    ev.Notice("operator: restart soon"),
+    ev.Error(ErrorCode.NICK_TAKEN, "nick alice is taken"),
+    ev.Error(499, "a code this client does not know"),
+    ev.Pong(),
+    ev.Operator(),
+    ev.Kicked("operator", "spam"),
+    ev.ServerShutdown("bye"),
+]
+
+
+def test_tables_cover_every_message_type() -> None:
+    assert {type(c) for c in COMMANDS} == set(CLIENT_COMMANDS)
+    assert {type(e) for e in EVENTS} == set(BROKER_EVENTS)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=repr)
+def test_command_round_trip(command: cmd.ClientCommand) -> None:
+    frames = encode(command)
+    assert frames[0] == SIGNATURE
+    assert frames[1] == command.VERB
+    assert decode_command(frames) == command
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=repr)
+def test_event_round_trip(event: ev.BrokerEvent) -> None:
+    assert decode_event(encode(event)) == event
+
+
+@pytest.mark.parametrize(
+    ("message", "frames"),
+    [
+        (cmd.Tell("bob", "hi"), [b"ZCHAT01", b"TELL", b"bob", b"hi"]),
+        (cmd.Hello("Боб"), [b"ZCHAT01", b"HELLO", "Боб".encode()]),
+        (cmd.Ping(), [b"ZCHAT01", b"PING"]),
+        (
+            ev.Welcome("a", 2000, ("SAY", "TELL"), ("a", "b")),
+            [b"ZCHAT01", b"WELCOME", b"a", b"2000", b"SAY TELL", b"a b"],
+        ),
+        (ev.UserList(()), [b"ZCHAT01", b"USERS", b""]),
+        (ev.Error(404, "no such nick: x"), [b"ZCHAT01", b"ERROR", b"404", b"no such nick: x"]),
+        (
+            ev.PrivateMessage("a", "b", "t", 12),
+            [b"ZCHAT01", b"PRIVATE", b"a", b"b", b"t", b"12"],
+        ),
+    ],
+    ids=repr,
+)
+def test_wire_layout_is_as_documented(
+    message: cmd.ClientCommand | ev.BrokerEvent, frames: list[bytes]
+) -> None:
+    assert encode(message) == frames
+
+
+SAY = [SIGNATURE, b"SAY"]
+
+
+@pytest.mark.parametrize(
+    ("frames", "code"),
+    [
+        ([], ErrorCode.MALFORMED),
+        ([SIGNATURE], ErrorCode.MALFORMED),
+        ([b"junk"], ErrorCode.MALFORMED),
+        ([b"GET / HTTP/1.1", b"Host: x"], ErrorCode.MALFORMED),
+        ([b"ZCHAT02", b"SAY", b"hi"], ErrorCode.UNSUPPORTED_VERSION),
+        ([b"ZCHAT", b"SAY", b"hi"], ErrorCode.UNSUPPORTED_VERSION),
+        ([SIGNATURE, b"DANCE"], ErrorCode.UNKNOWN_COMMAND),
+        ([SIGNATURE, b"say", b"hi"], ErrorCode.UNKNOWN_COMMAND),
+        ([SIGNATURE, b"\xff\xfe"], ErrorCode.UNKNOWN_COMMAND),
+        ([SIGNATURE, b"MESSAGE", b"a", b"b", b"1"], ErrorCode.UNKNOWN_COMMAND),
+        (SAY, ErrorCode.MALFORMED),
+        ([*SAY, b"hi", b"extra"], ErrorCode.MALFORMED),
+        ([*SAY, b""], ErrorCode.MALFORMED),
+        ([*SAY, b"\xc3\x28"], ErrorCode.MALFORMED),
+        ([*SAY, b"\xed\xa0\x80"], ErrorCode.MALFORMED),
+        ([*SAY, b"x" * (MAX_TEXT_BYTES + 1)], ErrorCode.TOO_LARGE),
+        ([*SAY, *[b"x"] * 20], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b""], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"a" * 200], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"TELL", b"", b"hi"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"QUIT", b"r" * (MAX_REASON_BYTES + 1)], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"ADMIN", b"t" * 257], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"PING", b"extra"], ErrorCode.MALFORMED),
+    ],
+    ids=repr,
+)
+def test_bad_commands_raise_protocol_error(frames: list[bytes], code: ErrorCode) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        decode_command(frames)
+    assert caught.value.code == code
+    assert caught.value.reason
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [SIGNATURE, b"WELCOME", b"a", b"-1", b"", b""],
+        [SIGNATURE, b"WELCOME", b"a", b"2e3", b"", b""],
+        [SIGNATURE, b"WELCOME", b"a", b"", b"", b""],
+        [SIGNATURE, b"MESSAGE", b"a", b"hi", b"1" * 40],
+        [SIGNATURE, b"ERROR", b"four", b"x"],
+        [SIGNATURE, b"SAY", b"hi"],
+        [SIGNATURE, b"PONG", b""],
+    ],
+    ids=repr,
+)
+def test_bad_events_raise_protocol_error(frames: list[bytes]) -> None:
+    with pytest.raises(ProtocolError):
+        decode_event(frames)
+
+
+@pytest.mark.parametrize(
+    ("nick", "stored"),
+    [
+        ("alice", "alice"),
+        ("Alice_2", "Alice_2"),
+        ("bob-the-builder", "bob-the-builder"),
+        ("Анна", "Анна"),
+        ("李雷", "李雷"),
+        ("e\u0301mile", "\u00e9mile"),  # NFD input is stored composed (NFC)
+        ("x" * MAX_NICK_CHARS, "x" * MAX_NICK_CHARS),
+        ("٣٣", "٣٣"),  # Arabic-Indic digits are decimal digits
+    ],
+)
+def test_valid_nicks(nick: str, stored: str) -> None:
+    assert normalize_nick(nick) == stored
+
+
+@pytest.mark.parametrize(
+    "nick",
+    [
+        "",
+        "x" * (MAX_NICK_CHARS + 1),
+        "two words",
+        "semi;colon",
+        "at@sign",
+        "tab\t",
+        "esc\x1b",
+        "dot.",
+        "emoji🎉",
+        "rlo\u202e",
+        "²",
+    ],
+)
+def test_invalid_nicks(nick: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        normalize_nick(nick)
+    assert caught.value.code == ErrorCode.INVALID_NICK
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("Alice", "alice"),
+        ("ALICE", "alice"),
+        ("ＡＬＩＣＥ", "alice"),
+        ("Анна", "аННА"),
+        ("Straße", "STRASSE"),
+        ("\u00e9mile", "e\u0301mile"),
+    ],
+)
+def test_nick_keys_match_case_insensitively(a: str, b: str) -> None:
+    assert nick_key(a) == nick_key(b)
+
+
+def test_distinct_nicks_have_distinct_keys() -> None:
+    assert nick_key("alice") != nick_key("alice2")
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [("hello", 10, "hello"), ("hello", 3, "hel"), ("ééé", 5, "éé"), ("🎉x", 3, ""), ("", 0, "")],
+)
+def test_truncate_utf8_never_splits_a_character(text: str, limit: int, expected: str) -> None:
+    assert truncate_utf8(text, limit) == expected
