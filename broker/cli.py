@@ -64,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     token = args.admin_token or secrets.token_urlsafe(GENERATED_TOKEN_BYTES)
     console_fd = sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None
-    config = BrokerConfig(args.bind, token, args.heartbeat_ms, console_fd)
+    config = BrokerConfig(
+        bind=args.bind, admin_token=token, heartbeat_ms=args.heartbeat_ms, console_fd=console_fd
+    )
     try:
         server = BrokerServer(config)
     except zmq.ZMQError as exc:

@@ -9,6 +9,7 @@ socket.
 
 import hmac
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,11 +25,14 @@ from messages import (
     command_verbs,
     decode_command,
     nick_key,
+    nick_skeleton,
     normalize_nick,
     truncate_utf8,
 )
 from messages import commands as cmd
 from messages import events as ev
+
+from .ratelimit import FloodPolicy, TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +41,12 @@ Outgoing = tuple[Identity, ev.BrokerEvent]
 
 #: Who a kick or notice comes from when the broker's own terminal issues it.
 CONSOLE_OPERATOR: Final = "operator"
+#: Who kicks a client for flooding.
+FLOOD_CONTROL: Final = "flood-control"
 #: Commands a client may send before HELLO succeeds.
 _ALLOWED_UNREGISTERED: Final = (cmd.Hello, cmd.Ping, cmd.Quit)
+#: Commands that draw on a client's flood-control bucket.
+_METERED: Final = (cmd.Say, cmd.Tell, cmd.ListUsers, cmd.Wall, cmd.Kick)
 
 
 @dataclass
@@ -48,6 +56,10 @@ class Session:
     identity: Identity
     nick: str
     last_heard: float
+    #: Flood control: chat commands, refusals, failed operator logins.
+    messages: TokenBucket
+    strikes: TokenBucket
+    admin_tries: TokenBucket
     operator: bool = False
 
 
@@ -62,15 +74,20 @@ class ChatCore:
         self,
         admin_token: str,
         heartbeat_ms: int = HEARTBEAT_INTERVAL_MS,
+        flood: FloodPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not admin_token:
             raise ValueError("the operator token must not be empty")
         self.admin_token = admin_token
         self.heartbeat_ms = heartbeat_ms
+        self.flood = flood or FloodPolicy()
         self._wall_clock = wall_clock
+        self._joins_by_peer: dict[str, TokenBucket] = {}
         self._by_identity: dict[Identity, Session] = {}
         self._by_key: dict[str, Session] = {}
+        # What each present nick looks like: no one may take a look-alike.
+        self._by_skeleton: dict[str, Session] = {}
         self.stopped = False
 
     # -- what the broker knows -------------------------------------------------------
@@ -84,6 +101,10 @@ class ChatCore:
         """Every registered nick, sorted case-insensitively."""
         return tuple(sorted((s.nick for s in self._by_key.values()), key=nick_key))
 
+    def sessions(self) -> tuple[Session, ...]:
+        """Every registered session, in order of registration."""
+        return tuple(self._by_identity.values())
+
     def session(self, identity: Identity) -> Session | None:
         """The session registered from `identity`, if any."""
         return self._by_identity.get(identity)
@@ -94,8 +115,13 @@ class ChatCore:
 
     # -- input -------------------------------------------------------------------------
 
-    def receive(self, identity: Identity, frames: Sequence[bytes], now: float) -> list[Outgoing]:
-        """Handle one multipart message from `identity` (the ROUTER identity frame removed)."""
+    def receive(
+        self, identity: Identity, frames: Sequence[bytes], now: float, peer: str = ""
+    ) -> list[Outgoing]:
+        """Handle one multipart message from `identity` (the ROUTER identity frame removed).
+
+        `peer` is the sender's network address, when known (joins are limited per address).
+        """
         session = self._by_identity.get(identity)
         if session is not None:
             # Any traffic counts as a heartbeat.
@@ -105,10 +131,12 @@ class ChatCore:
         except ProtocolError as exc:
             log.info("bad message from %s: %s", self._who(identity), exc)
             return [(identity, ev.Error(exc.code, exc.reason))]
-        return self.handle(identity, command, now)
+        return self.handle(identity, command, now, peer)
 
-    def handle(self, identity: Identity, command: cmd.ClientCommand, now: float) -> list[Outgoing]:
-        """Handle one decoded command from `identity`."""
+    def handle(
+        self, identity: Identity, command: cmd.ClientCommand, now: float, peer: str = ""
+    ) -> list[Outgoing]:
+        """Handle one decoded command from `identity`, sent from network address `peer`."""
         if self.stopped:
             return []
         session = self._by_identity.get(identity)
@@ -118,24 +146,29 @@ class ChatCore:
                     raise ProtocolError(
                         ErrorCode.NOT_REGISTERED, "register first: send HELLO with your nick"
                     )
-                return self._unregistered(identity, command, now)
-            return self._registered(session, command)
+                return self._unregistered(identity, command, now, peer)
+            return self._registered(session, command, now)
         except ProtocolError as exc:
             return [(identity, ev.Error(exc.code, exc.reason))]
 
     def _unregistered(
-        self, identity: Identity, command: cmd.ClientCommand, now: float
+        self, identity: Identity, command: cmd.ClientCommand, now: float, peer: str
     ) -> list[Outgoing]:
         match command:
             case cmd.Hello(nick):
+                self._limit_joins(peer, now)
                 return self._register(identity, nick, now)
             case cmd.Ping():
                 return [(identity, ev.Pong())]
             case _:  # QUIT before registering: nothing to undo.
                 return []
 
-    def _registered(self, session: Session, command: cmd.ClientCommand) -> list[Outgoing]:
+    def _registered(
+        self, session: Session, command: cmd.ClientCommand, now: float
+    ) -> list[Outgoing]:
         me = session.identity
+        if isinstance(command, _METERED) and not session.messages.take(now):
+            return self._refuse_flood(session, now)
         match command:
             case cmd.Hello():
                 raise ProtocolError(
@@ -157,7 +190,15 @@ class ChatCore:
             case cmd.Quit(reason):
                 return self.remove(me, reason or "quit")
             case cmd.Admin(token):
+                wait = session.admin_tries.wait(now)
+                if wait > 0:
+                    log.warning("operator login by %s refused: too many failures", session.nick)
+                    raise ProtocolError(
+                        ErrorCode.RATE_LIMITED,
+                        f"too many failed operator logins: try again in {math.ceil(wait)} s",
+                    )
                 if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
+                    session.admin_tries.take(now)
                     log.warning("failed operator login by %s", session.nick)
                     raise ProtocolError(ErrorCode.FORBIDDEN, "wrong operator token")
                 session.operator = True
@@ -181,9 +222,24 @@ class ChatCore:
         holder = self.find(nick)
         if holder is not None:
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"nick {holder.nick} is taken")
-        session = Session(identity, nick, now)
+        skeleton = nick_skeleton(nick)
+        lookalike = self._by_skeleton.get(skeleton)
+        if lookalike is not None:
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN, f"nick {nick} looks like {lookalike.nick}, who is here"
+            )
+        flood = self.flood
+        session = Session(
+            identity,
+            nick,
+            now,
+            messages=flood.message_bucket(),
+            strikes=flood.strike_bucket(),
+            admin_tries=flood.admin_bucket(),
+        )
         self._by_identity[identity] = session
         self._by_key[nick_key(nick)] = session
+        self._by_skeleton[skeleton] = session
         log.info("%s joined (%d users)", nick, len(self._by_key))
         welcome = ev.Welcome(nick, self.heartbeat_ms, command_verbs(), self.users())
         return [(identity, welcome), *self._to_all(ev.Joined(nick), skip=identity)]
@@ -197,6 +253,7 @@ class ChatCore:
         if session is None:
             return []
         del self._by_key[nick_key(session.nick)]
+        del self._by_skeleton[nick_skeleton(session.nick)]
         log.info("%s left: %s (%d users)", session.nick, reason, len(self._by_key))
         return self._to_all(ev.Left(session.nick, truncate_utf8(reason, MAX_REASON_BYTES)))
 
@@ -205,6 +262,9 @@ class ChatCore:
         deadline = now - self.expiry_seconds
         silent = [s.identity for s in self._by_identity.values() if s.last_heard < deadline]
         reason = f"no heartbeat for {self.expiry_seconds:g} s"
+        # Join buckets that have refilled hold nothing worth remembering.
+        for peer in [p for p, bucket in self._joins_by_peer.items() if bucket.full(now)]:
+            del self._joins_by_peer[peer]
         return [out for identity in silent for out in self.remove(identity, reason)]
 
     # -- operator actions (from an operator client or the broker's terminal) ------------
@@ -228,8 +288,33 @@ class ChatCore:
         log.warning("shutting down: %s", reason)
         self._by_identity.clear()
         self._by_key.clear()
+        self._by_skeleton.clear()
         self.stopped = True
         return out
+
+    # -- flood control -----------------------------------------------------------------
+
+    def _refuse_flood(self, session: Session, now: float) -> list[Outgoing]:
+        if not session.strikes.take(now):
+            log.warning("%s kicked for flooding", session.nick)
+            return self.kick(session.nick, FLOOD_CONTROL, "flooding: too many messages refused")
+        flood = self.flood
+        raise ProtocolError(
+            ErrorCode.RATE_LIMITED,
+            f"slow down: at most {flood.burst} messages at once, {flood.per_second:g} per "
+            f"second; next one in {session.messages.wait(now):.1f} s",
+        )
+
+    def _limit_joins(self, peer: str, now: float) -> None:
+        if not self.flood.joins_limited(peer):
+            return
+        bucket = self._joins_by_peer.setdefault(peer, self.flood.join_bucket())
+        if not bucket.take(now):
+            log.warning("too many joins from %s", peer)
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"too many joins from {peer}: try again in {bucket.wait(now):.1f} s",
+            )
 
     # -- helpers ---------------------------------------------------------------------
 

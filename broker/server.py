@@ -14,7 +14,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import zmq
@@ -28,6 +28,7 @@ from messages import (
 
 from .console import run_console_line
 from .core import ChatCore, Identity, Outgoing
+from .ratelimit import FloodPolicy
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class BrokerConfig:
     bind: str = DEFAULT_BIND
     admin_token: str = ""
     heartbeat_ms: int = HEARTBEAT_INTERVAL_MS
+    flood: FloodPolicy = field(default_factory=FloodPolicy)
     #: Read operator commands from this file descriptor (normally the terminal's); None
     #: for none.
     console_fd: int | None = None
@@ -69,7 +71,7 @@ class BrokerServer:
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
-        self.core = ChatCore(config.admin_token, config.heartbeat_ms)
+        self.core = ChatCore(config.admin_token, config.heartbeat_ms, config.flood)
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         # A send to a vanished or saturated client must fail loudly, not be dropped.
@@ -137,10 +139,15 @@ class BrokerServer:
     def _receive_batch(self) -> None:
         for _ in range(RECEIVE_BATCH):
             try:
-                identity, *frames = self._socket.recv_multipart(zmq.NOBLOCK)
+                # The identity part as a Frame: it knows the peer's network address.
+                identity = self._socket.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._send(self.core.receive(identity, frames, time.monotonic()))
+            frames = self._socket.recv_multipart() if identity.more else []
+            # Only HELLO needs the address (joins are limited per address); the lookup
+            # is not free, so skip it for everything else.
+            peer = str(identity.get("Peer-Address")) if frames[1:2] == [b"HELLO"] else ""
+            self._send(self.core.receive(identity.bytes, frames, time.monotonic(), peer))
             if self.core.stopped:
                 return
 

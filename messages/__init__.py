@@ -17,7 +17,7 @@ from .limits import (
     MAX_WIRE_FRAME_BYTES,
     SIGNATURE,
 )
-from .nicks import nick_key, normalize_nick
+from .nicks import nick_key, nick_scripts, nick_skeleton, normalize_nick
 
 __all__ = [
     "HEARTBEAT_INTERVAL_MS",
@@ -38,6 +38,8 @@ __all__ = [
     "encode",
     "events",
     "nick_key",
+    "nick_scripts",
+    "nick_skeleton",
     "normalize_nick",
     "truncate_utf8",
 ]

@@ -16,6 +16,7 @@ class ErrorCode(IntEnum):
     TOO_LARGE = 413
     INVALID_NICK = 422
     UNSUPPORTED_VERSION = 426
+    RATE_LIMITED = 429
 
 
 class ProtocolError(Exception):

@@ -1,11 +1,22 @@
 """Nickname rules: what a valid nick is and when two nicks are the same."""
 
 import unicodedata
+from functools import cache
+
+from confusable_homoglyphs import categories, confusables
 
 from .errors import ErrorCode, ProtocolError
 from .limits import MAX_NICK_CHARS
 
 _EXTRA_NICK_CHARS = frozenset("_-")
+#: Scripts that mix with any other: digits, `_`, `-`, combining marks.
+_NEUTRAL_SCRIPTS = frozenset({"COMMON", "INHERITED"})
+#: Script sets that are one writing system (UTS #39 "highly restrictive" level).
+_SCRIPT_FAMILIES = (
+    frozenset({"HAN", "HIRAGANA", "KATAKANA"}),
+    frozenset({"HAN", "HANGUL"}),
+    frozenset({"HAN", "BOPOMOFO"}),
+)
 
 
 def _is_nick_char(char: str) -> bool:
@@ -35,7 +46,36 @@ def normalize_nick(nick: str) -> str:
                 ErrorCode.INVALID_NICK,
                 f"nick may not contain {shown!r}: use letters, digits, '_' and '-'",
             )
+    scripts = nick_scripts(nick)
+    if len(scripts) > 1 and not any(scripts <= family for family in _SCRIPT_FAMILIES):
+        names = " and ".join(sorted(name.title() for name in scripts))
+        raise ProtocolError(
+            ErrorCode.INVALID_NICK, f"nick mixes scripts ({names}): use one alphabet"
+        )
     return nick
+
+
+def nick_scripts(nick: str) -> frozenset[str]:
+    """The scripts (LATIN, CYRILLIC, ...) of the letters in `nick`."""
+    return frozenset(categories.alias(char) for char in nick) - _NEUTRAL_SCRIPTS
+
+
+@cache
+def _prototype(char: str) -> str:
+    # The lowest code point among the characters Unicode lists as confusable with `char`
+    # (UTS #39 data): Cyrillic "а" and Latin "a" both become "a".
+    lookalikes: list[dict[str, str]] = confusables.confusables_data.get(char, [])
+    candidates = [char, *(entry["c"] for entry in lookalikes if len(entry["c"]) == 1)]
+    return min(candidates)
+
+
+def nick_skeleton(nick: str) -> str:
+    """What `nick` looks like: nicks with equal skeletons are visually confusable.
+
+    Latin `pop` and Cyrillic `рор` share a skeleton; so do `alice` and `ALICE`.
+    """
+    folded = "".join(map(_prototype, unicodedata.normalize("NFKC", nick))).casefold()
+    return "".join(map(_prototype, folded))
 
 
 def nick_key(nick: str) -> str:

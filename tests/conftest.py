@@ -8,6 +8,8 @@ import pytest
 import zmq
 
 from broker import BrokerConfig, BrokerServer
+from broker.ratelimit import FloodPolicy
+from messages import HEARTBEAT_INTERVAL_MS
 from tests.peers import Peer
 
 ADMIN_TOKEN = "test-operator-token"
@@ -38,10 +40,16 @@ class RunningBroker:
         assert not self.thread.is_alive(), "broker did not stop"
 
 
-def start_broker(heartbeat_ms: int | None = None) -> RunningBroker:
-    config = BrokerConfig(bind=RANDOM_LOOPBACK, admin_token=ADMIN_TOKEN)
-    if heartbeat_ms is not None:
-        config = BrokerConfig(RANDOM_LOOPBACK, ADMIN_TOKEN, heartbeat_ms)
+def start_broker(
+    heartbeat_ms: int = HEARTBEAT_INTERVAL_MS, flood: FloodPolicy | None = None
+) -> RunningBroker:
+    """A broker on a random loopback port, serving from a thread; stop it with `stop`."""
+    config = BrokerConfig(
+        bind=RANDOM_LOOPBACK,
+        admin_token=ADMIN_TOKEN,
+        heartbeat_ms=heartbeat_ms,
+        flood=flood or FloodPolicy(),
+    )
     server = BrokerServer(config)
     thread = threading.Thread(target=server.run, name="broker", daemon=True)
     thread.start()

@@ -1,0 +1,87 @@
+"""Token buckets and the flood policy built on them: sans-IO, time passed in."""
+
+import math
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenBucket:
+    """`capacity` tokens, refilled at `per_second`; each allowed action takes one.
+
+    Times are monotonic seconds supplied by the caller.
+    """
+
+    capacity: float
+    per_second: float
+    tokens: float = field(init=False)
+    updated: float = field(default=-math.inf)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.capacity
+
+    def _refill(self, now: float) -> None:
+        if now > self.updated:
+            elapsed = now - self.updated
+            self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
+            self.updated = now
+
+    def take(self, now: float) -> bool:
+        """Take a token if there is one; False means the action is over the limit."""
+        self._refill(now)
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+    def wait(self, now: float) -> float:
+        """Seconds until a token is available again."""
+        self._refill(now)
+        return max(0.0, (1 - self.tokens) / self.per_second)
+
+    def full(self, now: float) -> bool:
+        """True when the bucket has refilled completely (nothing to remember)."""
+        self._refill(now)
+        return self.tokens >= self.capacity
+
+
+@dataclass(frozen=True)
+class FloodPolicy:
+    """How much one client may send, and what happens past that.
+
+    Chat commands (SAY, TELL, USERS, WALL, KICK) draw on a bucket of `burst` tokens
+    refilled at `per_second`; one over the limit is refused with ERROR 429. Each refusal
+    is a strike; strikes are forgiven at `strikes_forgiven_per_second`, and a client that
+    collects `strikes_to_kick` is kicked for flooding.
+    """
+
+    burst: int = 20
+    per_second: float = 5.0
+    strikes_to_kick: int = 40
+    strikes_forgiven_per_second: float = 1.0
+    #: Failed ADMIN attempts allowed in a row, then one more per `admin_retry_seconds`.
+    admin_attempts: int = 3
+    admin_retry_seconds: float = 20.0
+    #: HELLOs from one network address: a burst of `join_burst`, then `joins_per_second`.
+    join_burst: int = 10
+    joins_per_second: float = 2.0
+    #: Loopback clients are not join-limited (tests, benchmarks, bots on the same host).
+    exempt_loopback_joins: bool = True
+
+    def message_bucket(self) -> TokenBucket:
+        return TokenBucket(self.burst, self.per_second)
+
+    def strike_bucket(self) -> TokenBucket:
+        return TokenBucket(self.strikes_to_kick, self.strikes_forgiven_per_second)
+
+    def admin_bucket(self) -> TokenBucket:
+        return TokenBucket(self.admin_attempts, 1 / self.admin_retry_seconds)
+
+    def join_bucket(self) -> TokenBucket:
+        return TokenBucket(self.join_burst, self.joins_per_second)
+
+    def joins_limited(self, peer: str) -> bool:
+        """Whether HELLOs from network address `peer` count against a join bucket."""
+        if not peer:
+            return False
+        loopback = peer.startswith("127.") or peer in ("::1", "localhost")
+        return not (loopback and self.exempt_loopback_joins)

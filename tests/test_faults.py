@@ -1,0 +1,96 @@
+"""Faults over real sockets: a client that stops reading, a flooder, a storm of bad input."""
+
+import random
+from collections.abc import Callable
+
+import zmq
+
+from broker.ratelimit import FloodPolicy
+from messages import MAX_TEXT_BYTES, SIGNATURE, ErrorCode, encode
+from messages import commands as cmd
+from messages import events as ev
+from tests.conftest import RunningBroker, start_broker
+from tests.peers import Peer
+
+Context = zmq.Context[zmq.Socket[bytes]]
+Connect_T = Callable[..., Peer]
+#: Far more than a stalled reader's buffers hold: libzmq HWMs plus the kernel's TCP buffers.
+STALL_MESSAGE_LIMIT = 20_000
+#: Malformed messages fired at the live broker.
+MALFORMED_MESSAGES = 3_000
+
+
+def test_a_client_that_stops_reading_is_dropped_and_slows_no_one(context: Context) -> None:
+    broker = start_broker(flood=FloodPolicy(burst=10**9, per_second=10**9))
+    try:
+        stalled = Peer(context, broker.endpoint)
+        stalled.socket.setsockopt(zmq.RCVHWM, 10)
+        stalled.register("stalled")  # ...and never reads again
+        talker, listener = Peer(context, broker.endpoint), Peer(context, broker.endpoint)
+        talker.register("talker")
+        listener.register("listener")
+        text = "x" * MAX_TEXT_BYTES
+        left = None
+        sent = 0
+        while left is None and sent < STALL_MESSAGE_LIMIT:
+            talker.say(text)
+            sent += 1
+            # The listener keeps up, message by message: the stalled peer never blocks it.
+            event = listener.expect_after_presence(ev.Message, text=text)
+            assert event.sender == "talker"
+            while talker.socket.poll(0):
+                talker.next_event()
+            while listener.socket.poll(0):
+                extra = listener.next_event()
+                if isinstance(extra, ev.Left):
+                    left = extra
+                else:
+                    assert isinstance(extra, ev.Message)
+        assert left is not None, f"stalled reader still connected after {sent} messages"
+        assert left.nick == "stalled"
+        assert left.reason.startswith("not reading")
+        talker.send(cmd.ListUsers())
+        talker.expect_after_presence(ev.UserList, users=("listener", "talker"))
+    finally:
+        broker.stop()
+
+
+def test_flood_is_refused_live(connect: Connect_T, broker: RunningBroker) -> None:
+    flooder, victim = connect("flooder"), connect("victim")
+    burst = FloodPolicy().burst
+    for i in range(burst + 5):
+        flooder.say(f"spam {i}")
+    errors = 0
+    for _ in range(burst + 5):
+        event = flooder.expect_after_presence(ev.Message | ev.Error)  # type: ignore[arg-type]
+        errors += isinstance(event, ev.Error) and event.code == ErrorCode.RATE_LIMITED
+    assert errors == 5
+    received = [victim.expect_after_presence(ev.Message).text for _ in range(burst)]
+    assert received == [f"spam {i}" for i in range(burst)]
+
+
+def test_thousands_of_malformed_messages_then_a_normal_conversation(
+    connect: Connect_T,
+) -> None:
+    rng = random.Random(7)
+    rogue = connect()
+    templates = [
+        lambda: [rng.randbytes(rng.randrange(0, 40))],
+        lambda: [SIGNATURE, rng.randbytes(rng.randrange(0, 10))],
+        lambda: [SIGNATURE, b"SAY", rng.randbytes(rng.randrange(1, 50))],
+        lambda: [SIGNATURE, b"HELLO", rng.randbytes(rng.randrange(0, 200))],
+        lambda: [SIGNATURE, b"TELL"] + [rng.randbytes(5)] * rng.randrange(0, 9),
+        lambda: [b"ZCHAT" + rng.randbytes(2), b"PING"],
+        lambda: encode(cmd.Say("x" * (MAX_TEXT_BYTES + rng.randrange(1, 100)))),
+    ]
+    for _ in range(MALFORMED_MESSAGES):
+        rogue.send_raw(rng.choice(templates)())
+    replies = 0
+    while replies < MALFORMED_MESSAGES:
+        event = rogue.next_event()
+        replies += 1
+        # Random bytes now and then form a valid HELLO, SAY or PING: one reply each too.
+        assert isinstance(event, ev.Error | ev.Welcome | ev.Pong | ev.Message | ev.Kicked)
+    alice, bob = connect("alice"), connect("bob")
+    alice.tell("bob", "still standing?")
+    bob.expect_after_presence(ev.PrivateMessage, sender="alice", text="still standing?")
