@@ -72,7 +72,7 @@ def test_operator_terminal_commands(
     assert "bob joined" in err  # logged to stderr with levels
 
 
-@pytest.mark.parametrize("package", ["broker"])
+@pytest.mark.parametrize("package", ["broker", "client"])
 def test_help_documents_the_options(package: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", package, "--help"],

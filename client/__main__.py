@@ -1,0 +1,5 @@
+"""`python -m client`: run the chat client."""
+
+from .cli import main
+
+raise SystemExit(main())

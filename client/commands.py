@@ -1,0 +1,195 @@
+"""Parsing a typed line into what to do: a command to send, a local action, or a hint.
+
+The parser is shared by the full-screen UI and line mode, so `/msg`, `@nick`, `/query` and
+the rest behave the same in both. It looks at nothing but the line and the current target;
+checks that need the user list (is this nick present?) happen when the action is carried out.
+"""
+
+from dataclasses import dataclass
+from typing import Final
+
+from messages import MAX_REASON_BYTES, MAX_TEXT_BYTES, MAX_TOKEN_BYTES, ProtocolError
+from messages.commands import (
+    Admin,
+    ClientCommand,
+    Kick,
+    ListUsers,
+    Say,
+    Shutdown,
+    Tell,
+    Wall,
+)
+from messages.nicks import normalize_nick
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send `command` to the broker."""
+
+    command: ClientCommand
+
+
+@dataclass(frozen=True, slots=True)
+class SetTarget:
+    """Send plain lines to `nick` from now on; None means everyone."""
+
+    nick: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShowHelp:
+    """Show the command list."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hint:
+    """Nothing is sent; tell the user `text` (usage, unknown command, too long)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    """Leave the chat with `reason` and end the client."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nothing:
+    """An empty line: do nothing."""
+
+
+Action = Send | SetTarget | ShowHelp | Hint | Leave | Nothing
+
+
+@dataclass(frozen=True, slots=True)
+class CommandInfo:
+    """One slash command, for /help and completion."""
+
+    name: str
+    args: str
+    summary: str
+    #: Its first argument is a nick (completion offers nicks there).
+    takes_nick: bool = False
+
+
+COMMANDS: Final = (
+    CommandInfo("msg", "NICK TEXT", "send TEXT privately to NICK (also: @NICK TEXT)", True),
+    CommandInfo("query", "NICK", "send plain lines privately to NICK until /all", True),
+    CommandInfo("all", "", "send plain lines to everyone again"),
+    CommandInfo("users", "", "list who is here"),
+    CommandInfo("help", "", "show this list"),
+    CommandInfo("quit", "[REASON]", "leave the chat"),
+    CommandInfo("admin", "TOKEN", "become an operator"),
+    CommandInfo("kick", "NICK [REASON]", "operator: disconnect NICK", True),
+    CommandInfo("wall", "TEXT", "operator: a notice to everyone"),
+    CommandInfo("shutdown", "[REASON]", "operator: stop the server"),
+)
+_BY_NAME: Final = {info.name: info for info in COMMANDS}
+
+
+def help_lines() -> list[str]:
+    """The /help text, one line per command."""
+    lines = ["commands (a line starting with // sends a literal /):"]
+    for info in COMMANDS:
+        usage = f"/{info.name} {info.args}".rstrip()
+        lines.append(f"  {usage:<24} {info.summary}")
+    return lines
+
+
+def _usage(name: str) -> Hint:
+    info = _BY_NAME[name]
+    return Hint(f"usage: /{name} {info.args}".rstrip())
+
+
+def _too_long(what: str, text: str, limit: int) -> Hint | None:
+    size = len(text.encode("utf-8"))
+    if size > limit:
+        return Hint(f"{what} is too long ({size} bytes; the limit is {limit})")
+    return None
+
+
+def _say(text: str, target: str | None) -> Action:
+    if (hint := _too_long("message", text, MAX_TEXT_BYTES)) is not None:
+        return hint
+    return Send(Say(text) if target is None else Tell(target, text))
+
+
+def _tell(nick: str, text: str) -> Action:
+    try:
+        nick = normalize_nick(nick)
+    except ProtocolError as exc:
+        return Hint(f"{nick!r} is not a nick: {exc.reason}")
+    return _say(text, nick)
+
+
+def _reasoned(command: ClientCommand, reason: str) -> Action:
+    hint = _too_long("reason", reason, MAX_REASON_BYTES)
+    return hint if hint is not None else Send(command)
+
+
+def _mention(line: str) -> Action | None:
+    """`@nick text` as a private message, or None if the line is not one."""
+    first, _, text = line[1:].partition(" ")
+    # "@bob: hi" and "@bob, hi" are the same as "@bob hi".
+    nick = first.rstrip(":,")
+    try:
+        normalize_nick(nick)
+    except ProtocolError:
+        return None
+    if not text.strip():
+        return Hint("usage: @NICK TEXT")
+    return _tell(nick, text.lstrip(" "))
+
+
+def parse_line(line: str, target: str | None) -> Action:
+    """What to do with `line` as typed, when plain lines go to `target` (None: everyone)."""
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return Nothing()
+    if line.startswith("//"):
+        return _say(line[1:], target)
+    if line.startswith("@") and (action := _mention(line)) is not None:
+        return action
+    if not line.startswith("/"):
+        return _say(line, target)
+
+    name, _, rest = line[1:].partition(" ")
+    name = name.lower()
+    rest = rest.strip(" ")
+    args = rest.split(None, 1)
+    match name:
+        case "msg" | "tell":
+            if len(args) < 2:
+                return _usage("msg")
+            return _tell(args[0], args[1])
+        case "query":
+            return SetTarget(args[0]) if args else SetTarget(None)
+        case "all":
+            return SetTarget(None)
+        case "users" | "names" | "who":
+            return Send(ListUsers())
+        case "help":
+            return ShowHelp()
+        case "quit" | "exit":
+            hint = _too_long("reason", rest, MAX_REASON_BYTES)
+            return hint if hint is not None else Leave(rest)
+        case "admin" | "oper":
+            if not rest:
+                return _usage("admin")
+            hint = _too_long("token", rest, MAX_TOKEN_BYTES)
+            return hint if hint is not None else Send(Admin(rest))
+        case "kick":
+            if not args:
+                return _usage("kick")
+            reason = args[1] if len(args) > 1 else ""
+            return _reasoned(Kick(args[0], reason), reason)
+        case "wall":
+            if not rest:
+                return _usage("wall")
+            hint = _too_long("notice", rest, MAX_TEXT_BYTES)
+            return hint if hint is not None else Send(Wall(rest))
+        case "shutdown":
+            return _reasoned(Shutdown(rest), rest)
+    return Hint(f"unknown command /{name} — /help lists commands")

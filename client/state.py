@@ -1,0 +1,289 @@
+"""What the client knows about the chat, and the display entries each change produces.
+
+`ChatState` is updated only by `apply(event)` (broker events) and a few local actions
+(`set_target`, `cycle_target`, `mark_lost`); each returns the `Entry` objects to show. It does
+no I/O, so the full-screen UI, line mode and tests share it as is.
+"""
+
+import enum
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from messages import nick_key
+from messages.events import (
+    BrokerEvent,
+    Error,
+    Joined,
+    Kicked,
+    Left,
+    Message,
+    Notice,
+    Operator,
+    Pong,
+    PrivateMessage,
+    ServerShutdown,
+    UserList,
+    Welcome,
+)
+from messages.limits import HEARTBEAT_INTERVAL_MS
+
+
+def now_ms() -> int:
+    """Wall-clock time in milliseconds since the Unix epoch, like the broker's timestamps."""
+    return time.time_ns() // 1_000_000
+
+
+class LinkState(enum.Enum):
+    """How the client stands with the broker, as the status line shows it."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    LOST = "lost"
+    CLOSED = "closed"
+
+
+class EntryKind(enum.Enum):
+    """What kind of line an entry is; renderers style each kind differently."""
+
+    #: Chat text to everyone.
+    MESSAGE = "message"
+    #: Chat text between two users.
+    PRIVATE = "private"
+    #: Something that happened: joins, leaves, answers to local commands.
+    SYSTEM = "system"
+    #: A notice from the broker or an operator, to everyone.
+    NOTICE = "notice"
+    #: A failure: an ERROR event or a command that could not be sent.
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One line of the message pane (or of line-mode output). Text is raw, not sanitized."""
+
+    kind: EntryKind
+    text: str
+    time_ms: int
+    sender: str = ""
+    recipient: str = ""
+    #: Sent by this client's user.
+    own: bool = False
+    #: Mentions this client's nick as a whole word.
+    highlight: bool = False
+    #: The ERROR event's code, 0 for local errors.
+    code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """Why the session ended, and the process exit code that goes with it."""
+
+    reason: str
+    exit_code: int
+
+
+def mentions(text: str, nick: str) -> bool:
+    """Whether `nick` occurs in `text` as a whole word, ignoring case."""
+    # Nick characters are letters, digits, `_` and `-`, so those delimit a word here.
+    pattern = rf"(?<![\w-]){re.escape(nick)}(?![\w-])"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+class ChatState:
+    """The live state of one chat session: own nick, users, recent speakers, message target,
+    operator flag and link state."""
+
+    def __init__(self, nick: str, server: str, clock: Callable[[], int] = now_ms) -> None:
+        self.nick = nick
+        self.server = server
+        #: Where plain lines go: None for everyone, else a nick (as the broker spells it).
+        self.target: str | None = None
+        self.operator = False
+        self.link = LinkState.CONNECTING
+        self.heartbeat_ms = HEARTBEAT_INTERVAL_MS
+        #: Set once the broker has ended the session (kick, shutdown) or stopped answering.
+        self.ending: Ending | None = None
+        self._clock = clock
+        # nick_key -> nick as the broker spells it, in order of arrival.
+        self._users: dict[str, str] = {}
+        # nick_key -> sequence number of the user's last message / of their join.
+        self._spoke: dict[str, int] = {}
+        self._joined: dict[str, int] = {}
+        self._sequence = 0
+
+    # -- queries -------------------------------------------------------------------------
+
+    @property
+    def users(self) -> list[str]:
+        """Everyone present (self included), in case-insensitive alphabetical order."""
+        return sorted(self._users.values(), key=nick_key)
+
+    def find_user(self, nick: str) -> str | None:
+        """The present user whose nick matches `nick` ignoring case, as the broker spells it."""
+        return self._users.get(nick_key(nick))
+
+    def is_self(self, nick: str) -> bool:
+        """Whether `nick` is this client's own nick (ignoring case)."""
+        return nick_key(nick) == nick_key(self.nick)
+
+    def ranked_nicks(self) -> list[str]:
+        """Other users for completion: most recent speaker first, then users seen joining
+        (latest first), then everyone else alphabetically. Never includes self."""
+
+        def rank(nick: str) -> tuple[int, int, str]:
+            key = nick_key(nick)
+            if key in self._spoke:
+                return (0, -self._spoke[key], key)
+            if key in self._joined:
+                return (1, -self._joined[key], key)
+            return (2, 0, key)
+
+        own = nick_key(self.nick)
+        return sorted((n for k, n in self._users.items() if k != own), key=rank)
+
+    # -- local entries -------------------------------------------------------------------
+
+    def info(self, text: str) -> Entry:
+        """A system entry stamped now."""
+        return Entry(EntryKind.SYSTEM, text, self._clock())
+
+    def error(self, text: str, code: int = 0) -> Entry:
+        """An error entry stamped now."""
+        return Entry(EntryKind.ERROR, text, self._clock(), code=code)
+
+    # -- changes -------------------------------------------------------------------------
+
+    def set_target(self, nick: str | None) -> list[Entry]:
+        """Send plain lines to `nick` from now on (None: to everyone)."""
+        if nick is None:
+            self.target = None
+            return [self.info("messages go to everyone")]
+        present = self.find_user(nick)
+        if present is None:
+            return [self.error(f"no such nick {nick}")]
+        self.target = present
+        return [self.info(f"messages go to {present} only; /all to talk to everyone")]
+
+    def cycle_target(self, step: int) -> list[Entry]:
+        """Move the target `step` places through [everyone, other users alphabetically]."""
+        own = nick_key(self.nick)
+        choices: list[str | None] = [None, *(n for n in self.users if nick_key(n) != own)]
+        current = choices.index(self.target) if self.target in choices else 0
+        return self.set_target(choices[(current + step) % len(choices)])
+
+    def mark_lost(self, silent_ms: int) -> list[Entry]:
+        """The broker has been silent for `silent_ms`: the session is over."""
+        self.link = LinkState.LOST
+        reason = f"connection lost: no answer from {self.server} for {silent_ms / 1000:g} s"
+        self.ending = Ending(reason, 1)
+        return [self.error(reason)]
+
+    def apply(self, event: BrokerEvent) -> list[Entry]:
+        """Take in one broker event; return what to show for it."""
+        match event:
+            case Welcome():
+                return self._welcome(event)
+            case Joined(nick=nick):
+                if self.is_self(nick):
+                    return []
+                self._users[nick_key(nick)] = nick
+                self._joined[nick_key(nick)] = self._next()
+                return [self.info(f"{nick} joined")]
+            case Left(nick=nick, reason=reason):
+                return self._left(nick, reason)
+            case Message(sender=sender, text=text, time_ms=time_ms):
+                own = self.is_self(sender)
+                if not own:
+                    self._spoke[nick_key(sender)] = self._next()
+                highlight = not own and mentions(text, self.nick)
+                return [
+                    Entry(EntryKind.MESSAGE, text, time_ms, sender, own=own, highlight=highlight)
+                ]
+            case PrivateMessage(sender=sender, recipient=recipient, text=text, time_ms=time_ms):
+                own = self.is_self(sender)
+                # Whoever is on the other end of a private conversation is "recent" either way.
+                partner = recipient if own else sender
+                if not self.is_self(partner):
+                    self._spoke[nick_key(partner)] = self._next()
+                return [
+                    Entry(
+                        EntryKind.PRIVATE,
+                        text,
+                        time_ms,
+                        sender,
+                        recipient,
+                        own=own,
+                        highlight=not own,
+                    )
+                ]
+            case UserList(users=users):
+                return self._user_list(users)
+            case Notice(text=text):
+                return [Entry(EntryKind.NOTICE, text, self._clock())]
+            case Error(code=code, reason=reason):
+                return [self.error(reason, code)]
+            case Pong():
+                return []
+            case Operator():
+                self.operator = True
+                return [self.info("you are now an operator")]
+            case Kicked(by=by, reason=reason):
+                self.link = LinkState.CLOSED
+                self.ending = Ending(_with_reason(f"you were kicked by {by}", reason), 1)
+                return [self.error(self.ending.reason)]
+            case ServerShutdown(reason=reason):
+                self.link = LinkState.CLOSED
+                self.ending = Ending(_with_reason("the server is shutting down", reason), 1)
+                return [self.error(self.ending.reason)]
+        return []  # pragma: no cover - every event type is matched above
+
+    def _next(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    def _welcome(self, event: Welcome) -> list[Entry]:
+        self.nick = event.nick
+        self.heartbeat_ms = event.heartbeat_ms
+        self.link = LinkState.CONNECTED
+        self._set_users(event.users)
+        return [
+            self.info(f"connected to {self.server} as {self.nick}"),
+            self._users_entry(),
+        ]
+
+    def _left(self, nick: str, reason: str) -> list[Entry]:
+        key = nick_key(nick)
+        self._users.pop(key, None)
+        self._spoke.pop(key, None)
+        self._joined.pop(key, None)
+        entries = [self.info(_with_reason(f"{nick} left", reason))]
+        if self.target is not None and nick_key(self.target) == key:
+            self.target = None
+            entries.append(self.info(f"{nick} left; messages go to everyone again"))
+        return entries
+
+    def _user_list(self, users: Iterable[str]) -> list[Entry]:
+        self._set_users(users)
+        entries = [self._users_entry()]
+        if self.target is not None and self.find_user(self.target) is None:
+            entries.append(self.info(f"{self.target} is gone; messages go to everyone again"))
+            self.target = None
+        return entries
+
+    def _set_users(self, users: Iterable[str]) -> None:
+        self._users = {nick_key(n): n for n in users}
+        self._users.setdefault(nick_key(self.nick), self.nick)
+        for ranks in (self._spoke, self._joined):
+            for key in [k for k in ranks if k not in self._users]:
+                del ranks[key]
+
+    def _users_entry(self) -> Entry:
+        users = self.users
+        noun = "user" if len(users) == 1 else "users"
+        return self.info(f"{len(users)} {noun}: {' '.join(users)}")
+
+
+def _with_reason(what: str, reason: str) -> str:
+    return f"{what} ({reason})" if reason else what

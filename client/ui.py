@@ -1,0 +1,345 @@
+"""The full-screen chat: layout, styles and every key binding.
+
+    +------------------------------------------+----------+
+    | message pane (scrollback)                | * all    |
+    |                                          |   alice  |
+    |                                          |   bob    |
+    +------------------------------------------+----------+
+    | status: nick, server, link, operator                |
+    | [all] > input line                                  |
+    +-----------------------------------------------------+
+
+The UI owns no chat logic: typed lines go to `submit`, entries to show come in through
+`show`, and the user list, status and prompt are drawn from the live `ChatState`.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Final
+
+from prompt_toolkit.application import Application
+from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.data_structures import Point
+from prompt_toolkit.filters import Condition, has_completions
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.layout import (
+    BufferControl,
+    Dimension,
+    Float,
+    FloatContainer,
+    FormattedTextControl,
+    HSplit,
+    Layout,
+    VSplit,
+    Window,
+)
+from prompt_toolkit.layout.menus import CompletionsMenu
+from prompt_toolkit.layout.processors import BeforeInput
+from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
+from prompt_toolkit.styles import Style
+
+from messages import nick_key
+
+from .completion import ChatCompleter
+from .render import formatted_line, nick_color, sanitize
+from .state import ChatState, Ending, Entry, LinkState
+
+#: Oldest entries are dropped beyond this many.
+SCROLLBACK_LINES: Final = 10_000
+#: Lines moved per mouse wheel step.
+WHEEL_LINES: Final = 3
+
+STYLE: Final = Style.from_dict(
+    {
+        "time": "#888888",
+        "punct": "#888888",
+        "nick.own": "bold",
+        "text.own": "#bbbbbb",
+        "text.highlight": "bold ansiyellow",
+        "private": "ansimagenta",
+        "text.private": "italic",
+        "system": "#888888",
+        "notice": "bold ansicyan",
+        "error": "ansired",
+        "separator": "#555555",
+        "users.title": "bold underline",
+        "users.selected": "reverse",
+        "users.self": "bold",
+        "status": "reverse",
+        "status.lost": "bg:ansired fg:ansiwhite bold",
+        "status.operator": "bold",
+        "prompt": "bold",
+    }
+)
+
+
+class MessagePane:
+    """The scrollback: one line per entry, pinned to the newest line unless scrolled up.
+
+    Scrolled up, the pane draws the lines up to `anchor` only, with the window's cursor on
+    the last of them: the window then shows `anchor` at its bottom whatever the wrapping,
+    and new lines arriving meanwhile change nothing on screen.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[StyleAndTextTuples] = []
+        #: The bottom line while scrolled up; None when pinned to the newest line.
+        self.anchor: int | None = None
+        self.control = _PaneControl(self)
+        self.window = Window(self.control, wrap_lines=True, always_hide_cursor=True)
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the pane follows new lines."""
+        return self.anchor is None
+
+    @property
+    def bottom(self) -> int:
+        """Index of the bottom line on screen."""
+        last = max(0, len(self.lines) - 1)
+        return last if self.anchor is None else min(self.anchor, last)
+
+    def add(self, lines: list[StyleAndTextTuples]) -> None:
+        """Append `lines`, dropping the oldest beyond SCROLLBACK_LINES."""
+        self.lines.extend(lines)
+        excess = len(self.lines) - SCROLLBACK_LINES
+        if excess > 0:
+            del self.lines[:excess]
+            if self.anchor is not None:
+                self.anchor = max(0, self.anchor - excess)
+
+    def text(self) -> StyleAndTextTuples:
+        """The lines the control draws: all of them, or up to `anchor` when scrolled up."""
+        fragments: StyleAndTextTuples = []
+        for index, line in enumerate(self.lines[: self.bottom + 1]):
+            if index:
+                fragments.append(("", "\n"))
+            fragments.extend(line)
+        return fragments
+
+    def cursor(self) -> Point:
+        """The last drawn line: the window scrolls to keep it in view, at the bottom."""
+        return Point(x=0, y=self.bottom)
+
+    def page(self) -> int:
+        """Lines per page: the window's height less one line kept for context."""
+        info = self.window.render_info
+        return max(1, (info.window_height if info is not None else 10) - 1)
+
+    def scroll_up(self, lines: int | None = None) -> None:
+        """Scroll back by `lines` (default: a page)."""
+        if self.lines:
+            self.anchor = max(0, self.bottom - (lines or self.page()))
+
+    def scroll_down(self, lines: int | None = None) -> None:
+        """Scroll forward by `lines` (default: a page); pins again at the newest line."""
+        if self.anchor is not None:
+            anchor = self.anchor + (lines or self.page())
+            self.anchor = None if anchor >= len(self.lines) - 1 else anchor
+
+
+class _PaneControl(FormattedTextControl):
+    """The pane's control; handles the mouse wheel itself, as the scroll lives in the pane."""
+
+    def __init__(self, pane: MessagePane) -> None:
+        super().__init__(pane.text, focusable=False, get_cursor_position=pane.cursor)
+        self._pane = pane
+
+    def mouse_handler(self, mouse_event: MouseEvent) -> object:
+        if mouse_event.event_type == MouseEventType.SCROLL_UP:
+            self._pane.scroll_up(WHEEL_LINES)
+            return None
+        if mouse_event.event_type == MouseEventType.SCROLL_DOWN:
+            self._pane.scroll_down(WHEEL_LINES)
+            return None
+        return super().mouse_handler(mouse_event)
+
+
+class ChatUI:
+    """The prompt_toolkit Application of the chat.
+
+    Build it inside the app session it should use (tests pass a pipe input and a dummy
+    output through `create_app_session`). Its result is the `Ending` given to `exit`.
+    """
+
+    def __init__(self, state: ChatState, submit: Callable[[str], None]) -> None:
+        self.state = state
+        self._submit = submit
+        self._pending_exit: Ending | None = None
+        self.pane = MessagePane()
+        self.input = Buffer(
+            multiline=False,
+            completer=ChatCompleter(state),
+            complete_while_typing=False,
+            history=InMemoryHistory(),
+            accept_handler=self._accept,
+        )
+        input_window = Window(
+            BufferControl(self.input, input_processors=[BeforeInput(self.prompt_fragments)]),
+            height=Dimension(min=1, max=4),
+            wrap_lines=True,
+        )
+        #: The side panel with the user list.
+        self.users_window = Window(
+            FormattedTextControl(self.user_list_fragments, focusable=False),
+            width=Dimension(preferred=18, max=24),
+        )
+        body = HSplit(
+            [
+                VSplit(
+                    [
+                        self.pane.window,
+                        Window(width=1, char="│", style="class:separator"),
+                        self.users_window,
+                    ]
+                ),
+                Window(FormattedTextControl(self.status_fragments), height=1, style="class:status"),
+                input_window,
+            ]
+        )
+        root = FloatContainer(
+            body,
+            floats=[
+                Float(
+                    xcursor=True,
+                    ycursor=True,
+                    content=CompletionsMenu(max_height=8, scroll_offset=1),
+                )
+            ],
+        )
+        self.app: Application[Ending] = Application(
+            layout=Layout(root, focused_element=input_window),
+            key_bindings=self._key_bindings(),
+            style=STYLE,
+            full_screen=True,
+            mouse_support=True,
+            # PageUp/PageDown scroll the message pane, not the input line.
+            enable_page_navigation_bindings=False,
+        )
+
+    # -- fed by the client -------------------------------------------------------------
+
+    def show(self, entries: list[Entry]) -> None:
+        """Append `entries` to the message pane and redraw."""
+        if entries:
+            self.pane.add([formatted_line(entry) for entry in entries])
+        self.app.invalidate()
+
+    def exit(self, ending: Ending) -> None:
+        """Close the UI; `Application.run_async` returns `ending`."""
+        if self.app.is_done:
+            return
+        if not self.app.is_running:
+            self._pending_exit = ending
+            return
+        self.app.exit(result=ending)
+
+    async def run(self) -> Ending:
+        """Run the Application until `exit`."""
+
+        def exit_if_asked() -> None:
+            if self._pending_exit is not None:
+                self.app.exit(result=self._pending_exit)
+
+        return await self.app.run_async(pre_run=exit_if_asked)
+
+    def log_handler(self) -> logging.Handler:
+        """A logging handler that shows records in the message pane."""
+        return _PaneLogHandler(self)
+
+    # -- drawn from the state ----------------------------------------------------------
+
+    def prompt_fragments(self) -> StyleAndTextTuples:
+        """The prompt before the input line: where plain lines go, `[all] > ` or `[to bob] > `."""
+        target = self.state.target
+        label = "all" if target is None else f"to {sanitize(target)}"
+        return [("class:prompt", f"[{label}] > ")]
+
+    def status_fragments(self) -> StyleAndTextTuples:
+        """The status line: own nick, server, link state, operator, scrolled-up marker."""
+        state = self.state
+        link_style = "class:status.lost" if state.link is not LinkState.CONNECTED else ""
+        status: StyleAndTextTuples = [
+            ("class:status.nick", f" {sanitize(state.nick)} "),
+            ("", f"@ {sanitize(state.server)} "),
+            (link_style, f" {state.link.value} "),
+        ]
+        if state.operator:
+            status.append(("class:status.operator", " operator "))
+        if not self.pane.pinned:
+            status.append(("", " -- more below (PageDown) -- "))
+        return status
+
+    def user_list_fragments(self) -> StyleAndTextTuples:
+        """The side panel: "all", then every user; a click on a row makes it the target."""
+        state = self.state
+        target_key = nick_key(state.target) if state.target is not None else None
+        rows: StyleAndTextTuples = [("class:users.title", f" {len(state.users)} here\n")]
+        rows.append(self._user_row("all", None, state.target is None))
+        for nick in state.users:
+            if state.is_self(nick):
+                rows.append(("class:users.self", f"  {sanitize(nick)}\n"))
+            else:
+                rows.append(self._user_row(nick, nick, nick_key(nick) == target_key))
+        return rows
+
+    def _user_row(
+        self, label: str, target: str | None, selected: bool
+    ) -> tuple[str, str, Callable[[MouseEvent], object]]:
+        def pick(mouse_event: MouseEvent) -> object:
+            if mouse_event.event_type != MouseEventType.MOUSE_UP:
+                return NotImplemented
+            self.show(self.state.set_target(target))
+            return None
+
+        style = "class:users.selected" if selected else ""
+        if target is not None:
+            style += f" fg:{nick_color(target)}"
+        marker = "*" if selected else " "
+        return (style, f"{marker} {sanitize(label)}\n", pick)
+
+    # -- input -------------------------------------------------------------------------
+
+    def _accept(self, buffer: Buffer) -> bool:
+        self._submit(buffer.text)
+        return False  # clear the line (it stays in history)
+
+    def _key_bindings(self) -> KeyBindings:
+        bindings = KeyBindings()
+        empty_line = Condition(lambda: not self.input.text)
+
+        @bindings.add("pageup")
+        def _page_up(event: KeyPressEvent) -> None:
+            self.pane.scroll_up()
+
+        @bindings.add("pagedown")
+        def _page_down(event: KeyPressEvent) -> None:
+            self.pane.scroll_down()
+
+        @bindings.add("c-n", filter=~has_completions)
+        @bindings.add("escape", "down")
+        def _next_target(event: KeyPressEvent) -> None:
+            self.show(self.state.cycle_target(+1))
+
+        @bindings.add("c-p", filter=~has_completions)
+        @bindings.add("escape", "up")
+        def _previous_target(event: KeyPressEvent) -> None:
+            self.show(self.state.cycle_target(-1))
+
+        @bindings.add("c-c")
+        @bindings.add("c-d", filter=empty_line)
+        def _quit(event: KeyPressEvent) -> None:
+            self._submit("/quit")
+
+        return bindings
+
+
+class _PaneLogHandler(logging.Handler):
+    def __init__(self, ui: ChatUI) -> None:
+        super().__init__()
+        self._ui = ui
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._ui.show([self._ui.state.info(f"{record.name}: {record.getMessage()}")])

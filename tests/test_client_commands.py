@@ -1,0 +1,94 @@
+"""Parsing typed lines: what is sent, what stays local, what is only a hint."""
+
+import pytest
+
+from client.commands import (
+    Action,
+    Hint,
+    Leave,
+    Nothing,
+    Send,
+    SetTarget,
+    ShowHelp,
+    help_lines,
+    parse_line,
+)
+from messages import MAX_TEXT_BYTES
+from messages import commands as cmd
+
+UNKNOWN_HINT = "unknown command /{} — /help lists commands"
+
+
+@pytest.mark.parametrize(
+    ("line", "target", "expected"),
+    [
+        # Plain lines go to the current target.
+        ("hello", None, Send(cmd.Say("hello"))),
+        ("  spaced  out ", None, Send(cmd.Say("  spaced  out "))),
+        ("hello\n", None, Send(cmd.Say("hello"))),
+        ("hello", "bob", Send(cmd.Tell("bob", "hello"))),
+        ("Привет, Анна", None, Send(cmd.Say("Привет, Анна"))),
+        # Empty input does nothing.
+        ("", None, Nothing()),
+        ("   ", "bob", Nothing()),
+        ("\n", None, Nothing()),
+        # Private messages.
+        ("/msg bob hi there", None, Send(cmd.Tell("bob", "hi there"))),
+        ("/MSG bob  two  spaces", None, Send(cmd.Tell("bob", "two  spaces"))),
+        ("/msg Анна привет", "bob", Send(cmd.Tell("Анна", "привет"))),
+        ("/msg bob", None, Hint("usage: /msg NICK TEXT")),
+        ("/msg", None, Hint("usage: /msg NICK TEXT")),
+        ("@bob hi", None, Send(cmd.Tell("bob", "hi"))),
+        ("@bob: hi", None, Send(cmd.Tell("bob", "hi"))),
+        ("@bob", None, Hint("usage: @NICK TEXT")),
+        # "@" not followed by a nick is ordinary text.
+        ("@ home now", None, Send(cmd.Say("@ home now"))),
+        ("@!? what", "bob", Send(cmd.Tell("bob", "@!? what"))),
+        # Target changes.
+        ("/query bob", None, SetTarget("bob")),
+        ("/query", "bob", SetTarget(None)),
+        ("/all", "bob", SetTarget(None)),
+        # Local and plain commands.
+        ("/users", None, Send(cmd.ListUsers())),
+        ("/help", None, ShowHelp()),
+        ("/quit", None, Leave("")),
+        ("/quit gone fishing", None, Leave("gone fishing")),
+        # Operator commands are sent; the broker decides.
+        ("/admin s3cret", None, Send(cmd.Admin("s3cret"))),
+        ("/admin", None, Hint("usage: /admin TOKEN")),
+        ("/kick bob", None, Send(cmd.Kick("bob", ""))),
+        ("/kick bob spamming the channel", None, Send(cmd.Kick("bob", "spamming the channel"))),
+        ("/kick", None, Hint("usage: /kick NICK [REASON]")),
+        ("/wall maintenance at noon", None, Send(cmd.Wall("maintenance at noon"))),
+        ("/wall", None, Hint("usage: /wall TEXT")),
+        ("/shutdown", None, Send(cmd.Shutdown(""))),
+        ("/shutdown upgrade", None, Send(cmd.Shutdown("upgrade"))),
+        # Unknown commands send nothing.
+        ("/foo", None, Hint(UNKNOWN_HINT.format("foo"))),
+        ("/foo bar baz", "bob", Hint(UNKNOWN_HINT.format("foo"))),
+        ("/", None, Hint(UNKNOWN_HINT.format(""))),
+        # "//" sends a line starting with "/" literally.
+        ("//foo is a path", None, Send(cmd.Say("/foo is a path"))),
+        ("//", "bob", Send(cmd.Tell("bob", "/"))),
+    ],
+)
+def test_parse_line(line: str, target: str | None, expected: Action) -> None:
+    assert parse_line(line, target) == expected
+
+
+def test_invalid_nick_in_msg_is_a_hint() -> None:
+    action = parse_line("/msg bad!nick hi", None)
+    assert isinstance(action, Hint)
+    assert "'bad!nick' is not a nick" in action.text
+
+
+def test_over_long_text_is_a_hint_not_sent() -> None:
+    action = parse_line("é" * (MAX_TEXT_BYTES // 2 + 1), None)
+    assert action == Hint(f"message is too long ({MAX_TEXT_BYTES + 2} bytes; the limit is 4096)")
+    assert parse_line("x" * MAX_TEXT_BYTES, None) == Send(cmd.Say("x" * MAX_TEXT_BYTES))
+
+
+def test_help_lists_every_command() -> None:
+    text = "\n".join(help_lines())
+    for name in ("msg", "query", "all", "users", "help", "quit", "admin", "kick", "wall"):
+        assert f"/{name}" in text

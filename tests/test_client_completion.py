@@ -1,0 +1,108 @@
+"""Tab completion against a chat state fed with broker events."""
+
+import pytest
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
+
+from client.completion import ChatCompleter
+from client.state import ChatState
+from messages import events as ev
+
+SERVER = "tcp://127.0.0.1:5555"
+
+
+def completions(state: ChatState, text: str) -> list[str]:
+    """What replaces the current word, in offered order, for `text` with the cursor at its end."""
+    document = Document(text, len(text))
+    event = CompleteEvent(completion_requested=True)
+    return [c.text for c in ChatCompleter(state).get_completions(document, event)]
+
+
+def applied(state: ChatState, text: str) -> list[str]:
+    """The whole line after each offered completion."""
+    document = Document(text, len(text))
+    event = CompleteEvent(completion_requested=True)
+    return [
+        text[: len(text) + c.start_position] + c.text
+        for c in ChatCompleter(state).get_completions(document, event)
+    ]
+
+
+@pytest.fixture
+def state() -> ChatState:
+    chat = ChatState("alice", SERVER)
+    chat.apply(ev.Welcome("alice", 2000, (), ("alice", "bob", "Bernd", "Анна", "carol", "Alfred")))
+    return chat
+
+
+def test_commands_after_slash(state: ChatState) -> None:
+    assert completions(state, "/q") == ["/query ", "/quit "]
+    assert completions(state, "/")[:3] == ["/msg ", "/query ", "/all"]
+    assert completions(state, "/US") == ["/users"]
+    assert completions(state, "/nope") == []
+    # "//" starts a literal line, not a command.
+    assert completions(state, "//q") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/msg b", ["/msg Bernd ", "/msg bob "]),
+        ("/query c", ["/query carol "]),
+        ("/kick BO", ["/kick bob "]),
+        ("@b", ["@Bernd ", "@bob "]),
+        ("hey @ca", ["hey @carol "]),
+        ("b", ["Bernd: ", "bob: "]),
+        ("thanks c", ["thanks carol "]),
+        ("/msg bob thanks c", ["/msg bob thanks carol "]),
+        ("/wall ask c", ["/wall ask carol "]),
+        ("ан", ["Анна: "]),
+        ("/msg АН", ["/msg Анна "]),
+        ("x", []),
+    ],
+)
+def test_nick_positions_and_suffixes(state: ChatState, text: str, expected: list[str]) -> None:
+    assert applied(state, text) == expected
+
+
+def test_own_nick_is_never_offered(state: ChatState) -> None:
+    assert completions(state, "al") == ["Alfred: "]
+    assert completions(state, "/msg al") == ["Alfred "]
+
+
+def test_no_nick_completion_in_tokens_or_targets(state: ChatState) -> None:
+    assert completions(state, "/admin b") == []
+    assert completions(state, "/query bob c") == []
+
+
+def test_recent_speakers_first_then_joins_then_alphabetical(state: ChatState) -> None:
+    assert completions(state, "") == ["Alfred: ", "Bernd: ", "bob: ", "carol: ", "Анна: "]
+    state.apply(ev.Joined("bert"))
+    state.apply(ev.Message("carol", "hi", 1))
+    state.apply(ev.Message("bob", "hi", 2))
+    state.apply(ev.Message("alice", "my own line does not rank me", 3))
+    assert completions(state, "b") == ["bob: ", "bert: ", "Bernd: "]
+    assert completions(state, "") == ["bob: ", "carol: ", "bert: ", "Alfred: ", "Bernd: ", "Анна: "]
+    # A private message ranks the other side of the conversation, whoever sent it.
+    state.apply(ev.PrivateMessage("alice", "Bernd", "psst", 4))
+    assert completions(state, "b") == ["Bernd: ", "bob: ", "bert: "]
+
+
+def test_joined_completes_at_once_and_left_never(state: ChatState) -> None:
+    completer = ChatCompleter(state)
+    document = Document("da", 2)
+    event = CompleteEvent(completion_requested=True)
+    assert list(completer.get_completions(document, event)) == []
+    state.apply(ev.Joined("dave"))
+    assert [c.text for c in completer.get_completions(document, event)] == ["dave: "]
+    state.apply(ev.Message("dave", "hello", 5))
+    state.apply(ev.Left("dave", "quit"))
+    assert list(completer.get_completions(document, event)) == []
+    state.apply(ev.Joined("Dave"))
+    # Back again: ranks as a join, not with the old message.
+    assert completions(state, "d") == ["Dave: "]
+
+
+def test_user_list_refresh_replaces_users(state: ChatState) -> None:
+    state.apply(ev.UserList(("alice", "zoe")))
+    assert completions(state, "") == ["zoe: "]

@@ -1,0 +1,225 @@
+"""The full-screen client, driven through its real Application (pipe input, dummy output)
+against the real broker; other users are plain DEALER peers."""
+
+import asyncio
+from collections.abc import Callable
+
+from client.state import LinkState
+from messages import commands as cmd
+from messages import events as ev
+from tests.client_helpers import eventually, expect, running_client
+from tests.conftest import RunningBroker
+from tests.peers import Peer
+
+Connect = Callable[..., Peer]
+
+
+def test_plain_line_goes_to_everyone_and_msg_only_to_its_recipient(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob, carol = connect("bob"), connect("carol")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            alice.type("hello all\r")
+            await expect(bob, ev.Message, sender="alice", text="hello all")
+            await expect(carol, ev.Message, sender="alice", text="hello all")
+
+            alice.type("/msg bob psst\r")
+            await expect(bob, ev.PrivateMessage, sender="alice", recipient="bob", text="psst")
+            alice.type("after\r")
+            # Carol's next message is the later public one: the private line skipped her.
+            await expect(carol, ev.Message, sender="alice", text="after")
+            await alice.wait_for_pane("[alice → bob] psst")
+            await alice.wait_for_pane("<alice> after")
+
+    asyncio.run(scenario())
+
+
+def test_query_target_from_command_key_and_mouse(broker: RunningBroker, connect: Connect) -> None:
+    bob = connect("bob")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            ui = alice.client.ui
+            alice.type("/query BOB\r")
+            await eventually(lambda: alice.client.state.target == "bob", "target bob")
+            assert ui.prompt_fragments() == [("class:prompt", "[to bob] > ")]
+            alice.type("just you\r")
+            await expect(bob, ev.PrivateMessage, recipient="bob", text="just you")
+
+            alice.type("/all\r")
+            await eventually(lambda: alice.client.state.target is None, "target all")
+            assert ui.prompt_fragments() == [("class:prompt", "[all] > ")]
+            alice.type("everyone\r")
+            await expect(bob, ev.Message, text="everyone")
+
+            # Ctrl-N cycles: all -> bob -> all (alice herself is not a target).
+            alice.type("\x0e")
+            await eventually(lambda: alice.client.state.target == "bob", "Ctrl-N to bob")
+            alice.type("\x0e")
+            await eventually(lambda: alice.client.state.target is None, "Ctrl-N back to all")
+
+            # A mouse click (xterm SGR press and release) on bob's row of the side panel,
+            # the rightmost window: rows are the title, all, alice, bob.
+            info = ui.users_window.render_info
+            assert info is not None
+            column = ui.app.output.get_size().columns - info.window_width + 3
+            alice.type(f"\x1b[<0;{column};4M\x1b[<0;{column};4m")
+            await eventually(lambda: alice.client.state.target == "bob", "click on bob")
+
+            # The query target leaves: lines go to everyone again, and the pane says so.
+            bob.send(cmd.Quit("bye"))
+            await alice.wait_for_pane("bob left; messages go to everyone again")
+            assert alice.client.state.target is None
+
+    asyncio.run(scenario())
+
+
+def test_tab_completes_who_joined_since_start_and_not_who_left(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    carol, cecil = connect("carol"), connect("cecil")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            state = alice.client.state
+            dave = connect("dave")
+            await eventually(lambda: state.find_user("dave") is not None, "dave in the list")
+            alice.type("da\t")
+            await eventually(lambda: alice.input_text == "dave: ", "'da' completed to 'dave: '")
+
+            alice.type("\x15")  # Ctrl-U clears the line
+            carol.send(cmd.Quit("bye"))
+            await eventually(lambda: state.find_user("carol") is None, "carol gone")
+            # Only cecil still matches "c": with carol offered too, the line would stay "c".
+            alice.type("c\t")
+            await eventually(lambda: alice.input_text == "cecil: ", "'c' completed to 'cecil: '")
+            alice.type("\x15/msg D\t")
+            await eventually(lambda: alice.input_text == "/msg dave ", "/msg nick completion")
+            dave.close()
+            cecil.close()
+
+    asyncio.run(scenario())
+
+
+def test_incoming_message_leaves_the_half_typed_line_alone(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            alice.type("half typ")
+            await eventually(lambda: alice.input_text == "half typ", "typed text")
+            bob.say("interrupting \x1b[2J\u202e you, alice")
+            await alice.wait_for_pane("<bob> interrupting ^[[2J<U+202E> you, alice")
+            assert alice.input_text == "half typ"
+            assert alice.client.ui.input.cursor_position == len("half typ")
+            await expect(bob, ev.Message, sender="bob")  # his own echo
+            alice.type("ed\r")
+            await expect(bob, ev.Message, sender="alice", text="half typed")
+
+    asyncio.run(scenario())
+
+
+def test_unknown_command_is_a_hint_and_sends_nothing(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            alice.type("/foo bar\r")
+            await alice.wait_for_pane("unknown command /foo — /help lists commands")
+            alice.type("//foo is literal\r")
+            # Bob's next message is the literal line: /foo sent him nothing.
+            await expect(bob, ev.Message, text="/foo is literal")
+
+    asyncio.run(scenario())
+
+
+def test_quit_exits_the_app_and_the_others_see_the_reason(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            alice.type("/quit see you\r")
+            ending = await asyncio.wait_for(alice.task, 5)
+            assert ending.exit_code == 0
+            assert alice.client.quit_sent
+        await expect(bob, ev.Left, nick="alice", reason="see you")
+
+    asyncio.run(scenario())
+
+
+def test_kick_closes_the_app_with_the_reason(broker: RunningBroker, connect: Connect) -> None:
+    bob = connect("bob")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            bob.send(cmd.Admin(broker.admin_token))
+            await expect(bob, ev.Operator)
+            bob.send(cmd.Kick("alice", "flooding"))
+            ending = await asyncio.wait_for(alice.task, 5)
+            assert ending.exit_code == 1
+            assert ending.reason == "you were kicked by bob (flooding)"
+            assert alice.client.state.link is LinkState.CLOSED
+
+    asyncio.run(scenario())
+
+
+def test_operator_status_and_server_shutdown(broker: RunningBroker) -> None:
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            alice.type(f"/admin {broker.admin_token}\r")
+            await eventually(lambda: alice.client.state.operator, "operator status")
+            status = "".join(fragment[1] for fragment in alice.client.ui.status_fragments())
+            assert "operator" in status and "connected" in status
+            alice.type("/shutdown maintenance\r")
+            ending = await asyncio.wait_for(alice.task, 5)
+            assert ending.exit_code == 1
+            assert ending.reason == "the server is shutting down (maintenance)"
+
+    asyncio.run(scenario())
+
+
+def test_page_up_scrolls_back_and_page_down_pins_to_the_bottom(broker: RunningBroker) -> None:
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            ui, state = alice.client.ui, alice.client.state
+            pane = ui.pane
+            ui.show([state.info(f"line {n}") for n in range(200)])
+            last = len(pane.lines) - 1
+
+            def bottom_line() -> int | None:
+                info = pane.window.render_info
+                return None if info is None else info.last_visible_line()
+
+            def bottom_visible() -> bool:
+                return bottom_line() == len(pane.lines) - 1
+
+            await eventually(bottom_visible, "the newest line on screen")
+            alice.type("\x1b[5~")  # PageUp
+            await eventually(lambda: not pane.pinned, "scrolled up")
+            await eventually(lambda: not bottom_visible(), "the newest line off screen")
+            first = pane.anchor
+            assert first is not None and first < last
+            alice.type("\x1b[5~")
+            await eventually(lambda: pane.anchor is not None and pane.anchor < first, "page 2")
+            await eventually(lambda: bottom_line() == pane.anchor, "the anchor at the bottom")
+            status = "".join(fragment[1] for fragment in ui.status_fragments())
+            assert "more below" in status
+            # New lines do not move a scrolled-up pane.
+            anchor = pane.anchor
+            ui.show([state.info("news")])
+            assert pane.anchor == anchor
+            for _ in range(20):
+                alice.type("\x1b[6~")  # PageDown
+            await eventually(lambda: pane.pinned, "pinned again")
+            await eventually(bottom_visible, "the newest line on screen again")
+            assert len(pane.lines) == last + 2
+
+    asyncio.run(scenario())
