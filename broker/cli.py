@@ -6,13 +6,22 @@ import secrets
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 import zmq
 
-from messages import HEARTBEAT_INTERVAL_MS, HEARTBEAT_LIVENESS, MAX_TOKEN_BYTES
+from messages import (
+    FLOOD_BURST,
+    FLOOD_PER_SECOND,
+    HEARTBEAT_INTERVAL_MS,
+    HEARTBEAT_LIVENESS,
+    MAX_TOKEN_BYTES,
+)
 
 from .console import HELP
+from .keys import STATE_DIR_ENV, default_state_dir, server_key_pair
+from .ratelimit import FloodPolicy
 from .server import DEFAULT_BIND, BrokerConfig, BrokerServer
 
 #: Bytes of randomness in a generated operator token.
@@ -45,12 +54,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             f"silent for {HEARTBEAT_LIVENESS} intervals is removed"
         ),
     )
+    parser.add_argument(
+        "--flood-burst",
+        type=int,
+        default=FLOOD_BURST,
+        help=f"chat commands a client may send at once (default: {FLOOD_BURST})",
+    )
+    parser.add_argument(
+        "--flood-rate",
+        type=float,
+        default=FLOOD_PER_SECOND,
+        help=f"chat commands per second a client may sustain (default: {FLOOD_PER_SECOND:g})",
+    )
+    parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="encrypt with CurveZMQ; the key pair is created once in the state directory",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help=f"where the key pair lives (default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     if len(args.admin_token.encode()) > MAX_TOKEN_BYTES:
         parser.error(f"--admin-token is longer than {MAX_TOKEN_BYTES} bytes")
     if args.heartbeat_ms < 1:
         parser.error("--heartbeat-ms must be positive")
+    if args.flood_burst < 1 or args.flood_rate <= 0:
+        parser.error("--flood-burst and --flood-rate must be positive")
     return args
 
 
@@ -64,8 +98,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     token = args.admin_token or secrets.token_urlsafe(GENERATED_TOKEN_BYTES)
     console_fd = sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None
+    public_key = secret_key = None
+    if args.secure:
+        state_dir = args.state_dir or default_state_dir()
+        public_key, secret_key = server_key_pair(state_dir)
     config = BrokerConfig(
-        bind=args.bind, admin_token=token, heartbeat_ms=args.heartbeat_ms, console_fd=console_fd
+        bind=args.bind,
+        admin_token=token,
+        heartbeat_ms=args.heartbeat_ms,
+        console_fd=console_fd,
+        flood=FloodPolicy(burst=args.flood_burst, per_second=args.flood_rate),
+        curve_secret_key=secret_key,
     )
     try:
         server = BrokerServer(config)
@@ -79,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print(f"zmq-chat broker listening on {server.endpoint}", flush=True)
+    if public_key is not None:
+        print(f"CurveZMQ on; server public key: {public_key.decode()}", flush=True)
     if args.admin_token:
         print("operator token: as given with --admin-token", flush=True)
     else:

@@ -3,19 +3,21 @@
 The core takes what one client sent (its ROUTER identity and the message frames) and returns
 the events to send, as a list of (identity, event) pairs; the socket loop in
 `broker.server` does the sending. Everything the broker knows about its users lives here,
-so every rule (registration, routing, presence, operators, expiry) can be tested without a
-socket.
+so every rule (registration, resumption, routing, receipts, presence, operators, expiry,
+flood control) can be tested without a socket.
 """
 
 import hmac
 import logging
 import math
+import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from messages import (
+    FETCH_LIMIT,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     MAX_REASON_BYTES,
@@ -24,6 +26,7 @@ from messages import (
     ProtocolError,
     command_verbs,
     decode_command,
+    message_ref,
     nick_key,
     nick_skeleton,
     normalize_nick,
@@ -32,42 +35,34 @@ from messages import (
 from messages import commands as cmd
 from messages import events as ev
 
+from .history import BroadcastEvent, BroadcastLog
 from .ratelimit import FloodPolicy, TokenBucket
+from .session import Identity, Session
 
 log = logging.getLogger(__name__)
 
-Identity = bytes
 Outgoing = tuple[Identity, ev.BrokerEvent]
 
 #: Who a kick or notice comes from when the broker's own terminal issues it.
 CONSOLE_OPERATOR: Final = "operator"
 #: Who kicks a client for flooding.
 FLOOD_CONTROL: Final = "flood-control"
-#: Commands a client may send before HELLO succeeds.
-_ALLOWED_UNREGISTERED: Final = (cmd.Hello, cmd.Ping, cmd.Quit)
+#: Names the broker signs with; no user may take them, nor anything that looks like them.
+RESERVED_NICKS: Final = frozenset({CONSOLE_OPERATOR, FLOOD_CONTROL, "server", "broker"})
+_RESERVED_SKELETONS: Final = frozenset(nick_skeleton(nick) for nick in RESERVED_NICKS)
+#: Broadcast events kept for clients that FETCH what they missed.
+HISTORY_EVENTS: Final = 10_000
+#: Identities of removed sessions remembered, so their next message learns why.
+DEPARTED_LIMIT: Final = 1024
 #: Commands that draw on a client's flood-control bucket.
-_METERED: Final = (cmd.Say, cmd.Tell, cmd.ListUsers, cmd.Wall, cmd.Kick)
-
-
-@dataclass
-class Session:
-    """One registered client."""
-
-    identity: Identity
-    nick: str
-    last_heard: float
-    #: Flood control: chat commands, refusals, failed operator logins.
-    messages: TokenBucket
-    strikes: TokenBucket
-    admin_tries: TokenBucket
-    operator: bool = False
+_METERED: Final = (cmd.Say, cmd.Tell, cmd.ListUsers, cmd.Wall, cmd.Kick, cmd.Fetch)
 
 
 class ChatCore:
     """Nick registry and router: `receive` in, (identity, event) pairs out.
 
-    `now` arguments are monotonic seconds (for liveness); message times are stamped from
-    `wall_clock`.
+    `now` arguments are monotonic seconds (for liveness and flood control); message times
+    are stamped from `wall_clock`.
     """
 
     def __init__(
@@ -76,19 +71,24 @@ class ChatCore:
         heartbeat_ms: int = HEARTBEAT_INTERVAL_MS,
         flood: FloodPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
+        epoch: str | None = None,
     ) -> None:
         if not admin_token:
             raise ValueError("the operator token must not be empty")
         self.admin_token = admin_token
         self.heartbeat_ms = heartbeat_ms
         self.flood = flood or FloodPolicy()
+        #: Names this run of the broker: broadcast numbers start again with each epoch.
+        self.epoch = epoch or secrets.token_hex(4)
+        self.history = BroadcastLog(HISTORY_EVENTS)
+        self.stopped = False
         self._wall_clock = wall_clock
-        self._joins_by_peer: dict[str, TokenBucket] = {}
         self._by_identity: dict[Identity, Session] = {}
         self._by_key: dict[str, Session] = {}
         # What each present nick looks like: no one may take a look-alike.
         self._by_skeleton: dict[str, Session] = {}
-        self.stopped = False
+        self._joins_by_peer: dict[str, TokenBucket] = {}
+        self._departed: OrderedDict[Identity, str] = OrderedDict()
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -130,7 +130,7 @@ class ChatCore:
             command = decode_command(frames)
         except ProtocolError as exc:
             log.info("bad message from %s: %s", self._who(identity), exc)
-            return [(identity, ev.Error(exc.code, exc.reason))]
+            return [(identity, ev.Error(exc.code, message_ref(frames), exc.reason))]
         return self.handle(identity, command, now, peer)
 
     def handle(
@@ -142,68 +142,72 @@ class ChatCore:
         session = self._by_identity.get(identity)
         try:
             if session is None:
-                if not isinstance(command, _ALLOWED_UNREGISTERED):
-                    raise ProtocolError(
-                        ErrorCode.NOT_REGISTERED, "register first: send HELLO with your nick"
-                    )
                 return self._unregistered(identity, command, now, peer)
             return self._registered(session, command, now)
         except ProtocolError as exc:
-            return [(identity, ev.Error(exc.code, exc.reason))]
+            ref = command.msg_id if isinstance(command, cmd.Say | cmd.Tell) else ""
+            return [(identity, ev.Error(exc.code, ref, exc.reason))]
 
     def _unregistered(
         self, identity: Identity, command: cmd.ClientCommand, now: float, peer: str
     ) -> list[Outgoing]:
         match command:
-            case cmd.Hello(nick):
+            case cmd.Hello(nick, token):
                 self._limit_joins(peer, now)
-                return self._register(identity, nick, now)
-            case cmd.Ping():
-                return [(identity, ev.Pong())]
-            case _:  # QUIT before registering: nothing to undo.
+                return self._register(identity, nick, token, now)
+            case cmd.Quit():  # nothing to undo
                 return []
+        # PING too: a client that lost its session must learn it from its heartbeat.
+        why = self._departed.get(identity)
+        reason = "register first: send HELLO with your nick"
+        if why is not None:
+            reason = f"you were disconnected ({why}): send HELLO to come back"
+        raise ProtocolError(ErrorCode.NOT_REGISTERED, reason)
 
     def _registered(
         self, session: Session, command: cmd.ClientCommand, now: float
     ) -> list[Outgoing]:
         me = session.identity
+        if isinstance(command, cmd.Say | cmd.Tell) and session.seen(command.msg_id):
+            # A resend of what we already passed on (its ACK was lost): acknowledge again,
+            # deliver nothing, and charge nothing against the flood limit.
+            return [(me, ev.Ack(command.msg_id))]
         if isinstance(command, _METERED) and not session.messages.take(now):
             return self._refuse_flood(session, now)
         match command:
-            case cmd.Hello():
+            case cmd.Hello(nick, token):
+                if token == session.token and nick_key(nick) == nick_key(session.nick):
+                    # The client thought it lost us: same session, nothing changes.
+                    return self._welcome(session)
                 raise ProtocolError(
                     ErrorCode.ALREADY_REGISTERED, f"already registered as {session.nick}"
                 )
-            case cmd.Say(text):
-                message = ev.Message(session.nick, text, self._now_ms())
-                return self._to_all(message)
-            case cmd.Tell(recipient, text):
+            case cmd.Say(msg_id, text):
+                session.accept(msg_id)
+                seq = self.history.next_seq()
+                message = ev.Message(seq, msg_id, session.nick, text, self._now_ms())
+                return [*self._broadcast(message), (me, ev.Ack(msg_id))]
+            case cmd.Tell(msg_id, recipient, text):
                 target = self._require(recipient)
-                private = ev.PrivateMessage(session.nick, target.nick, text, self._now_ms())
-                if target is session:
-                    return [(me, private)]
-                return [(target.identity, private), (me, private)]
+                session.accept(msg_id)
+                private = ev.PrivateMessage(msg_id, session.nick, target.nick, text, self._now_ms())
+                target.await_receipt(private, session.token)
+                out: list[Outgoing] = [(target.identity, private)]
+                if target is not session:
+                    out.append((me, private))
+                return [*out, (me, ev.Ack(msg_id))]
+            case cmd.Received(msg_id):
+                return self._confirm(session, msg_id)
+            case cmd.Fetch(from_seq):
+                return self._replay(me, from_seq)
             case cmd.ListUsers():
-                return [(me, ev.UserList(self.users()))]
+                return [(me, ev.UserList(self.history.last_seq, self.users()))]
             case cmd.Ping():
                 return [(me, ev.Pong())]
             case cmd.Quit(reason):
-                return self.remove(me, reason or "quit")
+                return self.remove(me, reason or "quit", departed=False)
             case cmd.Admin(token):
-                wait = session.admin_tries.wait(now)
-                if wait > 0:
-                    log.warning("operator login by %s refused: too many failures", session.nick)
-                    raise ProtocolError(
-                        ErrorCode.RATE_LIMITED,
-                        f"too many failed operator logins: try again in {math.ceil(wait)} s",
-                    )
-                if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
-                    session.admin_tries.take(now)
-                    log.warning("failed operator login by %s", session.nick)
-                    raise ProtocolError(ErrorCode.FORBIDDEN, "wrong operator token")
-                session.operator = True
-                log.info("%s is now an operator", session.nick)
-                return [(me, ev.Operator())]
+                return self._admin(session, token, now)
             case cmd.Kick(nick, reason):
                 self._require_operator(session)
                 return self.kick(nick, session.nick, reason)
@@ -217,10 +221,14 @@ class ChatCore:
 
     # -- registration and presence -------------------------------------------------
 
-    def _register(self, identity: Identity, nick: str, now: float) -> list[Outgoing]:
+    def _register(self, identity: Identity, nick: str, token: str, now: float) -> list[Outgoing]:
         nick = normalize_nick(nick)
+        if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
+            raise ProtocolError(ErrorCode.INVALID_NICK, f"nick {nick} is reserved")
         holder = self.find(nick)
         if holder is not None:
+            if hmac.compare_digest(holder.token.encode(), token.encode()):
+                return self._resume(holder, identity, now)
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"nick {holder.nick} is taken")
         skeleton = nick_skeleton(nick)
         lookalike = self._by_skeleton.get(skeleton)
@@ -232,6 +240,7 @@ class ChatCore:
         session = Session(
             identity,
             nick,
+            token,
             now,
             messages=flood.message_bucket(),
             strikes=flood.strike_bucket(),
@@ -240,22 +249,52 @@ class ChatCore:
         self._by_identity[identity] = session
         self._by_key[nick_key(nick)] = session
         self._by_skeleton[skeleton] = session
+        self._departed.pop(identity, None)
         log.info("%s joined (%d users)", nick, len(self._by_key))
-        welcome = ev.Welcome(nick, self.heartbeat_ms, command_verbs(), self.users())
-        return [(identity, welcome), *self._to_all(ev.Joined(nick), skip=identity)]
+        joined = ev.Joined(self.history.next_seq(), nick)
+        return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
 
-    def remove(self, identity: Identity, reason: str) -> list[Outgoing]:
+    def _resume(self, session: Session, identity: Identity, now: float) -> list[Outgoing]:
+        """The client of `session` is back on a new connection (`identity`)."""
+        del self._by_identity[session.identity]
+        session.identity = identity
+        session.last_heard = now
+        self._by_identity[identity] = session
+        log.info("%s resumed its session", session.nick)
+        return self._welcome(session)
+
+    def _welcome(self, session: Session) -> list[Outgoing]:
+        """WELCOME, then every private message the client has not confirmed yet."""
+        welcome = ev.Welcome(
+            session.nick,
+            self.heartbeat_ms,
+            self.epoch,
+            self.history.last_seq,
+            command_verbs(),
+            self.users(),
+        )
+        me = session.identity
+        return [(me, welcome), *((me, private) for private, _ in session.unconfirmed.values())]
+
+    def remove(self, identity: Identity, reason: str, departed: bool = True) -> list[Outgoing]:
         """Forget the session of `identity` and tell everyone else it left.
 
-        Used for QUIT, for expiry, and by the socket loop when `identity` is unreachable.
+        Used for QUIT, kicks, expiry, and by the socket loop when `identity` stopped
+        reading. Unless it left by its own choice (`departed=False`), the identity's next
+        message learns `reason`.
         """
         session = self._by_identity.pop(identity, None)
         if session is None:
             return []
         del self._by_key[nick_key(session.nick)]
         del self._by_skeleton[nick_skeleton(session.nick)]
+        if departed:
+            self._departed[identity] = reason
+            if len(self._departed) > DEPARTED_LIMIT:
+                self._departed.popitem(last=False)
         log.info("%s left: %s (%d users)", session.nick, reason, len(self._by_key))
-        return self._to_all(ev.Left(session.nick, truncate_utf8(reason, MAX_REASON_BYTES)))
+        reason = truncate_utf8(reason, MAX_REASON_BYTES)
+        return self._broadcast(ev.Left(self.history.next_seq(), session.nick, reason))
 
     def expire(self, now: float) -> list[Outgoing]:
         """Remove every client silent for longer than `expiry_seconds`."""
@@ -267,7 +306,47 @@ class ChatCore:
             del self._joins_by_peer[peer]
         return [out for identity in silent for out in self.remove(identity, reason)]
 
+    # -- receipts and gaps ---------------------------------------------------------------
+
+    def _confirm(self, session: Session, msg_id: str) -> list[Outgoing]:
+        waiting = session.unconfirmed.pop(msg_id, None)
+        if waiting is None:
+            return []  # a repeated or unknown receipt: nothing left to do
+        private, sender_token = waiting
+        sender = self.find(private.sender)
+        if sender is None or sender.token != sender_token:
+            return []  # the sender left; someone else may hold the nick now
+        return [(sender.identity, ev.Delivered(msg_id, session.nick))]
+
+    def _replay(self, identity: Identity, from_seq: int) -> list[Outgoing]:
+        from_seq = max(from_seq, 1)  # broadcasts are numbered from 1
+        replay = self.history.since(from_seq, FETCH_LIMIT)
+        out: list[Outgoing] = []
+        if replay.gone_until:
+            reason = (
+                f"broadcasts {from_seq} to {replay.gone_until - 1} are no longer kept; "
+                f"the oldest kept is {replay.gone_until}"
+            )
+            out.append((identity, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
+        return out + [(identity, event) for event in replay.events]
+
     # -- operator actions (from an operator client or the broker's terminal) ------------
+
+    def _admin(self, session: Session, token: str, now: float) -> list[Outgoing]:
+        wait = session.admin_tries.wait(now)
+        if wait > 0:
+            log.warning("operator login by %s refused: too many failures", session.nick)
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"too many failed operator logins: try again in {math.ceil(wait)} s",
+            )
+        if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
+            session.admin_tries.take(now)
+            log.warning("failed operator login by %s", session.nick)
+            raise ProtocolError(ErrorCode.FORBIDDEN, "wrong operator token")
+        session.operator = True
+        log.info("%s is now an operator", session.nick)
+        return [(session.identity, ev.Operator())]
 
     def kick(self, nick: str, by: str, reason: str) -> list[Outgoing]:
         """Disconnect `nick`: it gets KICKED, everyone else a LEAVE naming `by`."""
@@ -278,13 +357,15 @@ class ChatCore:
 
     def wall(self, text: str, by: str = CONSOLE_OPERATOR) -> list[Outgoing]:
         """A notice to everyone, signed by `by`."""
-        return self._to_all(ev.Notice(truncate_utf8(f"{by}: {text}", MAX_TEXT_BYTES)))
+        text = truncate_utf8(f"{by}: {text}", MAX_TEXT_BYTES)
+        return self._broadcast(ev.Notice(self.history.next_seq(), text))
 
     def shutdown(self, reason: str) -> list[Outgoing]:
         """Tell everyone the broker stops, forget them all, and stop handling commands."""
         if self.stopped:
             return []
-        out = self._to_all(ev.ServerShutdown(truncate_utf8(reason, MAX_REASON_BYTES)))
+        notice = ev.ServerShutdown(truncate_utf8(reason, MAX_REASON_BYTES))
+        out: list[Outgoing] = [(identity, notice) for identity in self._by_identity]
         log.warning("shutting down: %s", reason)
         self._by_identity.clear()
         self._by_key.clear()
@@ -318,7 +399,9 @@ class ChatCore:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _to_all(self, event: ev.BrokerEvent, skip: Identity | None = None) -> list[Outgoing]:
+    def _broadcast(self, event: BroadcastEvent, skip: Identity | None = None) -> list[Outgoing]:
+        """Number `event` into the broadcast log and address it to everyone (but `skip`)."""
+        self.history.append(event)
         return [(identity, event) for identity in self._by_identity if identity != skip]
 
     def _require(self, nick: str) -> Session:

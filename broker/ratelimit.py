@@ -3,6 +3,8 @@
 import math
 from dataclasses import dataclass, field
 
+from messages import FLOOD_BURST, FLOOD_PER_SECOND
+
 
 @dataclass
 class TokenBucket:
@@ -48,14 +50,14 @@ class TokenBucket:
 class FloodPolicy:
     """How much one client may send, and what happens past that.
 
-    Chat commands (SAY, TELL, USERS, WALL, KICK) draw on a bucket of `burst` tokens
+    Chat commands (SAY, TELL, USERS, WALL, KICK, FETCH) draw on a bucket of `burst` tokens
     refilled at `per_second`; one over the limit is refused with ERROR 429. Each refusal
     is a strike; strikes are forgiven at `strikes_forgiven_per_second`, and a client that
     collects `strikes_to_kick` is kicked for flooding.
     """
 
-    burst: int = 20
-    per_second: float = 5.0
+    burst: int = FLOOD_BURST
+    per_second: float = FLOOD_PER_SECOND
     strikes_to_kick: int = 40
     strikes_forgiven_per_second: float = 1.0
     #: Failed ADMIN attempts allowed in a row, then one more per `admin_retry_seconds`.
@@ -83,5 +85,6 @@ class FloodPolicy:
         """Whether HELLOs from network address `peer` count against a join bucket."""
         if not peer:
             return False
-        loopback = peer.startswith("127.") or peer in ("::1", "localhost")
+        # ipc peers show as "localhost:uid:gid:pid", IPv4 over IPv6 as "::ffff:127.x.x.x".
+        loopback = peer.startswith(("127.", "::ffff:127.", "localhost")) or peer == "::1"
         return not (loopback and self.exempt_loopback_joins)

@@ -23,12 +23,15 @@ from messages import (
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     MAX_WIRE_FRAME_BYTES,
+    ErrorCode,
     encode,
 )
+from messages import events as ev
 
 from .console import run_console_line
-from .core import ChatCore, Identity, Outgoing
+from .core import ChatCore, Outgoing
 from .ratelimit import FloodPolicy
+from .session import Identity
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,11 @@ HANDSHAKE_TIMEOUT_MS: Final = 5000
 SHUTDOWN_LINGER_MS: Final = 2000
 #: Most messages handled per socket per poll, so the terminal and timers are not starved.
 RECEIVE_BATCH: Final = 256
+#: libzmq starts the routing ids it assigns with a zero byte; ids peers set never do.
+ROUTER_ASSIGNED_PREFIX: Final = b"\x00"
+_CHOSEN_ROUTING_ID: Final = ev.Error(
+    ErrorCode.MALFORMED, "", "clients must not set a routing id (ZMQ_ROUTING_ID)"
+)
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class BrokerConfig:
     admin_token: str = ""
     heartbeat_ms: int = HEARTBEAT_INTERVAL_MS
     flood: FloodPolicy = field(default_factory=FloodPolicy)
+    #: The broker's CurveZMQ secret key (Z85): encrypts every connection when set.
+    curve_secret_key: bytes | None = None
     #: Read operator commands from this file descriptor (normally the terminal's); None
     #: for none.
     console_fd: int | None = None
@@ -86,6 +96,10 @@ class BrokerServer:
         self._socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ms)
         self._socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_LIVENESS * config.heartbeat_ms)
         self._socket.setsockopt(zmq.LINGER, 0)
+        if config.curve_secret_key is not None:
+            # Clients must know the matching public key to complete the handshake.
+            self._socket.curve_server = True
+            self._socket.curve_secretkey = config.curve_secret_key
         try:
             self._socket.bind(config.bind)
         except zmq.ZMQError:
@@ -144,6 +158,11 @@ class BrokerServer:
             except zmq.Again:
                 return
             frames = self._socket.recv_multipart() if identity.more else []
+            if not identity.bytes.startswith(ROUTER_ASSIGNED_PREFIX):
+                # A routing id the client chose: whoever reconnects with it would speak
+                # for the session it names. Only ids libzmq assigns are accepted.
+                self._send([(identity.bytes, _CHOSEN_ROUTING_ID)])
+                continue
             # Only HELLO needs the address (joins are limited per address); the lookup
             # is not free, so skip it for everything else.
             peer = str(identity.get("Peer-Address")) if frames[1:2] == [b"HELLO"] else ""
@@ -176,27 +195,34 @@ class BrokerServer:
 
     def _send(self, outgoing: Iterable[Outgoing]) -> None:
         pending = deque(outgoing)
-        # A broadcast is one event object for many identities: encode it once.
-        encoded: dict[int, list[bytes]] = {}
+        # A broadcast is one event object for many identities: encode it once. The cache
+        # holds the event too, so its id() cannot be reused by a newer event meanwhile.
+        encoded: dict[int, tuple[ev.BrokerEvent, list[bytes]]] = {}
         while pending:
             identity, event = pending.popleft()
-            frames = encoded.get(id(event))
-            if frames is None:
-                frames = encoded[id(event)] = encode(event)
+            cached = encoded.get(id(event))
+            if cached is None:
+                cached = encoded[id(event)] = (event, encode(event))
             try:
-                self._socket.send_multipart([identity, *frames], zmq.NOBLOCK)
+                self._socket.send_multipart([identity, *cached[1]], zmq.NOBLOCK)
             except zmq.ZMQError as exc:
                 pending.extend(self._unreachable(identity, exc))
 
     def _unreachable(self, identity: Identity, exc: zmq.ZMQError) -> list[Outgoing]:
         if exc.errno == zmq.EHOSTUNREACH:
-            reason = "connection lost"
-        elif exc.errno == zmq.EAGAIN:
+            # Gone for now (closed, or reconnecting under a new identity). The session
+            # stays until it resumes or expires: broadcasts wait in the log, private
+            # messages until the client confirms them.
+            log.debug("%s is unreachable", identity.hex())
+            return []
+        if exc.errno == zmq.EAGAIN:
             reason = f"not reading: {SEND_HWM_MESSAGES} messages queued"
-        else:
-            raise exc
-        log.info("cannot send to %s: %s", identity.hex(), reason)
-        return self.core.remove(identity, reason)
+            log.info("dropping %s: %s", identity.hex(), reason)
+            return self.core.remove(identity, reason)
+        # Nothing else is expected from a non-blocking ROUTER send; one lost event is
+        # better than a dead broker.
+        log.error("send to %s failed: %s", identity.hex(), exc)
+        return []
 
     def _close(self) -> None:
         # Give the SHUTDOWN notices (and anything else queued) time to leave.

@@ -1,25 +1,25 @@
 """The interactive client: registration (asking for a nick until one is accepted), then the
-full-screen UI, the receive loop, the heartbeat and the typed lines as one asyncio TaskGroup.
+full-screen UI, the session (receive loop, reconnection, heartbeat, outbox) and the typed
+lines as one asyncio TaskGroup.
 """
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 from prompt_toolkit import PromptSession
 
 from messages import ProtocolError, normalize_nick
-from messages.commands import Quit
-from messages.events import Welcome
 
-from .connection import Connection
-from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session, register
-from .state import ChatState, Ending, LinkState
+from .connection import CurveKeys
+from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session, new_session_token
+from .state import Ending, LinkState
 from .ui import ChatUI
 
 #: How long QUIT may take to leave once the UI has closed, in milliseconds.
-QUIT_LINGER_MS = 1000
+QUIT_LINGER_MS: Final = 1000
 
 AskNick = Callable[[], Awaitable[str]]
 Say = Callable[[str], None]
@@ -31,10 +31,13 @@ async def connect_and_register(
     ask_nick: AskNick,
     say: Say,
     timeout_s: float = REGISTRATION_TIMEOUT_S,
-) -> tuple[Connection, Welcome]:
-    """Register on `server`, asking for another nick (through `ask_nick`) while the nick is
-    missing, invalid or taken; `say` tells the user why. Raises RegistrationError if the
-    server does not answer, ValueError if `server` is not a valid endpoint."""
+    keys: CurveKeys | None = None,
+) -> Session:
+    """A session registered on `server`, asking for another nick (through `ask_nick`) while
+    the nick is missing, invalid or taken; `say` tells the user why. Raises
+    RegistrationError if the server does not answer, ValueError if `server` is not a valid
+    endpoint."""
+    token = new_session_token()
     while True:
         if not nick:
             nick = (await ask_nick()).strip()
@@ -47,34 +50,38 @@ async def connect_and_register(
             nick = None
             continue
         # A fresh connection per attempt: nothing of a refused attempt lingers.
-        connection = Connection(server)
+        session = Session(server, nick, keys=keys, token=token)
         try:
-            return connection, await register(connection, nick, timeout_s)
+            await session.register(timeout_s)
         except RegistrationError as exc:
-            connection.close()
+            session.close()
             if exc.exit_code != 2:
                 raise
             say(exc.reason)
             nick = None
+        except ValueError:
+            session.close()
+            raise
+        else:
+            return session
 
 
 class InteractiveClient:
     """A registered session driven by the full-screen UI."""
 
-    def __init__(self, connection: Connection, welcome: Welcome, server: str) -> None:
-        self.connection = connection
-        self.state = ChatState(welcome.nick, server)
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.state = session.state
         self._lines: asyncio.Queue[str] = asyncio.Queue()
         self.ui = ChatUI(self.state, self._lines.put_nowait)
-        self.session = Session(connection, self.state, self.ui.show, welcome)
+        session.show = self.ui.show
         self.quit_sent = False
 
     async def run(self) -> Ending:
         """Run until the user leaves or the broker ends the session; return why it ended."""
         async with asyncio.TaskGroup() as tasks:
             background = [
-                tasks.create_task(self._receive()),
-                tasks.create_task(self.session.heartbeat()),
+                tasks.create_task(self._run_session()),
                 tasks.create_task(self._inputs()),
             ]
             ui = tasks.create_task(self._run_ui(background))
@@ -87,12 +94,13 @@ class InteractiveClient:
             for task in background:
                 task.cancel()
 
-    async def _receive(self) -> None:
-        ending = await self.session.receive_events()
+    async def _run_session(self) -> None:
+        ending = await self.session.run()
         if self.state.link is LinkState.CLOSED:
-            # Kicked or shut down: close the UI; the reason is printed after it.
-            self.ui.exit(ending)
-        # Lost: the UI stays up, showing it, until the user leaves.
+            # Kicked or shut down: an orderly end. Close the UI; the reason is printed after.
+            self.ui.exit(Ending(ending.reason, 0))
+        # Lost (the nick went to someone else): the UI stays up, showing it, until the user
+        # leaves.
 
     async def _inputs(self) -> None:
         while True:
@@ -100,11 +108,15 @@ class InteractiveClient:
             leave = await self.session.handle_line(line)
             if leave is None:
                 continue
-            if self.state.link is LinkState.CONNECTED:
-                await self.session.send(Quit(leave.reason))
+            ending = self.state.ending or Ending("", 0)
+            unsent = self.session.undelivered
+            if await self.session.quit(leave.reason):
                 self.quit_sent = True
+            if unsent and ending.exit_code == 0:
+                noun = "message was" if unsent == 1 else "messages were"
+                ending = Ending(f"{unsent} {noun} not sent", 0)
             self.state.link = LinkState.CLOSED
-            self.ui.exit(self.state.ending or Ending("", 0))
+            self.ui.exit(ending)
             return
 
 
@@ -113,6 +125,7 @@ async def run_interactive(
     nick: str | None,
     timeout_s: float = REGISTRATION_TIMEOUT_S,
     verbose: bool = False,
+    keys: CurveKeys | None = None,
 ) -> Ending:
     """Ask for a nick if needed, register, and run the full-screen chat until it ends."""
     prompt: PromptSession[str] = PromptSession()
@@ -121,12 +134,12 @@ async def run_interactive(
         return await prompt.prompt_async("nick: ")
 
     try:
-        connection, welcome = await connect_and_register(server, nick, ask_nick, print, timeout_s)
+        session = await connect_and_register(server, nick, ask_nick, print, timeout_s, keys)
     except (RegistrationError, ValueError) as exc:
         return Ending(str(exc), 1)
     except (EOFError, KeyboardInterrupt):
         return Ending("", 1)
-    client = InteractiveClient(connection, welcome, server)
+    client = InteractiveClient(session)
     handler = client.ui.log_handler()
     if verbose:
         logging.getLogger().addHandler(handler)
@@ -135,4 +148,4 @@ async def run_interactive(
     finally:
         with contextlib.suppress(ValueError):
             logging.getLogger().removeHandler(handler)
-        connection.close(QUIT_LINGER_MS if client.quit_sent else 0)
+        session.close(QUIT_LINGER_MS if client.quit_sent else 0)

@@ -4,20 +4,50 @@ import argparse
 import asyncio
 import io
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
 
+from .connection import CurveKeys, ServerKeyError, load_server_key, parse_server_key
 from .session import REGISTRATION_TIMEOUT_S
 
-DEFAULT_SERVER = "tcp://127.0.0.1:5555"
+DEFAULT_SERVER: Final = "tcp://127.0.0.1:5555"
+#: Environment variable naming the state directory (where the broker writes server.key).
+STATE_DIR_ENV: Final = "ZMQ_CHAT_STATE_DIR"
+#: The broker's public key file in the state directory.
+SERVER_KEY_FILE: Final = "server.key"
 
 _DESCRIPTION = """\
 Chat over ZeroMQ. On a terminal this opens the full-screen chat (type /help there).
 With stdin or stdout not a terminal it runs in line mode, for scripts: each input line is
 handled as if typed, each event is printed as one line (see the client.linemode docstring);
-exit status 0 at end of input, 1 if the server is unreachable, lost, shut down or kicked us,
-2 if the nick is invalid or taken.
+exit status 0 at end of input (once the server has every message), 1 if the server is
+unreachable (at start, or for too long after the end of input), shut down or kicked us, 2 if
+the nick is invalid or taken. A lost connection is re-established by itself, keeping the
+nick and every message not yet acknowledged.
 """
+
+
+def default_state_dir() -> Path:
+    """$ZMQ_CHAT_STATE_DIR, or ~/.local/state/zmq-chat."""
+    configured = os.environ.get(STATE_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return Path.home() / ".local" / "state" / "zmq-chat"
+
+
+def curve_keys(secure: bool, server_key: str | None, state_dir: Path | None) -> CurveKeys | None:
+    """The CurveZMQ keys to use: None without --secure or --server-key; else a fresh client
+    key pair for the server key given, or read from `state_dir`/server.key. Raises
+    ServerKeyError with a message for the user."""
+    if server_key is not None:
+        return CurveKeys.for_server(parse_server_key(server_key))
+    if not secure:
+        return None
+    directory = state_dir if state_dir is not None else default_state_dir()
+    return CurveKeys.for_server(load_server_key(directory / SERVER_KEY_FILE))
 
 
 def _positive_seconds(text: str) -> float:
@@ -58,6 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {REGISTRATION_TIMEOUT_S:g})",
     )
     parser.add_argument(
+        "--secure",
+        action="store_true",
+        help="encrypt the connection with CurveZMQ, authenticating the server by its public "
+        f"key, read from {SERVER_KEY_FILE} in the state directory",
+    )
+    parser.add_argument(
+        "--server-key",
+        metavar="Z85KEY",
+        help="the server's public key (40 Z85 characters); implies --secure",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where the broker keeps {SERVER_KEY_FILE} "
+        f"(default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
+    )
+    parser.add_argument(
         "-v",
         "--verbose",
         action="store_true",
@@ -72,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     level = logging.DEBUG if args.verbose else logging.WARNING
+    try:
+        keys = curve_keys(args.secure, args.server_key, args.state_dir)
+    except ServerKeyError as exc:
+        print(f"zmq-chat-client: {exc}", file=sys.stderr)
+        return 1
     if not interactive:
         if not args.nick:
             parser.error("--nick is required when stdin or stdout is not a terminal")
@@ -83,14 +136,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.reconfigure(errors="backslashreplace")
         if isinstance(sys.stdin, io.TextIOWrapper):
             sys.stdin.reconfigure(errors="replace")
-        client = LineClient(args.server, args.nick, sys.stdin, sys.stdout, sys.stderr)
+        client = LineClient(args.server, args.nick, sys.stdin, sys.stdout, sys.stderr, keys)
         return asyncio.run(client.run(args.timeout))
 
     from .app import run_interactive
 
     logging.getLogger().setLevel(level)
     try:
-        ending = asyncio.run(run_interactive(args.server, args.nick, args.timeout, args.verbose))
+        ending = asyncio.run(
+            run_interactive(args.server, args.nick, args.timeout, args.verbose, keys)
+        )
     except KeyboardInterrupt:
         return 1
     if ending.reason:

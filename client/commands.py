@@ -14,17 +14,24 @@ from messages.commands import (
     ClientCommand,
     Kick,
     ListUsers,
-    Say,
     Shutdown,
-    Tell,
     Wall,
 )
 from messages.nicks import normalize_nick
 
 
 @dataclass(frozen=True, slots=True)
+class Post:
+    """Chat text for the outbox: to everyone if `recipient` is None, else privately. The
+    session gives it a message id and sends it as SAY or TELL."""
+
+    text: str
+    recipient: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Send:
-    """Send `command` to the broker."""
+    """Send `command` (anything but chat text) to the broker."""
 
     command: ClientCommand
 
@@ -60,7 +67,7 @@ class Nothing:
     """An empty line: do nothing."""
 
 
-Action = Send | SetTarget | ShowHelp | Hint | Leave | Nothing
+Action = Post | Send | SetTarget | ShowHelp | Hint | Leave | Nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +120,7 @@ def _too_long(what: str, text: str, limit: int) -> Hint | None:
 def _say(text: str, target: str | None) -> Action:
     if (hint := _too_long("message", text, MAX_TEXT_BYTES)) is not None:
         return hint
-    return Send(Say(text) if target is None else Tell(target, text))
+    return Post(text, target)
 
 
 def _tell(nick: str, text: str) -> Action:

@@ -9,35 +9,60 @@ prints every event as one sanitized line on stdout:
     HH:MM -!- bob joined                joins, leaves, answers to local commands
     HH:MM -!- notice: text              a notice from the server or an operator
     HH:MM -!- error 404: reason         an ERROR from the server
-    HH:MM -!- error: reason             a local error (kicked, shutdown, connection lost)
+    HH:MM -!- error: reason             a local error (kicked, shutdown, nick lost)
+
+Own messages are printed when the broker passes them on (its echo), not when read from
+stdin: an own `<alice> text` or `[alice -> bob] text` line means the broker has the message.
+Delivery states print as their own lines, only where they tell something new:
+
+    HH:MM -!- delivered to bob: text                  bob's client confirmed a private message
+    HH:MM -!- error 404: not sent to bob: text (no such nick: bob)
+    HH:MM -!- error 413: not sent: text (reason)      the broker refused it; it is not retried
+
+Messages waiting for the broker (pending) and acknowledgements print nothing. If the link is
+lost, the client registers again by itself (keeping its nick and the messages not yet
+acknowledged); that shows as two lines and nothing else:
+
+    HH:MM -!- connection lost (no answer from tcp://host:5555 for 6.0 s): reconnecting
+    HH:MM -!- reconnected to tcp://host:5555 as alice (3 users)
+
+Broadcasts missed meanwhile are fetched again and printed in order; if the broker no longer
+has some, `HH:MM -!- N broadcasts were lost` says so.
 
 Control characters in text are shown in caret notation (`^[`) or as `<U+202E>`, never passed
-to the terminal. At the end of input (or `/quit`) the client sends PING and waits for the
-PONG, which proves the broker processed every line before it, then sends QUIT and exits.
+to the terminal. At the end of input (or `/quit`) the client waits until the broker has
+acknowledged every message (sending them at the pace the broker's flood control allows),
+then sends PING and waits for the PONG, which proves the broker processed every line before
+it, then sends QUIT and exits. If nothing moves forward for DRAIN_STALL_BOUNDS liveness bounds
+meanwhile (the broker unreachable: 12 s with the default heartbeat), it gives up.
 
-Exit codes: 0 after end of input or /quit; 1 if the broker does not answer (registration
-timeout, connection lost), shuts down or kicks us; 2 if the nick is invalid or refused.
-Reasons for a non-zero exit go to stderr.
+Exit codes: 0 after end of input or /quit, everything delivered; 1 if the broker does not
+answer registration, stays unreachable after the end of input (stderr: "N messages not
+delivered"), shuts down or kicks us; 2 if the nick is invalid or refused (also when the nick
+went to someone else while reconnecting). Reasons for a non-zero exit go to stderr.
 """
 
 import asyncio
 import contextlib
 import logging
 import threading
-from typing import TextIO
+from typing import Final, TextIO
 
 from messages import ProtocolError, normalize_nick
-from messages.commands import Quit
 
-from .connection import Connection
+from .connection import CurveKeys
+from .outbox import Delivery
 from .render import plain_line
-from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session, register
-from .state import ChatState, Ending, Entry
+from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session
+from .state import Ending, Entry, EntryKind
 
 log = logging.getLogger(__name__)
 
 #: How long QUIT may take to leave after the last line, in milliseconds.
-QUIT_LINGER_MS = 1000
+QUIT_LINGER_MS: Final = 1000
+#: After the end of input, give up when nothing moved forward (no acknowledgement, no
+#: registration) for this many liveness bounds.
+DRAIN_STALL_BOUNDS: Final = 2
 
 
 def _read_lines(
@@ -57,23 +82,40 @@ def _read_lines(
     put(None)
 
 
+def printed(entry: Entry) -> bool:
+    """Whether line mode prints `entry` (see the module docstring)."""
+    if entry.kind is EntryKind.DELIVERY:
+        return entry.delivery in (Delivery.DELIVERED, Delivery.FAILED)
+    # Own messages as typed: their echo from the broker is printed instead.
+    return entry.delivery is None
+
+
 class LineClient:
     """One line-mode run: stdin lines in, event lines out."""
 
     def __init__(
-        self, server: str, nick: str, stdin: TextIO, stdout: TextIO, stderr: TextIO
+        self,
+        server: str,
+        nick: str,
+        stdin: TextIO,
+        stdout: TextIO,
+        stderr: TextIO,
+        keys: CurveKeys | None = None,
     ) -> None:
         self.server = server
         self.nick = nick
         self.stdin = stdin
         self.stdout = stdout
         self.stderr = stderr
+        self.keys = keys
 
     def show(self, entries: list[Entry]) -> None:
-        """Print `entries`, one line each, and flush so pipes see them at once."""
-        for entry in entries:
-            self.stdout.write(plain_line(entry) + "\n")
-        self.stdout.flush()
+        """Print `entries` that line mode prints, one line each, and flush so pipes see
+        them at once."""
+        lines = [plain_line(entry) + "\n" for entry in entries if printed(entry)]
+        if lines:
+            self.stdout.write("".join(lines))
+            self.stdout.flush()
 
     def fail(self, reason: str, exit_code: int) -> int:
         """Report `reason` on stderr and return `exit_code`."""
@@ -87,24 +129,22 @@ class LineClient:
             nick = normalize_nick(self.nick)
         except ProtocolError as exc:
             return self.fail(f"invalid nick {self.nick!r}: {exc.reason}", 2)
-        try:
-            connection = Connection(self.server)
-        except ValueError as exc:
-            return self.fail(str(exc), 1)
+        session = Session(self.server, nick, self.show, keys=self.keys)
         linger_ms = 0
         try:
             try:
-                welcome = await register(connection, nick, registration_timeout_s)
+                await session.register(registration_timeout_s)
             except RegistrationError as exc:
                 return self.fail(exc.reason, exc.exit_code)
-            session = Session(connection, ChatState(nick, self.server), self.show, welcome)
+            except ValueError as exc:
+                return self.fail(str(exc), 1)
             ending = await self._relay(session)
             if ending.exit_code == 0:
                 linger_ms = QUIT_LINGER_MS
                 return 0
             return self.fail(ending.reason, ending.exit_code)
         finally:
-            connection.close(linger_ms)
+            session.close(linger_ms)
 
     async def _relay(self, session: Session) -> Ending:
         lines: asyncio.Queue[str | None] = asyncio.Queue()
@@ -116,13 +156,12 @@ class LineClient:
         )
         reader.start()
         async with asyncio.TaskGroup() as tasks:
-            receiver = tasks.create_task(session.receive_events())
-            heartbeat = tasks.create_task(session.heartbeat())
+            running = tasks.create_task(session.run())
             inputs = tasks.create_task(self._inputs(session, lines))
-            await asyncio.wait([receiver, inputs], return_when=asyncio.FIRST_COMPLETED)
-            # Input that ended cleanly wins over an ending the receiver saw meanwhile.
-            finished = inputs if inputs.done() else receiver
-            for task in (receiver, heartbeat, inputs):
+            await asyncio.wait([running, inputs], return_when=asyncio.FIRST_COMPLETED)
+            # Input that ended cleanly wins over an ending the session saw meanwhile.
+            finished = inputs if inputs.done() else running
+            for task in (running, inputs):
                 task.cancel()
         return finished.result()
 
@@ -133,8 +172,15 @@ class LineClient:
             if leave is not None:
                 reason = leave.reason
                 break
-        if not await session.flush():
-            # The receiver reports why (lost, kicked); wait for it rather than guess.
-            await asyncio.Event().wait()
-        await session.send(Quit(reason))
+        stall_s = DRAIN_STALL_BOUNDS * session.liveness_s
+        if not await session.drain(stall_s):
+            if session.state.ending is not None:
+                # The session reports why (kicked, nick lost); wait for it rather than guess.
+                await asyncio.Event().wait()
+            count = session.undelivered
+            if not count:
+                return Ending(f"no answer from {self.server}", 1)
+            noun = "message" if count == 1 else "messages"
+            return Ending(f"{count} {noun} not delivered: no answer from {self.server}", 1)
+        await session.quit(reason)
         return Ending("end of input", 0)

@@ -13,6 +13,7 @@ from prompt_toolkit.formatted_text import StyleAndTextTuples
 
 from messages import nick_key
 
+from .outbox import Delivery
 from .state import Entry, EntryKind
 
 #: Bidirectional formatting characters: they can make text display in another order than
@@ -81,11 +82,16 @@ def plain_line(entry: Entry) -> str:
     - `HH:MM <alice> text` for a message to everyone;
     - `HH:MM [alice -> bob] text` for a private message;
     - `HH:MM -!- text` for system lines, `HH:MM -!- notice: text` for notices;
-    - `HH:MM -!- error CODE: reason` for errors (`-!- error: reason` for local ones).
+    - `HH:MM -!- error CODE: reason` for errors (`-!- error: reason` for local ones);
+    - for delivery changes of own messages: `HH:MM -!- delivered to bob: text`,
+      `HH:MM -!- error CODE: not sent to bob: text (reason)` (`not sent: text` for a message
+      to everyone), `HH:MM -!- sent: text`, `HH:MM -!- pending: text`.
     """
     stamp = clock(entry.time_ms)
     text = sanitize(entry.text)
     match entry.kind:
+        case EntryKind.DELIVERY:
+            return f"{stamp} -!- {_delivery_text(entry)}"
         case EntryKind.MESSAGE:
             return f"{stamp} <{sanitize(entry.sender)}> {text}"
         case EntryKind.PRIVATE:
@@ -98,6 +104,39 @@ def plain_line(entry: Entry) -> str:
         case EntryKind.SYSTEM:
             return f"{stamp} -!- {text}"
     return f"{stamp} {text}"  # pragma: no cover - every kind is matched above
+
+
+def _delivery_text(entry: Entry) -> str:
+    to = f" to {sanitize(entry.recipient)}" if entry.recipient else ""
+    text = sanitize(entry.text)
+    match entry.delivery:
+        case Delivery.FAILED:
+            code = f" {entry.code}" if entry.code else ""
+            return f"error{code}: not sent{to}: {text} ({sanitize(entry.reason)})"
+        case Delivery.DELIVERED:
+            return f"delivered{to}: {text}"
+        case Delivery.SENT:
+            return f"sent{to}: {text}"
+    return f"pending{to}: {text}"
+
+
+#: How the delivery state of an own message shows after its text: style and mark.
+DELIVERY_MARKS: Final = {
+    Delivery.PENDING: ("class:delivery.pending", " …"),
+    Delivery.SENT: ("class:delivery.sent", " ✓"),
+    Delivery.DELIVERED: ("class:delivery.delivered", " ✓✓"),
+    Delivery.FAILED: ("class:delivery.failed", " ✗"),
+}
+
+
+def delivery_mark(entry: Entry) -> StyleAndTextTuples:
+    """The fragments that show `entry`'s delivery state (none for others' messages)."""
+    if entry.delivery is None:
+        return []
+    style, mark = DELIVERY_MARKS[entry.delivery]
+    if entry.delivery is Delivery.FAILED and entry.reason:
+        mark += " " + sanitize(entry.reason)
+    return [(style, mark)]
 
 
 def _nick(nick: str, own_nick_style: bool) -> tuple[str, str]:
@@ -118,6 +157,7 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
                 _nick(entry.sender, entry.own),
                 ("class:punct", "> "),
                 (text_style, sanitize(entry.text)),
+                *delivery_mark(entry),
             ]
         case EntryKind.PRIVATE:
             line += [
@@ -127,6 +167,7 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
                 _nick(entry.recipient, not entry.own),
                 ("class:private", "] "),
                 (f"{text_style} class:text.private", sanitize(entry.text)),
+                *delivery_mark(entry),
             ]
         case EntryKind.NOTICE:
             line += [("class:notice", "-!- notice: " + sanitize(entry.text))]
@@ -135,4 +176,7 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
             line += [("class:error", f"-!- error{code}: " + sanitize(entry.text))]
         case EntryKind.SYSTEM:
             line += [("class:system", "-!- " + sanitize(entry.text))]
+        case EntryKind.DELIVERY:
+            style = "class:error" if entry.delivery is Delivery.FAILED else "class:system"
+            line += [(style, "-!- " + _delivery_text(entry))]
     return line

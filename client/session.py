@@ -1,27 +1,88 @@
-"""A chat session over one connection: registration, the receive loop with its liveness
-check, the heartbeat, and carrying out typed lines.
+"""A chat session that outlives its connections: registration, the receive loop with its
+liveness check, reconnection, the heartbeat, the outbox pump and carrying out typed lines.
 
 The full-screen UI and line mode both run a `Session`; they differ only in where entries are
-shown (`show`) and in how the session ends. A reconnect loop would wrap `register` and a new
-`Session` around a fresh `Connection` once `receive_events` reports the link lost.
+shown (`show`) and in how the session ends.
+
+Liveness and reconnection (the "Lazy Pirate" pattern): the session PINGs every heartbeat
+interval and counts any event from the broker as life. After one liveness bound
+(HEARTBEAT_LIVENESS heartbeat intervals) of silence the link is lost: the session closes its
+DEALER, opens a fresh one (so that no stale HELLO is queued anywhere), sends HELLO with the
+same nick and session token and waits for WELCOME; each further attempt waits longer
+(`backoff_s`), forever, until WELCOME or until the nick turns out to be taken by someone else.
+ERROR 401 while registered (the broker restarted, or dropped the session) registers again at
+once on the same socket. A HELLO with our token resumes our session on the broker.
 """
 
 import asyncio
+import contextlib
 import logging
+import secrets
+from collections import deque
 from collections.abc import Callable
+from typing import Final
 
-from messages import HEARTBEAT_LIVENESS, ProtocolError
-from messages.commands import ClientCommand, Hello, Ping
-from messages.events import Error, Pong, Welcome
+from messages import ErrorCode, ProtocolError
+from messages.commands import (
+    ClientCommand,
+    Fetch,
+    Hello,
+    Kick,
+    ListUsers,
+    Ping,
+    Quit,
+    Received,
+    Wall,
+)
+from messages.events import (
+    Ack,
+    BrokerEvent,
+    Delivered,
+    Error,
+    Joined,
+    Left,
+    Message,
+    Notice,
+    Pong,
+    PrivateMessage,
+    Welcome,
+)
 
-from .commands import Hint, Leave, Nothing, Send, SetTarget, ShowHelp, help_lines, parse_line
-from .connection import Connection
-from .state import ChatState, Ending, Entry, LinkState
+from .commands import Hint, Leave, Nothing, Post, Send, SetTarget, ShowHelp, help_lines, parse_line
+from .connection import Connection, CurveKeys
+from .outbox import Outbox, OutgoingMessage, liveness_bound_s
+from .state import ChatState, Ending, Entry
+from .stream import BroadcastStream
 
 log = logging.getLogger(__name__)
 
-#: How long to wait for WELCOME before giving up, in seconds.
-REGISTRATION_TIMEOUT_S = 5.0
+#: How long to wait for WELCOME on the first registration, in seconds.
+REGISTRATION_TIMEOUT_S: Final = 5.0
+#: Reconnect attempt 2 waits this much longer for WELCOME than one liveness bound, in
+#: seconds; each further attempt doubles it, up to RECONNECT_BACKOFF_MAX_S.
+RECONNECT_BACKOFF_INITIAL_S: Final = 1.0
+RECONNECT_BACKOFF_MAX_S: Final = 8.0
+#: Bytes of randomness in the session token (hex-encoded: twice as many characters).
+SESSION_TOKEN_BYTES: Final = 8
+#: ERROR codes that refuse a nick for good (as opposed to "try again later").
+NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
+#: Commands the broker's flood control counts (chat text aside): paced like chat text.
+_METERED: Final = (ListUsers, Kick, Wall, Fetch)
+
+Show = Callable[[list[Entry]], None]
+
+
+def backoff_s(attempt: int) -> float:
+    """How much longer than one liveness bound reconnect attempt `attempt` (1, 2, ...) waits
+    for WELCOME: 0 for the first, then 1, 2, 4, 8, 8, ... seconds."""
+    if attempt <= 1:
+        return 0.0
+    return float(min(RECONNECT_BACKOFF_MAX_S, RECONNECT_BACKOFF_INITIAL_S * 2 ** (attempt - 2)))
+
+
+def new_session_token() -> str:
+    """A random session token, chosen once per run of the client."""
+    return secrets.token_hex(SESSION_TOKEN_BYTES)
 
 
 class RegistrationError(Exception):
@@ -33,126 +94,476 @@ class RegistrationError(Exception):
         self.exit_code = exit_code
 
 
-async def register(
-    connection: Connection, nick: str, timeout_s: float = REGISTRATION_TIMEOUT_S
-) -> Welcome:
-    """Send HELLO and wait for WELCOME. Raises RegistrationError if the broker refuses the
-    nick (with its reason) or does not answer within `timeout_s` seconds."""
-    await connection.send(Hello(nick))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while True:
-        event = await connection.receive(deadline - loop.time())
-        match event:
-            case None:
-                raise RegistrationError(
-                    f"no answer from {connection.endpoint} within {timeout_s:g} s", 1
-                )
-            case Welcome():
-                return event
-            case Error(code=code, reason=reason):
-                raise RegistrationError(f"nick {nick!r} refused ({code}): {reason}", 2)
-            case _:
-                # Anything else before WELCOME belongs to no session of ours.
-                log.debug("ignored before registration: %r", event)
+def _discard(entries: list[Entry]) -> None:
+    pass
 
 
 class Session:
-    """A registered session: feeds broker events into `state`, shows the resulting entries
-    through `show`, sends heartbeats, and carries out typed lines. Construction applies
-    `welcome` (the answer `register` returned) and shows its entries."""
+    """One chat session of `nick` on `server`, across as many connections as it takes.
+
+    `register` makes the first registration (and fails if it cannot); `run` then applies
+    broker events to `state`, shows the resulting entries through `show`, keeps the link
+    alive and reconnects, until the session ends. `handle_line` carries out typed lines.
+    """
 
     def __init__(
         self,
-        connection: Connection,
-        state: ChatState,
-        show: Callable[[list[Entry]], None],
-        welcome: Welcome,
+        server: str,
+        nick: str,
+        show: Show = _discard,
+        *,
+        keys: CurveKeys | None = None,
+        token: str | None = None,
     ) -> None:
-        self.connection = connection
-        self.state = state
-        self._show = show
+        self.server = server
+        self.keys = keys
+        #: Repeated on every HELLO: the broker resumes the session that has it.
+        self.token = token or new_session_token()
+        self.state = ChatState(nick, server, secure=keys is not None)
+        #: Where entries go; may be replaced before `run` (the UI is built after `register`).
+        self.show = show
+        # Message ids are seen by every recipient: they must not reveal the session token,
+        # which is all it takes to resume (take over) this session.
+        self.outbox = Outbox(new_session_token())
+        self.stream = BroadcastStream()
+        self.connection: Connection | None = None
+        #: Registered on the current connection (WELCOME received, no 401 since).
+        self.registered = False
+        #: Connections opened so far (1 after `register`).
+        self.connections = 0
+        self._first_welcome: Welcome | None = None
+        # A HELLO on the current connection awaits WELCOME until then (after a 401).
+        self._hello_deadline: float | None = None
+        self._last_heard = 0.0
+        # When the link was last known good, for resending after a broker restart.
+        self._lost_at: float | None = None
+        # Wakes the pump: something to send, or registered again.
+        self._wake = asyncio.Event()
+        # Set on progress (an acknowledgement, a failure, a registration): `drain` watches.
+        self._progress = asyncio.Event()
+        self._progress_at = 0.0
+        # Commands of our own making (FETCH, USERS after lost broadcasts): sent first.
+        self._controls: deque[ClientCommand] = deque()
+        # Typed commands the broker meters, each after the messages typed before it:
+        # (number of the last message typed before it, command).
+        self._typed: deque[tuple[int, ClientCommand]] = deque()
         self._pings_sent = 0
         self._pongs_received = 0
         self._pong_waiters: list[tuple[int, asyncio.Future[None]]] = []
-        show(state.apply(welcome))
+
+    # -- properties ------------------------------------------------------------------------
 
     @property
     def liveness_s(self) -> float:
         """How long the broker may stay silent before the link counts as lost."""
-        return HEARTBEAT_LIVENESS * self.state.heartbeat_ms / 1000
+        return liveness_bound_s(self.state.heartbeat_ms)
 
-    async def send(self, command: ClientCommand) -> None:
-        """Send `command` to the broker."""
-        if isinstance(command, Ping):
-            self._pings_sent += 1
-        await self.connection.send(command)
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
 
-    async def receive_events(self) -> Ending:
-        """Apply events until the broker ends the session or stays silent for `liveness_s`;
-        return why the session ended."""
-        loop = asyncio.get_running_loop()
-        last_heard = loop.time()
-        while self.state.ending is None:
-            event = await self.connection.receive(last_heard + self.liveness_s - loop.time())
-            if event is None:
-                silent_ms = round((loop.time() - last_heard) * 1000)
-                self._show(self.state.mark_lost(silent_ms))
-                break
-            last_heard = loop.time()
-            if isinstance(event, ProtocolError):
-                self._show([self.state.error(f"ignored a bad message from the server: {event}")])
-                continue
-            if isinstance(event, Pong):
-                self._pong()
-            self._show(self.state.apply(event))
+    # -- registration ------------------------------------------------------------------------
+
+    async def register(self, timeout_s: float = REGISTRATION_TIMEOUT_S) -> Welcome:
+        """Open a connection, send HELLO and wait for WELCOME. Raises RegistrationError if the
+        broker refuses the nick (exit code 2, with its reason) or does not answer within
+        `timeout_s` seconds (exit code 1); ValueError if the server is not a valid endpoint.
+        """
+        self._open()
+        answer = await self._hello(timeout_s)
+        if isinstance(answer, Welcome):
+            self._first_welcome = answer
+            return answer
+        if answer is None:
+            hint = ": is it running, and is the key right?" if self.keys else ": is it running?"
+            raise RegistrationError(f"no answer from {self.server} within {timeout_s:g} s{hint}", 1)
+        code = 2 if answer.code in NICK_REFUSED else 1
+        raise RegistrationError(
+            f"nick {self.state.nick!r} refused ({answer.code}): {answer.reason}", code
+        )
+
+    def _open(self) -> None:
+        """A fresh connection in place of the current one."""
+        self._close_connection()
+        self.connection = Connection(self.server, self.keys)
+        self.connections += 1
+
+    def _close_connection(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+        self.registered = False
+        self._hello_deadline = None
+        self._controls.clear()
+        self._typed.clear()
+        self._pings_sent = self._pongs_received = 0
         self._fail_waiters()
+
+    async def _hello(self, timeout_s: float) -> Welcome | Error | None:
+        """HELLO on the current (fresh) connection; WELCOME, the refusing ERROR, or None if
+        nothing came within `timeout_s`."""
+        assert self.connection is not None
+        await self._send_now(Hello(self.state.nick, self.token))
+        deadline = self._now() + timeout_s
+        while True:
+            event = await self.connection.receive(deadline - self._now())
+            match event:
+                case None:
+                    return None
+                case Welcome() | Error():
+                    return event
+                case _:
+                    # Nothing else can belong to a session on a fresh connection.
+                    log.debug("ignored before registration: %r", event)
+
+    # -- the session's life --------------------------------------------------------------
+
+    async def run(self) -> Ending:
+        """Apply events and keep the session registered until it ends (kicked, shut down,
+        the nick lost); return why. Cancel it to stop it from outside (the user leaves)."""
+        if self._first_welcome is not None:
+            self._welcomed(self._first_welcome, self._now())
+            self._first_welcome = None
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                helpers = [tasks.create_task(self._heartbeat()), tasks.create_task(self._pump())]
+                try:
+                    await self._receive_loop()
+                finally:
+                    for helper in helpers:
+                        helper.cancel()
+        finally:
+            self._fail_waiters()
+            self._progress.set()
         assert self.state.ending is not None
         return self.state.ending
 
-    async def heartbeat(self) -> None:
-        """Send PING every heartbeat interval while the link is up."""
-        while self.state.link is LinkState.CONNECTED:
-            await asyncio.sleep(self.state.heartbeat_ms / 1000)
-            if self.state.link is LinkState.CONNECTED:
-                await self.send(Ping())
+    async def _receive_loop(self) -> None:
+        while self.state.ending is None:
+            if self.connection is None or (not self.registered and self._hello_deadline is None):
+                await self._reconnect()
+                continue
+            now = self._now()
+            if self.registered:
+                deadline = self._last_heard + self.liveness_s
+            else:
+                assert self._hello_deadline is not None
+                deadline = self._hello_deadline
+            event = await self.connection.receive(deadline - now)
+            now = self._now()
+            if event is None:
+                if now >= deadline and self.state.ending is None:
+                    self._link_lost(now)
+                self._ask_for_gaps(now)
+                continue
+            self._last_heard = now
+            await self._dispatch(event, now)
+            self._ask_for_gaps(now)
 
-    async def flush(self) -> bool:
-        """Wait until the broker has processed everything sent so far (PING, then its PONG:
-        the broker handles one client's messages in order). False if no PONG came within
-        `liveness_s` or the session ended first."""
-        if self.state.ending is not None:
+    def _link_lost(self, now: float) -> None:
+        silent = now - self._last_heard
+        why = f"no answer from {self.server} for {silent:.1f} s"
+        self._lost_at = self._last_heard if self.registered else self._lost_at
+        self._close_connection()
+        self.connection = None
+        self.show(self.state.mark_reconnecting(why))
+
+    async def _reconnect(self) -> None:
+        """Register again on fresh connections until WELCOME, backing off; ends the session
+        if the nick is refused."""
+        attempt = 0
+        while self.state.ending is None:
+            attempt += 1
+            self.state.reconnect_attempt = attempt
+            self.show([])  # redraw the status line
+            try:
+                self._open()
+            except ValueError as exc:  # pragma: no cover - the endpoint worked before
+                self.show(self.state.mark_lost(str(exc), 1))
+                return
+            wait = self.liveness_s + backoff_s(attempt)
+            answer = await self._hello(wait)
+            if isinstance(answer, Welcome):
+                self._welcomed(answer, self._now())
+                return
+            if isinstance(answer, Error):
+                if answer.code in NICK_REFUSED:
+                    self._refused(answer)
+                    return
+                # Refused for now (too many joins, say): wait before the next attempt.
+                log.info("registration refused (%d): %s", answer.code, answer.reason)
+                self._close_connection()
+                await asyncio.sleep(max(backoff_s(attempt + 1), RECONNECT_BACKOFF_INITIAL_S))
+
+    def _refused(self, error: Error) -> None:
+        self._close_connection()
+        reason = f"nick {self.state.nick} is no longer yours ({error.code}): {error.reason}"
+        self.show(self.state.mark_lost(reason, 2))
+
+    async def _register_again(self, now: float) -> None:
+        """ERROR 401 while registered: the broker forgot us. HELLO on the same socket."""
+        if not self.registered:
+            return  # a HELLO is on its way already
+        self._lost_at = self._last_heard
+        self.registered = False
+        self._controls.clear()
+        self._typed.clear()
+        # Every PING sent so far is answered with 401, not PONG: count afresh.
+        self._pings_sent = self._pongs_received = 0
+        self._fail_waiters()
+        self._hello_deadline = now + self.liveness_s
+        self.show(self.state.mark_reconnecting("the server no longer knows this session"))
+        # If it cannot be sent, no WELCOME comes and the deadline opens a fresh connection.
+        await self._send_now(Hello(self.state.nick, self.token))
+
+    def _welcomed(self, welcome: Welcome, now: float) -> None:
+        restarted = self.stream.on_welcome(welcome.epoch, welcome.seq)
+        self.registered = True
+        self._hello_deadline = None
+        self._last_heard = now
+        self.outbox.set_heartbeat(welcome.heartbeat_ms)
+        entries = self.state.welcome(welcome, restarted)
+        again = self.outbox.on_registered(now, restarted, self._lost_at)
+        entries += [self.state.delivery(message) for message in again]
+        self.show(entries)
+        self._made_progress(now)
+        self._ask_for_gaps(now)
+        self._wake.set()
+
+    # -- incoming events ---------------------------------------------------------------
+
+    async def _dispatch(self, event: BrokerEvent | ProtocolError, now: float) -> None:
+        match event:
+            case ProtocolError():
+                self.show([self.state.error(f"ignored a bad message from the server: {event}")])
+            case Welcome():
+                if not self.registered:
+                    self._welcomed(event, now)
+            case Joined() | Left() | Message() | Notice():
+                self._broadcast(event, now)
+            case PrivateMessage():
+                await self._private(event, now)
+            case Ack(msg_id=msg_id):
+                self._settled(self.outbox.on_ack(msg_id, now), now)
+            case Delivered(msg_id=msg_id):
+                self._settled(self.outbox.on_delivered(msg_id, now), now)
+            case Error():
+                await self._error(event, now)
+            case Pong():
+                self._pong()
+            case _:
+                self.show(self.state.apply(event))
+
+    def _broadcast(self, event: Joined | Left | Message | Notice, now: float) -> None:
+        accepted = self.stream.accept(event)
+        entries: list[Entry] = []
+        if accepted.lost:
+            noun = "broadcast was" if accepted.lost == 1 else "broadcasts were"
+            entries.append(self.state.info(f"{accepted.lost} {noun} lost"))
+            # Presence may have changed in what was lost: ask for the list as it is now.
+            self._queue(ListUsers())
+        for applied in accepted.events:
+            if isinstance(applied, Message) and self.state.is_self(applied.sender):
+                # Our own message came back: the broker has it, whatever became of the ACK.
+                self._settled(self.outbox.on_ack(applied.msg_id, now), now)
+            entries += self.state.apply(applied)
+        self.show(entries)
+
+    async def _private(self, event: PrivateMessage, now: float) -> None:
+        if self.state.is_self(event.recipient):
+            # Confirm every copy, repeats included: the broker resends until we do.
+            await self._send_now(Received(event.msg_id))
+        if not self.stream.first_time(event.msg_id):
+            return
+        if self.state.is_self(event.sender):
+            self._settled(self.outbox.on_ack(event.msg_id, now), now)
+        self.show(self.state.apply(event))
+
+    async def _error(self, error: Error, now: float) -> None:
+        if error.ref and error.ref in self.outbox:
+            self._settled(self.outbox.on_error(error.ref, error.code, error.reason, now), now)
+            if error.code == ErrorCode.RATE_LIMITED:
+                self._wake.set()  # the pump works out when to retry
+        match error.code:
+            case ErrorCode.NOT_REGISTERED:
+                await self._register_again(now)
+            case ErrorCode.HISTORY_GONE:
+                self.stream.history_gone()
+            case code if code in NICK_REFUSED and not self.registered:
+                self._refused(error)
+            case ErrorCode.RATE_LIMITED:
+                self.outbox.pacer.drain(now)
+                if not error.ref:
+                    self.show(self.state.apply(error))
+            case _:
+                if not (error.ref and error.ref.startswith(f"{self.token}-")):
+                    self.show(self.state.apply(error))
+
+    def _settled(self, message: OutgoingMessage | None, now: float) -> None:
+        """Show a delivery state change (if any) and note the progress."""
+        if message is None:
+            return
+        self.show([self.state.delivery(message)])
+        self._made_progress(now)
+
+    def _made_progress(self, now: float) -> None:
+        self._progress_at = now
+        self._progress.set()
+
+    def _ask_for_gaps(self, now: float) -> None:
+        if not self.registered:
+            return
+        from_seq = self.stream.fetch_due(now)
+        if from_seq is not None:
+            self._queue(Fetch(from_seq))
+
+    # -- outgoing ----------------------------------------------------------------------
+
+    async def _send_now(self, command: ClientCommand) -> bool:
+        """Send `command` on the current connection at once (no pacing)."""
+        if self.connection is None:
             return False
-        await self.send(Ping())
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pong_waiters.append((self._pings_sent, waiter))
-        try:
-            await asyncio.wait_for(waiter, self.liveness_s)
-        except (TimeoutError, ConnectionError):
-            return False
-        return True
+        if isinstance(command, Ping):
+            self._pings_sent += 1
+        return await self.connection.send(command)
+
+    def _queue(self, command: ClientCommand) -> None:
+        """Send a command the broker's flood control counts, paced with the outbox."""
+        self._controls.append(command)
+        self._wake.set()
+
+    async def _pump(self) -> None:
+        """Send queued commands and due messages while registered, paced."""
+        while True:
+            self._wake.clear()
+            timeout: float | None = None
+            if self.registered and self.connection is not None:
+                timeout = await self._pump_once(self._now())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _pump_once(self, now: float) -> float | None:
+        """Send what is due; return how long until something may be due (None: never)."""
+        pacer = self.outbox.pacer
+        while self._controls and pacer.take(now):
+            await self._send_now(self._controls.popleft())
+        if self._controls:
+            return pacer.wait(now)
+        while self._typed:
+            after, command = self._typed[0]
+            await self._send_messages(now, after)
+            if not self.outbox.all_sent(after):
+                return self.outbox.next_wakeup(now)
+            if not pacer.take(now):
+                return pacer.wait(now)
+            self._typed.popleft()
+            await self._send_now(command)
+            self._made_progress(now)
+        await self._send_messages(now, None)
+        return self.outbox.next_wakeup(now)
+
+    async def _send_messages(self, now: float, up_to: int | None) -> None:
+        for message in self.outbox.due(now, up_to):
+            if not self.registered or not await self._send_now(message.command):
+                self.outbox.unsent(message)
+
+    async def _heartbeat(self) -> None:
+        """PING every heartbeat interval while registered."""
+        while True:
+            await asyncio.sleep(self.state.heartbeat_ms / 1000)
+            if self.registered:
+                await self._send_now(Ping())
+
+    # -- typed lines -------------------------------------------------------------------
 
     async def handle_line(self, line: str) -> Leave | None:
         """Carry out `line` as typed; return the Leave action if it asks to leave (the
         caller decides how to end), else None."""
         action = parse_line(line, self.state.target)
         match action:
+            case Post(text=text, recipient=recipient):
+                self.post(text, recipient)
             case Send(command=command):
-                if self.state.link is not LinkState.CONNECTED:
-                    self._show([self.state.error(f"not sent: {self.state.link.value}")])
+                if not self.registered or self.state.ending is not None:
+                    self.show([self.state.error(f"not sent: {self.state.link.value}")])
+                elif isinstance(command, _METERED):
+                    self._typed.append((self.outbox.last_number, command))
+                    self._wake.set()
                 else:
-                    await self.send(command)
+                    await self._send_now(command)
             case SetTarget(nick=nick):
-                self._show(self.state.set_target(nick))
+                self.show(self.state.set_target(nick))
             case ShowHelp():
-                self._show([self.state.info(text) for text in help_lines()])
+                self.show([self.state.info(text) for text in help_lines()])
             case Hint(text=text):
-                self._show([self.state.info(text)])
+                self.show([self.state.info(text)])
             case Leave():
                 return action
             case Nothing():
                 pass
         return None
+
+    def post(self, text: str, recipient: str | None = None) -> OutgoingMessage | None:
+        """Put chat text in the outbox (shown at once as pending, sent when possible)."""
+        if self.state.ending is not None:
+            self.show([self.state.error(f"not sent: {self.state.link.value}")])
+            return None
+        message = self.outbox.add(text, recipient)
+        self.show([self.state.outgoing(message)])
+        self._wake.set()
+        return message
+
+    @property
+    def undelivered(self) -> int:
+        """Messages the broker has not acknowledged yet."""
+        return len(self.outbox.unacknowledged)
+
+    async def drain(self, stall_s: float) -> bool:
+        """Wait until every message is acknowledged and the broker has handled everything
+        sent before (PING, then its PONG: the broker handles one client's commands in
+        order). False if the session ended, or nothing moved forward (no acknowledgement,
+        no registration) for `stall_s` seconds, the broker being unreachable meanwhile."""
+        self._progress_at = max(self._progress_at, self._now())
+        while self.state.ending is None:
+            remaining = self._progress_at + stall_s - self._now()
+            if remaining <= 0:
+                return False
+            if self.registered and not self.outbox.unacknowledged and not self._typed:
+                if await self._barrier(min(remaining, self.liveness_s)):
+                    return True
+                continue
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+        return False
+
+    async def flush(self) -> bool:
+        """Wait for the PONG to a PING sent now (see `drain`). False if none came within
+        one liveness bound or the link changed meanwhile."""
+        return await self._barrier(self.liveness_s)
+
+    async def _barrier(self, timeout_s: float) -> bool:
+        if self.state.ending is not None or not await self._send_now(Ping()):
+            return False
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pong_waiters.append((self._pings_sent, waiter))
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except (TimeoutError, ConnectionError):
+            return False
+        return True
+
+    async def quit(self, reason: str) -> bool:
+        """Send QUIT if registered; True if it was sent."""
+        if not self.registered:
+            return False
+        return await self._send_now(Quit(reason))
+
+    def close(self, linger_ms: int = 0) -> None:
+        """Close the connection, giving queued commands up to `linger_ms` to leave."""
+        if self.connection is not None:
+            self.connection.close(linger_ms)
+        self.registered = False
+
+    # -- PONG bookkeeping --------------------------------------------------------------
 
     def _pong(self) -> None:
         self._pongs_received += 1
@@ -168,5 +579,5 @@ class Session:
     def _fail_waiters(self) -> None:
         for _, waiter in self._pong_waiters:
             if not waiter.done():
-                waiter.set_exception(ConnectionError("session ended"))
+                waiter.set_exception(ConnectionError("connection closed"))
         self._pong_waiters = []

@@ -1,8 +1,10 @@
 """What the client knows about the chat, and the display entries each change produces.
 
 `ChatState` is updated only by `apply(event)` (broker events) and a few local actions
-(`set_target`, `cycle_target`, `mark_lost`); each returns the `Entry` objects to show. It does
-no I/O, so the full-screen UI, line mode and tests share it as is.
+(`set_target`, `cycle_target`, `mark_reconnecting`, `mark_lost`, own messages); each returns
+the `Entry` objects to show. It does no I/O, so the full-screen UI, line mode and tests share
+it as is. Ordering and deduplication of broadcasts happen before events get here
+(`client.stream`), and own messages' delivery states live in `client.outbox`.
 """
 
 import enum
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 
 from messages import nick_key
 from messages.events import (
+    Ack,
     BrokerEvent,
+    Delivered,
     Error,
     Joined,
     Kicked,
@@ -29,6 +33,8 @@ from messages.events import (
 )
 from messages.limits import HEARTBEAT_INTERVAL_MS
 
+from .outbox import Delivery, OutgoingMessage
+
 
 def now_ms() -> int:
     """Wall-clock time in milliseconds since the Unix epoch, like the broker's timestamps."""
@@ -40,6 +46,9 @@ class LinkState(enum.Enum):
 
     CONNECTING = "connecting"
     CONNECTED = "connected"
+    #: The link was lost; the session registers again by itself.
+    RECONNECTING = "reconnecting"
+    #: The session is over and cannot come back (the nick went to someone else).
     LOST = "lost"
     CLOSED = "closed"
 
@@ -57,6 +66,8 @@ class EntryKind(enum.Enum):
     NOTICE = "notice"
     #: A failure: an ERROR event or a command that could not be sent.
     ERROR = "error"
+    #: An own message (`msg_id`) changed delivery state: the line shown for it is updated.
+    DELIVERY = "delivery"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +85,13 @@ class Entry:
     highlight: bool = False
     #: The ERROR event's code, 0 for local errors.
     code: int = 0
+    #: The message id of a MESSAGE, PRIVATE or own message.
+    msg_id: str = ""
+    #: Set on own messages as typed (and on DELIVERY entries): their delivery state.
+    #: None on messages the broker sent, own echoes included.
+    delivery: Delivery | None = None
+    #: Why delivery FAILED.
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +113,15 @@ class ChatState:
     """The live state of one chat session: own nick, users, recent speakers, message target,
     operator flag and link state."""
 
-    def __init__(self, nick: str, server: str, clock: Callable[[], int] = now_ms) -> None:
+    def __init__(
+        self, nick: str, server: str, clock: Callable[[], int] = now_ms, secure: bool = False
+    ) -> None:
         self.nick = nick
         self.server = server
+        #: The link is encrypted with CurveZMQ.
+        self.secure = secure
+        #: While RECONNECTING: which attempt this is (1, 2, ...).
+        self.reconnect_attempt = 0
         #: Where plain lines go: None for everyone, else a nick (as the broker spells it).
         self.target: str | None = None
         self.operator = False
@@ -173,18 +197,77 @@ class ChatState:
         current = choices.index(self.target) if self.target in choices else 0
         return self.set_target(choices[(current + step) % len(choices)])
 
-    def mark_lost(self, silent_ms: int) -> list[Entry]:
-        """The broker has been silent for `silent_ms`: the session is over."""
+    def mark_reconnecting(self, why: str) -> list[Entry]:
+        """The link is lost (`why`); the session is registering again."""
+        self.link = LinkState.RECONNECTING
+        self.reconnect_attempt = 1
+        return [self.info(f"connection lost ({why}): reconnecting")]
+
+    def mark_lost(self, reason: str, exit_code: int) -> list[Entry]:
+        """The session is over for `reason` and cannot come back."""
         self.link = LinkState.LOST
-        reason = f"connection lost: no answer from {self.server} for {silent_ms / 1000:g} s"
-        self.ending = Ending(reason, 1)
+        self.ending = Ending(reason, exit_code)
         return [self.error(reason)]
+
+    def outgoing(self, message: OutgoingMessage) -> Entry:
+        """The line of an own message as typed (shown at once, in its delivery state)."""
+        kind = EntryKind.MESSAGE if message.recipient is None else EntryKind.PRIVATE
+        if message.recipient is not None and not self.is_self(message.recipient):
+            self._spoke[nick_key(message.recipient)] = self._next()
+        return Entry(
+            kind,
+            message.text,
+            self._clock(),
+            self.nick,
+            message.recipient or "",
+            own=True,
+            msg_id=message.msg_id,
+            delivery=message.state,
+        )
+
+    def delivery(self, message: OutgoingMessage) -> Entry:
+        """A change in the delivery state of an own message."""
+        return Entry(
+            EntryKind.DELIVERY,
+            message.text,
+            self._clock(),
+            self.nick,
+            message.recipient or "",
+            own=True,
+            code=message.code,
+            msg_id=message.msg_id,
+            delivery=message.state,
+            reason=message.reason,
+        )
+
+    def welcome(self, event: Welcome, restarted: bool = False) -> list[Entry]:
+        """Registered (first or again) with WELCOME `event`; `restarted`: the broker was
+        restarted meanwhile and forgot everything (operator status included)."""
+        first = self.link is LinkState.CONNECTING
+        self.nick = event.nick
+        self.heartbeat_ms = event.heartbeat_ms
+        self.link = LinkState.CONNECTED
+        self.reconnect_attempt = 0
+        if restarted:
+            self.operator = False
+        self._set_users(event.users)
+        if first:
+            return [self.info(f"connected to {self.server} as {self.nick}"), self._users_entry()]
+        users = len(self._users)
+        restart = "; the server was restarted" if restarted else ""
+        entries = [
+            self.info(
+                f"reconnected to {self.server} as {self.nick}{restart} "
+                f"({users} {'user' if users == 1 else 'users'})"
+            )
+        ]
+        return entries + self._check_target()
 
     def apply(self, event: BrokerEvent) -> list[Entry]:
         """Take in one broker event; return what to show for it."""
         match event:
             case Welcome():
-                return self._welcome(event)
+                return self.welcome(event)
             case Joined(nick=nick):
                 if self.is_self(nick):
                     return []
@@ -192,16 +275,31 @@ class ChatState:
                 self._joined[nick_key(nick)] = self._next()
                 return [self.info(f"{nick} joined")]
             case Left(nick=nick, reason=reason):
+                if self.is_self(nick):
+                    # Seen in a replay: the broker dropped our earlier session, and with it
+                    # whatever it knew about us (we are registered again by now).
+                    self.operator = False
+                    return [self.info(_with_reason("the server dropped your session", reason))]
                 return self._left(nick, reason)
-            case Message(sender=sender, text=text, time_ms=time_ms):
+            case Message(msg_id=msg_id, sender=sender, text=text, time_ms=time_ms):
                 own = self.is_self(sender)
                 if not own:
                     self._spoke[nick_key(sender)] = self._next()
                 highlight = not own and mentions(text, self.nick)
                 return [
-                    Entry(EntryKind.MESSAGE, text, time_ms, sender, own=own, highlight=highlight)
+                    Entry(
+                        EntryKind.MESSAGE,
+                        text,
+                        time_ms,
+                        sender,
+                        own=own,
+                        highlight=highlight,
+                        msg_id=msg_id,
+                    )
                 ]
-            case PrivateMessage(sender=sender, recipient=recipient, text=text, time_ms=time_ms):
+            case PrivateMessage(
+                msg_id=msg_id, sender=sender, recipient=recipient, text=text, time_ms=time_ms
+            ):
                 own = self.is_self(sender)
                 # Whoever is on the other end of a private conversation is "recent" either way.
                 partner = recipient if own else sender
@@ -216,6 +314,7 @@ class ChatState:
                         recipient,
                         own=own,
                         highlight=not own,
+                        msg_id=msg_id,
                     )
                 ]
             case UserList(users=users):
@@ -224,6 +323,8 @@ class ChatState:
                 return [Entry(EntryKind.NOTICE, text, self._clock())]
             case Error(code=code, reason=reason):
                 return [self.error(reason, code)]
+            case Ack() | Delivered():
+                return []  # delivery states are the outbox's business
             case Pong():
                 return []
             case Operator():
@@ -243,16 +344,6 @@ class ChatState:
         self._sequence += 1
         return self._sequence
 
-    def _welcome(self, event: Welcome) -> list[Entry]:
-        self.nick = event.nick
-        self.heartbeat_ms = event.heartbeat_ms
-        self.link = LinkState.CONNECTED
-        self._set_users(event.users)
-        return [
-            self.info(f"connected to {self.server} as {self.nick}"),
-            self._users_entry(),
-        ]
-
     def _left(self, nick: str, reason: str) -> list[Entry]:
         key = nick_key(nick)
         self._users.pop(key, None)
@@ -266,11 +357,14 @@ class ChatState:
 
     def _user_list(self, users: Iterable[str]) -> list[Entry]:
         self._set_users(users)
-        entries = [self._users_entry()]
+        return [self._users_entry(), *self._check_target()]
+
+    def _check_target(self) -> list[Entry]:
         if self.target is not None and self.find_user(self.target) is None:
-            entries.append(self.info(f"{self.target} is gone; messages go to everyone again"))
+            gone = self.target
             self.target = None
-        return entries
+            return [self.info(f"{gone} is gone; messages go to everyone again")]
+        return []
 
     def _set_users(self, users: Iterable[str]) -> None:
         self._users = {nick_key(n): n for n in users}

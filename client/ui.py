@@ -5,15 +5,21 @@
     |                                          |   alice  |
     |                                          |   bob    |
     +------------------------------------------+----------+
-    | status: nick, server, link, operator                |
+    | status: nick, server, link, operator, secure         |
     | [all] > input line                                  |
     +-----------------------------------------------------+
 
 The UI owns no chat logic: typed lines go to `submit`, entries to show come in through
 `show`, and the user list, status and prompt are drawn from the live `ChatState`.
+
+Own messages show at once, with their delivery state after the text (`…` pending, `✓` sent,
+`✓✓` delivered, `✗ reason` failed); a DELIVERY entry redraws that same line, and the broker's
+echo of an own message adds no second line.
 """
 
+import dataclasses
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
@@ -43,8 +49,9 @@ from prompt_toolkit.styles import Style
 from messages import nick_key
 
 from .completion import ChatCompleter
+from .outbox import Delivery
 from .render import formatted_line, nick_color, sanitize
-from .state import ChatState, Ending, Entry, LinkState
+from .state import ChatState, Ending, Entry, EntryKind, LinkState
 
 #: Oldest entries are dropped beyond this many.
 SCROLLBACK_LINES: Final = 10_000
@@ -69,7 +76,13 @@ STYLE: Final = Style.from_dict(
         "users.self": "bold",
         "status": "reverse",
         "status.lost": "bg:ansired fg:ansiwhite bold",
+        "status.reconnecting": "bg:ansiyellow fg:ansiblack bold",
         "status.operator": "bold",
+        "status.secure": "bold",
+        "delivery.pending": "#888888",
+        "delivery.sent": "#888888",
+        "delivery.delivered": "ansigreen",
+        "delivery.failed": "ansired bold",
         "prompt": "bold",
     }
 )
@@ -85,6 +98,9 @@ class MessagePane:
 
     def __init__(self) -> None:
         self.lines: list[StyleAndTextTuples] = []
+        #: Lines dropped from the top so far: line number `n` (counting from the first line
+        #: ever added) is `lines[n - dropped]`.
+        self.dropped = 0
         #: The bottom line while scrolled up; None when pinned to the newest line.
         self.anchor: int | None = None
         self.control = _PaneControl(self)
@@ -101,14 +117,26 @@ class MessagePane:
         last = max(0, len(self.lines) - 1)
         return last if self.anchor is None else min(self.anchor, last)
 
-    def add(self, lines: list[StyleAndTextTuples]) -> None:
-        """Append `lines`, dropping the oldest beyond SCROLLBACK_LINES."""
+    def add(self, lines: list[StyleAndTextTuples]) -> int:
+        """Append `lines`, dropping the oldest beyond SCROLLBACK_LINES; return the line
+        number (see `dropped`) of the first one."""
+        number = self.dropped + len(self.lines)
         self.lines.extend(lines)
         excess = len(self.lines) - SCROLLBACK_LINES
         if excess > 0:
             del self.lines[:excess]
+            self.dropped += excess
             if self.anchor is not None:
                 self.anchor = max(0, self.anchor - excess)
+        return number
+
+    def replace(self, number: int, line: StyleAndTextTuples) -> bool:
+        """Draw line number `number` as `line`; False if it has been dropped."""
+        index = number - self.dropped
+        if not 0 <= index < len(self.lines):
+            return False
+        self.lines[index] = line
+        return True
 
     def text(self) -> StyleAndTextTuples:
         """The lines the control draws: all of them, or up to `anchor` when scrolled up."""
@@ -169,6 +197,8 @@ class ChatUI:
         self._submit = submit
         self._pending_exit: Ending | None = None
         self.pane = MessagePane()
+        # msg_id -> (line number, entry) of own messages still in the pane, oldest first.
+        self._own: OrderedDict[str, tuple[int, Entry]] = OrderedDict()
         self.input = Buffer(
             multiline=False,
             completer=ChatCompleter(state),
@@ -176,10 +206,13 @@ class ChatUI:
             history=InMemoryHistory(),
             accept_handler=self._accept,
         )
-        input_window = Window(
+        #: The input line (with its prompt).
+        self.input_window = input_window = Window(
             BufferControl(self.input, input_processors=[BeforeInput(self.prompt_fragments)]),
             height=Dimension(min=1, max=4),
             wrap_lines=True,
+            # As tall as the typed text, no taller: the pane above takes the rest.
+            dont_extend_height=True,
         )
         #: The side panel with the user list.
         self.users_window = Window(
@@ -222,10 +255,35 @@ class ChatUI:
     # -- fed by the client -------------------------------------------------------------
 
     def show(self, entries: list[Entry]) -> None:
-        """Append `entries` to the message pane and redraw."""
-        if entries:
-            self.pane.add([formatted_line(entry) for entry in entries])
+        """Append `entries` to the message pane (updating own messages' lines in place for
+        DELIVERY entries) and redraw."""
+        for entry in entries:
+            if entry.kind is EntryKind.DELIVERY:
+                self._update_delivery(entry)
+            elif entry.own and entry.msg_id and entry.delivery is None:
+                if entry.msg_id not in self._own:  # else: the echo of a line shown already
+                    self.pane.add([formatted_line(entry)])
+            elif entry.own and entry.msg_id:
+                number = self.pane.add([formatted_line(entry)])
+                self._own[entry.msg_id] = (number, entry)
+            else:
+                self.pane.add([formatted_line(entry)])
+        while self._own and next(iter(self._own.values()))[0] < self.pane.dropped:
+            self._own.popitem(last=False)
         self.app.invalidate()
+
+    def _update_delivery(self, update: Entry) -> None:
+        shown = self._own.get(update.msg_id)
+        if shown is None:
+            if update.delivery is Delivery.FAILED:
+                self.pane.add([formatted_line(update)])  # its line is gone: say it anyway
+            return
+        number, entry = shown
+        entry = dataclasses.replace(
+            entry, delivery=update.delivery, code=update.code, reason=update.reason
+        )
+        self._own[update.msg_id] = (number, entry)
+        self.pane.replace(number, formatted_line(entry))
 
     def exit(self, ending: Ending) -> None:
         """Close the UI; `Application.run_async` returns `ending`."""
@@ -258,16 +316,25 @@ class ChatUI:
         return [("class:prompt", f"[{label}] > ")]
 
     def status_fragments(self) -> StyleAndTextTuples:
-        """The status line: own nick, server, link state, operator, scrolled-up marker."""
+        """The status line: own nick, server, link state (with the reconnect attempt),
+        operator, secure, scrolled-up marker."""
         state = self.state
-        link_style = "class:status.lost" if state.link is not LinkState.CONNECTED else ""
+        link = state.link.value
+        link_style = "class:status.lost"
+        if state.link is LinkState.CONNECTED:
+            link_style = ""
+        elif state.link is LinkState.RECONNECTING:
+            link_style = "class:status.reconnecting"
+            link += f" (attempt {state.reconnect_attempt})"
         status: StyleAndTextTuples = [
             ("class:status.nick", f" {sanitize(state.nick)} "),
             ("", f"@ {sanitize(state.server)} "),
-            (link_style, f" {state.link.value} "),
+            (link_style, f" {link} "),
         ]
         if state.operator:
             status.append(("class:status.operator", " operator "))
+        if state.secure:
+            status.append(("class:status.secure", " secure "))
         if not self.pane.pinned:
             status.append(("", " -- more below (PageDown) -- "))
         return status

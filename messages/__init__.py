@@ -4,12 +4,24 @@ docs/PROTOCOL.md specifies the same protocol frame by frame.
 """
 
 from . import commands, events
-from .codec import command_verbs, decode_command, decode_event, encode, truncate_utf8
+from .codec import (
+    command_verbs,
+    decode_command,
+    decode_event,
+    encode,
+    message_ref,
+    truncate_utf8,
+)
 from .errors import ErrorCode, ProtocolError
 from .limits import (
+    FETCH_LIMIT,
+    FLOOD_BURST,
+    FLOOD_PER_SECOND,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
+    MAX_EVENT_WIRE_FRAME_BYTES,
     MAX_FRAMES,
+    MAX_ID_BYTES,
     MAX_NICK_CHARS,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
@@ -20,9 +32,14 @@ from .limits import (
 from .nicks import nick_key, nick_scripts, nick_skeleton, normalize_nick
 
 __all__ = [
+    "FETCH_LIMIT",
+    "FLOOD_BURST",
+    "FLOOD_PER_SECOND",
     "HEARTBEAT_INTERVAL_MS",
     "HEARTBEAT_LIVENESS",
+    "MAX_EVENT_WIRE_FRAME_BYTES",
     "MAX_FRAMES",
+    "MAX_ID_BYTES",
     "MAX_NICK_CHARS",
     "MAX_REASON_BYTES",
     "MAX_TEXT_BYTES",
@@ -37,6 +54,7 @@ __all__ = [
     "decode_event",
     "encode",
     "events",
+    "message_ref",
     "nick_key",
     "nick_scripts",
     "nick_skeleton",

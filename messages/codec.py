@@ -19,6 +19,8 @@ from .events import BROKER_EVENTS, BrokerEvent
 from .limits import (
     MAX_FRAME_BYTES,
     MAX_FRAMES,
+    MAX_ID_BYTES,
+    MAX_LIST_BYTES,
     MAX_NICK_CHARS,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
@@ -37,9 +39,20 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
     "recipient": 4 * MAX_NICK_CHARS,
     "sender": 4 * MAX_NICK_CHARS,
     "by": 4 * MAX_NICK_CHARS,
+    "msg_id": MAX_ID_BYTES,
+    "session": MAX_ID_BYTES,
+    "ref": MAX_ID_BYTES,
+    "epoch": MAX_ID_BYTES,
+    "users": MAX_LIST_BYTES,
+    "commands": MAX_LIST_BYTES,
 }
 #: Fields that may not be empty.
-NON_EMPTY_FIELDS: Final = frozenset({"text", "nick", "recipient"})
+NON_EMPTY_FIELDS: Final = frozenset(
+    {"text", "nick", "recipient", "sender", "msg_id", "session", "epoch"}
+)
+#: Fields that are identifiers: ASCII letters, digits, `-`, `_` and `.` only.
+ID_FIELDS: Final = frozenset({"msg_id", "session", "ref", "epoch"})
+_ID_CHARS: Final = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 #: Longest integer field, in digits (milliseconds since 1970 fit in 13 for a long while).
 MAX_INT_DIGITS: Final = 18
 
@@ -55,6 +68,10 @@ def _decode_text(name: str, frame: bytes) -> str:
         )
     if not frame and name in NON_EMPTY_FIELDS:
         raise ProtocolError(ErrorCode.MALFORMED, f"{name} is empty")
+    if name in ID_FIELDS and not _ID_CHARS.issuperset(frame):
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"{name} may hold only ASCII letters, digits, '-', '_', '.'"
+        )
     try:
         return frame.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -71,7 +88,10 @@ def _decode_int(name: str, frame: bytes) -> int:
 
 def _decode_words(name: str, frame: bytes) -> tuple[str, ...]:
     text = _decode_text(name, frame)
-    return tuple(text.split(" ")) if text else ()
+    words = tuple(text.split(" ")) if text else ()
+    if "" in words:
+        raise ProtocolError(ErrorCode.MALFORMED, f"{name} has an empty item")
+    return words
 
 
 def _encode_field(value: Field) -> bytes:
@@ -176,3 +196,13 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
     if len(data) <= max_bytes:
         return text
     return data[:max_bytes].decode("utf-8", "ignore")
+
+
+def message_ref(frames: Sequence[bytes]) -> str:
+    """The msg_id of a SAY or TELL that failed to decode, if it can be read; else ""."""
+    if len(frames) < 3 or frames[0] != SIGNATURE or frames[1] not in (b"SAY", b"TELL"):
+        return ""
+    candidate = frames[2]
+    if 0 < len(candidate) <= MAX_ID_BYTES and _ID_CHARS.issuperset(candidate):
+        return candidate.decode("ascii")
+    return ""

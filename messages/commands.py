@@ -9,25 +9,32 @@ from typing import ClassVar
 
 @dataclass(frozen=True, slots=True)
 class Hello:
-    """Register under `nick`; the first command of every session."""
+    """Register under `nick`, or resume the session named `session`.
+
+    `session` is a random token the client chooses once per run and repeats on every
+    HELLO: a HELLO for a nick held by the same token resumes that session.
+    """
 
     VERB: ClassVar[bytes] = b"HELLO"
     nick: str
+    session: str
 
 
 @dataclass(frozen=True, slots=True)
 class Say:
-    """Send `text` to everyone."""
+    """Send `text` to everyone; `msg_id` is the client's unique id for this message."""
 
     VERB: ClassVar[bytes] = b"SAY"
+    msg_id: str
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Tell:
-    """Send `text` privately to `recipient`."""
+    """Send `text` privately to `recipient`; `msg_id` as for SAY."""
 
     VERB: ClassVar[bytes] = b"TELL"
+    msg_id: str
     recipient: str
     text: str
 
@@ -87,7 +94,25 @@ class Shutdown:
     reason: str
 
 
-ClientCommand = Hello | Say | Tell | ListUsers | Ping | Quit | Admin | Kick | Wall | Shutdown
+@dataclass(frozen=True, slots=True)
+class Received:
+    """The client has shown the PRIVATE message `msg_id`: confirms its delivery."""
+
+    VERB: ClassVar[bytes] = b"RECEIVED"
+    msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """Send again every broadcast event numbered `from_seq` or later (to fill a gap)."""
+
+    VERB: ClassVar[bytes] = b"FETCH"
+    from_seq: int
+
+
+ClientCommand = (
+    Hello | Say | Tell | ListUsers | Ping | Quit | Admin | Kick | Wall | Shutdown | Received | Fetch
+)
 
 #: Every command, in the order docs/PROTOCOL.md lists them.
 CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
@@ -101,4 +126,6 @@ CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
     Kick,
     Wall,
     Shutdown,
+    Received,
+    Fetch,
 )

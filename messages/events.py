@@ -2,6 +2,10 @@
 
 `VERB` is frame 1 on the wire; the fields follow in declaration order, one frame each.
 Times are milliseconds since the Unix epoch, stamped by the broker.
+
+Broadcast events (JOIN, LEAVE, MESSAGE, NOTICE) carry `seq`: the broker numbers them 1, 2,
+3, ... within one `epoch` (one run of the broker), so a client can tell when it missed one
+and FETCH it again.
 """
 
 from dataclasses import dataclass
@@ -10,12 +14,15 @@ from typing import ClassVar
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """Registration succeeded: your nick as stored, the heartbeat interval the broker
-    expects, the command verbs it accepts and everyone present (you included)."""
+    """Registration (or resumption) succeeded: your nick as stored, the heartbeat interval
+    the broker expects, the broker's run (`epoch`) and last broadcast `seq`, the command
+    verbs it accepts and everyone present (you included) as of `seq`."""
 
     VERB: ClassVar[bytes] = b"WELCOME"
     nick: str
     heartbeat_ms: int
+    epoch: str
+    seq: int
     commands: tuple[str, ...]
     users: tuple[str, ...]
 
@@ -25,6 +32,7 @@ class Joined:
     """`nick` joined the chat."""
 
     VERB: ClassVar[bytes] = b"JOIN"
+    seq: int
     nick: str
 
 
@@ -33,6 +41,7 @@ class Left:
     """`nick` left the chat, for `reason`."""
 
     VERB: ClassVar[bytes] = b"LEAVE"
+    seq: int
     nick: str
     reason: str
 
@@ -42,6 +51,8 @@ class Message:
     """`sender` said `text` to everyone (the sender receives it too)."""
 
     VERB: ClassVar[bytes] = b"MESSAGE"
+    seq: int
+    msg_id: str
     sender: str
     text: str
     time_ms: int
@@ -49,9 +60,12 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class PrivateMessage:
-    """`sender` said `text` to `recipient` alone; both of them receive this."""
+    """`sender` said `text` to `recipient` alone; both of them receive this. The recipient
+    confirms it with RECEIVED `msg_id`; until then the broker sends it again whenever the
+    recipient's session resumes."""
 
     VERB: ClassVar[bytes] = b"PRIVATE"
+    msg_id: str
     sender: str
     recipient: str
     text: str
@@ -60,9 +74,10 @@ class PrivateMessage:
 
 @dataclass(frozen=True, slots=True)
 class UserList:
-    """Everyone present, in answer to USERS."""
+    """Everyone present as of broadcast `seq`, in answer to USERS."""
 
     VERB: ClassVar[bytes] = b"USERS"
+    seq: int
     users: tuple[str, ...]
 
 
@@ -71,17 +86,37 @@ class Notice:
     """A notice from the broker or its operators, to everyone."""
 
     VERB: ClassVar[bytes] = b"NOTICE"
+    seq: int
     text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    """The last command failed and nothing was delivered; `code` is an ErrorCode value
-    (clients must accept codes they do not know)."""
+    """A command failed and nothing was delivered; `code` is an ErrorCode value (clients
+    must accept codes they do not know), `ref` the msg_id of the failed SAY or TELL, or
+    empty."""
 
     VERB: ClassVar[bytes] = b"ERROR"
     code: int
+    ref: str
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The broker accepted SAY or TELL `msg_id` and passed it on (sent, not yet read)."""
+
+    VERB: ClassVar[bytes] = b"ACK"
+    msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """`recipient`'s client confirmed it received your private message `msg_id`."""
+
+    VERB: ClassVar[bytes] = b"DELIVERED"
+    msg_id: str
+    recipient: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +135,7 @@ class Operator:
 
 @dataclass(frozen=True, slots=True)
 class Kicked:
-    """You were disconnected by operator `by`, for `reason`."""
+    """Operator `by` removed you from the chat, for `reason` (you may HELLO again)."""
 
     VERB: ClassVar[bytes] = b"KICKED"
     by: str
@@ -124,6 +159,8 @@ BrokerEvent = (
     | UserList
     | Notice
     | Error
+    | Ack
+    | Delivered
     | Pong
     | Operator
     | Kicked
@@ -140,6 +177,8 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     UserList,
     Notice,
     Error,
+    Ack,
+    Delivered,
     Pong,
     Operator,
     Kicked,

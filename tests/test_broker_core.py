@@ -1,25 +1,30 @@
-"""The broker's routing core without sockets: registration, routing, presence, operators."""
+"""The broker's routing core without sockets: registration, resumption, routing, receipts,
+gaps, presence and operators."""
 
 import pytest
 
 from broker.console import run_console_line
-from broker.core import CONSOLE_OPERATOR, ChatCore, Outgoing
-from messages import HEARTBEAT_LIVENESS, SIGNATURE, ErrorCode, encode
+from broker.core import CONSOLE_OPERATOR, HISTORY_EVENTS, ChatCore, Outgoing
+from messages import FETCH_LIMIT, HEARTBEAT_LIVENESS, SIGNATURE, ErrorCode, command_verbs, encode
 from messages import commands as cmd
 from messages import events as ev
 
 TOKEN = "op-token"
-ALICE, BOB, CAROL, STRANGER = b"id-alice", b"id-bob", b"id-carol", b"id-stranger"
+EPOCH = "e0"
+ALICE, BOB, CAROL, STRANGER = b"\0alice", b"\0bob", b"\0carol", b"\0stranger"
+SESSIONS = {ALICE: "s-alice", BOB: "s-bob", CAROL: "s-carol", STRANGER: "s-stranger"}
 T0 = 1000.0
+NOW_MS = 1_700_000_000_500
+GONE = f"no heartbeat for {HEARTBEAT_LIVENESS} s"
 
 
 def wall_clock() -> float:
-    return 1_700_000_000.5
+    return NOW_MS / 1000
 
 
 @pytest.fixture
 def core() -> ChatCore:
-    return ChatCore(TOKEN, heartbeat_ms=1000, wall_clock=wall_clock)
+    return ChatCore(TOKEN, heartbeat_ms=1000, wall_clock=wall_clock, epoch=EPOCH)
 
 
 def send(
@@ -29,33 +34,38 @@ def send(
     return core.receive(identity, encode(command), now)
 
 
+def hello(core: ChatCore, identity: bytes, nick: str, now: float = T0) -> list[Outgoing]:
+    return send(core, identity, cmd.Hello(nick, SESSIONS[identity]), now)
+
+
 @pytest.fixture
 def chat(core: ChatCore) -> ChatCore:
-    """alice, bob and carol registered."""
+    """alice, bob and carol registered (broadcasts 1 to 3 are their joins)."""
     for identity, nick in ((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")):
-        send(core, identity, cmd.Hello(nick))
+        hello(core, identity, nick)
     return core
 
 
-def error_code(out: list[Outgoing]) -> int:
+def error(out: list[Outgoing]) -> ev.Error:
     [(_, event)] = out
     assert isinstance(event, ev.Error), event
-    return event.code
+    return event
+
+
+def error_code(out: list[Outgoing]) -> int:
+    return error(out).code
 
 
 # -- registration ------------------------------------------------------------------
 
 
 def test_welcome_lists_users_and_commands_and_others_hear_the_join(core: ChatCore) -> None:
-    send(core, ALICE, cmd.Hello("alice"))
-    out = send(core, BOB, cmd.Hello("bob"))
-    assert out == [
-        (BOB, ev.Welcome("bob", 1000, out[0][1].commands, ("alice", "bob"))),  # type: ignore[union-attr]
-        (ALICE, ev.Joined("bob")),
+    hello(core, ALICE, "alice")
+    assert hello(core, BOB, "bob") == [
+        (ALICE, ev.Joined(2, "bob")),
+        (BOB, ev.Welcome("bob", 1000, EPOCH, 2, command_verbs(), ("alice", "bob"))),
     ]
-    welcome = out[0][1]
-    assert isinstance(welcome, ev.Welcome)
-    assert {"HELLO", "SAY", "TELL", "USERS", "QUIT", "ADMIN"} <= set(welcome.commands)
+    assert {"HELLO", "SAY", "TELL", "USERS", "QUIT", "ADMIN", "FETCH"} <= set(command_verbs())
 
 
 @pytest.mark.parametrize(
@@ -67,100 +77,206 @@ def test_welcome_lists_users_and_commands_and_others_hear_the_join(core: ChatCor
         ("alice", "ａｌｉｃｅ"),
         ("Анна", "анна"),
         ("émile", "e\u0301mile"),
+        ("alice", "aIice"),  # capital I looks like l
+        ("bob", "b0b"),
     ],
 )
-def test_taken_nick_is_refused_case_insensitively(core: ChatCore, taken: str, attempt: str) -> None:
-    send(core, ALICE, cmd.Hello(taken))
-    out = send(core, BOB, cmd.Hello(attempt))
-    assert error_code(out) == ErrorCode.NICK_TAKEN
+def test_taken_or_lookalike_nick_is_refused(core: ChatCore, taken: str, attempt: str) -> None:
+    hello(core, ALICE, taken)
+    assert error_code(hello(core, BOB, attempt)) == ErrorCode.NICK_TAKEN
     assert core.session(BOB) is None
     assert core.users() == (taken,)
 
 
 @pytest.mark.parametrize("nick", ["", "with space", "a" * 33, "emoji🎉", "tab\t"])
 def test_invalid_nick_is_refused_with_reason(core: ChatCore, nick: str) -> None:
-    out = send(core, ALICE, cmd.Hello(nick))
-    if nick == "":
-        assert error_code(out) == ErrorCode.MALFORMED  # an empty frame never decodes
-    else:
-        assert error_code(out) == ErrorCode.INVALID_NICK
+    out = hello(core, ALICE, nick)
+    # An empty frame never decodes (400); the others are decoded and judged (422).
+    assert error_code(out) == (ErrorCode.MALFORMED if nick == "" else ErrorCode.INVALID_NICK)
+    assert error(out).reason
     assert core.users() == ()
 
 
-def test_second_hello_is_refused(chat: ChatCore) -> None:
-    assert error_code(send(chat, ALICE, cmd.Hello("other"))) == ErrorCode.ALREADY_REGISTERED
+@pytest.mark.parametrize("nick", ["operator", "Operator", "flood-control", "server", "broker"])
+def test_names_the_broker_signs_with_are_reserved(core: ChatCore, nick: str) -> None:
+    assert error_code(hello(core, ALICE, nick)) == ErrorCode.INVALID_NICK
+
+
+def test_second_hello_under_another_nick_is_refused(chat: ChatCore) -> None:
+    assert error_code(hello(chat, ALICE, "other")) == ErrorCode.ALREADY_REGISTERED
     assert chat.users() == ("alice", "bob", "carol")
 
 
 @pytest.mark.parametrize(
     "command",
     [
-        cmd.Say("hi"),
-        cmd.Tell("alice", "hi"),
+        cmd.Say("m1", "hi"),
+        cmd.Tell("m1", "alice", "hi"),
         cmd.ListUsers(),
+        cmd.Ping(),
         cmd.Admin(TOKEN),
         cmd.Kick("alice", ""),
         cmd.Wall("x"),
         cmd.Shutdown("x"),
+        cmd.Received("m1"),
+        cmd.Fetch(1),
     ],
     ids=repr,
 )
 def test_unregistered_identity_gets_401(chat: ChatCore, command: cmd.ClientCommand) -> None:
-    assert error_code(send(chat, STRANGER, command)) == ErrorCode.NOT_REGISTERED
+    out = send(chat, STRANGER, command)
+    assert error_code(out) == ErrorCode.NOT_REGISTERED
+    expected_ref = command.msg_id if isinstance(command, cmd.Say | cmd.Tell) else ""
+    assert error(out).ref == expected_ref
     assert not chat.stopped
 
 
-def test_unregistered_ping_is_answered_and_quit_ignored(core: ChatCore) -> None:
-    assert send(core, STRANGER, cmd.Ping()) == [(STRANGER, ev.Pong())]
+def test_unregistered_quit_is_ignored(core: ChatCore) -> None:
     assert send(core, STRANGER, cmd.Quit("")) == []
 
 
-# -- routing -----------------------------------------------------------------------
+# -- sessions: resumption after a reconnect ----------------------------------------------
 
 
-def test_broadcast_reaches_everyone_including_sender(chat: ChatCore) -> None:
-    message = ev.Message("alice", "hi all", 1_700_000_000_500)
-    assert send(chat, ALICE, cmd.Say("hi all")) == [
+def test_same_token_resumes_quietly_on_a_new_connection(chat: ChatCore) -> None:
+    new_connection = b"\0bob-2"
+    out = chat.receive(new_connection, encode(cmd.Hello("bob", SESSIONS[BOB])), T0 + 1)
+    assert out == [
+        (new_connection, ev.Welcome("bob", 1000, EPOCH, 3, command_verbs(), chat.users()))
+    ]  # no JOIN or LEAVE for anyone
+    assert chat.find("bob").identity == new_connection  # type: ignore[union-attr]
+    assert chat.session(BOB) is None
+    alice_says = send(chat, ALICE, cmd.Say("a1", "welcome back"))
+    assert (new_connection, ev.Message(4, "a1", "alice", "welcome back", NOW_MS)) in alice_says
+
+
+def test_another_token_cannot_take_over_a_session(chat: ChatCore) -> None:
+    out = chat.receive(b"\0thief", encode(cmd.Hello("bob", "guessed")), T0)
+    assert error_code(out) == ErrorCode.NICK_TAKEN
+
+
+def test_repeated_hello_on_the_same_connection_is_welcomed_again(chat: ChatCore) -> None:
+    [(identity, welcome)] = hello(chat, BOB, "bob")
+    assert identity == BOB
+    assert isinstance(welcome, ev.Welcome)
+
+
+def test_resumed_session_gets_unconfirmed_privates_again(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Tell("a1", "bob", "first"))
+    send(chat, ALICE, cmd.Tell("a2", "bob", "second"))
+    send(chat, BOB, cmd.Received("a1"))
+    out = chat.receive(b"\0bob-2", encode(cmd.Hello("bob", SESSIONS[BOB])), T0)
+    assert [type(e) for _, e in out] == [ev.Welcome, ev.PrivateMessage]
+    assert out[1] == (b"\0bob-2", ev.PrivateMessage("a2", "alice", "bob", "second", NOW_MS))
+
+
+# -- routing -------------------------------------------------------------------------
+
+
+def test_broadcast_reaches_everyone_then_the_sender_gets_ack(chat: ChatCore) -> None:
+    message = ev.Message(4, "a1", "alice", "hi all", NOW_MS)
+    assert send(chat, ALICE, cmd.Say("a1", "hi all")) == [
         (ALICE, message),
         (BOB, message),
         (CAROL, message),
+        (ALICE, ev.Ack("a1")),
     ]
 
 
+def test_a_resent_message_is_acked_but_not_delivered_twice(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Say("a1", "once"))
+    send(chat, ALICE, cmd.Tell("a2", "bob", "once too"))
+    assert send(chat, ALICE, cmd.Say("a1", "once")) == [(ALICE, ev.Ack("a1"))]
+    assert send(chat, ALICE, cmd.Tell("a2", "bob", "once too")) == [(ALICE, ev.Ack("a2"))]
+    # Ids are per session: bob may use the same id for his own message.
+    assert (CAROL, ev.Message(5, "a1", "bob", "mine", NOW_MS)) in send(
+        chat, BOB, cmd.Say("a1", "mine")
+    )
+
+
 def test_private_reaches_only_recipient_and_is_echoed_to_sender(chat: ChatCore) -> None:
-    private = ev.PrivateMessage("alice", "bob", "psst", 1_700_000_000_500)
-    assert send(chat, ALICE, cmd.Tell("BOB", "psst")) == [(BOB, private), (ALICE, private)]
+    private = ev.PrivateMessage("a1", "alice", "bob", "psst", NOW_MS)
+    assert send(chat, ALICE, cmd.Tell("a1", "BOB", "psst")) == [
+        (BOB, private),
+        (ALICE, private),
+        (ALICE, ev.Ack("a1")),
+    ]
+
+
+def test_receipt_tells_the_sender_it_was_delivered(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Tell("a1", "bob", "psst"))
+    assert send(chat, BOB, cmd.Received("a1")) == [(ALICE, ev.Delivered("a1", "bob"))]
+    assert send(chat, BOB, cmd.Received("a1")) == []  # a repeated receipt changes nothing
+    assert send(chat, CAROL, cmd.Received("a1")) == []  # nor one for someone else's
 
 
 def test_private_to_self_is_delivered_once(chat: ChatCore) -> None:
-    out = send(chat, ALICE, cmd.Tell("alice", "note"))
-    assert out == [(ALICE, ev.PrivateMessage("alice", "alice", "note", 1_700_000_000_500))]
+    out = send(chat, ALICE, cmd.Tell("a1", "alice", "note"))
+    note = ev.PrivateMessage("a1", "alice", "alice", "note", NOW_MS)
+    assert out == [(ALICE, note), (ALICE, ev.Ack("a1"))]
 
 
-def test_private_to_unknown_nick_is_an_error_delivered_nowhere(chat: ChatCore) -> None:
-    out = send(chat, ALICE, cmd.Tell("nobody", "hello?"))
-    assert error_code(out) == ErrorCode.NO_SUCH_NICK
+def test_private_to_unknown_nick_is_an_error_naming_the_message(chat: ChatCore) -> None:
+    out = send(chat, ALICE, cmd.Tell("a1", "nobody", "hello?"))
     assert out[0][0] == ALICE
+    assert (error(out).code, error(out).ref) == (ErrorCode.NO_SUCH_NICK, "a1")
+    # Refused is not accepted: the same id may be used again once the nick exists.
+    hello(chat, STRANGER, "nobody")
+    assert (ALICE, ev.Ack("a1")) in send(chat, ALICE, cmd.Tell("a1", "nobody", "hello?"))
 
 
 def test_sender_is_stamped_from_identity_not_from_the_message(chat: ChatCore) -> None:
     # There is no sender field in SAY or TELL: the only name the broker uses is the session's.
-    for _, event in send(chat, BOB, cmd.Say("I am alice")):
-        assert isinstance(event, ev.Message)
-        assert event.sender == "bob"
+    for _, event in send(chat, BOB, cmd.Say("b1", "I am alice")):
+        assert isinstance(event, ev.Message | ev.Ack)
+        if isinstance(event, ev.Message):
+            assert event.sender == "bob"
 
 
-def test_users_on_demand(chat: ChatCore) -> None:
-    assert send(chat, BOB, cmd.ListUsers()) == [(BOB, ev.UserList(("alice", "bob", "carol")))]
+def test_users_on_demand_with_the_snapshot_seq(chat: ChatCore) -> None:
+    assert send(chat, BOB, cmd.ListUsers()) == [(BOB, ev.UserList(3, ("alice", "bob", "carol")))]
 
 
 def test_bad_frames_get_an_error_and_change_nothing(chat: ChatCore) -> None:
-    for frames in ([b"junk"], [SIGNATURE, b"NOPE"], [SIGNATURE, b"SAY", b"\xff"], []):
+    for frames in ([b"junk"], [SIGNATURE, b"NOPE"], [SIGNATURE, b"SAY", b"m9", b"\xff"], []):
         out = chat.receive(ALICE, frames, T0)
         assert len(out) == 1
         assert out[0][0] == ALICE
         assert isinstance(out[0][1], ev.Error)
+    assert error(chat.receive(ALICE, [SIGNATURE, b"SAY", b"m9", b"\xff"], T0)).ref == "m9"
     assert chat.users() == ("alice", "bob", "carol")
+
+
+# -- the broadcast log: filling gaps ----------------------------------------------------
+
+
+def test_fetch_replays_what_was_missed(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Say("a1", "one"))
+    send(chat, ALICE, cmd.Say("a2", "two"))
+    assert send(chat, BOB, cmd.Fetch(4)) == [
+        (BOB, ev.Message(4, "a1", "alice", "one", NOW_MS)),
+        (BOB, ev.Message(5, "a2", "alice", "two", NOW_MS)),
+    ]
+    assert send(chat, BOB, cmd.Fetch(2)) == [
+        (BOB, ev.Joined(2, "bob")),
+        (BOB, ev.Joined(3, "carol")),
+        (BOB, ev.Message(4, "a1", "alice", "one", NOW_MS)),
+        (BOB, ev.Message(5, "a2", "alice", "two", NOW_MS)),
+    ]
+    assert send(chat, BOB, cmd.Fetch(6)) == []
+
+
+def test_fetch_says_when_history_is_gone_and_is_bounded(core: ChatCore) -> None:
+    core = ChatCore(TOKEN, flood=None, wall_clock=wall_clock, epoch=EPOCH)
+    hello(core, ALICE, "alice")
+    for i in range(HISTORY_EVENTS + 5):
+        core.wall(f"notice {i}")
+    out = send(core, ALICE, cmd.Fetch(1))
+    assert error(out[:1]).code == ErrorCode.HISTORY_GONE
+    assert len(out) == 1 + FETCH_LIMIT
+    first = out[1][1]
+    assert isinstance(first, ev.Notice)
+    assert first.seq == core.history.first_kept == 7
 
 
 # -- presence ------------------------------------------------------------------------
@@ -168,42 +284,45 @@ def test_bad_frames_get_an_error_and_change_nothing(chat: ChatCore) -> None:
 
 def test_quit_frees_the_nick_at_once_and_others_hear_it(chat: ChatCore) -> None:
     out = send(chat, BOB, cmd.Quit("bye"))
-    assert out == [(ALICE, ev.Left("bob", "bye")), (CAROL, ev.Left("bob", "bye"))]
+    assert out == [(ALICE, ev.Left(4, "bob", "bye")), (CAROL, ev.Left(4, "bob", "bye"))]
     assert chat.users() == ("alice", "carol")
-    assert send(chat, STRANGER, cmd.Hello("bob"))[0][1].nick == "bob"  # type: ignore[union-attr]
+    assert isinstance(hello(chat, STRANGER, "bob")[-1][1], ev.Welcome)
 
 
 def test_quit_without_reason_says_quit(chat: ChatCore) -> None:
-    assert send(chat, BOB, cmd.Quit(""))[0] == (ALICE, ev.Left("bob", "quit"))
+    assert send(chat, BOB, cmd.Quit(""))[0] == (ALICE, ev.Left(4, "bob", "quit"))
 
 
 def test_silent_client_expires_after_liveness_intervals(chat: ChatCore) -> None:
     expiry = HEARTBEAT_LIVENESS * 1.0
     send(chat, ALICE, cmd.Ping(), now=T0 + expiry - 0.5)
-    send(chat, CAROL, cmd.Say("still here"), now=T0 + expiry - 0.5)
+    send(chat, CAROL, cmd.Say("c1", "still here"), now=T0 + expiry - 0.5)
     assert chat.expire(T0 + expiry - 0.1) == []
-    out = chat.expire(T0 + expiry + 0.1)
-    assert [identity for identity, _ in out] == [ALICE, CAROL]
-    assert all(event == ev.Left("bob", "no heartbeat for 3 s") for _, event in out)
+    assert chat.expire(T0 + expiry + 0.1) == [
+        (ALICE, ev.Left(5, "bob", GONE)),
+        (CAROL, ev.Left(5, "bob", GONE)),
+    ]
     assert chat.users() == ("alice", "carol")
+    # bob's client learns why when it next speaks.
+    reason = error(send(chat, BOB, cmd.Ping())).reason
+    assert f"you were disconnected ({GONE})" in reason
 
 
 def test_malformed_traffic_still_counts_as_a_heartbeat(chat: ChatCore) -> None:
     chat.receive(BOB, [b"junk"], T0 + 2.5)
-    gone = "no heartbeat for 3 s"
     assert chat.expire(T0 + 3.5) == [
-        (BOB, ev.Left("alice", gone)),
-        (CAROL, ev.Left("alice", gone)),
-        (BOB, ev.Left("carol", gone)),
+        (BOB, ev.Left(4, "alice", GONE)),
+        (CAROL, ev.Left(4, "alice", GONE)),
+        (BOB, ev.Left(5, "carol", GONE)),
     ]
     assert chat.users() == ("bob",)
 
 
-def test_unreachable_peer_is_removed_and_announced(chat: ChatCore) -> None:
-    out = chat.remove(CAROL, "connection lost")
+def test_a_client_that_stops_reading_is_removed_and_announced(chat: ChatCore) -> None:
+    out = chat.remove(CAROL, "not reading")
     assert out == [
-        (ALICE, ev.Left("carol", "connection lost")),
-        (BOB, ev.Left("carol", "connection lost")),
+        (ALICE, ev.Left(4, "carol", "not reading")),
+        (BOB, ev.Left(4, "carol", "not reading")),
     ]
     assert chat.remove(CAROL, "again") == []
 
@@ -227,14 +346,15 @@ def test_wrong_token_is_refused(chat: ChatCore) -> None:
 
 def test_operator_kicks(chat: ChatCore) -> None:
     assert send(chat, ALICE, cmd.Admin(TOKEN)) == [(ALICE, ev.Operator())]
-    out = send(chat, ALICE, cmd.Kick("Bob", "spam"))
-    assert out == [
+    assert send(chat, ALICE, cmd.Kick("Bob", "spam")) == [
         (BOB, ev.Kicked("alice", "spam")),
-        (ALICE, ev.Left("bob", "kicked by alice: spam")),
-        (CAROL, ev.Left("bob", "kicked by alice: spam")),
+        (ALICE, ev.Left(4, "bob", "kicked by alice: spam")),
+        (CAROL, ev.Left(4, "bob", "kicked by alice: spam")),
     ]
     assert chat.users() == ("alice", "carol")
-    assert error_code(send(chat, BOB, cmd.Say("still here?"))) == ErrorCode.NOT_REGISTERED
+    out = send(chat, BOB, cmd.Say("b1", "still here?"))
+    assert error_code(out) == ErrorCode.NOT_REGISTERED
+    assert "kicked by alice: spam" in error(out).reason
 
 
 def test_kick_unknown_nick(chat: ChatCore) -> None:
@@ -244,7 +364,7 @@ def test_kick_unknown_nick(chat: ChatCore) -> None:
 
 def test_operator_wall(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Admin(TOKEN))
-    notice = ev.Notice("alice: maintenance")
+    notice = ev.Notice(4, "alice: maintenance")
     assert send(chat, ALICE, cmd.Wall("maintenance")) == [
         (ALICE, notice),
         (BOB, notice),
@@ -258,7 +378,7 @@ def test_operator_shutdown_tells_everyone_then_stops(chat: ChatCore) -> None:
     notice = ev.ServerShutdown("upgrade")
     assert out == [(ALICE, notice), (BOB, notice), (CAROL, notice)]
     assert chat.stopped
-    assert send(chat, BOB, cmd.Say("hello?")) == []
+    assert send(chat, BOB, cmd.Say("b1", "hello?")) == []
     assert chat.shutdown("again") == []
 
 
@@ -293,7 +413,7 @@ def test_console_errors_send_nothing(chat: ChatCore, line: str, reply: str) -> N
 def test_console_wall_and_shutdown(chat: ChatCore) -> None:
     assert run_console_line(chat, "/wall hello all").outgoing[0] == (
         ALICE,
-        ev.Notice("operator: hello all"),
+        ev.Notice(4, "operator: hello all"),
     )
     result = run_console_line(chat, "/shutdown")
     assert [e for _, e in result.outgoing] == [ev.ServerShutdown("broker shutdown")] * 3
@@ -307,3 +427,34 @@ def test_long_reasons_are_cut_to_the_protocol_limit(chat: ChatCore) -> None:
     assert isinstance(left, ev.Left)
     assert len(left.reason.encode()) <= 400
     assert left.reason.startswith("kicked by alice: éé")
+
+
+@pytest.mark.parametrize("nick", ["0perator", "OPERAT0R", "fIood-control"])
+def test_lookalikes_of_reserved_names_are_refused(core: ChatCore, nick: str) -> None:
+    assert error_code(hello(core, ALICE, nick)) == ErrorCode.INVALID_NICK
+
+
+def test_after_quit_the_401_does_not_claim_a_disconnection(chat: ChatCore) -> None:
+    send(chat, BOB, cmd.Quit("bye"))
+    assert "disconnected" not in error(send(chat, BOB, cmd.Ping())).reason
+
+
+def test_resends_are_not_charged_against_the_flood_limit(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Say("a1", "once"))
+    for _ in range(100):  # far past the burst: every one is a resend of a1
+        assert send(chat, ALICE, cmd.Say("a1", "once")) == [(ALICE, ev.Ack("a1"))]
+
+
+def test_fetch_from_zero_means_from_the_start(chat: ChatCore) -> None:
+    assert [e for _, e in send(chat, ALICE, cmd.Fetch(0))] == [
+        ev.Joined(1, "alice"),
+        ev.Joined(2, "bob"),
+        ev.Joined(3, "carol"),
+    ]
+
+
+def test_delivered_goes_only_to_the_session_that_sent(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Tell("a1", "bob", "psst"))
+    send(chat, ALICE, cmd.Quit(""))
+    chat.receive(b"\0new-alice", encode(cmd.Hello("alice", "someone-else")), T0)
+    assert send(chat, BOB, cmd.Received("a1")) == []

@@ -7,6 +7,7 @@ from client.commands import (
     Hint,
     Leave,
     Nothing,
+    Post,
     Send,
     SetTarget,
     ShowHelp,
@@ -23,27 +24,27 @@ UNKNOWN_HINT = "unknown command /{} — /help lists commands"
     ("line", "target", "expected"),
     [
         # Plain lines go to the current target.
-        ("hello", None, Send(cmd.Say("hello"))),
-        ("  spaced  out ", None, Send(cmd.Say("  spaced  out "))),
-        ("hello\n", None, Send(cmd.Say("hello"))),
-        ("hello", "bob", Send(cmd.Tell("bob", "hello"))),
-        ("Привет, Анна", None, Send(cmd.Say("Привет, Анна"))),
+        ("hello", None, Post("hello")),
+        ("  spaced  out ", None, Post("  spaced  out ")),
+        ("hello\n", None, Post("hello")),
+        ("hello", "bob", Post("hello", "bob")),
+        ("Привет, Анна", None, Post("Привет, Анна")),
         # Empty input does nothing.
         ("", None, Nothing()),
         ("   ", "bob", Nothing()),
         ("\n", None, Nothing()),
         # Private messages.
-        ("/msg bob hi there", None, Send(cmd.Tell("bob", "hi there"))),
-        ("/MSG bob  two  spaces", None, Send(cmd.Tell("bob", "two  spaces"))),
-        ("/msg Анна привет", "bob", Send(cmd.Tell("Анна", "привет"))),
+        ("/msg bob hi there", None, Post("hi there", "bob")),
+        ("/MSG bob  two  spaces", None, Post("two  spaces", "bob")),
+        ("/msg Анна привет", "bob", Post("привет", "Анна")),
         ("/msg bob", None, Hint("usage: /msg NICK TEXT")),
         ("/msg", None, Hint("usage: /msg NICK TEXT")),
-        ("@bob hi", None, Send(cmd.Tell("bob", "hi"))),
-        ("@bob: hi", None, Send(cmd.Tell("bob", "hi"))),
+        ("@bob hi", None, Post("hi", "bob")),
+        ("@bob: hi", None, Post("hi", "bob")),
         ("@bob", None, Hint("usage: @NICK TEXT")),
         # "@" not followed by a nick is ordinary text.
-        ("@ home now", None, Send(cmd.Say("@ home now"))),
-        ("@!? what", "bob", Send(cmd.Tell("bob", "@!? what"))),
+        ("@ home now", None, Post("@ home now")),
+        ("@!? what", "bob", Post("@!? what", "bob")),
         # Target changes.
         ("/query bob", None, SetTarget("bob")),
         ("/query", "bob", SetTarget(None)),
@@ -68,8 +69,8 @@ UNKNOWN_HINT = "unknown command /{} — /help lists commands"
         ("/foo bar baz", "bob", Hint(UNKNOWN_HINT.format("foo"))),
         ("/", None, Hint(UNKNOWN_HINT.format(""))),
         # "//" sends a line starting with "/" literally.
-        ("//foo is a path", None, Send(cmd.Say("/foo is a path"))),
-        ("//", "bob", Send(cmd.Tell("bob", "/"))),
+        ("//foo is a path", None, Post("/foo is a path")),
+        ("//", "bob", Post("/", "bob")),
     ],
 )
 def test_parse_line(line: str, target: str | None, expected: Action) -> None:
@@ -85,7 +86,7 @@ def test_invalid_nick_in_msg_is_a_hint() -> None:
 def test_over_long_text_is_a_hint_not_sent() -> None:
     action = parse_line("é" * (MAX_TEXT_BYTES // 2 + 1), None)
     assert action == Hint(f"message is too long ({MAX_TEXT_BYTES + 2} bytes; the limit is 4096)")
-    assert parse_line("x" * MAX_TEXT_BYTES, None) == Send(cmd.Say("x" * MAX_TEXT_BYTES))
+    assert parse_line("x" * MAX_TEXT_BYTES, None) == Post("x" * MAX_TEXT_BYTES)
 
 
 def test_help_lists_every_command() -> None:

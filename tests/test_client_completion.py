@@ -31,7 +31,9 @@ def applied(state: ChatState, text: str) -> list[str]:
 @pytest.fixture
 def state() -> ChatState:
     chat = ChatState("alice", SERVER)
-    chat.apply(ev.Welcome("alice", 2000, (), ("alice", "bob", "Bernd", "Анна", "carol", "Alfred")))
+    chat.apply(
+        ev.Welcome("alice", 2000, "e1", 0, (), ("alice", "bob", "Bernd", "Анна", "carol", "Alfred"))
+    )
     return chat
 
 
@@ -77,14 +79,14 @@ def test_no_nick_completion_in_tokens_or_targets(state: ChatState) -> None:
 
 def test_recent_speakers_first_then_joins_then_alphabetical(state: ChatState) -> None:
     assert completions(state, "") == ["Alfred: ", "Bernd: ", "bob: ", "carol: ", "Анна: "]
-    state.apply(ev.Joined("bert"))
-    state.apply(ev.Message("carol", "hi", 1))
-    state.apply(ev.Message("bob", "hi", 2))
-    state.apply(ev.Message("alice", "my own line does not rank me", 3))
+    state.apply(ev.Joined(1, "bert"))
+    state.apply(ev.Message(2, "c-1", "carol", "hi", 1))
+    state.apply(ev.Message(3, "b-1", "bob", "hi", 2))
+    state.apply(ev.Message(4, "a-1", "alice", "my own line does not rank me", 3))
     assert completions(state, "b") == ["bob: ", "bert: ", "Bernd: "]
     assert completions(state, "") == ["bob: ", "carol: ", "bert: ", "Alfred: ", "Bernd: ", "Анна: "]
     # A private message ranks the other side of the conversation, whoever sent it.
-    state.apply(ev.PrivateMessage("alice", "Bernd", "psst", 4))
+    state.apply(ev.PrivateMessage("a-2", "alice", "Bernd", "psst", 4))
     assert completions(state, "b") == ["Bernd: ", "bob: ", "bert: "]
 
 
@@ -93,16 +95,16 @@ def test_joined_completes_at_once_and_left_never(state: ChatState) -> None:
     document = Document("da", 2)
     event = CompleteEvent(completion_requested=True)
     assert list(completer.get_completions(document, event)) == []
-    state.apply(ev.Joined("dave"))
+    state.apply(ev.Joined(1, "dave"))
     assert [c.text for c in completer.get_completions(document, event)] == ["dave: "]
-    state.apply(ev.Message("dave", "hello", 5))
-    state.apply(ev.Left("dave", "quit"))
+    state.apply(ev.Message(2, "d-1", "dave", "hello", 5))
+    state.apply(ev.Left(3, "dave", "quit"))
     assert list(completer.get_completions(document, event)) == []
-    state.apply(ev.Joined("Dave"))
+    state.apply(ev.Joined(4, "Dave"))
     # Back again: ranks as a join, not with the old message.
     assert completions(state, "d") == ["Dave: "]
 
 
 def test_user_list_refresh_replaces_users(state: ChatState) -> None:
-    state.apply(ev.UserList(("alice", "zoe")))
+    state.apply(ev.UserList(5, ("alice", "zoe")))
     assert completions(state, "") == ["zoe: "]

@@ -1,16 +1,24 @@
 """Line mode as scripts use it: `python -m client` with stdin a pipe, against the real broker."""
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+import zmq
+import zmq.auth
+
+from broker import BrokerConfig, BrokerServer
 from messages import commands as cmd
 from messages import events as ev
-from tests.conftest import RunningBroker
+from tests.client_helpers import Relay, port_of
+from tests.conftest import ADMIN_TOKEN, RunningBroker, start_broker
 from tests.peers import Peer
 
 Connect = Callable[..., Peer]
@@ -95,7 +103,10 @@ def test_events_are_printed_one_sanitized_line_each(
     assert any(line[5:] == " <bob> ^[[2J^[]0;owned^Gmulti^Jline <U+202E>evil" for line in lines), (
         lines
     )
-    assert any(line[5:] == " -!- error 404: no such nick: nobody" for line in lines), lines
+    assert any(
+        line[5:] == " -!- error 404: not sent to nobody: hi (no such nick: nobody)"
+        for line in lines
+    ), lines
     assert "\x1b" not in stdout and "\u202e" not in stdout
 
 
@@ -119,7 +130,9 @@ def test_no_broker_exits_1_within_the_registration_timeout() -> None:
     result = run_client(endpoint, "alice", "hello\n", "--timeout", "0.5")
     elapsed = time.monotonic() - started
     assert result.returncode == 1
-    assert result.stderr == f"zmq-chat-client: no answer from {endpoint} within 0.5 s\n"
+    assert result.stderr == (
+        f"zmq-chat-client: no answer from {endpoint} within 0.5 s: is it running?\n"
+    )
     # The timeout plus interpreter start-up, nowhere near the default 5 s.
     assert elapsed < 4
 
@@ -167,5 +180,160 @@ def test_help_documents_the_options() -> None:
         env={**os.environ, "COLUMNS": "100"},
     )
     assert result.returncode == 0
-    for option in ("--server", "--nick", "--timeout", "--verbose"):
+    for option in (
+        "--server",
+        "--nick",
+        "--timeout",
+        "--verbose",
+        "--secure",
+        "--server-key",
+        "--state-dir",
+    ):
         assert option in result.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_hundred_piped_lines_are_all_delivered_at_the_pace_the_broker_allows(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+    lines = [f"line {n}" for n in range(100)]
+    alice = start_client(broker.endpoint, "alice")
+    received: list[str] = []
+    seen: list[ev.BrokerEvent] = []
+    try:
+        assert alice.stdin is not None
+        alice.stdin.write("".join(f"{line}\n" for line in lines))
+        alice.stdin.close()
+        # Bob pings while he waits, or the broker would drop him after 6 s of silence.
+        deadline = time.monotonic() + 50
+        while len(received) < len(lines) and time.monotonic() < deadline:
+            bob.send(cmd.Ping())
+            with contextlib.suppress(AssertionError):
+                event = bob.next_event(timeout=1.0)
+                while True:
+                    seen.append(event)
+                    if isinstance(event, ev.Message) and event.sender == "alice":
+                        received.append(event.text)
+                    event = bob.next_event(timeout=0.0)
+        # End of input: alice leaves once everything was acknowledged, and only then.
+        assert alice.wait(timeout=RUN_TIMEOUT_S) == 0
+        assert alice.stdout is not None and alice.stderr is not None
+        stdout, stderr = alice.stdout.read(), alice.stderr.read()
+    finally:
+        alice.kill()
+        for stream in (alice.stdout, alice.stderr):
+            if stream is not None:
+                stream.close()
+    assert received == lines
+    assert stderr == ""
+    assert "429" not in stdout
+    assert sum(1 for line in stdout.splitlines() if " <alice> line " in line) == 100
+    # Alice left after her last line, not before.
+    while not isinstance(event := bob.next_event(), ev.Left):
+        seen.append(event)
+    seen.append(event)
+    kinds = [type(event) for event in seen if isinstance(event, ev.Message | ev.Left)]
+    assert kinds == [ev.Message] * 100 + [ev.Left], seen[-3:]
+
+
+def test_end_of_input_with_the_broker_unreachable_exits_1_naming_what_was_lost() -> None:
+    running = start_broker(heartbeat_ms=200)  # the client gives up after 2 x 600 ms
+    relay = Relay(port_of(running.endpoint))
+    alice = start_client(relay.endpoint, "alice")
+    try:
+        assert alice.stdout is not None and alice.stdin is not None
+        assert "connected to" in alice.stdout.readline()
+        relay.close()
+        alice.stdin.write("one\ntwo\nthree\n")
+        alice.stdin.close()
+        started = time.monotonic()
+        assert alice.wait(timeout=RUN_TIMEOUT_S) == 1
+        elapsed = time.monotonic() - started
+        assert alice.stderr is not None
+        stderr = alice.stderr.read()
+    finally:
+        alice.kill()
+        for stream in (alice.stdout, alice.stderr):
+            if stream is not None:
+                stream.close()
+        relay.stop()
+        running.stop()
+    assert stderr == (
+        f"zmq-chat-client: 3 messages not delivered: no answer from {relay.endpoint}\n"
+    )
+    assert elapsed < 10
+
+
+def secure_broker(state_dir: Path) -> RunningBroker:
+    """A broker with CurveZMQ on, its key pair in `state_dir` as `make broker SECURE=1`
+    keeps it."""
+    _public, secret_file = zmq.auth.create_certificates(state_dir, "server")
+    _, secret = zmq.auth.load_certificate(secret_file)
+    config = BrokerConfig(
+        bind="tcp://127.0.0.1:*", admin_token=ADMIN_TOKEN, curve_secret_key=secret
+    )
+    server = BrokerServer(config)
+    thread = threading.Thread(target=server.run, name="broker", daemon=True)
+    thread.start()
+    return RunningBroker(server, thread)
+
+
+def test_secure_connection_with_the_key_from_the_state_directory(tmp_path: Path) -> None:
+    running = secure_broker(tmp_path)
+    try:
+        result = run_client(
+            running.endpoint, "alice", "secret words\n", "--secure", "--state-dir", str(tmp_path)
+        )
+        assert result.returncode == 0, result.stderr
+        assert any(line.endswith(" <alice> secret words") for line in result.stdout.splitlines())
+        # The same with the key given directly.
+        key = (tmp_path / "server.key").read_text()
+        z85_key = key.split('public-key = "')[1].split('"')[0]
+        result = run_client(running.endpoint, "bob", "hi\n", "--server-key", z85_key)
+        assert result.returncode == 0, result.stderr
+    finally:
+        running.stop()
+
+
+def test_secure_connection_with_a_wrong_key_never_registers(tmp_path: Path) -> None:
+    running = secure_broker(tmp_path)
+    wrong_public, _ = zmq.curve_keypair()
+    try:
+        result = run_client(
+            running.endpoint,
+            "alice",
+            "x\n",
+            "--server-key",
+            wrong_public.decode(),
+            "--timeout",
+            "0.5",
+        )
+    finally:
+        running.stop()
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"zmq-chat-client: no answer from {running.endpoint} within 0.5 s: "
+        "is it running, and is the key right?\n"
+    )
+
+
+def test_secure_without_a_key_file_says_where_it_looked(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*client_command("tcp://127.0.0.1:1", "alice"), "--secure"],
+        input="",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=RUN_TIMEOUT_S,
+        env={**os.environ, "ZMQ_CHAT_STATE_DIR": str(tmp_path / "nowhere")},
+    )
+    assert result.returncode == 1
+    assert str(tmp_path / "nowhere" / "server.key") in result.stderr
+    assert "make broker SECURE=1" in result.stderr
+
+
+def test_a_malformed_server_key_is_refused() -> None:
+    result = run_client("tcp://127.0.0.1:1", "alice", "", "--server-key", "not-a-key")
+    assert result.returncode == 1
+    assert "server key is 40 Z85 characters" in result.stderr

@@ -1,5 +1,6 @@
 """Sanitizing, nick colors and the line formats."""
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -7,6 +8,8 @@ import unicodedata
 
 import pytest
 
+from client.linemode import printed
+from client.outbox import Delivery, OutgoingMessage
 from client.render import NICK_PALETTE, clock, formatted_line, nick_color, plain_line, sanitize
 from client.state import ChatState, Entry, EntryKind, mentions
 from messages import events as ev
@@ -78,13 +81,13 @@ def test_plain_lines() -> None:
 
 def test_formatted_lines_are_distinct_and_sanitized() -> None:
     state = ChatState("alice", "tcp://x:1")
-    state.apply(ev.Welcome("alice", 2000, (), ("alice", "bob")))
-    (own,) = state.apply(ev.Message("alice", "mine", 0))
-    (other,) = state.apply(ev.Message("bob", "hey ALICE, \x1b[5m", 0))
-    (plain,) = state.apply(ev.Message("bob", "malice is not a mention", 0))
-    (private,) = state.apply(ev.PrivateMessage("bob", "alice", "psst", 0))
-    (joined,) = state.apply(ev.Joined("carol"))
-    (error,) = state.apply(ev.Error(403, "operator only"))
+    state.apply(ev.Welcome("alice", 2000, "e1", 0, (), ("alice", "bob")))
+    (own,) = state.apply(ev.Message(1, "a-1", "alice", "mine", 0))
+    (other,) = state.apply(ev.Message(2, "b-1", "bob", "hey ALICE, \x1b[5m", 0))
+    (plain,) = state.apply(ev.Message(3, "b-2", "bob", "malice is not a mention", 0))
+    (private,) = state.apply(ev.PrivateMessage("b-3", "bob", "alice", "psst", 0))
+    (joined,) = state.apply(ev.Joined(4, "carol"))
+    (error,) = state.apply(ev.Error(403, "", "operator only"))
     assert own.own and not own.highlight
     assert other.highlight and not plain.highlight
 
@@ -118,3 +121,42 @@ def test_formatted_lines_are_distinct_and_sanitized() -> None:
 )
 def test_mentions(text: str, nick: str, found: bool) -> None:
     assert mentions(text, nick) is found
+
+
+def test_delivery_states_in_plain_lines_and_line_mode() -> None:
+    t = int(time.mktime((2024, 5, 1, 12, 1, 30, 0, 0, -1)) * 1000)
+    state = ChatState("alice", "tcp://x:1", clock=lambda: t)
+    tell = OutgoingMessage("tok-1", "psst", "bob", 1)
+    say = OutgoingMessage("tok-2", "hi\x1b", None, 2)
+    typed = state.outgoing(tell)
+    assert typed.delivery is Delivery.PENDING and typed.own and typed.msg_id == "tok-1"
+    assert not printed(typed)  # line mode prints the broker's echo instead
+    tell.state = Delivery.SENT
+    assert plain_line(state.delivery(tell)) == "12:01 -!- sent to bob: psst"
+    assert not printed(state.delivery(tell))
+    tell.state = Delivery.DELIVERED
+    assert plain_line(state.delivery(tell)) == "12:01 -!- delivered to bob: psst"
+    assert printed(state.delivery(tell))
+    say.state, say.code, say.reason = Delivery.FAILED, 413, "too long"
+    assert plain_line(state.delivery(say)) == "12:01 -!- error 413: not sent: hi^[ (too long)"
+    assert printed(state.delivery(say))
+    echo = state.apply(ev.Message(1, "tok-2", "alice", "hi", t))[0]
+    assert printed(echo) and echo.own and echo.delivery is None
+
+
+@pytest.mark.parametrize(
+    ("delivery", "mark"),
+    [
+        (Delivery.PENDING, " …"),
+        (Delivery.SENT, " ✓"),
+        (Delivery.DELIVERED, " ✓✓"),
+        (Delivery.FAILED, " ✗ no such nick: bob"),
+    ],
+)
+def test_delivery_marks_follow_own_lines(delivery: Delivery, mark: str) -> None:
+    state = ChatState("alice", "tcp://x:1")
+    message = OutgoingMessage("tok-1", "psst", "bob", 1, state=delivery)
+    message.reason = "no such nick: bob" if delivery is Delivery.FAILED else ""
+    entry = dataclasses.replace(state.outgoing(message), reason=message.reason)
+    text = "".join(fragment[1] for fragment in formatted_line(entry))
+    assert text.endswith(f"[alice → bob] psst{mark}")

@@ -1,26 +1,43 @@
-"""Registration, heartbeat and liveness of a client session over real sockets."""
+"""A client session over real sockets: registration, heartbeat, liveness, reconnection,
+re-registration after 401, paced retries after 429, and keeping its nick and messages across
+dropped links and broker restarts."""
 
 import asyncio
+import threading
 from collections.abc import Callable
 
+import pytest
 import zmq
 import zmq.asyncio
 
+from broker import BrokerConfig, BrokerServer
 from client.app import connect_and_register
-from client.connection import Connection
+from client.outbox import Delivery
 from client.render import plain_line
-from client.session import Session, register
-from client.state import ChatState, Entry, EntryKind, LinkState
+from client.session import RegistrationError, Session, backoff_s
+from client.state import Entry, EntryKind, LinkState
 from messages import SIGNATURE, decode_command, encode
 from messages import commands as cmd
 from messages import events as ev
-from tests.client_helpers import eventually, running_client
-from tests.conftest import RunningBroker, start_broker
+from tests.client_helpers import (
+    WAIT_S,
+    Relay,
+    bot_client,
+    eventually,
+    expect,
+    port_of,
+    running_client,
+    status_text,
+)
+from tests.conftest import ADMIN_TOKEN, RunningBroker, start_broker
 from tests.peers import Peer
 
 Connect = Callable[..., Peer]
 #: Heartbeat the scripted broker announces: liveness is 3 x 50 ms.
 FAST_HEARTBEAT_MS = 50
+#: Heartbeat of real brokers in tests where every user is a client session (which pings by
+#: itself): a lost link shows after 3 x 200 ms.
+SHORT_HEARTBEAT_MS = 200
 
 
 class ScriptedBroker:
@@ -32,80 +49,176 @@ class ScriptedBroker:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind("tcp://127.0.0.1:*")
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.client = b""
 
-    async def receive(self) -> cmd.ClientCommand:
-        identity, *frames = await asyncio.wait_for(self.socket.recv_multipart(), 5)
-        self.client = identity
-        return decode_command(frames)
+    async def receive(self) -> tuple[bytes, cmd.ClientCommand]:
+        """The next command and the identity it came from."""
+        identity, *frames = await asyncio.wait_for(self.socket.recv_multipart(), WAIT_S)
+        return identity, decode_command(frames)
 
-    async def send(self, frames: list[bytes]) -> None:
-        await self.socket.send_multipart([self.client, *frames])
+    async def receive_skipping_pings(self, pong: bool = False) -> tuple[bytes, cmd.ClientCommand]:
+        """The next command but PING; with `pong`, PINGs are answered meanwhile."""
+        while True:
+            identity, command = await self.receive()
+            if not isinstance(command, cmd.Ping):
+                return identity, command
+            if pong:
+                await self.send(identity, ev.Pong())
 
-    async def welcome(self, nick: str) -> None:
-        assert await self.receive() == cmd.Hello(nick)
-        welcome = ev.Welcome(nick, FAST_HEARTBEAT_MS, ("HELLO",), (nick,))
-        await self.send(encode(welcome))
+    async def send(self, identity: bytes, event: ev.BrokerEvent) -> None:
+        await self.socket.send_multipart([identity, *encode(event)])
+
+    async def welcome(self, nick: str, seq: int = 0, epoch: str = "e1") -> tuple[bytes, str]:
+        """Wait for HELLO from `nick` and answer WELCOME; return the identity and token."""
+        identity, hello = await self.receive_skipping_pings()
+        assert isinstance(hello, cmd.Hello) and hello.nick == nick, hello
+        welcome = ev.Welcome(nick, FAST_HEARTBEAT_MS, epoch, seq, ("HELLO",), (nick,))
+        await self.send(identity, welcome)
+        return identity, hello.session
 
     def close(self) -> None:
         self.context.destroy(linger=0)
 
 
-def test_silent_broker_is_lost_after_the_liveness_bound() -> None:
+async def scripted_session(broker: ScriptedBroker, shown: list[Entry]) -> tuple[Session, bytes]:
+    """alice registered on `broker`; returns her session (not running yet) and identity."""
+    session = Session(broker.endpoint, "alice", shown.extend)
+    registering = asyncio.create_task(session.register())
+    identity, _ = await broker.welcome("alice")
+    await registering
+    return session, identity
+
+
+async def stop(task: asyncio.Task[object]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def test_backoff_doubles_up_to_its_cap() -> None:
+    assert [backoff_s(n) for n in range(1, 8)] == [0, 1, 2, 4, 8, 8, 8]
+
+
+def test_silent_broker_means_reconnecting_on_a_fresh_socket_with_the_same_token() -> None:
     async def scenario() -> None:
         broker = ScriptedBroker()
-        connection = Connection(broker.endpoint)
         shown: list[Entry] = []
+        session, first = await scripted_session(broker, shown)
+        running = asyncio.create_task(session.run())
         try:
-            registering = asyncio.create_task(register(connection, "alice"))
-            await broker.welcome("alice")
-            session = Session(connection, ChatState("alice", "x"), shown.extend, await registering)
-            receiving = asyncio.create_task(session.receive_events())
-            beating = asyncio.create_task(session.heartbeat())
             # The client pings every heartbeat; a junk message is shown and skipped.
-            assert await broker.receive() == cmd.Ping()
-            await broker.send([SIGNATURE, b"BOGUS"])
-            await broker.send(encode(ev.Message("bob", "still here", 1)))
-            assert await broker.receive() == cmd.Ping()
-            # Then the broker says nothing more.
-            ending = await asyncio.wait_for(receiving, 5)
-            await asyncio.wait_for(beating, 5)
+            assert (await broker.receive())[1] == cmd.Ping()
+            await broker.socket.send_multipart([first, SIGNATURE, b"BOGUS"])
+            await broker.send(first, ev.Message(1, "b-1", "bob", "still here", 1))
+            # Then the broker says nothing more: after 150 ms the client tries again, on a
+            # new connection (a new identity) with the same session token.
+            second, token = await broker.welcome("alice", seq=1)
+            assert second != first
+            assert token == session.token
+            await eventually(lambda: session.state.link is LinkState.CONNECTED, "connected")
+            assert session.connections == 2
         finally:
-            connection.close()
+            await stop(running)
+            session.close()
             broker.close()
-        assert ending.exit_code == 1
-        assert ending.reason.startswith("connection lost: no answer from x for 0.")
-        assert session.state.link is LinkState.LOST
         lines = [plain_line(entry)[6:] for entry in shown]
-        assert (
-            "-!- error: ignored a bad message from the server: 405 unknown event 'BOGUS'" in lines
+        assert "-!- error: ignored a bad message from the server: 405 unknown event 'BOGUS'" in (
+            lines
         )
         assert "<bob> still here" in lines
-        assert lines[-1] == f"-!- error: {ending.reason}"
+        lost = [line for line in lines if "reconnecting" in line]
+        assert len(lost) == 1
+        assert lost[0].startswith(f"-!- connection lost (no answer from {broker.endpoint} for 0.")
+        assert lines[-1] == f"-!- reconnected to {broker.endpoint} as alice (1 user)"
 
     asyncio.run(scenario())
 
 
-def test_lost_connection_shows_in_the_full_screen_status() -> None:
+def test_reconnecting_and_lost_show_in_the_full_screen_status() -> None:
     async def scenario() -> None:
         broker = ScriptedBroker()
         try:
             welcoming = asyncio.create_task(broker.welcome("alice"))
             async with running_client(broker.endpoint, "alice") as alice:
                 await welcoming
-                await alice.wait_for_pane("connection lost")
-                status = "".join(fragment[1] for fragment in alice.client.ui.status_fragments())
-                assert " lost " in status
-                # The UI stays up until the user leaves; nothing can be sent meanwhile.
-                assert not alice.task.done()
+                # Silence: reconnecting. The first attempt's HELLO goes unanswered ...
+                _, hello = await broker.receive_skipping_pings()
+                assert isinstance(hello, cmd.Hello)
+                # ... the second one, from a fresh socket, is answered below.
+                identity, hello = await broker.receive_skipping_pings()
+                assert isinstance(hello, cmd.Hello)
+                assert "reconnecting (attempt 2)" in status_text(alice.client)
+                # Typed meanwhile: kept, shown as pending.
                 alice.type("anyone?\r")
-                await alice.wait_for_pane("not sent: lost")
+                await alice.wait_for_pane("<alice> anyone? …")
+                # The nick went to someone else while we were away: lost for good.
+                await broker.send(identity, ev.Error(409, "", "nick alice is taken"))
+                await alice.wait_for_pane("nick alice is no longer yours (409)")
+                assert " lost " in status_text(alice.client)
+                # The UI stays up until the user leaves; the ending is not an orderly one.
+                assert not alice.task.done()
                 alice.type("/quit\r")
-                ending = await asyncio.wait_for(alice.task, 5)
-                assert ending.exit_code == 1
+                ending = await asyncio.wait_for(alice.task, WAIT_S)
+                assert ending.exit_code == 2
                 assert not alice.client.quit_sent
         finally:
             broker.close()
+
+    asyncio.run(scenario())
+
+
+def test_401_registers_again_on_the_same_socket_and_resends() -> None:
+    async def scenario() -> None:
+        broker = ScriptedBroker()
+        shown: list[Entry] = []
+        session, identity = await scripted_session(broker, shown)
+        running = asyncio.create_task(session.run())
+        try:
+            message = session.post("hello")
+            assert message is not None
+            # The broker restarted behind the same connection and knows nobody.
+            sender, say = await broker.receive_skipping_pings(pong=True)
+            assert say == cmd.Say(message.msg_id, "hello")
+            await broker.send(sender, ev.Error(401, message.msg_id, "register first"))
+            hello_from, hello = await broker.receive_skipping_pings(pong=True)
+            assert hello_from == identity  # the same socket
+            assert hello == cmd.Hello("alice", session.token)
+            assert message.state is Delivery.PENDING
+            await broker.send(identity, ev.Welcome("alice", 50, "e2", 0, (), ("alice",)))
+            # Sent again once registered, and acknowledged.
+            assert await broker.receive_skipping_pings(pong=True) == (identity, say)
+            await broker.send(identity, ev.Ack(message.msg_id))
+            await eventually(lambda: message.state is Delivery.SENT, "sent")
+            assert session.connections == 1
+        finally:
+            await stop(running)
+            session.close()
+            broker.close()
+        assert not any(entry.kind is EntryKind.ERROR for entry in shown)
+
+    asyncio.run(scenario())
+
+
+def test_429_keeps_the_message_pending_and_retries_later() -> None:
+    async def scenario() -> None:
+        broker = ScriptedBroker()
+        shown: list[Entry] = []
+        session, identity = await scripted_session(broker, shown)
+        running = asyncio.create_task(session.run())
+        loop = asyncio.get_running_loop()
+        try:
+            message = session.post("too fast")
+            assert message is not None
+            _, say = await broker.receive_skipping_pings(pong=True)
+            refused_at = loop.time()
+            await broker.send(identity, ev.Error(429, message.msg_id, "slow down"))
+            assert await broker.receive_skipping_pings(pong=True) == (identity, say)
+            assert loop.time() - refused_at >= session.outbox.retry_s * 0.9
+            await broker.send(identity, ev.Ack(message.msg_id))
+            await eventually(lambda: message.state is Delivery.SENT, "sent")
+        finally:
+            await stop(running)
+            session.close()
+            broker.close()
+        assert not any(entry.kind is EntryKind.ERROR for entry in shown)
 
     asyncio.run(scenario())
 
@@ -114,24 +227,15 @@ def test_heartbeat_keeps_the_session_registered() -> None:
     running = start_broker(heartbeat_ms=100)  # the broker expires silence after 300 ms
 
     async def scenario() -> None:
-        connection = Connection(running.endpoint)
-        shown: list[Entry] = []
-        try:
-            welcome = await register(connection, "alice")
-            assert welcome.heartbeat_ms == 100
-            session = Session(connection, ChatState("alice", "x"), shown.extend, welcome)
-            receiving = asyncio.create_task(session.receive_events())
-            beating = asyncio.create_task(session.heartbeat())
+        async with bot_client(running.endpoint, "alice") as alice:
+            session = alice.session
+            await eventually(lambda: session.state.heartbeat_ms == 100, "the heartbeat")
             # Ten heartbeats: over three times the broker's expiry.
             await eventually(lambda: session._pings_sent >= 10, "ten heartbeats")
             await session.handle_line("/users")
-            await eventually(lambda: shown[-1].text == "1 user: alice", "the user list")
-            assert not receiving.done()
-            assert not any(entry.kind is EntryKind.ERROR for entry in shown)
-            receiving.cancel()
-            beating.cancel()
-        finally:
-            connection.close()
+            await eventually(lambda: alice.lines()[-1] == "-!- 1 user: alice", "the user list")
+            assert session.connections == 1
+            assert not any(entry.kind is EntryKind.ERROR for entry in alice.entries)
 
     try:
         asyncio.run(scenario())
@@ -150,12 +254,9 @@ def test_refused_nicks_are_explained_and_asked_again(
         return next(answers)
 
     async def scenario() -> None:
-        connection, welcome = await connect_and_register(
-            broker.endpoint, "no good", ask, told.append
-        )
-        connection.close()
-        assert welcome.nick == "alice"
-        assert sorted(welcome.users) == ["alice", "bob"]
+        session = await connect_and_register(broker.endpoint, "no good", ask, told.append)
+        session.close()
+        assert session.state.nick == "alice"
 
     asyncio.run(scenario())
     assert told == [
@@ -164,23 +265,170 @@ def test_refused_nicks_are_explained_and_asked_again(
     ]
 
 
-def test_flush_waits_for_everything_sent_before(broker: RunningBroker, connect: Connect) -> None:
+def test_no_answer_names_the_server() -> None:
+    async def scenario() -> None:
+        broker = ScriptedBroker()  # never answers
+        session = Session(broker.endpoint, "alice")
+        try:
+            with pytest.raises(RegistrationError) as raised:
+                await session.register(0.2)
+        finally:
+            session.close()
+            broker.close()
+        assert raised.value.exit_code == 1
+        assert (
+            raised.value.reason == f"no answer from {broker.endpoint} within 0.2 s: is it running?"
+        )
+
+    asyncio.run(scenario())
+
+
+def test_drain_waits_for_every_ack_and_the_barrier(broker: RunningBroker, connect: Connect) -> None:
     bob = connect("bob")
 
     async def scenario() -> None:
-        connection = Connection(broker.endpoint)
-        try:
-            welcome = await register(connection, "alice")
-            session = Session(connection, ChatState("alice", "x"), lambda _: None, welcome)
-            receiving = asyncio.create_task(session.receive_events())
+        async with bot_client(broker.endpoint, "alice") as alice:
             for n in range(10):
-                await session.handle_line(f"line {n}")
-            assert await asyncio.wait_for(session.flush(), 5)
-            receiving.cancel()
-        finally:
-            connection.close()
+                await alice.session.handle_line(f"line {n}")
+            assert await asyncio.wait_for(alice.session.drain(WAIT_S), WAIT_S)
+            assert alice.session.undelivered == 0
 
     asyncio.run(scenario())
-    # Everything was handed to the broker before flush returned; only then did alice close.
+    # Everything was handed on before drain returned; only then did alice close.
     for n in range(10):
         bob.expect_after_presence(ev.Message, sender="alice", text=f"line {n}")
+
+
+def test_a_cut_link_resumes_the_session_quietly_and_fetches_what_was_missed(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+    relay = Relay(port_of(broker.endpoint))
+
+    async def scenario() -> None:
+        async with running_client(relay.endpoint, "alice") as alice:
+            await expect(bob, ev.Joined, nick="alice")
+            bob.say("before")
+            await expect(bob, ev.Message, text="before")  # his own echo
+            await alice.wait_for_pane("<bob> before")
+            relay.cut()
+            # The broker cannot reach alice's old connection: this one is lost for her ...
+            bob.say("while you were away")
+            await expect(bob, ev.Message, text="while you were away")
+            # ... until her next PING draws a 401, she says HELLO again, resumes her session
+            # and fetches what she missed.
+            await alice.wait_for_pane("<bob> while you were away")
+            await eventually(lambda: alice.client.state.link is LinkState.CONNECTED, "connected")
+            alice.type("back\r")
+            await alice.wait_for_pane("<alice> back ✓")
+            await expect(bob, ev.Message, sender="alice", text="back")
+            lines = alice.pane_lines()
+            assert sum(line.endswith("<bob> while you were away") for line in lines) == 1
+            assert sum(line.endswith("<alice> back ✓") for line in lines) == 1
+            assert alice.client.session.connections == 1  # the same socket throughout
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        relay.stop()
+    # Bob saw nothing of it: no LEAVE, no JOIN.
+    bob.sync()
+    bob.send(cmd.Ping())
+    while not isinstance(event := bob.next_event(), ev.Pong):
+        assert not isinstance(event, ev.Joined | ev.Left), event
+
+
+def test_private_typed_while_unreachable_goes_pending_sent_delivered(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+    relay = Relay(port_of(broker.endpoint))
+
+    async def scenario() -> None:
+        async with running_client(relay.endpoint, "alice") as alice:
+            await expect(bob, ev.Joined, nick="alice")
+            relay.close()
+            alice.type("/msg bob psst\r")
+            await alice.wait_for_pane("[alice → bob] psst …")
+            relay.open()
+            private = await expect(bob, ev.PrivateMessage, sender="alice", text="psst")
+            await alice.wait_for_pane("[alice → bob] psst ✓")
+            bob.send(cmd.Received(private.msg_id))
+            await alice.wait_for_pane("[alice → bob] psst ✓✓")
+            lines = alice.pane_lines()
+            assert sum("psst" in line for line in lines) == 1  # one line, updated in place
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        relay.stop()
+    # Exactly once.
+    bob.sync()
+    bob.send(cmd.Ping())
+    while not isinstance(event := bob.next_event(), ev.Pong):
+        assert not isinstance(event, ev.PrivateMessage), event
+
+
+def restart_broker(old: RunningBroker) -> RunningBroker:
+    """Stop `old` and start a fresh broker (a new epoch) on the same endpoint."""
+    old.stop()
+    config = BrokerConfig(
+        bind=old.endpoint, admin_token=ADMIN_TOKEN, heartbeat_ms=old.server.config.heartbeat_ms
+    )
+    server = BrokerServer(config)
+    thread = threading.Thread(target=server.run, name="broker", daemon=True)
+    thread.start()
+    return RunningBroker(server, thread)
+
+
+@pytest.mark.timeout(60)
+def test_after_a_broker_restart_clients_come_back_and_nothing_is_lost_or_doubled() -> None:
+    first = start_broker(heartbeat_ms=SHORT_HEARTBEAT_MS)
+    relay = Relay(port_of(first.endpoint))
+    brokers = [first]
+
+    async def scenario() -> None:
+        async with (
+            bot_client(relay.endpoint, "alice") as alice,
+            bot_client(relay.endpoint, "bob") as bob,
+        ):
+            await eventually(lambda: "bob" in alice.session.state.users, "bob for alice")
+            await alice.session.handle_line("before")
+            await eventually(lambda: "<alice> before" in bob.lines(), "bob sees 'before'")
+            epoch = alice.session.stream.epoch
+            # The broker goes away without a word (its SHUTDOWN cannot reach anyone) ...
+            relay.close()
+            brokers.append(restart_broker(first))
+            await eventually(
+                lambda: alice.session.state.link is LinkState.RECONNECTING, "alice reconnecting"
+            )
+            # ... and what alice types meanwhile waits in her outbox.
+            await alice.session.handle_line("during")
+            await alice.session.handle_line("/msg bob private during")
+            assert alice.session.undelivered == 2
+            relay.open()
+            await eventually(
+                lambda: (
+                    "<alice> during" in bob.lines()
+                    and "[alice -> bob] private during" in bob.lines()
+                ),
+                "bob sees what alice typed while the broker was down",
+                timeout=20,
+            )
+            assert alice.session.stream.epoch != epoch
+            await eventually(lambda: alice.session.state.users == ["alice", "bob"], "user list")
+            await eventually(lambda: alice.session.undelivered == 0, "alice's outbox acked")
+            await alice.session.drain(WAIT_S)
+            await bob.session.drain(WAIT_S)
+            lines = bob.lines()
+            for line in ("<alice> before", "<alice> during", "[alice -> bob] private during"):
+                assert lines.count(line) == 1, (line, lines)
+            assert any("the server was restarted" in line for line in alice.lines())
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        relay.stop()
+        for running in brokers:
+            if running.thread.is_alive():
+                running.stop()

@@ -2,12 +2,18 @@
 against the real broker; other users are plain DEALER peers."""
 
 import asyncio
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
+import zmq.auth
+
+from broker import BrokerConfig, BrokerServer
+from client.connection import CurveKeys
 from client.state import LinkState
 from messages import commands as cmd
 from messages import events as ev
-from tests.client_helpers import eventually, expect, running_client
+from tests.client_helpers import eventually, expect, running_client, status_text
 from tests.conftest import RunningBroker
 from tests.peers import Peer
 
@@ -164,7 +170,8 @@ def test_kick_closes_the_app_with_the_reason(broker: RunningBroker, connect: Con
             await expect(bob, ev.Operator)
             bob.send(cmd.Kick("alice", "flooding"))
             ending = await asyncio.wait_for(alice.task, 5)
-            assert ending.exit_code == 1
+            # An orderly end: the reason is printed, the exit status is 0.
+            assert ending.exit_code == 0
             assert ending.reason == "you were kicked by bob (flooding)"
             assert alice.client.state.link is LinkState.CLOSED
 
@@ -180,7 +187,7 @@ def test_operator_status_and_server_shutdown(broker: RunningBroker) -> None:
             assert "operator" in status and "connected" in status
             alice.type("/shutdown maintenance\r")
             ending = await asyncio.wait_for(alice.task, 5)
-            assert ending.exit_code == 1
+            assert ending.exit_code == 0
             assert ending.reason == "the server is shutting down (maintenance)"
 
     asyncio.run(scenario())
@@ -223,3 +230,47 @@ def test_page_up_scrolls_back_and_page_down_pins_to_the_bottom(broker: RunningBr
             assert len(pane.lines) == last + 2
 
     asyncio.run(scenario())
+
+
+def test_the_input_line_is_the_last_row_and_no_taller_than_its_text(
+    broker: RunningBroker,
+) -> None:
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            ui = alice.client.ui
+
+            def input_rows() -> int | None:
+                info = ui.input_window.render_info
+                return None if info is None else info.window_height
+
+            await eventually(lambda: input_rows() == 1, "a one-row input line")
+            rows = ui.app.output.get_size().rows
+            pane = ui.pane.window.render_info
+            assert pane is not None
+            # The pane, then the status line, then the input line at the very bottom.
+            assert pane.window_height == rows - 2
+
+    asyncio.run(scenario())
+
+
+def test_secure_shows_in_the_status_line(tmp_path: Path) -> None:
+    _public_file, secret_file = zmq.auth.create_certificates(tmp_path, "server")
+    public, secret = zmq.auth.load_certificate(secret_file)
+    assert secret is not None
+    config = BrokerConfig(bind="tcp://127.0.0.1:*", admin_token="x", curve_secret_key=secret)
+    server = BrokerServer(config)
+    thread = threading.Thread(target=server.run, name="broker", daemon=True)
+    thread.start()
+    running = RunningBroker(server, thread)
+
+    async def scenario() -> None:
+        keys = CurveKeys.for_server(public)
+        async with running_client(running.endpoint, "alice", keys) as alice:
+            await eventually(lambda: "secure" in status_text(alice.client), "secure")
+            alice.type("encrypted\r")
+            await alice.wait_for_pane("<alice> encrypted ✓")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        running.stop()

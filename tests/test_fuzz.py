@@ -13,11 +13,15 @@ NICKS = ["alice", "Alice", "bob", "Боб", "рор", "pop", "x" * 33, "", "a b"
 TOKEN = "tok"
 
 texts = st.text(max_size=30)
+msg_ids = st.sampled_from(["m1", "m2", "m3"]) | st.text("ab.-_1", min_size=1, max_size=4)
+sessions = st.sampled_from(["s1", "s2"])
 nicks = st.sampled_from(NICKS) | texts
 valid_commands = st.one_of(
-    st.builds(cmd.Hello, nicks),
-    st.builds(cmd.Say, texts),
-    st.builds(cmd.Tell, nicks, texts),
+    st.builds(cmd.Hello, nicks, sessions),
+    st.builds(cmd.Say, msg_ids, texts),
+    st.builds(cmd.Tell, msg_ids, nicks, texts),
+    st.builds(cmd.Received, msg_ids),
+    st.builds(cmd.Fetch, st.integers(0, 50)),
     st.just(cmd.ListUsers()),
     st.just(cmd.Ping()),
     st.builds(cmd.Quit, texts),
@@ -37,6 +41,8 @@ verbs = st.sampled_from(
         b"KICK",
         b"WALL",
         b"SHUTDOWN",
+        b"RECEIVED",
+        b"FETCH",
         b"WELCOME",
         b"",
     ]

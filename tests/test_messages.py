@@ -22,11 +22,11 @@ from messages.commands import CLIENT_COMMANDS
 from messages.events import BROKER_EVENTS
 
 COMMANDS: list[cmd.ClientCommand] = [
-    cmd.Hello("alice"),
-    cmd.Hello("Анна"),
-    cmd.Say("hello, world"),
-    cmd.Say("émoji 🎉 and 中文"),
-    cmd.Tell("bob", "psst"),
+    cmd.Hello("alice", "tok-1"),
+    cmd.Hello("Анна", "a.b_c-9"),
+    cmd.Say("tok-1", "hello, world"),
+    cmd.Say("tok-2", "émoji 🎉 and 中文"),
+    cmd.Tell("tok-3", "bob", "psst"),
     cmd.ListUsers(),
     cmd.Ping(),
     cmd.Quit(""),
@@ -35,20 +35,24 @@ COMMANDS: list[cmd.ClientCommand] = [
     cmd.Kick("mallory", "spam"),
     cmd.Wall("maintenance at noon"),
     cmd.Shutdown("upgrade"),
+    cmd.Received("tok-3"),
+    cmd.Fetch(17),
 ]
 
 EVENTS: list[ev.BrokerEvent] = [
-    ev.Welcome("alice", 2000, ("HELLO", "SAY"), ("alice", "bob")),
-    ev.Welcome("alice", 1, (), ()),
-    ev.Joined("bob"),
-    ev.Left("bob", "quit"),
-    ev.Message("alice", "hi", 1_700_000_000_123),
-    ev.PrivateMessage("alice", "bob", "psst", 0),
-    ev.UserList(("alice", "bob", "Анна")),
-    ev.UserList(()),
-    ev.Notice("operator: restart soon"),
-    ev.Error(ErrorCode.NICK_TAKEN, "nick alice is taken"),
-    ev.Error(499, "a code this client does not know"),
+    ev.Welcome("alice", 2000, "e1f2", 0, ("HELLO", "SAY"), ("alice", "bob")),
+    ev.Welcome("alice", 1, "x", 99, (), ()),
+    ev.Joined(1, "bob"),
+    ev.Left(2, "bob", "quit"),
+    ev.Message(3, "tok-1", "alice", "hi", 1_700_000_000_123),
+    ev.PrivateMessage("tok-3", "alice", "bob", "psst", 0),
+    ev.UserList(3, ("alice", "bob", "Анна")),
+    ev.UserList(0, ()),
+    ev.Notice(4, "operator: restart soon"),
+    ev.Error(ErrorCode.NICK_TAKEN, "", "nick alice is taken"),
+    ev.Error(499, "tok-9", "a code this client does not know"),
+    ev.Ack("tok-1"),
+    ev.Delivered("tok-3", "bob"),
     ev.Pong(),
     ev.Operator(),
     ev.Kicked("operator", "spam"),
@@ -77,18 +81,26 @@ def test_event_round_trip(event: ev.BrokerEvent) -> None:
 @pytest.mark.parametrize(
     ("message", "frames"),
     [
-        (cmd.Tell("bob", "hi"), [b"ZCHAT01", b"TELL", b"bob", b"hi"]),
-        (cmd.Hello("Боб"), [b"ZCHAT01", b"HELLO", "Боб".encode()]),
+        (cmd.Tell("m1", "bob", "hi"), [b"ZCHAT01", b"TELL", b"m1", b"bob", b"hi"]),
+        (cmd.Hello("Боб", "s1"), [b"ZCHAT01", b"HELLO", "Боб".encode(), b"s1"]),
+        (cmd.Fetch(5), [b"ZCHAT01", b"FETCH", b"5"]),
         (cmd.Ping(), [b"ZCHAT01", b"PING"]),
         (
-            ev.Welcome("a", 2000, ("SAY", "TELL"), ("a", "b")),
-            [b"ZCHAT01", b"WELCOME", b"a", b"2000", b"SAY TELL", b"a b"],
+            ev.Welcome("a", 2000, "ep", 7, ("SAY", "TELL"), ("a", "b")),
+            [b"ZCHAT01", b"WELCOME", b"a", b"2000", b"ep", b"7", b"SAY TELL", b"a b"],
         ),
-        (ev.UserList(()), [b"ZCHAT01", b"USERS", b""]),
-        (ev.Error(404, "no such nick: x"), [b"ZCHAT01", b"ERROR", b"404", b"no such nick: x"]),
+        (ev.UserList(0, ()), [b"ZCHAT01", b"USERS", b"0", b""]),
         (
-            ev.PrivateMessage("a", "b", "t", 12),
-            [b"ZCHAT01", b"PRIVATE", b"a", b"b", b"t", b"12"],
+            ev.Error(404, "m1", "no such nick: x"),
+            [b"ZCHAT01", b"ERROR", b"404", b"m1", b"no such nick: x"],
+        ),
+        (
+            ev.Message(9, "m1", "a", "hi", 5),
+            [b"ZCHAT01", b"MESSAGE", b"9", b"m1", b"a", b"hi", b"5"],
+        ),
+        (
+            ev.PrivateMessage("m2", "a", "b", "t", 12),
+            [b"ZCHAT01", b"PRIVATE", b"m2", b"a", b"b", b"t", b"12"],
         ),
     ],
     ids=repr,
@@ -99,7 +111,7 @@ def test_wire_layout_is_as_documented(
     assert encode(message) == frames
 
 
-SAY = [SIGNATURE, b"SAY"]
+SAY = [SIGNATURE, b"SAY", b"m1"]
 
 
 @pytest.mark.parametrize(
@@ -116,15 +128,21 @@ SAY = [SIGNATURE, b"SAY"]
         ([SIGNATURE, b"\xff\xfe"], ErrorCode.UNKNOWN_COMMAND),
         ([SIGNATURE, b"MESSAGE", b"a", b"b", b"1"], ErrorCode.UNKNOWN_COMMAND),
         (SAY, ErrorCode.MALFORMED),
+        ([SIGNATURE, b"SAY", b"", b"hi"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"SAY", b"bad id", b"hi"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"SAY", b"x" * 65, b"hi"], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"HELLO", b"alice", b""], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"FETCH", b"-1"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"RECEIVED", b"\xff"], ErrorCode.MALFORMED),
         ([*SAY, b"hi", b"extra"], ErrorCode.MALFORMED),
         ([*SAY, b""], ErrorCode.MALFORMED),
         ([*SAY, b"\xc3\x28"], ErrorCode.MALFORMED),
         ([*SAY, b"\xed\xa0\x80"], ErrorCode.MALFORMED),
         ([*SAY, b"x" * (MAX_TEXT_BYTES + 1)], ErrorCode.TOO_LARGE),
         ([*SAY, *[b"x"] * 20], ErrorCode.MALFORMED),
-        ([SIGNATURE, b"HELLO", b""], ErrorCode.MALFORMED),
-        ([SIGNATURE, b"HELLO", b"a" * 200], ErrorCode.TOO_LARGE),
-        ([SIGNATURE, b"TELL", b"", b"hi"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"", b"s"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"a" * 200, b"s"], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"TELL", b"m", b"", b"hi"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"QUIT", b"r" * (MAX_REASON_BYTES + 1)], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"ADMIN", b"t" * 257], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"PING", b"extra"], ErrorCode.MALFORMED),
@@ -141,11 +159,13 @@ def test_bad_commands_raise_protocol_error(frames: list[bytes], code: ErrorCode)
 @pytest.mark.parametrize(
     "frames",
     [
-        [SIGNATURE, b"WELCOME", b"a", b"-1", b"", b""],
-        [SIGNATURE, b"WELCOME", b"a", b"2e3", b"", b""],
-        [SIGNATURE, b"WELCOME", b"a", b"", b"", b""],
-        [SIGNATURE, b"MESSAGE", b"a", b"hi", b"1" * 40],
-        [SIGNATURE, b"ERROR", b"four", b"x"],
+        [SIGNATURE, b"WELCOME", b"a", b"-1", b"e", b"0", b"", b""],
+        [SIGNATURE, b"WELCOME", b"a", b"2e3", b"e", b"0", b"", b""],
+        [SIGNATURE, b"WELCOME", b"a", b"", b"e", b"0", b"", b""],
+        [SIGNATURE, b"WELCOME", b"a", b"1", b"e", b"0", b"", b"a  b"],
+        [SIGNATURE, b"MESSAGE", b"1", b"m", b"a", b"hi", b"1" * 40],
+        [SIGNATURE, b"ERROR", b"four", b"", b"x"],
+        [SIGNATURE, b"ACK", b"not an id"],
         [SIGNATURE, b"SAY", b"hi"],
         [SIGNATURE, b"PONG", b""],
     ],
@@ -167,6 +187,8 @@ def test_bad_events_raise_protocol_error(frames: list[bytes]) -> None:
         ("e\u0301mile", "\u00e9mile"),  # NFD input is stored composed (NFC)
         ("x" * MAX_NICK_CHARS, "x" * MAX_NICK_CHARS),
         ("٣٣", "٣٣"),  # Arabic-Indic digits are decimal digits
+        ("नमस्ते", "नमस्ते"),  # Devanagari needs combining vowel signs
+        ("สมชาย", "สมชาย"),
     ],
 )
 def test_valid_nicks(nick: str, stored: str) -> None:
@@ -187,6 +209,7 @@ def test_valid_nicks(nick: str, stored: str) -> None:
         "emoji🎉",
         "rlo\u202e",
         "²",
+        "\u0301accent-first",
     ],
 )
 def test_invalid_nicks(nick: str) -> None:

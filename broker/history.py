@@ -1,0 +1,49 @@
+"""The broadcast log: the last broadcast events, kept so that clients can fill gaps."""
+
+from collections import deque
+from dataclasses import dataclass
+
+from messages import events as ev
+
+BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What a FETCH gets: the events still kept, and the first one that is not kept."""
+
+    events: list[BroadcastEvent]
+    #: If > 0, events numbered from the requested one up to this (excluded) are gone.
+    gone_until: int
+
+
+class BroadcastLog:
+    """Broadcast events numbered 1, 2, 3, ...; the last `capacity` of them are kept."""
+
+    def __init__(self, capacity: int) -> None:
+        self._events: deque[BroadcastEvent] = deque(maxlen=capacity)
+        self.last_seq = 0
+
+    def next_seq(self) -> int:
+        """The number the next broadcast event must carry."""
+        return self.last_seq + 1
+
+    def append(self, event: BroadcastEvent) -> None:
+        if event.seq != self.last_seq + 1:
+            raise ValueError(f"broadcast {event.seq} out of order after {self.last_seq}")
+        self._events.append(event)
+        self.last_seq = event.seq
+
+    @property
+    def first_kept(self) -> int:
+        """The number of the oldest event still kept."""
+        return self.last_seq - len(self._events) + 1
+
+    def since(self, from_seq: int, limit: int) -> Replay:
+        """At most `limit` events numbered `from_seq` or later, oldest first."""
+        first = self.first_kept
+        start = max(from_seq, first, 1)
+        gone_until = first if from_seq < first else 0
+        offset = start - first
+        end = min(len(self._events), offset + limit)
+        return Replay([self._events[i] for i in range(offset, end)], gone_until)
