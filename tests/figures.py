@@ -1,0 +1,232 @@
+"""Reliability figures for docs/RELIABILITY.md: `make reliability` (python -m tests.figures).
+
+Each scenario runs a real broker process on loopback with real clients and prints what it
+measured as a Markdown table row. The suite's tests prove the same properties with smaller
+numbers; this script gives the figures.
+"""
+
+import argparse
+import random
+import re
+import statistics
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import zmq
+
+from messages import MAX_TEXT_BYTES, SIGNATURE, encode
+from messages import commands as cmd
+from messages import events as ev
+from tests.peers import Peer
+from tests.processes import BrokerProcess, LineClients, free_port
+
+Context = zmq.Context[zmq.Socket[bytes]]
+LINE = re.compile(r"<(?P<sender>[^>]+)> (?P<text>u\d+ \d+)\s*$")
+#: Heartbeat of the broker in the restart scenario (ms): clients notice a dead broker in 3
+#: of these.
+HEARTBEAT_MS = 200
+#: Heartbeat elsewhere (ms): long enough that test peers, which do not PING, stay.
+QUIET_HEARTBEAT_MS = 60_000
+#: Flood limits for scenarios that are not about flooding.
+NO_FLOOD_LIMIT = ("--flood-burst", "1000000", "--flood-rate", "1000000")
+
+
+@contextmanager
+def running_broker(
+    *extra_args: str, heartbeat_ms: int = QUIET_HEARTBEAT_MS
+) -> Iterator[BrokerProcess]:
+    broker = BrokerProcess(f"tcp://127.0.0.1:{free_port()}", heartbeat_ms, *extra_args)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def restart_scenario(clients: int, lines: int, restarts: int) -> dict[str, object]:
+    """Line-mode clients talk while the broker is SIGKILLed and restarted `restarts` times."""
+    nicks = [f"u{i}" for i in range(clients)]
+    kill_rounds = {lines * (k + 1) // (restarts + 1) for k in range(restarts)}
+    expected = {
+        recipient: Counter((s, f"{s} {n}") for s in nicks if s != recipient for n in range(lines))
+        for recipient in nicks
+    }
+    with running_broker(heartbeat_ms=HEARTBEAT_MS) as broker:
+        chat = LineClients(broker.endpoint, nicks)
+        try:
+            for n in range(lines):
+                if n in kill_rounds:
+                    broker.kill()
+                    time.sleep(0.5)
+                    broker.start()
+                for nick in nicks:
+                    chat.type(nick, f"{nick} {n}")
+                time.sleep(0.05)
+            chat.wait_for(expected, timeout=120)
+            exits = chat.finish(timeout=60)
+        finally:
+            chat.kill()
+    delivered = missing = doubled = 0
+    for recipient in nicks:
+        seen = chat.chat_seen(recipient)
+        want = expected[recipient]
+        delivered += sum(min(seen[k], 1) for k in want)
+        missing += sum((want - seen).values())
+        doubled += sum(count - 1 for count in seen.values() if count > 1)
+    return {
+        "clients": clients,
+        "lines each": lines,
+        "broker kills": restarts,
+        "deliveries expected": sum(sum(w.values()) for w in expected.values()),
+        "delivered": delivered,
+        "missing": missing,
+        "doubled": doubled,
+        "client exit codes": sorted(set(exits.values())),
+    }
+
+
+def malformed_scenario(context: Context, count: int) -> dict[str, object]:
+    """Fire `count` malformed messages, then hold a normal conversation."""
+    rng = random.Random(2026)
+    templates: list[Callable[[], list[bytes]]] = [
+        lambda: [rng.randbytes(rng.randrange(0, 40))],
+        lambda: [SIGNATURE, rng.randbytes(rng.randrange(0, 10))],
+        lambda: [SIGNATURE, b"SAY", rng.randbytes(5), rng.randbytes(rng.randrange(1, 50))],
+        lambda: [SIGNATURE, b"HELLO", rng.randbytes(rng.randrange(0, 200)), b"s"],
+        lambda: [SIGNATURE, b"TELL", *[rng.randbytes(5)] * rng.randrange(0, 9)],
+        lambda: [b"ZCHAT" + rng.randbytes(2), b"PING"],
+        lambda: encode(cmd.Say("m1", "x" * (MAX_TEXT_BYTES + rng.randrange(1, 100)))),
+    ]
+    with running_broker(*NO_FLOOD_LIMIT) as broker:
+        rogue = Peer(context, broker.endpoint)
+        started = time.perf_counter()
+        for _ in range(count):
+            rogue.send_raw(rng.choice(templates)())
+        replies = 0
+        while rogue.socket.poll(2000):
+            rogue.socket.recv_multipart()
+            replies += 1
+            elapsed = time.perf_counter() - started
+        alice, bob = Peer(context, broker.endpoint), Peer(context, broker.endpoint)
+        alice.register("alice")
+        bob.register("bob")
+        alice.tell("bob", "still standing?")
+        bob.expect_after_presence(ev.PrivateMessage, text="still standing?")
+        alive = broker.process is not None and broker.process.poll() is None
+    return {
+        "malformed sent": count,
+        "error replies": replies,
+        "seconds": round(elapsed, 2),
+        "conversation afterwards": "works" if alive else "BROKEN",
+    }
+
+
+def latencies(talker: Peer, listener: Peer, messages: int, rate: float) -> list[float]:
+    """Send `messages` broadcasts at `rate`/s; the listener's receive delay of each, in us."""
+    result = []
+    interval = 1 / rate
+    for _ in range(messages):
+        sent_at = time.perf_counter()
+        msg_id = talker.say("ping " + str(sent_at))
+        while True:
+            event = listener.next_event()
+            if isinstance(event, ev.Message) and event.msg_id == msg_id:
+                break
+        result.append((time.perf_counter() - sent_at) * 1e6)
+        while talker.socket.poll(0):
+            talker.socket.recv_multipart()
+        time.sleep(max(0.0, interval - (time.perf_counter() - sent_at)))
+    return result
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def slow_reader_scenario(context: Context, messages: int) -> dict[str, object]:
+    """A listener's latency with and without a client that stopped reading."""
+    with running_broker(*NO_FLOOD_LIMIT) as broker:
+        talker, listener = Peer(context, broker.endpoint), Peer(context, broker.endpoint)
+        talker.register("talker")
+        listener.register("listener")
+        baseline = latencies(talker, listener, messages, rate=500)
+        stalled = Peer(context, broker.endpoint)
+        stalled.socket.setsockopt(zmq.RCVHWM, 10)
+        stalled.register("stalled")
+        filler = "x" * MAX_TEXT_BYTES
+        for _ in range(200):  # fill its buffers so that it is truly behind
+            talker.say(filler)
+        loaded = latencies(talker, listener, messages, rate=500)
+    return {
+        "p50 without (us)": round(statistics.median(baseline)),
+        "p99 without (us)": round(percentile(baseline, 0.99)),
+        "p50 with a stalled reader (us)": round(statistics.median(loaded)),
+        "p99 with a stalled reader (us)": round(percentile(loaded, 0.99)),
+        "p99 ratio": round(percentile(loaded, 0.99) / percentile(baseline, 0.99), 2),
+    }
+
+
+def flood_scenario(context: Context, blasts: int) -> dict[str, object]:
+    """One client sends `blasts` messages at once under the default flood limits."""
+    with running_broker() as broker:
+        flooder, bystander = Peer(context, broker.endpoint), Peer(context, broker.endpoint)
+        flooder.register("flooder")
+        bystander.register("bystander")
+        started = time.perf_counter()
+        for _ in range(blasts):
+            flooder.say("spam")
+        counts: Counter[str] = Counter()
+        while flooder.socket.poll(1000):
+            elapsed = time.perf_counter() - started
+            event = flooder.next_event()
+            name = type(event).__name__
+            if isinstance(event, ev.Error):
+                name = f"Error {event.code}"
+            counts[name] += 1
+        received = 0
+        while bystander.socket.poll(200):
+            received += isinstance(bystander.next_event(), ev.Message)
+        bystander.say("and I can still talk")
+        bystander.expect_after_presence(ev.Message, text="and I can still talk")
+    return {
+        "sent at once": blasts,
+        "accepted (ACK)": counts["Ack"],
+        "refused (429)": counts["Error 429"],
+        "kicked": "yes" if counts["Kicked"] else "no",
+        "refused after the kick (401)": counts["Error 401"],
+        "seconds": round(elapsed, 2),
+        "bystander received": received,
+    }
+
+
+def table(title: str, row: dict[str, object]) -> str:
+    header = " | ".join(row)
+    values = " | ".join(str(v) for v in row.values())
+    return f"### {title}\n\n| {header} |\n|{'---|' * len(row)}\n| {values} |\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller counts (a minute)")
+    args = parser.parse_args()
+    scale = 1 if args.quick else 2
+    context: Context = zmq.Context()
+    try:
+        print(
+            table(
+                "Broker killed and restarted mid-conversation",
+                restart_scenario(clients=3, lines=30 * scale, restarts=scale),
+            )
+        )
+        print(table("Malformed input", malformed_scenario(context, count=5000 * scale)))
+        print(table("A client that stops reading", slow_reader_scenario(context, 500 * scale)))
+        print(table("Flood control (defaults: burst 20, 5/s)", flood_scenario(context, 500)))
+    finally:
+        context.destroy(linger=0)
+
+
+if __name__ == "__main__":
+    main()

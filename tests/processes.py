@@ -1,0 +1,147 @@
+"""Real processes for end-to-end tests and figures: a broker that can be killed and restarted."""
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+
+#: Bound on a broker process starting or dying, in seconds.
+PROCESS_TIMEOUT_S = 10
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class BrokerProcess:
+    """`python -m broker` on a fixed port, which can be killed and started again."""
+
+    def __init__(self, endpoint: str, heartbeat_ms: int, *extra_args: str) -> None:
+        self.endpoint = endpoint
+        self.heartbeat_ms = heartbeat_ms
+        self.extra_args = extra_args
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        """Start the broker and wait until it listens."""
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "broker",
+                "--bind",
+                self.endpoint,
+                "--admin-token",
+                "t",
+                "--heartbeat-ms",
+                str(self.heartbeat_ms),
+                *self.extra_args,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        assert "listening on" in self.process.stdout.readline()
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(PROCESS_TIMEOUT_S)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(PROCESS_TIMEOUT_S)
+
+
+#: A chat line in line mode's output: "HH:MM <sender> text".
+CHAT_LINE = re.compile(r"<(?P<sender>[^>]+)> (?P<text>.*?)\s*$")
+
+
+class LineClients:
+    """Line-mode clients (`python -m client` with stdin a pipe), one per nick.
+
+    Each client's stdout is collected line by line as it arrives, so a test can wait for
+    what it expects before ending the input.
+    """
+
+    def __init__(self, endpoint: str, nicks: list[str]) -> None:
+        self.processes = {
+            nick: subprocess.Popen(
+                [sys.executable, "-m", "client", "--server", endpoint, "--nick", nick],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for nick in nicks
+        }
+        self.outputs: dict[str, list[str]] = {nick: [] for nick in nicks}
+        self._readers = [
+            threading.Thread(target=self._read, args=(nick,), daemon=True) for nick in nicks
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, nick: str) -> None:
+        stdout = self.processes[nick].stdout
+        assert stdout is not None
+        for line in stdout:
+            self.outputs[nick].append(line)
+
+    def type(self, nick: str, line: str) -> None:
+        stdin = self.processes[nick].stdin
+        assert stdin is not None
+        stdin.write(line + "\n")
+        stdin.flush()
+
+    def chat_seen(self, nick: str) -> Counter[tuple[str, str]]:
+        """(sender, text) of every chat line `nick` printed from someone else."""
+        return Counter(
+            (match["sender"], match["text"])
+            for line in list(self.outputs[nick])
+            if (match := CHAT_LINE.search(line)) and match["sender"] != nick
+        )
+
+    def wait_for(self, expected: dict[str, Counter[tuple[str, str]]], timeout: float) -> None:
+        """Until every client printed what `expected` lists for it (or `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(not (want - self.chat_seen(nick)) for nick, want in expected.items()):
+                return
+            time.sleep(0.05)
+
+    def finish(self, timeout: float) -> dict[str, int]:
+        """End every client's input; their exit codes once they have left."""
+        for process in self.processes.values():
+            assert process.stdin is not None
+            process.stdin.close()
+        codes = {}
+        try:
+            for nick, process in self.processes.items():
+                codes[nick] = process.wait(timeout)
+        finally:
+            self.kill()
+        for reader in self._readers:
+            reader.join(timeout)
+        return codes
+
+    def stderr(self, nick: str) -> str:
+        stream = self.processes[nick].stderr
+        return stream.read() if stream is not None else ""
+
+    def kill(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(PROCESS_TIMEOUT_S)
