@@ -8,19 +8,23 @@ BIND        ?= tcp://127.0.0.1:5555
 SERVER      ?= tcp://127.0.0.1:5555
 NICK        ?=
 ADMIN_TOKEN ?=
+BENCH_ARGS  ?=
 SECURE      ?=
 STATE_DIR   ?=
 
 # SECURE=1 turns on CurveZMQ; STATE_DIR says where the broker's key pair lives.
 SECURITY = $(if $(SECURE),--secure) $(if $(STATE_DIR),--state-dir '$(STATE_DIR)')
 
-.PHONY: help venv broker client test lint typecheck unit reliability clean
+.PHONY: help venv broker client test lint typecheck unit reliability bench bench-full bench-peers bench-profile clean
 
 help:
 	@echo "make broker [BIND=tcp://127.0.0.1:5555] [ADMIN_TOKEN=secret] [SECURE=1]"
 	@echo "make client NICK=alice [SERVER=tcp://127.0.0.1:5555] [SECURE=1]"
 	@echo "make test    ruff + mypy + pytest"
 	@echo "make reliability   figures for docs/RELIABILITY.md (restarts, bad input, slow reader, flood)"
+	@echo "make bench         benchmark against a raw pyzmq ceiling and IRC servers (< 5 min)"
+	@echo "make bench-full    the same with 10,000 idle clients (~15 min)"
+	@echo "make bench-peers   install ngIRCd and InspIRCd to compare against (root, apt)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +54,25 @@ test: lint typecheck unit
 
 reliability: $(STAMP)
 	$(PY) -m tests.figures
+
+bench: $(STAMP)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-full: $(STAMP)
+	$(PY) -m bench.run --idle-clients 10000 --idle-limit 60 --window 3 $(BENCH_ARGS)
+
+bench-profile: $(STAMP)
+	mkdir -p /tmp/zmq-chat-profiles
+	$(PY) -m bench.run --systems chat --runs 1 --scenarios direct-50,fanout-1000,idle \
+		--profile /tmp/zmq-chat-profiles --json /tmp/zmq-chat-profiles/results.json $(BENCH_ARGS)
+
+bench-peers: $(STAMP)
+	@if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ngircd inspircd; \
+	else \
+		echo "bench-peers: installing ngircd and inspircd needs root and apt-get; skipped"; \
+	fi
+	$(PY) -m bench.peers --check
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,326 @@
+"""IRC load generator: one worker process driving many raw-socket IRC clients.
+
+    python -m bench.irc     (driven by bench.run through bench.worker's line protocol)
+
+The same jobs as bench.load (direct, fanout, latency, idle), over plain TCP. Senders
+write many PRIVMSG lines per write(); receivers count occurrences of b"PRIVMSG" in the
+bytes they read, without splitting lines, so the load generator costs little per message.
+The in-flight window is per pair (direct) or per sender against a probe member (fanout),
+as for the ZeroMQ systems. IRC does not echo a channel message to its sender, so a
+broadcast to N members is N - 1 deliveries.
+"""
+
+import select
+import socket
+import time
+from typing import Any
+
+from .load import TEXT
+from .worker import serve, wait_until
+
+WORD = b"PRIVMSG"
+CHANNEL = b"#bench"
+READ_BYTES = 1 << 18
+#: Numeric replies that say a client is registered, has joined, or has failed.
+WELCOME, END_OF_NAMES = b"001", b"366"
+FAILURES = frozenset({b"432", b"433", b"451", b"471", b"473", b"474"})
+
+
+class Conn:
+    __slots__ = ("got", "nick", "out", "scan", "sent", "sock", "state", "tail")
+
+    def __init__(self, sock: socket.socket, nick: str) -> None:
+        self.sock = sock
+        self.nick = nick
+        self.got = 0
+        self.sent = 0
+        self.tail = b""
+        self.out = b""
+        self.scan = b""
+        #: "registering", "registered", "joining", "joined"
+        self.state = "registering"
+
+
+class IrcJob:
+    def __init__(self, request: dict[str, Any]) -> None:
+        self.request = request
+        host, port = request["endpoint"].rsplit(":", 1)
+        self.address = (host, int(port))
+        self.window: int = request.get("window", 100)
+        self.epoll = select.epoll()
+        self.conns: dict[int, Conn] = {}
+        self.join = False
+        self.errors = 0
+        self.first_error = ""
+
+    # -- clients -------------------------------------------------------------------
+
+    def connect(self, nick: str) -> Conn:
+        sock = socket.create_connection(self.address, timeout=30)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+        conn = Conn(sock, nick)
+        self.conns[sock.fileno()] = conn
+        self.epoll.register(sock.fileno(), select.EPOLLIN)
+        name = nick.encode()
+        self.write(conn, b"NICK %s\r\nUSER %s 0 * :%s\r\n" % (name, name, name))
+        return conn
+
+    def register(self, nicks: list[str], join: bool, limit: float = 60.0) -> list[Conn]:
+        """Connect and register `nicks` (and join the channel), `concurrency` at a time."""
+        self.join = join
+        want = "joined" if join else "registered"
+        concurrency: int = self.request.get("concurrency", 200)
+        conns: list[Conn] = []
+        pending: list[Conn] = []
+        todo = iter(nicks)
+        deadline = time.monotonic() + limit
+        while True:
+            while len(pending) < concurrency and (nick := next(todo, None)) is not None:
+                pending.append(self.connect(nick))
+                conns.append(pending[-1])
+            pending = [c for c in pending if c.state != want]
+            if not pending and len(conns) == len(nicks):
+                return conns
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} IRC clients not {want} in {limit:.0f} s")
+            self.pump(0.01)
+
+    def write(self, conn: Conn, data: bytes) -> None:
+        data = conn.out + data if conn.out else data
+        try:
+            sent = conn.sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        conn.out = data[sent:]
+
+    def handshake(self, conn: Conn, data: bytes) -> None:
+        """Follow registration (and the channel join) through the server's replies."""
+        *lines, conn.scan = (conn.scan + data).split(b"\r\n")
+        for line in lines:
+            parts = line.split(b" ", 2)
+            code = parts[1] if len(parts) > 1 else b""
+            if code in FAILURES or line.startswith(b"ERROR "):
+                self.errors += 1
+                self.first_error = self.first_error or line[:200].decode(errors="replace")
+            elif code == WELCOME and conn.state == "registering":
+                conn.state = "registered"
+                if self.join:
+                    conn.state = "joining"
+                    self.write(conn, b"JOIN %s\r\n" % CHANNEL)
+            elif code == END_OF_NAMES and conn.state == "joining":
+                conn.state = "joined"
+                conn.scan = b""
+                return
+
+    def read(self, conn: Conn) -> int:
+        try:
+            data = conn.sock.recv(READ_BYTES)
+        except BlockingIOError:
+            return 0
+        if not data:
+            self.errors += 1
+            self.first_error = self.first_error or f"{conn.nick}: connection closed"
+            self.epoll.unregister(conn.sock.fileno())
+            return 0
+        if conn.state not in ("registered", "joined"):
+            self.handshake(conn, data)
+        joined = conn.tail + data
+        n = joined.count(WORD)
+        conn.got += n
+        # A word split between two reads is counted once, in the later one.
+        conn.tail = joined[-(len(WORD) - 1) :]
+        return n or 1
+
+    def setup(self) -> dict[str, Any]:
+        raise NotImplementedError  # each job builds its own clients
+
+    def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError  # each job runs its own load
+
+    def pump(self, timeout: float) -> int:
+        n = 0
+        conns = self.conns
+        for fd, _ in self.epoll.poll(timeout):
+            n += self.read(conns[fd])
+        return n
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.sock.close()
+        self.conns.clear()
+        self.epoll.close()
+
+    def result(self, **fields: Any) -> dict[str, Any]:
+        return {"errors": self.errors, "first_error": self.first_error, **fields}
+
+    def run(self, request: dict[str, Any], delivered: Any, top_up: Any) -> dict[str, Any]:
+        start = request["start"]
+        count_from = start + request["warm"]
+        end = count_from + request["window"]
+        wait_until(start)
+        first = cpu0 = None
+        pump = self.pump
+        while True:
+            now = time.monotonic()
+            if first is None and now >= count_from:
+                first, cpu0 = delivered(), time.process_time()
+            if now >= end:
+                break
+            top_up()
+            pump(0.002)
+        assert first is not None and cpu0 is not None
+        return self.result(
+            count=delivered() - first, cpu=time.process_time() - cpu0, seconds=now - count_from
+        )
+
+
+def privmsg(target: bytes) -> bytes:
+    return b"PRIVMSG %s :%s\r\n" % (target, TEXT.encode())
+
+
+class DirectJob(IrcJob):
+    def setup(self) -> dict[str, Any]:
+        pairs = self.request["pairs"]
+        conns = self.register([n for pair in pairs for n in pair], join=False)
+        self.pairs = [(conns[2 * i], conns[2 * i + 1]) for i in range(len(pairs))]
+        return {}
+
+    def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        window = self.window
+        jobs = [(s, r, privmsg(r.nick.encode())) for s, r in self.pairs]
+        # Messages already counted during setup (none expected) do not count.
+        for s, r in self.pairs:
+            s.sent = r.got
+
+        def top_up() -> None:
+            for sender, recipient, line in jobs:
+                room = window - (sender.sent - recipient.got)
+                if room > 0 and not sender.out:
+                    self.write(sender, line * room)
+                    sender.sent += room
+                elif sender.out:
+                    self.write(sender, b"")
+
+        receivers = [r for _, r, _ in jobs]
+        return self.run(request, lambda: sum(r.got for r in receivers), top_up)
+
+
+class FanoutJob(IrcJob):
+    def setup(self) -> dict[str, Any]:
+        self.members = self.register(self.request["nicks"], join=True)
+        by_nick = {c.nick: c for c in self.members}
+        self.sender = by_nick.get(self.request.get("sender") or "")
+        self.probe = by_nick.get(self.request.get("probe") or "")
+        return {}
+
+    def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        window = self.window
+        members = self.members
+        top_up: Any = lambda: None  # noqa: E731
+        if self.sender is not None and self.probe is not None:
+            sender, probe = self.sender, self.probe
+            sender.sent = probe.got
+            line = privmsg(CHANNEL)
+
+            def top_up() -> None:
+                room = window - (sender.sent - probe.got)
+                if room > 0 and not sender.out:
+                    self.write(sender, line * room)
+                    sender.sent += room
+                elif sender.out:
+                    self.write(sender, b"")
+
+        return self.run(request, lambda: sum(m.got for m in members), top_up)
+
+
+class LatencyJob(IrcJob):
+    recipient: Conn | None = None
+
+    def setup(self) -> dict[str, Any]:
+        self.samples: list[int] = []
+        self.recording = False
+        self.lines = b""
+        self.sender, self.recipient = self.register(self.request["pair"], join=False)
+        return {}
+
+    def read(self, conn: Conn) -> int:
+        if conn is not self.recipient or conn.state != "registered":
+            return super().read(conn)
+        try:
+            data = conn.sock.recv(READ_BYTES)
+        except BlockingIOError:
+            return 0
+        now = time.monotonic_ns()
+        *lines, self.lines = (self.lines + data).split(b"\r\n")
+        for line in lines:
+            if WORD in line:
+                conn.got += 1
+                if self.recording:
+                    self.samples.append(now - int(line.rsplit(b":", 1)[1]))
+        return len(lines)
+
+    def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        rate: float = self.request["rate"]
+        start = request["start"]
+        count_from = start + request["warm"]
+        end = count_from + request["window"]
+        assert self.recipient is not None
+        target = self.recipient.nick.encode()
+        wait_until(start)
+        sent = 0
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                break
+            self.recording = now >= count_from
+            due = int((now - start) * rate) + 1
+            while sent < due:
+                self.write(self.sender, b"PRIVMSG %s :%d\r\n" % (target, time.monotonic_ns()))
+                sent += 1
+            self.pump(max(0.0, start + sent / rate - time.monotonic()))
+        self.recording = False
+        samples = sorted(self.samples)
+        return self.result(samples_us=[round(s / 1000, 1) for s in samples], sent=sent)
+
+
+class IdleJob(IrcJob):
+    def setup(self) -> dict[str, Any]:
+        return {}
+
+    def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        nicks: list[str] = self.request["nicks"]
+        concurrency: int = self.request.get("concurrency", 200)
+        limit: float = request.get("limit", 120.0)
+        wait_until(request["start"])
+        t0 = time.monotonic()
+        pending: list[Conn] = []
+        done = 0
+        todo = iter(nicks)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < concurrency:
+                nick = next(todo, None)
+                if nick is None:
+                    exhausted = True
+                    break
+                pending.append(self.connect(nick))
+            if (exhausted and not pending) or time.monotonic() - t0 > limit:
+                break
+            self.pump(0.01)
+            still = [c for c in pending if c.state != "registered"]
+            done += len(pending) - len(still)
+            pending = still
+        return self.result(registered=done, seconds=time.monotonic() - t0)
+
+
+JOBS = {"direct": DirectJob, "fanout": FanoutJob, "latency": LatencyJob, "idle": IdleJob}
+
+
+def make_job(request: dict[str, Any]) -> IrcJob:
+    job: IrcJob = JOBS[request["job"]](request)
+    return job
+
+
+if __name__ == "__main__":
+    serve(make_job)

@@ -1,0 +1,64 @@
+"""The broker as the benchmark runs it: flood control off, a long heartbeat.
+
+    python -m bench.launch --bind tcp://127.0.0.1:* [--profile FILE]
+
+Prints the endpoint it listens on as its first line, then serves until SIGTERM or SIGINT.
+The heartbeat is long (like the IRC servers' ping timeouts in bench/) so that idle and
+receive-only benchmark clients, which never PING, are not expired mid-run. With
+`--profile`, the serving loop runs under cProfile and the statistics are written to FILE
+on shutdown.
+"""
+
+import argparse
+import cProfile
+import signal
+import sys
+from types import FrameType
+
+from broker.ratelimit import FloodPolicy
+from broker.server import BrokerConfig, BrokerServer
+
+#: Heartbeat interval for benchmark runs (ms): clients are expired after 3 of these.
+BENCH_HEARTBEAT_MS = 600_000
+UNLIMITED = 10**9
+
+
+def bench_config(bind: str, admin_token: str) -> BrokerConfig:
+    """A broker configuration with every rate limit raised out of reach."""
+    flood = FloodPolicy(
+        burst=UNLIMITED,
+        per_second=UNLIMITED,
+        strikes_to_kick=UNLIMITED,
+        join_burst=UNLIMITED,
+        joins_per_second=UNLIMITED,
+    )
+    return BrokerConfig(
+        bind=bind, admin_token=admin_token, heartbeat_ms=BENCH_HEARTBEAT_MS, flood=flood
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.launch")
+    parser.add_argument("--bind", default="tcp://127.0.0.1:*")
+    parser.add_argument("--admin-token", default="bench")
+    parser.add_argument("--profile", default="", help="write cProfile statistics here")
+    args = parser.parse_args()
+    server = BrokerServer(bench_config(args.bind, args.admin_token))
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        server.request_shutdown("benchmark over")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(server.endpoint, flush=True)
+    if args.profile:
+        profiler = cProfile.Profile()
+        profiler.runcall(server.run)
+        profiler.dump_stats(args.profile)
+    else:
+        server.run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,162 @@
+"""Load-generator processes and how the orchestrator drives them.
+
+A worker is a long-lived process (`python -m bench.load` or `python -m bench.irc`) that
+reads one JSON request per line on stdin and answers one JSON line on stdout. A request
+names an operation of the current job:
+
+    {"op": "setup", "job": NAME, ...}  build the job's clients (connect, register)
+    {"op": "go", "start": T, ...}      run it; T is a time.monotonic() instant, the same
+                                       clock in every process on Linux
+    {"op": "quiet", "seconds": S}      keep reading until nothing arrived for S seconds
+    {"op": "close"}                    drop every client
+    {"op": "exit"}
+
+Between requests the job keeps draining its clients, so a backlog never builds up in
+libzmq or in the kernel while the orchestrator measures something.
+"""
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+
+class Job(Protocol):
+    def setup(self) -> dict[str, Any]: ...
+    def go(self, request: dict[str, Any]) -> dict[str, Any]: ...
+    def pump(self, timeout: float) -> int:
+        """Read whatever arrived within `timeout` seconds; the number of messages read."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def serve(make_job: Callable[[dict[str, Any]], Job]) -> None:
+    """The worker's side: answer requests from stdin until "exit" or end of input."""
+    job: Job | None = None
+    buffer = b""
+    stdin = sys.stdin.fileno()
+    while True:
+        while b"\n" not in buffer:
+            if job is None:
+                select.select([stdin], [], [])
+            else:
+                # Keep the clients drained while waiting for the next request.
+                while not select.select([stdin], [], [], 0)[0]:
+                    job.pump(0.05)
+            data = os.read(stdin, 65536)
+            if not data:
+                return
+            buffer += data
+        line, buffer = buffer.split(b"\n", 1)
+        request = json.loads(line)
+        op = request["op"]
+        try:
+            if op == "exit":
+                return
+            if op == "setup":
+                if job is not None:
+                    job.close()
+                job = make_job(request)
+                reply = job.setup()
+            elif op == "go":
+                assert job is not None
+                reply = job.go(request)
+            elif op == "quiet":
+                assert job is not None
+                reply = quiet(job, request["seconds"], request.get("limit", 60.0))
+            elif op == "close":
+                if job is not None:
+                    job.close()
+                job = None
+                reply = {}
+            else:
+                raise ValueError(f"unknown op {op!r}")
+        except Exception:  # noqa: BLE001 - reported to the orchestrator, which stops
+            reply = {"error": traceback.format_exc()}
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+def quiet(job: Job, seconds: float, limit: float) -> dict[str, Any]:
+    """Drain until `seconds` pass with nothing read (at most `limit` seconds)."""
+    start = time.monotonic()
+    last = start
+    total = 0
+    while True:
+        now = time.monotonic()
+        if now - last >= seconds or now - start >= limit:
+            return {"read": total, "waited": now - start}
+        got = job.pump(0.05)
+        if got:
+            total += got
+            last = time.monotonic()
+
+
+def wait_until(instant: float) -> None:
+    delay = instant - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+class WorkerError(RuntimeError):
+    pass
+
+
+class Worker:
+    """The orchestrator's handle on one worker process."""
+
+    def __init__(self, module: str, index: int) -> None:
+        self.index = index
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self._buffer = b""
+
+    def send(self, request: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def receive(self, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise WorkerError(f"worker {self.index} did not answer in {timeout:.0f} s")
+            data = os.read(fd, 65536)
+            if not data:
+                raise WorkerError(f"worker {self.index} exited")
+            self._buffer += data
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        reply: dict[str, Any] = json.loads(line)
+        if "error" in reply:
+            raise WorkerError(f"worker {self.index} failed:\n{reply['error']}")
+        return reply
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.send({"op": "exit"})
+                self.proc.wait(timeout=5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait()
+
+
+def call_all(
+    workers: Sequence[Worker], requests: Sequence[dict[str, Any]], timeout: float
+) -> list[dict[str, Any]]:
+    """Send each worker its request at once, then collect every answer."""
+    for worker, request in zip(workers, requests, strict=True):
+        worker.send(request)
+    return [worker.receive(timeout) for worker in workers]
