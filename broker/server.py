@@ -51,6 +51,8 @@ SHUTDOWN_LINGER_MS: Final = 2000
 RECEIVE_BATCH: Final = 256
 #: libzmq starts the routing ids it assigns with a zero byte; ids peers set never do.
 ROUTER_ASSIGNED_PREFIX: Final = b"\x00"
+_MORE_FLAGS: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
+_LAST_FLAGS: Final = int(zmq.NOBLOCK)
 _CHOSEN_ROUTING_ID: Final = ev.Error(
     ErrorCode.MALFORMED, "", "clients must not set a routing id (ZMQ_ROUTING_ID)"
 )
@@ -204,9 +206,19 @@ class BrokerServer:
             if cached is None:
                 cached = encoded[id(event)] = (event, encode(event))
             try:
-                self._socket.send_multipart([identity, *cached[1]], zmq.NOBLOCK)
+                self._send_frames(identity, cached[1])
             except zmq.ZMQError as exc:
                 pending.extend(self._unreachable(identity, exc))
+
+    def _send_frames(self, identity: Identity, frames: list[bytes]) -> None:
+        # send_multipart combines enum flags for every frame, a quarter of the broker's time
+        # in a large fan-out; plain int flags cost nothing. With ROUTER_MANDATORY an
+        # unreachable or saturated peer fails on the identity frame, before any body.
+        send = self._socket.send
+        send(identity, _MORE_FLAGS)
+        for frame in frames[:-1]:
+            send(frame, _MORE_FLAGS)
+        send(frames[-1], _LAST_FLAGS)
 
     def _unreachable(self, identity: Identity, exc: zmq.ZMQError) -> list[Outgoing]:
         if exc.errno == zmq.EHOSTUNREACH:
