@@ -24,6 +24,7 @@ from messages import (
     MAX_TEXT_BYTES,
     ErrorCode,
     ProtocolError,
+    TokenBucket,
     command_verbs,
     decode_command,
     message_ref,
@@ -36,7 +37,7 @@ from messages import commands as cmd
 from messages import events as ev
 
 from .history import BroadcastEvent, BroadcastLog
-from .ratelimit import FloodPolicy, TokenBucket
+from .ratelimit import FloodPolicy
 from .session import Identity, Session
 
 log = logging.getLogger(__name__)

@@ -1,49 +1,8 @@
-"""Token buckets and the flood policy built on them: sans-IO, time passed in."""
+"""The flood policy: which token buckets a client draws on, and how big they are."""
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from messages import FLOOD_BURST, FLOOD_PER_SECOND
-
-
-@dataclass
-class TokenBucket:
-    """`capacity` tokens, refilled at `per_second`; each allowed action takes one.
-
-    Times are monotonic seconds supplied by the caller.
-    """
-
-    capacity: float
-    per_second: float
-    tokens: float = field(init=False)
-    updated: float = field(default=-math.inf)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.capacity
-
-    def _refill(self, now: float) -> None:
-        if now > self.updated:
-            elapsed = now - self.updated
-            self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
-            self.updated = now
-
-    def take(self, now: float) -> bool:
-        """Take a token if there is one; False means the action is over the limit."""
-        self._refill(now)
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-    def wait(self, now: float) -> float:
-        """Seconds until a token is available again."""
-        self._refill(now)
-        return max(0.0, (1 - self.tokens) / self.per_second)
-
-    def full(self, now: float) -> bool:
-        """True when the bucket has refilled completely (nothing to remember)."""
-        self._refill(now)
-        return self.tokens >= self.capacity
+from messages import FLOOD_BURST, FLOOD_PER_SECOND, TokenBucket
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
+from messages import TokenBucket
 from messages import events as ev
-
-from .ratelimit import TokenBucket
 
 Identity = bytes
 

@@ -24,7 +24,7 @@ import enum
 import itertools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from messages import (
@@ -33,6 +33,7 @@ from messages import (
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     ErrorCode,
+    TokenBucket,
 )
 from messages.commands import Say, Tell
 
@@ -107,42 +108,6 @@ class OutgoingMessage:
         return Tell(self.msg_id, self.recipient, self.text)
 
 
-@dataclass
-class Pacer:
-    """A token bucket of `burst` tokens refilled at `per_second`, like the broker's."""
-
-    burst: float
-    per_second: float
-    tokens: float = field(init=False)
-    updated: float = -math.inf
-
-    def __post_init__(self) -> None:
-        self.tokens = self.burst
-
-    def _refill(self, now: float) -> None:
-        if now > self.updated:
-            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.per_second)
-            self.updated = now
-
-    def take(self, now: float) -> bool:
-        """Take a token if there is one: True means sending now is within the limit."""
-        self._refill(now)
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
-
-    def wait(self, now: float) -> float:
-        """Seconds until a token is available."""
-        self._refill(now)
-        return max(0.0, (1 - self.tokens) / self.per_second)
-
-    def drain(self, now: float) -> None:
-        """Empty the bucket: the broker said we went too fast, so start over slowly."""
-        self._refill(now)
-        self.tokens = 0.0
-
-
 class Outbox:
     """The messages typed in this session that the broker has not settled yet."""
 
@@ -156,7 +121,7 @@ class Outbox:
         retry_s: float = RATE_LIMIT_RETRY_S,
     ) -> None:
         self.id_prefix = id_prefix
-        self.pacer = Pacer(burst, per_second)
+        self.pacer = TokenBucket(burst, per_second)
         self.retry_s = retry_s
         self.ack_timeout_s = ACK_TIMEOUT_S
         self.epoch_grace_s = EPOCH_GRACE_S

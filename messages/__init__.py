@@ -30,6 +30,7 @@ from .limits import (
     SIGNATURE,
 )
 from .nicks import nick_key, nick_scripts, nick_skeleton, normalize_nick
+from .ratelimit import TokenBucket
 
 __all__ = [
     "FETCH_LIMIT",
@@ -48,6 +49,7 @@ __all__ = [
     "SIGNATURE",
     "ErrorCode",
     "ProtocolError",
+    "TokenBucket",
     "command_verbs",
     "commands",
     "decode_command",

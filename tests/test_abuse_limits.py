@@ -5,8 +5,8 @@ import itertools
 import pytest
 
 from broker.core import FLOOD_CONTROL, ChatCore, Outgoing
-from broker.ratelimit import FloodPolicy, TokenBucket
-from messages import ErrorCode, encode, nick_skeleton, normalize_nick
+from broker.ratelimit import FloodPolicy
+from messages import ErrorCode, TokenBucket, encode, nick_skeleton, normalize_nick
 from messages import commands as cmd
 from messages import events as ev
 

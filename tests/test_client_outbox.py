@@ -5,7 +5,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from broker.ratelimit import TokenBucket
 from client.outbox import (
     PACING_BURST,
     Delivery,
@@ -13,7 +12,7 @@ from client.outbox import (
     OutgoingMessage,
     liveness_bound_s,
 )
-from messages import FLOOD_BURST, FLOOD_PER_SECOND, HEARTBEAT_INTERVAL_MS
+from messages import FLOOD_BURST, FLOOD_PER_SECOND, HEARTBEAT_INTERVAL_MS, TokenBucket
 from messages import commands as cmd
 
 TOKEN = "t0k3n"
