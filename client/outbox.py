@@ -143,6 +143,10 @@ class Outbox:
 
     # -- queries -------------------------------------------------------------------------
 
+    def owns(self, msg_id: str) -> bool:
+        """Whether `msg_id` is one this outbox gave out (settled or not)."""
+        return msg_id.startswith(f"{self.id_prefix}-")
+
     def __contains__(self, msg_id: str) -> bool:
         return msg_id in self._messages
 

@@ -394,7 +394,8 @@ class Session:
                 if not error.ref:
                     self.show(self.state.apply(error))
             case _:
-                if not (error.ref and error.ref.startswith(f"{self.token}-")):
+                # An error about one of our messages was shown with that message.
+                if not (error.ref and self.outbox.owns(error.ref)):
                     self.show(self.state.apply(error))
 
     def _settled(self, message: OutgoingMessage | None, now: float) -> None:

@@ -337,3 +337,11 @@ def test_a_malformed_server_key_is_refused() -> None:
     result = run_client("tcp://127.0.0.1:1", "alice", "", "--server-key", "not-a-key")
     assert result.returncode == 1
     assert "server key is 40 Z85 characters" in result.stderr
+
+
+def test_a_refused_message_is_reported_once_with_its_text(broker: RunningBroker) -> None:
+    result = run_client(broker.endpoint, "bot", "@nobody are you there?\n")
+    assert result.returncode == 0
+    errors = [line for line in result.stdout.splitlines() if "error 404" in line]
+    assert len(errors) == 1, result.stdout
+    assert "not sent to nobody: are you there?" in errors[0]
