@@ -15,7 +15,7 @@ STATE_DIR   ?=
 # SECURE=1 turns on CurveZMQ; STATE_DIR says where the broker's key pair lives.
 SECURITY = $(if $(SECURE),--secure) $(if $(STATE_DIR),--state-dir '$(STATE_DIR)')
 
-.PHONY: help venv broker client test lint typecheck unit reliability bench bench-full bench-peers bench-profile clean
+.PHONY: help venv broker client test lint typecheck unit reliability bench bench-full bench-peers bench-profile screenshots clean
 
 help:
 	@echo "make broker [BIND=tcp://127.0.0.1:5555] [ADMIN_TOKEN=secret] [SECURE=1]"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench         benchmark against a raw pyzmq ceiling and IRC servers (< 5 min)"
 	@echo "make bench-full    the same with 10,000 idle clients (~15 min)"
 	@echo "make bench-peers   install ngIRCd and InspIRCd to compare against (root, apt)"
+	@echo "make screenshots   docs/screenshots/*.png from a real broker and clients in tmux"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +74,10 @@ bench-peers: $(STAMP)
 		echo "bench-peers: installing ngircd and inspircd needs root and apt-get; skipped"; \
 	fi
 	$(PY) -m bench.peers --check
+
+screenshots: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[screenshots]'
+	$(PY) docs/screenshots/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
