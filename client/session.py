@@ -371,7 +371,7 @@ class Session:
         if self.state.is_self(event.recipient):
             # Confirm every copy, repeats included: the broker resends until we do.
             await self._send_now(Received(event.msg_id))
-        if not self.stream.first_time(event.msg_id):
+        if not self.stream.first_time(event.sender, event.msg_id):
             return
         if self.state.is_self(event.sender):
             self._settled(self.outbox.on_ack(event.msg_id, now), now)

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from messages import FETCH_LIMIT
+from messages import FETCH_LIMIT, nick_key
 from messages.events import Joined, Left, Message, Notice
 
 BroadcastEvent = Joined | Left | Message | Notice
@@ -166,9 +166,12 @@ class BroadcastStream:
         self._fetch = (from_seq, now)
         return from_seq
 
-    def first_time(self, msg_id: str) -> bool:
-        """Remember `msg_id` (of a MESSAGE or PRIVATE); False if it was seen before."""
-        return self.seen.add(msg_id)
+    def first_time(self, sender: str, msg_id: str) -> bool:
+        """Remember `msg_id` from `sender` (of a MESSAGE or PRIVATE); False if seen before.
+
+        Ids are unique per sender only, so the sender is part of what is remembered.
+        """
+        return self.seen.add(f"{nick_key(sender)} {msg_id}")
 
     def _skip_to(self, seq: int) -> int:
         lost = seq - self.last_seq - 1
@@ -179,6 +182,6 @@ class BroadcastStream:
     def _release(self, result: Accepted) -> None:
         while (event := self._held.pop(self.last_seq + 1, None)) is not None:
             self.last_seq = event.seq
-            if isinstance(event, Message) and not self.first_time(event.msg_id):
+            if isinstance(event, Message) and not self.first_time(event.sender, event.msg_id):
                 continue  # a repeat under a new number: the broker got it twice
             result.events.append(event)

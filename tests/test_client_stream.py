@@ -131,8 +131,9 @@ def test_too_much_held_back_gives_the_gap_up() -> None:
 
 def test_private_ids_are_remembered_too() -> None:
     stream = started(0)
-    assert stream.first_time("bob-7")
-    assert not stream.first_time("bob-7")
+    assert stream.first_time("bob", "b-7")
+    assert not stream.first_time("BOB", "b-7")
+    assert stream.first_time("carol", "b-7")  # ids are unique per sender only
 
 
 def test_recent_ids_are_bounded() -> None:
