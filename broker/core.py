@@ -38,6 +38,7 @@ from messages import events as ev
 
 from .history import BroadcastEvent, BroadcastLog
 from .ratelimit import FloodPolicy
+from .roster import Roster
 from .session import Identity, Session
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,9 @@ class ChatCore:
         self._wall_clock = wall_clock
         self._by_identity: dict[Identity, Session] = {}
         self._by_key: dict[str, Session] = {}
+        # Every WELCOME lists everyone: keep the list sorted as people come and go rather
+        # than sorting it for each newcomer.
+        self._roster = Roster()
         # What each present nick looks like: no one may take a look-alike.
         self._by_skeleton: dict[str, Session] = {}
         self._joins_by_peer: dict[str, TokenBucket] = {}
@@ -100,7 +104,7 @@ class ChatCore:
 
     def users(self) -> tuple[str, ...]:
         """Every registered nick, sorted case-insensitively."""
-        return tuple(sorted((s.nick for s in self._by_key.values()), key=nick_key))
+        return tuple(self._roster.values())
 
     def sessions(self) -> tuple[Session, ...]:
         """Every registered session, in order of registration."""
@@ -249,6 +253,7 @@ class ChatCore:
         )
         self._by_identity[identity] = session
         self._by_key[nick_key(nick)] = session
+        self._roster.add(nick)
         self._by_skeleton[skeleton] = session
         self._departed.pop(identity, None)
         log.info("%s joined (%d users)", nick, len(self._by_key))
@@ -288,6 +293,7 @@ class ChatCore:
         if session is None:
             return []
         del self._by_key[nick_key(session.nick)]
+        self._roster.remove(session.nick)
         del self._by_skeleton[nick_skeleton(session.nick)]
         if departed:
             self._departed[identity] = reason
@@ -370,6 +376,7 @@ class ChatCore:
         log.warning("shutting down: %s", reason)
         self._by_identity.clear()
         self._by_key.clear()
+        self._roster.clear()
         self._by_skeleton.clear()
         self.stopped = True
         return out

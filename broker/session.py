@@ -15,7 +15,7 @@ DEDUP_WINDOW: Final = 4096
 UNCONFIRMED_LIMIT: Final = 1000
 
 
-@dataclass
+@dataclass(slots=True)
 class Session:
     """One registered client: its current ROUTER identity and everything tied to its nick."""
 

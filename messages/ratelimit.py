@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(slots=True)
 class TokenBucket:
     """`capacity` tokens, refilled at `per_second`; each allowed action takes one.
 
