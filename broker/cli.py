@@ -17,6 +17,7 @@ from messages import (
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     MAX_TOKEN_BYTES,
+    MIN_HEARTBEAT_MS,
 )
 
 from .console import HELP
@@ -81,8 +82,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if len(args.admin_token.encode()) > MAX_TOKEN_BYTES:
         parser.error(f"--admin-token is longer than {MAX_TOKEN_BYTES} bytes")
-    if args.heartbeat_ms < 1:
-        parser.error("--heartbeat-ms must be positive")
+    if args.heartbeat_ms < MIN_HEARTBEAT_MS:
+        parser.error(f"--heartbeat-ms must be at least {MIN_HEARTBEAT_MS}")
     if args.flood_burst < 1 or args.flood_rate <= 0:
         parser.error("--flood-burst and --flood-rate must be positive")
     return args

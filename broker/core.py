@@ -39,7 +39,7 @@ from messages import events as ev
 from .history import BroadcastEvent, BroadcastLog
 from .ratelimit import FloodPolicy
 from .roster import Roster
-from .session import Identity, Session
+from .session import Identity, Session, receipt_key
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,16 @@ HISTORY_EVENTS: Final = 10_000
 #: Identities of removed sessions remembered, so their next message learns why.
 DEPARTED_LIMIT: Final = 1024
 #: Commands that draw on a client's flood-control bucket.
-_METERED: Final = (cmd.Say, cmd.Tell, cmd.ListUsers, cmd.Wall, cmd.Kick, cmd.Fetch)
+_METERED: Final = (
+    cmd.Say,
+    cmd.Tell,
+    cmd.ListUsers,
+    cmd.Wall,
+    cmd.Kick,
+    cmd.Fetch,
+    # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
+    cmd.Hello,
+)
 
 
 class ChatCore:
@@ -166,7 +175,9 @@ class ChatCore:
         why = self._departed.get(identity)
         reason = "register first: send HELLO with your nick"
         if why is not None:
-            reason = f"you were disconnected ({why}): send HELLO to come back"
+            reason = truncate_utf8(
+                f"you were disconnected ({why}): send HELLO to come back", MAX_REASON_BYTES
+            )
         raise ProtocolError(ErrorCode.NOT_REGISTERED, reason)
 
     def _registered(
@@ -201,8 +212,8 @@ class ChatCore:
                 if target is not session:
                     out.append((me, private))
                 return [*out, (me, ev.Ack(msg_id))]
-            case cmd.Received(msg_id):
-                return self._confirm(session, msg_id)
+            case cmd.Received(msg_id, sender):
+                return self._confirm(session, sender, msg_id)
             case cmd.Fetch(from_seq):
                 return self._replay(me, from_seq)
             case cmd.ListUsers():
@@ -315,8 +326,8 @@ class ChatCore:
 
     # -- receipts and gaps ---------------------------------------------------------------
 
-    def _confirm(self, session: Session, msg_id: str) -> list[Outgoing]:
-        waiting = session.unconfirmed.pop(msg_id, None)
+    def _confirm(self, session: Session, sender_nick: str, msg_id: str) -> list[Outgoing]:
+        waiting = session.unconfirmed.pop(receipt_key(sender_nick, msg_id), None)
         if waiting is None:
             return []  # a repeated or unknown receipt: nothing left to do
         private, sender_token = waiting

@@ -4,7 +4,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Final
 
-from messages import TokenBucket
+from messages import TokenBucket, nick_key
 from messages import events as ev
 
 Identity = bytes
@@ -13,6 +13,11 @@ Identity = bytes
 DEDUP_WINDOW: Final = 4096
 #: Private messages kept per recipient until it confirms them; older ones are dropped.
 UNCONFIRMED_LIMIT: Final = 1000
+
+
+def receipt_key(sender: str, msg_id: str) -> tuple[str, str]:
+    """What identifies a private message awaiting its RECEIVED."""
+    return (nick_key(sender), msg_id)
 
 
 @dataclass(slots=True)
@@ -30,9 +35,10 @@ class Session:
     strikes: TokenBucket
     admin_tries: TokenBucket
     operator: bool = False
-    #: Private messages sent to this client and not yet confirmed with RECEIVED, with the
-    #: session token of their sender (DELIVERED goes to that session only).
-    unconfirmed: OrderedDict[str, tuple[ev.PrivateMessage, str]] = field(
+    #: Private messages sent to this client and not yet confirmed with RECEIVED, by
+    #: (sender's nick key, msg_id), with the session token of their sender (DELIVERED goes
+    #: to that session only).
+    unconfirmed: OrderedDict[tuple[str, str], tuple[ev.PrivateMessage, str]] = field(
         default_factory=OrderedDict
     )
     _recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
@@ -49,6 +55,7 @@ class Session:
 
     def await_receipt(self, private: ev.PrivateMessage, sender_token: str) -> None:
         """Keep `private` until this client confirms it."""
-        self.unconfirmed[private.msg_id] = (private, sender_token)
+        # Ids are unique per sender only: keyed by both, no sender can displace another's.
+        self.unconfirmed[receipt_key(private.sender, private.msg_id)] = (private, sender_token)
         if len(self.unconfirmed) > UNCONFIRMED_LIMIT:
             self.unconfirmed.popitem(last=False)

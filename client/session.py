@@ -370,7 +370,7 @@ class Session:
     async def _private(self, event: PrivateMessage, now: float) -> None:
         if self.state.is_self(event.recipient):
             # Confirm every copy, repeats included: the broker resends until we do.
-            await self._send_now(Received(event.msg_id))
+            await self._send_now(Received(event.msg_id, event.sender))
         if not self.stream.first_time(event.sender, event.msg_id):
             return
         if self.state.is_self(event.sender):

@@ -31,7 +31,7 @@ from messages.events import (
     UserList,
     Welcome,
 )
-from messages.limits import HEARTBEAT_INTERVAL_MS
+from messages.limits import HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_MS
 
 from .outbox import Delivery, OutgoingMessage
 
@@ -245,7 +245,8 @@ class ChatState:
         restarted meanwhile and forgot everything (operator status included)."""
         first = self.link is LinkState.CONNECTING
         self.nick = event.nick
-        self.heartbeat_ms = event.heartbeat_ms
+        # A broker asking for less would have us flood it with PINGs.
+        self.heartbeat_ms = max(event.heartbeat_ms, MIN_HEARTBEAT_MS)
         self.link = LinkState.CONNECTED
         self.reconnect_attempt = 0
         if restarted:

@@ -27,6 +27,7 @@ from .limits import (
     MAX_TEXT_BYTES,
     MAX_TOKEN_BYTES,
     MAX_WIRE_FRAME_BYTES,
+    MIN_HEARTBEAT_MS,
     SIGNATURE,
 )
 from .nicks import nick_key, nick_scripts, nick_skeleton, normalize_nick
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_TEXT_BYTES",
     "MAX_TOKEN_BYTES",
     "MAX_WIRE_FRAME_BYTES",
+    "MIN_HEARTBEAT_MS",
     "SIGNATURE",
     "ErrorCode",
     "ProtocolError",

@@ -96,10 +96,14 @@ class Shutdown:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """The client has shown the PRIVATE message `msg_id`: confirms its delivery."""
+    """The client has shown the PRIVATE message `msg_id` from `sender`: confirms delivery.
+
+    Message ids are unique per sender only, so the sender names which message is meant.
+    """
 
     VERB: ClassVar[bytes] = b"RECEIVED"
     msg_id: str
+    sender: str
 
 
 @dataclass(frozen=True, slots=True)

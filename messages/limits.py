@@ -36,6 +36,9 @@ MAX_FRAMES: Final = 8
 #: Default interval, in milliseconds, between a client's PINGs; the broker announces the
 #: interval it wants in WELCOME.
 HEARTBEAT_INTERVAL_MS: Final = 2000
+#: The shortest heartbeat interval a broker may ask for, in milliseconds; a client treats
+#: a shorter one in WELCOME as this.
+MIN_HEARTBEAT_MS: Final = 100
 #: A peer silent for this many heartbeat intervals is considered gone.
 HEARTBEAT_LIVENESS: Final = 3
 

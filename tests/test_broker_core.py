@@ -5,7 +5,16 @@ import pytest
 
 from broker.console import run_console_line
 from broker.core import CONSOLE_OPERATOR, HISTORY_EVENTS, ChatCore, Outgoing
-from messages import FETCH_LIMIT, HEARTBEAT_LIVENESS, SIGNATURE, ErrorCode, command_verbs, encode
+from messages import (
+    FETCH_LIMIT,
+    HEARTBEAT_LIVENESS,
+    MAX_REASON_BYTES,
+    SIGNATURE,
+    ErrorCode,
+    command_verbs,
+    decode_event,
+    encode,
+)
 from messages import commands as cmd
 from messages import events as ev
 
@@ -118,7 +127,7 @@ def test_second_hello_under_another_nick_is_refused(chat: ChatCore) -> None:
         cmd.Kick("alice", ""),
         cmd.Wall("x"),
         cmd.Shutdown("x"),
-        cmd.Received("m1"),
+        cmd.Received("m1", "alice"),
         cmd.Fetch(1),
     ],
     ids=repr,
@@ -164,7 +173,7 @@ def test_repeated_hello_on_the_same_connection_is_welcomed_again(chat: ChatCore)
 def test_resumed_session_gets_unconfirmed_privates_again(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Tell("a1", "bob", "first"))
     send(chat, ALICE, cmd.Tell("a2", "bob", "second"))
-    send(chat, BOB, cmd.Received("a1"))
+    send(chat, BOB, cmd.Received("a1", "alice"))
     out = chat.receive(b"\0bob-2", encode(cmd.Hello("bob", SESSIONS[BOB])), T0)
     assert [type(e) for _, e in out] == [ev.Welcome, ev.PrivateMessage]
     assert out[1] == (b"\0bob-2", ev.PrivateMessage("a2", "alice", "bob", "second", NOW_MS))
@@ -205,9 +214,9 @@ def test_private_reaches_only_recipient_and_is_echoed_to_sender(chat: ChatCore) 
 
 def test_receipt_tells_the_sender_it_was_delivered(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Tell("a1", "bob", "psst"))
-    assert send(chat, BOB, cmd.Received("a1")) == [(ALICE, ev.Delivered("a1", "bob"))]
-    assert send(chat, BOB, cmd.Received("a1")) == []  # a repeated receipt changes nothing
-    assert send(chat, CAROL, cmd.Received("a1")) == []  # nor one for someone else's
+    assert send(chat, BOB, cmd.Received("a1", "alice")) == [(ALICE, ev.Delivered("a1", "bob"))]
+    assert send(chat, BOB, cmd.Received("a1", "alice")) == []  # a repeated receipt changes nothing
+    assert send(chat, CAROL, cmd.Received("a1", "alice")) == []  # nor one for someone else's
 
 
 def test_private_to_self_is_delivered_once(chat: ChatCore) -> None:
@@ -457,4 +466,35 @@ def test_delivered_goes_only_to_the_session_that_sent(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Tell("a1", "bob", "psst"))
     send(chat, ALICE, cmd.Quit(""))
     chat.receive(b"\0new-alice", encode(cmd.Hello("alice", "someone-else")), T0)
-    assert send(chat, BOB, cmd.Received("a1")) == []
+    assert send(chat, BOB, cmd.Received("a1", "alice")) == []
+
+
+def test_two_senders_with_the_same_message_id_each_get_their_receipt(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Tell("x1", "carol", "from alice"))
+    send(chat, BOB, cmd.Tell("x1", "carol", "from bob"))  # same id: ids are per sender
+    resumed = chat.receive(b"\0carol-2", encode(cmd.Hello("carol", SESSIONS[CAROL])), T0)
+    assert [e.text for _, e in resumed if isinstance(e, ev.PrivateMessage)] == [
+        "from alice",
+        "from bob",
+    ]
+    assert send(chat, b"\0carol-2", cmd.Received("x1", "bob")) == [
+        (BOB, ev.Delivered("x1", "carol"))
+    ]
+    assert send(chat, b"\0carol-2", cmd.Received("x1", "alice")) == [
+        (ALICE, ev.Delivered("x1", "carol"))
+    ]
+
+
+def test_the_reason_a_kicked_client_is_told_stays_within_the_limit(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Admin(TOKEN))
+    send(chat, ALICE, cmd.Kick("bob", "é" * 200))
+    reply = error(send(chat, BOB, cmd.Ping()))
+    assert reply.code == ErrorCode.NOT_REGISTERED
+    assert len(reply.reason.encode()) <= MAX_REASON_BYTES
+    assert decode_event(encode(reply)) == reply
+
+
+def test_hello_again_on_a_registered_connection_is_flood_limited(core: ChatCore) -> None:
+    hello(core, ALICE, "alice")
+    replies = [hello(core, ALICE, "alice")[0][1] for _ in range(60)]
+    assert any(isinstance(r, ev.Error) and r.code == ErrorCode.RATE_LIMITED for r in replies)

@@ -12,6 +12,7 @@ from client.linemode import printed
 from client.outbox import Delivery, OutgoingMessage
 from client.render import NICK_PALETTE, clock, formatted_line, nick_color, plain_line, sanitize
 from client.state import ChatState, Entry, EntryKind, mentions
+from messages import MIN_HEARTBEAT_MS
 from messages import events as ev
 
 
@@ -160,3 +161,10 @@ def test_delivery_marks_follow_own_lines(delivery: Delivery, mark: str) -> None:
     entry = dataclasses.replace(state.outgoing(message), reason=message.reason)
     text = "".join(fragment[1] for fragment in formatted_line(entry))
     assert text.endswith(f"[alice → bob] psst{mark}")
+
+
+def test_a_welcome_asking_for_no_heartbeat_interval_is_not_obeyed() -> None:
+    # A heartbeat of 0 ms would have the client flood the broker with PINGs.
+    state = ChatState("alice", "tcp://x:1")
+    state.apply(ev.Welcome("alice", 0, "e1", 0, (), ("alice",)))
+    assert state.heartbeat_ms == MIN_HEARTBEAT_MS

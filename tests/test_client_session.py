@@ -353,7 +353,7 @@ def test_private_typed_while_unreachable_goes_pending_sent_delivered(
             relay.open()
             private = await expect(bob, ev.PrivateMessage, sender="alice", text="psst")
             await alice.wait_for_pane("[alice → bob] psst ✓")
-            bob.send(cmd.Received(private.msg_id))
+            bob.send(cmd.Received(private.msg_id, private.sender))
             await alice.wait_for_pane("[alice → bob] psst ✓✓")
             lines = alice.pane_lines()
             assert sum("psst" in line for line in lines) == 1  # one line, updated in place

@@ -80,7 +80,7 @@ def test_a_client_back_on_a_new_connection_resumes_and_gets_what_it_missed(
     welcome = back.register("bob")
     assert welcome.users == ("alice", "bob")
     private = back.expect(ev.PrivateMessage, sender="alice", text="while you were away")
-    back.send(cmd.Received(private.msg_id))
+    back.send(cmd.Received(private.msg_id, private.sender))
     alice.expect_after_presence(ev.Delivered, recipient="bob")
     # The broadcast it missed is still in the log.
     back.send(cmd.Fetch(welcome.seq))

@@ -35,7 +35,7 @@ COMMANDS: list[cmd.ClientCommand] = [
     cmd.Kick("mallory", "spam"),
     cmd.Wall("maintenance at noon"),
     cmd.Shutdown("upgrade"),
-    cmd.Received("tok-3"),
+    cmd.Received("tok-3", "alice"),
     cmd.Fetch(17),
 ]
 
