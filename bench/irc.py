@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 from .load import TEXT
-from .worker import serve, wait_until
+from .worker import register_all, run_paced, serve, wait_until
 
 WORD = b"PRIVMSG"
 CHANNEL = b"#bench"
@@ -261,25 +261,14 @@ class LatencyJob(IrcJob):
         return len(lines)
 
     def go(self, request: dict[str, Any]) -> dict[str, Any]:
-        rate: float = self.request["rate"]
-        start = request["start"]
-        count_from = start + request["warm"]
-        end = count_from + request["window"]
         assert self.recipient is not None
         target = self.recipient.nick.encode()
-        wait_until(start)
-        sent = 0
-        while True:
-            now = time.monotonic()
-            if now >= end:
-                break
-            self.recording = now >= count_from
-            due = int((now - start) * rate) + 1
-            while sent < due:
-                self.write(self.sender, b"PRIVMSG %s :%d\r\n" % (target, time.monotonic_ns()))
-                sent += 1
-            self.pump(max(0.0, start + sent / rate - time.monotonic()))
-        self.recording = False
+        sender = self.sender
+
+        def send_one() -> None:
+            self.write(sender, b"PRIVMSG %s :%d\r\n" % (target, time.monotonic_ns()))
+
+        sent = run_paced(self, request, self.request["rate"], send_one)
         samples = sorted(self.samples)
         return self.result(samples_us=[round(s / 1000, 1) for s in samples], sent=sent)
 
@@ -289,29 +278,15 @@ class IdleJob(IrcJob):
         return {}
 
     def go(self, request: dict[str, Any]) -> dict[str, Any]:
-        nicks: list[str] = self.request["nicks"]
-        concurrency: int = self.request.get("concurrency", 200)
-        limit: float = request.get("limit", 120.0)
-        wait_until(request["start"])
-        t0 = time.monotonic()
-        pending: list[Conn] = []
-        done = 0
-        todo = iter(nicks)
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < concurrency:
-                nick = next(todo, None)
-                if nick is None:
-                    exhausted = True
-                    break
-                pending.append(self.connect(nick))
-            if (exhausted and not pending) or time.monotonic() - t0 > limit:
-                break
-            self.pump(0.01)
-            still = [c for c in pending if c.state != "registered"]
-            done += len(pending) - len(still)
-            pending = still
-        return self.result(registered=done, seconds=time.monotonic() - t0)
+        done, seconds = register_all(
+            self,
+            request,
+            self.request["nicks"],
+            self.request.get("concurrency", 200),
+            self.connect,
+            lambda conn: conn.state == "registered",
+        )
+        return self.result(registered=done, seconds=seconds)
 
 
 JOBS = {"direct": DirectJob, "fanout": FanoutJob, "latency": LatencyJob, "idle": IdleJob}

@@ -27,7 +27,7 @@ import zmq
 from messages import SIGNATURE, encode
 from messages import commands as cmd
 
-from .worker import serve, wait_until
+from .worker import register_all, run_paced, serve, wait_until
 
 TEXT = "benchmark message: 64 bytes of chat text, the same on every run."
 NOBLOCK = zmq.NOBLOCK
@@ -274,28 +274,15 @@ class LatencyJob(ZmqJob):
         return n
 
     def go(self, request: dict[str, Any]) -> dict[str, Any]:
-        rate: float = self.request["rate"]
-        start = request["start"]
-        count_from = start + request["warm"]
-        end = count_from + request["window"]
         assert self.recipient is not None
         frames, index = self.dialect.direct(self.sender.nick, self.recipient.nick)
         send = self.sender.sock.send_multipart
-        wait_until(start)
-        sent = 0
-        while True:
-            now = time.monotonic()
-            if now >= end:
-                break
-            self.recording = now >= count_from
-            due = int((now - start) * rate) + 1
-            while sent < due:
-                frames[index] = b"%d" % time.monotonic_ns()
-                send(frames)
-                sent += 1
-            # Poll until the next send is due; a delivery wakes the poll at once.
-            self.pump(max(0.0, start + sent / rate - time.monotonic()))
-        self.recording = False
+
+        def send_one() -> None:
+            frames[index] = b"%d" % time.monotonic_ns()
+            send(frames)
+
+        sent = run_paced(self, request, self.request["rate"], send_one)
         samples = sorted(self.samples)
         return self.result(samples_us=[round(s / 1000, 1) for s in samples], sent=sent)
 
@@ -305,31 +292,15 @@ class IdleJob(ZmqJob):
         return {}
 
     def go(self, request: dict[str, Any]) -> dict[str, Any]:
-        nicks: list[str] = self.request["nicks"]
-        concurrency: int = self.request.get("concurrency", 200)
-        limit: float = request.get("limit", 120.0)
-        wait_until(request["start"])
-        t0 = time.monotonic()
-        pending: list[Client] = []
-        done = 0
-        todo = iter(nicks)
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < concurrency:
-                nick = next(todo, None)
-                if nick is None:
-                    exhausted = True
-                    break
-                pending.append(self.connect(nick))
-            if exhausted and not pending:
-                break
-            if time.monotonic() - t0 > limit:
-                break
-            self.pump(0.01)
-            still = [c for c in pending if not c.welcomed]
-            done += len(pending) - len(still)
-            pending = still
-        return self.result(registered=done, seconds=time.monotonic() - t0)
+        done, seconds = register_all(
+            self,
+            request,
+            self.request["nicks"],
+            self.request.get("concurrency", 200),
+            self.connect,
+            lambda client: client.welcomed,
+        )
+        return self.result(registered=done, seconds=seconds)
 
 
 JOBS = {"direct": DirectJob, "fanout": FanoutJob, "latency": LatencyJob, "idle": IdleJob}

@@ -23,7 +23,9 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+C = TypeVar("C")
 
 
 class Job(Protocol):
@@ -102,6 +104,69 @@ def wait_until(instant: float) -> None:
     delay = instant - time.monotonic()
     if delay > 0:
         time.sleep(delay)
+
+
+class PacedJob(Job, Protocol):
+    #: True while samples count (the measurement window, after the warm-up).
+    recording: bool
+
+
+def run_paced(
+    job: PacedJob, request: dict[str, Any], rate: float, send_one: Callable[[], None]
+) -> int:
+    """Call `send_one` `rate` times a second from request["start"] through the warm-up and
+    the window, pumping the job's receivers in between; how many were sent."""
+    start = request["start"]
+    count_from = start + request["warm"]
+    end = count_from + request["window"]
+    wait_until(start)
+    sent = 0
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        job.recording = now >= count_from
+        due = int((now - start) * rate) + 1
+        while sent < due:
+            send_one()
+            sent += 1
+        # Poll until the next send is due; a delivery wakes the poll at once.
+        job.pump(max(0.0, start + sent / rate - time.monotonic()))
+    job.recording = False
+    return sent
+
+
+def register_all(
+    job: Job,
+    request: dict[str, Any],
+    nicks: Sequence[str],
+    concurrency: int,
+    connect: Callable[[str], C],
+    registered: Callable[[C], bool],
+) -> tuple[int, float]:
+    """Register `nicks`, `concurrency` at a time, until all are in or request["limit"]
+    seconds have passed: (how many registered, seconds taken)."""
+    limit: float = request.get("limit", 120.0)
+    wait_until(request["start"])
+    t0 = time.monotonic()
+    pending: list[C] = []
+    done = 0
+    todo = iter(nicks)
+    exhausted = False
+    while True:
+        while not exhausted and len(pending) < concurrency:
+            nick = next(todo, None)
+            if nick is None:
+                exhausted = True
+                break
+            pending.append(connect(nick))
+        if (exhausted and not pending) or time.monotonic() - t0 > limit:
+            break
+        job.pump(0.01)
+        still = [c for c in pending if not registered(c)]
+        done += len(pending) - len(still)
+        pending = still
+    return done, time.monotonic() - t0
 
 
 class WorkerError(RuntimeError):
