@@ -16,11 +16,10 @@ import time
 from typing import Any
 
 from .load import TEXT
-from .worker import register_all, run_paced, serve, wait_until
+from .worker import READ_BYTES, TRAILING_LIMIT, register_all, run_load, run_paced, serve, trail
 
 WORD = b"PRIVMSG"
 CHANNEL = b"#bench"
-READ_BYTES = 1 << 18
 #: Numeric replies that say a client is registered, has joined, or has failed.
 WELCOME, END_OF_NAMES = b"001", b"366"
 FAILURES = frozenset({b"432", b"433", b"451", b"471", b"473", b"474"})
@@ -154,26 +153,6 @@ class IrcJob:
     def result(self, **fields: Any) -> dict[str, Any]:
         return {"errors": self.errors, "first_error": self.first_error, **fields}
 
-    def run(self, request: dict[str, Any], delivered: Any, top_up: Any) -> dict[str, Any]:
-        start = request["start"]
-        count_from = start + request["warm"]
-        end = count_from + request["window"]
-        wait_until(start)
-        first = cpu0 = None
-        pump = self.pump
-        while True:
-            now = time.monotonic()
-            if first is None and now >= count_from:
-                first, cpu0 = delivered(), time.process_time()
-            if now >= end:
-                break
-            top_up()
-            pump(0.002)
-        assert first is not None and cpu0 is not None
-        return self.result(
-            count=delivered() - first, cpu=time.process_time() - cpu0, seconds=now - count_from
-        )
-
 
 def privmsg(target: bytes) -> bytes:
     return b"PRIVMSG %s :%s\r\n" % (target, TEXT.encode())
@@ -203,7 +182,7 @@ class DirectJob(IrcJob):
                     self.write(sender, b"")
 
         receivers = [r for _, r, _ in jobs]
-        return self.run(request, lambda: sum(r.got for r in receivers), top_up)
+        return run_load(self, request, lambda: sum(r.got for r in receivers), top_up)
 
 
 class FanoutJob(IrcJob):
@@ -217,10 +196,13 @@ class FanoutJob(IrcJob):
     def go(self, request: dict[str, Any]) -> dict[str, Any]:
         window = self.window
         members = self.members
+        got0 = sum(m.got for m in members)
         top_up: Any = lambda: None  # noqa: E731
+        sent = 0
         if self.sender is not None and self.probe is not None:
             sender, probe = self.sender, self.probe
             sender.sent = probe.got
+            sent = -sender.sent
             line = privmsg(CHANNEL)
 
             def top_up() -> None:
@@ -231,7 +213,20 @@ class FanoutJob(IrcJob):
                 elif sender.out:
                     self.write(sender, b"")
 
-        return self.run(request, lambda: sum(m.got for m in members), top_up)
+        delivered = lambda: sum(m.got for m in members)  # noqa: E731
+        result = run_load(self, request, delivered, top_up)
+        if self.sender is not None:
+            # Whatever the sender could not write yet is not sent.
+            deadline = time.monotonic() + TRAILING_LIMIT
+            while self.sender.out and time.monotonic() < deadline:
+                self.write(self.sender, b"")
+                self.pump(0.001)
+        trail(self)
+        if self.sender is not None:
+            sent += self.sender.sent
+        # Every message sent, and every delivery counted, since the load started.
+        result.update(sent=sent, total=sum(m.got for m in members) - got0)
+        return result
 
 
 class LatencyJob(IrcJob):

@@ -1,38 +1,60 @@
-"""ZeroMQ load generator: one worker process driving many DEALER clients.
+"""ZeroMQ load generator: one worker process driving many ZeroMQ clients.
 
     python -m bench.load     (driven by bench.run through bench.worker's line protocol)
 
-It speaks two dialects over the same sockets: "chat", the broker's protocol (commands
-built with `messages.encode`), and "ceiling", bench.ceiling's relay verbs carrying the
-very frames the broker would deliver. Receivers count deliveries by frame 1 only
-(b"PRIVATE", b"MESSAGE"), without decoding.
+It speaks two dialects: "chat", the broker's protocol (commands built with
+`messages.encode`), and "ceiling", bench.ceiling's relay verbs carrying the very frames
+the broker would deliver. Commands are sent from pyzmq DEALER sockets. Deliveries are
+counted without decoding: on pyzmq DEALERs by frame 1 (b"PRIVATE", b"MESSAGE"); in
+fan-out, by raw ZMTP readers (bench.zmtp), which count the encoded MESSAGE verb in the
+bytes they read (packed on the broker's stream, a frame of its own from the ceiling), as
+the IRC load generator counts b"PRIVMSG".
+
+Chat clients register with HELLO stream=1: the broker publishes broadcasts (JOIN, LEAVE,
+MESSAGE, NOTICE) once on its stream (an XPUB socket) instead of sending them on every
+client's DEALER, so registering N clients costs N publishes, not N^2 sends. A client
+that wants the broadcasts opens the stream (a SUB connection to the port WELCOME names);
+one that does not simply never connects (the broker only publishes: it neither knows nor
+cares who subscribes), and costs the broker no send at all. Acknowledgements are not
+used: senders are paced by what their recipients (or the probe) have counted.
 
 Jobs:
   direct   pairs of (sender, recipient), both held here; each sender keeps at most
            `window` messages in flight (sent and not yet counted at its recipient)
-  fanout   members of one broadcast group; the worker holding the sender also holds a
-           probe member, and the sender keeps at most `window` broadcasts ahead of it
+  fanout   members of one broadcast group, each counting on a raw reader: for chat a SUB
+           on the broker's stream (beside the member's registered DEALER), for the
+           ceiling a DEALER registered with the relay. The worker holding the sender (a
+           pyzmq DEALER) also holds a probe member, and the sender keeps at most `window`
+           broadcasts ahead of the probe's count
   latency  one pair; the sender sends at a fixed rate, the message id carries the send
            time (ns), the recipient records the difference
-  idle     connect and register `nicks`, at most `concurrency` waiting at a time
+  idle     connect and register `nicks`, at most `concurrency` waiting at a time; for
+           chat, a second phase ("stream") then opens the stream for each of them
 """
 
 import itertools
 import secrets
+import select
 import time
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 import zmq
 
 from messages import SIGNATURE, encode
 from messages import commands as cmd
 
-from .worker import register_all, run_paced, serve, wait_until
+from . import zmtp
+from .worker import register_all, run_load, run_paced, serve, trail
 
 TEXT = "benchmark message: 64 bytes of chat text, the same on every run."
 NOBLOCK = zmq.NOBLOCK
 #: Most messages read from one socket before looking at the others.
 DRAIN_BATCH = 512
+
+
+class Counter(Protocol):
+    got: int
 
 
 class Client:
@@ -54,7 +76,8 @@ class Dialect:
 
     def hello(self, nick: str) -> list[bytes]:
         if self.chat:
-            return encode(cmd.Hello(nick, secrets.token_hex(8)))
+            # stream=1: broadcasts come on the stream, for whoever opens it (see above).
+            return encode(cmd.Hello(nick, secrets.token_hex(8), True))
         return [b"HELLO", nick.encode()]
 
     def direct(self, sender: str, recipient: str) -> tuple[list[bytes], int]:
@@ -80,10 +103,19 @@ class ZmqJob:
         self.endpoint: str = request["endpoint"]
         self.dialect = Dialect(request["dialect"])
         self.window: int = request.get("window", 100)
+        self.host, self.port = zmtp.tcp_address(self.endpoint)
         self.ctx = zmq.Context()
         self.ctx.max_sockets = 32768
         self.poller = zmq.Poller()
         self.clients: dict[Any, Client] = {}
+        #: Raw ZMTP readers, by file descriptor, all in one epoll polled with the DEALERs.
+        self.readers: dict[int, zmtp.Reader] = {}
+        self.epoll = select.epoll()
+        self.poller.register(self.epoll.fileno(), zmq.POLLIN)
+        #: Readers that have not seen their welcome yet.
+        self.waiting: set[zmtp.Reader] = set()
+        #: The broker's stream port, from WELCOME.
+        self.stream_port = 0
         self.errors = 0
         self.first_error = ""
 
@@ -112,6 +144,52 @@ class ZmqJob:
             self.pump(0.05)
         return clients
 
+    def open_reader(self, nick: str) -> zmtp.Reader:
+        """A raw reader for `nick`: a SUB on the chat stream (the stream port comes from a
+        WELCOME, so some client must have registered first), or a DEALER registered with
+        the ceiling under `nick`."""
+        if self.dialect.chat:
+            assert self.stream_port, "no WELCOME yet: the stream port is unknown"
+            reader = zmtp.subscriber(self.host, self.stream_port, nick)
+        else:
+            reader = zmtp.ceiling_dealer(self.host, self.port, nick)
+        self.readers[reader.fileno()] = reader
+        self.epoll.register(reader.fileno(), select.EPOLLIN)
+        self.waiting.add(reader)
+        return reader
+
+    def open_readers(self, nicks: Sequence[str], limit: float = 60.0) -> list[zmtp.Reader]:
+        """A raw reader for each of `nicks`, once every one has its welcome."""
+        readers = [self.open_reader(nick) for nick in nicks]
+        self.await_readers(limit)
+        if self.waiting:
+            raise RuntimeError(f"{len(self.waiting)} readers not welcomed in {limit:.0f} s")
+        return readers
+
+    def await_readers(self, limit: float) -> None:
+        """Read until no reader waits for its welcome, or for `limit` seconds."""
+        deadline = time.monotonic() + limit
+        while self.waiting and time.monotonic() < deadline:
+            self.pump(0.01)
+
+    def read_raw(self) -> int:
+        n = 0
+        readers = self.readers
+        for fd, _ in self.epoll.poll(0):
+            reader = readers[fd]
+            got = reader.read()
+            if got < 0:
+                self.errors += 1
+                self.first_error = self.first_error or f"{reader.nick}: connection closed"
+                self.epoll.unregister(fd)
+                del readers[fd]
+                self.waiting.discard(reader)
+                continue
+            if reader.is_ready:
+                self.waiting.discard(reader)
+            n += got or 1
+        return n
+
     def drain(self, client: Client) -> int:
         recv = client.sock.recv_multipart
         verb = self.verb
@@ -132,6 +210,8 @@ class ZmqJob:
         kind = frames[1]
         if kind == b"WELCOME":
             client.welcomed = True
+            if self.dialect.chat:
+                self.stream_port = int(frames[-1])
         elif kind in (b"ERROR", b"KICKED", b"SHUTDOWN"):
             self.errors += 1
             if not self.first_error:
@@ -146,41 +226,37 @@ class ZmqJob:
     def pump(self, timeout: float) -> int:
         n = 0
         clients = self.clients
-        for sock, _ in self.poller.poll(round(timeout * 1000)):
-            n += self.drain(clients[sock])
+        epoll_fd = self.epoll.fileno()
+        for item, _ in self.poller.poll(round(timeout * 1000)):
+            if item == epoll_fd:
+                n += self.read_raw()
+            else:
+                n += self.drain(clients[item])
         return n
+
+    def unpoll(self, clients: Sequence[Client]) -> None:
+        """Stop polling `clients` (their DEALERs receive nothing during the load: polling
+        them would cost the loop a system call per socket); `sweep` reads them later."""
+        for client in clients:
+            self.poller.unregister(client.sock)
+
+    def sweep(self, clients: Sequence[Client]) -> None:
+        """Read whatever reached unpolled `clients` (errors, if anything)."""
+        for client in clients:
+            self.drain(client)
 
     def close(self) -> None:
         for sock in self.clients:
             sock.close(linger=0)
         self.clients.clear()
+        for reader in self.readers.values():
+            reader.close()
+        self.readers.clear()
+        self.epoll.close()
         self.ctx.term()
 
     def result(self, **fields: Any) -> dict[str, Any]:
         return {"errors": self.errors, "first_error": self.first_error, **fields}
-
-    # -- the measuring loop ----------------------------------------------------------
-
-    def run(self, request: dict[str, Any], delivered: Any, top_up: Any) -> dict[str, Any]:
-        """Call `top_up` and read until the window ends; count `delivered()` within it."""
-        start = request["start"]
-        count_from = start + request["warm"]
-        end = count_from + request["window"]
-        wait_until(start)
-        first = cpu0 = None
-        pump = self.pump
-        while True:
-            now = time.monotonic()
-            if first is None and now >= count_from:
-                first, cpu0 = delivered(), time.process_time()
-            if now >= end:
-                break
-            top_up()
-            pump(0.002)
-        assert first is not None and cpu0 is not None
-        return self.result(
-            count=delivered() - first, cpu=time.process_time() - cpu0, seconds=now - count_from
-        )
 
 
 class DirectJob(ZmqJob):
@@ -210,25 +286,49 @@ class DirectJob(ZmqJob):
                     sender.sent += room
 
         receivers = [r for _, r, _, _ in jobs]
-        return self.run(request, lambda: sum(r.got for r in receivers), top_up)
+        return run_load(self, request, lambda: sum(r.got for r in receivers), top_up)
 
 
 class FanoutJob(ZmqJob):
     verb = b"MESSAGE"
 
     def setup(self) -> dict[str, Any]:
-        self.members = self.register(self.request["nicks"])
-        by_nick = {c.nick: c for c in self.members}
-        self.sender = by_nick.get(self.request.get("sender") or "")
+        nicks: list[str] = self.request["nicks"]
+        sender_nick = self.request.get("sender") or ""
+        self.sender: Client | None = None
+        self.counters: list[Counter] = []
+        if self.dialect.chat:
+            # Every member registers (its DEALER) and reads the stream (a raw SUB).
+            members = self.register(nicks)
+            self.sender = next((c for c in members if c.nick == sender_nick), None)
+            readers = self.open_readers(nicks)
+            self.counters.extend(readers)
+            # Only the sender's DEALER hears anything during the load (its ACKs).
+            self.idle = [c for c in members if c is not self.sender]
+        else:
+            # The sender is a pyzmq DEALER member and counts its own copies; every other
+            # member is a raw DEALER registered with the relay.
+            if sender_nick in nicks:
+                self.sender = self.register([sender_nick])[0]
+                self.counters.append(self.sender)
+            readers = self.open_readers([n for n in nicks if n != sender_nick])
+            self.counters.extend(readers)
+            self.idle = []
+        self.unpoll(self.idle)
+        by_nick = {r.nick: r for r in readers}
         self.probe = by_nick.get(self.request.get("probe") or "")
         return {}
 
     def go(self, request: dict[str, Any]) -> dict[str, Any]:
         window = self.window
-        members = self.members
-        top_up: Any = lambda: None  # noqa: E731
+        counters = self.counters
+        got0 = sum(c.got for c in counters)
+        top_up: Callable[[], None] = lambda: None  # noqa: E731
+        sent = 0
         if self.sender is not None and self.probe is not None:
             sender, probe = self.sender, self.probe
+            sender.sent = probe.got
+            sent = -sender.sent
             frames, index = self.dialect.broadcast(sender.nick)
             send = sender.sock.send_multipart
             ids = itertools.count(1)
@@ -241,7 +341,15 @@ class FanoutJob(ZmqJob):
                         send(frames)
                     sender.sent += room
 
-        return self.run(request, lambda: sum(m.got for m in members), top_up)
+        delivered = lambda: sum(c.got for c in counters)  # noqa: E731
+        result = run_load(self, request, delivered, top_up)
+        trail(self)
+        self.sweep(self.idle)
+        if self.sender is not None:
+            sent += self.sender.sent
+        # Every broadcast sent, and every delivery counted, since the load started.
+        result.update(sent=sent, total=sum(c.got for c in counters) - got0)
+        return result
 
 
 class LatencyJob(ZmqJob):
@@ -289,9 +397,17 @@ class LatencyJob(ZmqJob):
 
 class IdleJob(ZmqJob):
     def setup(self) -> dict[str, Any]:
+        self.registered: list[Client] = []
         return {}
 
+    def connect(self, nick: str) -> Client:
+        client = super().connect(nick)
+        self.registered.append(client)
+        return client
+
     def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        if request.get("phase") == "stream":
+            return self.open_streams(request)
         done, seconds = register_all(
             self,
             request,
@@ -301,6 +417,16 @@ class IdleJob(ZmqJob):
             lambda client: client.welcomed,
         )
         return self.result(registered=done, seconds=seconds)
+
+    def open_streams(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Open the stream (a raw SUB) for up to request["most"] registered clients, all
+        at once, and wait for their welcomes."""
+        nicks = [c.nick for c in self.registered if c.welcomed][: request.get("most")]
+        for nick in nicks:
+            self.open_reader(nick)
+        self.await_readers(request.get("limit", 60.0))
+        opened = sum(r.is_ready for r in self.readers.values())
+        return self.result(opened=opened)
 
 
 JOBS = {"direct": DirectJob, "fanout": FanoutJob, "latency": LatencyJob, "idle": IdleJob}

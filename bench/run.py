@@ -8,7 +8,15 @@ Systems: the broker ("chat", flood limits off, via bench.launch), the raw pyzmq 
 installed (bench.peers). Each measurement gets a freshly started system. Every figure is
 the median of the runs, with its range; "x ceiling" compares it with the ceiling's figure
 from the same run. Prints a table and writes bench/results.json, a list of
-{scenario, metric, unit, system, median, min, max}.
+{scenario, metric, unit, system, median, min, max, runs}.
+
+Fan-out members count on raw readers (bench.zmtp for ZeroMQ, plain sockets for IRC), so
+that the load generator costs less per delivery than the fastest server; "undelivered"
+is the share of the deliveries owed for what was sent that never arrived (a queue that
+overflowed). The chat's idle clients register with the broadcast stream closed (as an
+IRC client joins no channel); the broker's idle figures also include the same clients
+with their stream open ("RSS per stream subscriber", "RSS per idle client, stream open",
+compared with the ceiling's RSS per idle client).
 """
 
 import argparse
@@ -47,6 +55,9 @@ IDLE_LIMIT = 120.0
 CONCURRENCY = {"ngircd": 5}
 #: Pause between setup and the start of a measurement, seconds.
 LEAD = 0.2
+#: Descriptors the broker needs besides one per connection (listeners, libzmq's
+#: mailboxes, the wake-up pair, its terminal, Python's own).
+FD_RESERVE = 256
 
 Figures = list[tuple[str, str, float]]  # (metric, unit, value)
 
@@ -167,7 +178,15 @@ class Bench:
         ]
         call_all(workers, requests, 120)
         replies, cpu = self._timed(server, workers, settle=0.2)
-        return self._throughput(replies, cpu, "deliveries/s")
+        # Each broadcast reaches every member (IRC does not echo it to its sender): what
+        # did not arrive by the end was dropped (a full queue) or lost.
+        per_message = members - 1 if kind == "irc" else members
+        expected = sum(r["sent"] for r in replies) * per_message
+        missing = expected - sum(r["total"] for r in replies)
+        if missing:
+            print(f"  {server.name}: {missing} of {expected} deliveries did not arrive")
+        undelivered = missing / expected * 100 if expected else float("nan")
+        return [*self._throughput(replies, cpu, "deliveries/s"), ("undelivered", "%", undelivered)]
 
     def latency(
         self, server: Server, kind: str, base: dict[str, Any], used: list[Worker]
@@ -205,15 +224,42 @@ class Bench:
         # Let whatever registration set off (presence notices) drain before weighing.
         call_all(workers, [{"op": "quiet", "seconds": 0.5, "limit": 60}] * len(workers), 90)
         after = rss_bytes(server.pid)
+        per_client = (after - before) / max(1, registered) / 1024
         figures: Figures = [
             ("registered", "clients", float(registered)),
-            ("RSS per idle client", "KiB", (after - before) / max(1, registered) / 1024),
+            ("RSS per idle client", "KiB", per_client),
         ]
         if registered == total:
             figures.append(("time to register all", "s", seconds))
         else:
             print(f"  {server.name}: only {registered} of {total} registered in {limit:.0f} s")
+        if server.dialect == "chat":
+            figures.extend(self._idle_streams(server, workers, registered, per_client, after))
         return figures
+
+    def _idle_streams(
+        self, server: Server, workers: list[Worker], registered: int, per_client: float, rss: int
+    ) -> Figures:
+        """The chat's idle clients registered without opening the broadcast stream (an IRC
+        client in no channel); now each opens it, and the second connection is weighed.
+
+        The broker holds a descriptor per connection: past its open-file limit it could
+        not accept them all, so at most what that limit leaves room for are opened."""
+        room = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - registered - FD_RESERVE
+        most = max(0, min(registered, room)) // len(workers)
+        limit = self.args.idle_limit
+        request = {"op": "go", "phase": "stream", "limit": limit, "most": most}
+        replies = call_all(workers, [request] * len(workers), limit + 60)
+        opened = sum(r["opened"] for r in replies)
+        call_all(workers, [{"op": "quiet", "seconds": 0.5, "limit": 60}] * len(workers), 90)
+        per_stream = (rss_bytes(server.pid) - rss) / max(1, opened) / 1024
+        if opened < registered:
+            print(f"  {server.name}: the stream opened for {opened} of {registered} clients")
+        return [
+            ("stream subscribers", "clients", float(opened)),
+            ("RSS per stream subscriber", "KiB", per_stream),
+            ("RSS per idle client, stream open", "KiB", per_client + per_stream),
+        ]
 
 
 # -- aggregation and output ------------------------------------------------------------
@@ -223,7 +269,7 @@ def aggregate(raw: dict[tuple[str, str, str, str], list[float]], runs: int) -> l
     records: list[dict[str, Any]] = []
     for (scenario, metric, unit, system), values in raw.items():
         records.append(record(scenario, metric, unit, system, values))
-        ceiling = raw.get((scenario, metric, unit, CEILING))
+        ceiling = raw.get((scenario, RATIO_AGAINST.get(metric, metric), unit, CEILING))
         if system != CEILING and ceiling and metric in RATIO_METRICS:
             ratios = [v / c for v, c in zip(values, ceiling, strict=False) if c]
             if ratios:
@@ -236,9 +282,13 @@ RATIO_METRICS = (
     "p50 latency",
     "p99 latency",
     "RSS per idle client",
+    "RSS per idle client, stream open",
     "time to register all",
     "server CPU per delivery",
 )
+#: Metrics compared with another of the ceiling's: the ceiling has no stream, so a chat
+#: client with its stream open (two connections) is set against a ceiling client (one).
+RATIO_AGAINST = {"RSS per idle client, stream open": "RSS per idle client"}
 
 
 def record(

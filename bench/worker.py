@@ -27,6 +27,12 @@ from typing import Any, Protocol, TypeVar
 
 C = TypeVar("C")
 
+#: Bytes asked for per read by the raw receivers (IRC, and ZMTP in bench.zmtp). Kept
+#: below glibc's mmap threshold (128 KiB): Python allocates the buffer before the read,
+#: and a larger one costs an mmap, an mremap and a munmap per read, ~8 us (measured),
+#: more than the rest of a read that finds one delivery.
+READ_BYTES = 1 << 16
+
 
 class Job(Protocol):
     def setup(self) -> dict[str, Any]: ...
@@ -104,6 +110,57 @@ def wait_until(instant: float) -> None:
     delay = instant - time.monotonic()
     if delay > 0:
         time.sleep(delay)
+
+
+class Result(Protocol):
+    def result(self, **fields: Any) -> dict[str, Any]:
+        """The job's answer: `fields` with its error count and first error."""
+        ...
+
+
+class LoadJob(Job, Result, Protocol):
+    pass
+
+
+def run_load(
+    job: LoadJob,
+    request: dict[str, Any],
+    delivered: Callable[[], int],
+    top_up: Callable[[], None],
+) -> dict[str, Any]:
+    """From request["start"], call `top_up` and read until the warm-up and the window are
+    over; count `delivered()` within the window, and the worker's CPU time."""
+    start = request["start"]
+    count_from = start + request["warm"]
+    end = count_from + request["window"]
+    wait_until(start)
+    first = cpu0 = None
+    pump = job.pump
+    while True:
+        now = time.monotonic()
+        if first is None and now >= count_from:
+            first, cpu0 = delivered(), time.process_time()
+        if now >= end:
+            break
+        top_up()
+        pump(0.002)
+    assert first is not None and cpu0 is not None
+    return job.result(
+        count=delivered() - first, cpu=time.process_time() - cpu0, seconds=now - count_from
+    )
+
+
+#: After the load, how long a job must read nothing for the stragglers to count as all in
+#: (seconds), and the most it waits for that.
+TRAILING_QUIET, TRAILING_LIMIT = 0.1, 3.0
+
+
+def trail(job: Job) -> None:
+    """Read what is still on its way after the load stopped."""
+    last = start = time.monotonic()
+    while (now := time.monotonic()) - last < TRAILING_QUIET and now - start < TRAILING_LIMIT:
+        if job.pump(0.01):
+            last = time.monotonic()
 
 
 class PacedJob(Job, Protocol):

@@ -42,6 +42,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"ZeroMQ endpoint to listen on (default: {DEFAULT_BIND})",
     )
     parser.add_argument(
+        "--stream",
+        default=None,
+        help=(
+            "ZeroMQ endpoint to publish broadcasts on (default: the port after --bind's; "
+            "clients learn it at registration)"
+        ),
+    )
+    parser.add_argument(
         "--admin-token",
         default="",
         help="operator token for /admin (default: a random token, printed at start)",
@@ -105,6 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         public_key, secret_key = server_key_pair(state_dir)
     config = BrokerConfig(
         bind=args.bind,
+        stream=args.stream,
         admin_token=token,
         heartbeat_ms=args.heartbeat_ms,
         console_fd=console_fd,
@@ -113,8 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         server = BrokerServer(config)
-    except zmq.ZMQError as exc:
-        print(f"cannot listen on {args.bind}: {exc}", file=sys.stderr)
+    except (zmq.ZMQError, ValueError) as exc:
+        where = args.bind if args.stream is None else f"{args.bind} and {args.stream}"
+        print(f"cannot listen on {where}: {exc}", file=sys.stderr)
         return 1
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -123,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     print(f"zmq-chat broker listening on {server.endpoint}", flush=True)
+    print(f"broadcast stream on {server.stream_endpoint}", flush=True)
     if public_key is not None:
         print(f"CurveZMQ on; server public key: {public_key.decode()}", flush=True)
     if args.admin_token:

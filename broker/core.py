@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 
 Outgoing = tuple[Identity, ev.BrokerEvent]
 
+#: The address of the broadcast stream: an event addressed here is published once, for
+#: every client that reads the stream. (ROUTER identities are never empty.)
+STREAM: Final[Identity] = b""
+
 #: Who a kick or notice comes from when the broker's own terminal issues it.
 CONSOLE_OPERATOR: Final = "operator"
 #: Who kicks a client for flooding.
@@ -83,12 +87,15 @@ class ChatCore:
         flood: FloodPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
         epoch: str | None = None,
+        stream_port: int = 0,
     ) -> None:
         if not admin_token:
             raise ValueError("the operator token must not be empty")
         self.admin_token = admin_token
         self.heartbeat_ms = heartbeat_ms
         self.flood = flood or FloodPolicy()
+        #: Where clients subscribe to the broadcast stream (announced in WELCOME).
+        self.stream_port = stream_port
         #: Names this run of the broker: broadcast numbers start again with each epoch.
         self.epoch = epoch or secrets.token_hex(4)
         self.history = BroadcastLog(HISTORY_EVENTS)
@@ -96,8 +103,10 @@ class ChatCore:
         self._wall_clock = wall_clock
         self._by_identity: dict[Identity, Session] = {}
         self._by_key: dict[str, Session] = {}
-        # Every WELCOME lists everyone: keep the list sorted as people come and go rather
-        # than sorting it for each newcomer.
+        # Clients that do not read the stream: broadcasts go to each of them one by one.
+        self._direct: dict[Identity, None] = {}
+        # Every USERS reply lists everyone: keep the list sorted as people come and go
+        # rather than sorting it for each request.
         self._roster = Roster()
         # What each present nick looks like: no one may take a look-alike.
         self._by_skeleton: dict[str, Session] = {}
@@ -166,9 +175,9 @@ class ChatCore:
         self, identity: Identity, command: cmd.ClientCommand, now: float, peer: str
     ) -> list[Outgoing]:
         match command:
-            case cmd.Hello(nick, token):
+            case cmd.Hello(nick, token, stream):
                 self._limit_joins(peer, now)
-                return self._register(identity, nick, token, now)
+                return self._register(identity, nick, token, stream, now)
             case cmd.Quit():  # nothing to undo
                 return []
         # PING too: a client that lost its session must learn it from its heartbeat.
@@ -187,13 +196,14 @@ class ChatCore:
         if isinstance(command, cmd.Say | cmd.Tell) and session.seen(command.msg_id):
             # A resend of what we already passed on (its ACK was lost): acknowledge again,
             # deliver nothing, and charge nothing against the flood limit.
-            return [(me, ev.Ack(command.msg_id))]
+            return [(me, ev.Ack((command.msg_id,)))]
         if isinstance(command, _METERED) and not session.messages.take(now):
             return self._refuse_flood(session, now)
         match command:
-            case cmd.Hello(nick, token):
+            case cmd.Hello(nick, token, stream):
                 if token == session.token and nick_key(nick) == nick_key(session.nick):
-                    # The client thought it lost us: same session, nothing changes.
+                    # The client thought it lost us: same session (its stream choice aside).
+                    self._set_stream(session, stream)
                     return self._welcome(session)
                 raise ProtocolError(
                     ErrorCode.ALREADY_REGISTERED, f"already registered as {session.nick}"
@@ -202,16 +212,14 @@ class ChatCore:
                 session.accept(msg_id)
                 seq = self.history.next_seq()
                 message = ev.Message(seq, msg_id, session.nick, text, self._now_ms())
-                return [*self._broadcast(message), (me, ev.Ack(msg_id))]
+                return [*self._broadcast(message), (me, ev.Ack((msg_id,)))]
             case cmd.Tell(msg_id, recipient, text):
                 target = self._require(recipient)
                 session.accept(msg_id)
                 private = ev.PrivateMessage(msg_id, session.nick, target.nick, text, self._now_ms())
                 target.await_receipt(private, session.token)
-                out: list[Outgoing] = [(target.identity, private)]
-                if target is not session:
-                    out.append((me, private))
-                return [*out, (me, ev.Ack(msg_id))]
+                # The sender already has the text: the ACK is all it needs.
+                return [(target.identity, private), (me, ev.Ack((msg_id,)))]
             case cmd.Received(msg_id, sender):
                 return self._confirm(session, sender, msg_id)
             case cmd.Fetch(from_seq):
@@ -237,14 +245,16 @@ class ChatCore:
 
     # -- registration and presence -------------------------------------------------
 
-    def _register(self, identity: Identity, nick: str, token: str, now: float) -> list[Outgoing]:
+    def _register(
+        self, identity: Identity, nick: str, token: str, stream: bool, now: float
+    ) -> list[Outgoing]:
         nick = normalize_nick(nick)
         if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
             raise ProtocolError(ErrorCode.INVALID_NICK, f"nick {nick} is reserved")
         holder = self.find(nick)
         if holder is not None:
             if hmac.compare_digest(holder.token.encode(), token.encode()):
-                return self._resume(holder, identity, now)
+                return self._resume(holder, identity, stream, now)
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"nick {holder.nick} is taken")
         skeleton = nick_skeleton(nick)
         lookalike = self._by_skeleton.get(skeleton)
@@ -261,8 +271,11 @@ class ChatCore:
             messages=flood.message_bucket(),
             strikes=flood.strike_bucket(),
             admin_tries=flood.admin_bucket(),
+            stream=stream,
         )
         self._by_identity[identity] = session
+        if not stream:
+            self._direct[identity] = None
         self._by_key[nick_key(nick)] = session
         self._roster.add(nick)
         self._by_skeleton[skeleton] = session
@@ -271,12 +284,18 @@ class ChatCore:
         joined = ev.Joined(self.history.next_seq(), nick)
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
 
-    def _resume(self, session: Session, identity: Identity, now: float) -> list[Outgoing]:
+    def _resume(
+        self, session: Session, identity: Identity, stream: bool, now: float
+    ) -> list[Outgoing]:
         """The client of `session` is back on a new connection (`identity`)."""
         del self._by_identity[session.identity]
+        self._direct.pop(session.identity, None)
         session.identity = identity
         session.last_heard = now
         self._by_identity[identity] = session
+        session.stream = stream
+        if not stream:
+            self._direct[identity] = None
         log.info("%s resumed its session", session.nick)
         return self._welcome(session)
 
@@ -288,7 +307,7 @@ class ChatCore:
             self.epoch,
             self.history.last_seq,
             command_verbs(),
-            self.users(),
+            self.stream_port,
         )
         me = session.identity
         return [(me, welcome), *((me, private) for private, _ in session.unconfirmed.values())]
@@ -303,6 +322,7 @@ class ChatCore:
         session = self._by_identity.pop(identity, None)
         if session is None:
             return []
+        self._direct.pop(identity, None)
         del self._by_key[nick_key(session.nick)]
         self._roster.remove(session.nick)
         del self._by_skeleton[nick_skeleton(session.nick)]
@@ -323,6 +343,12 @@ class ChatCore:
         for peer in [p for p, bucket in self._joins_by_peer.items() if bucket.full(now)]:
             del self._joins_by_peer[peer]
         return [out for identity in silent for out in self.remove(identity, reason)]
+
+    def tick(self) -> list[Outgoing]:
+        """The stream's periodic TICK: the last broadcast number, for gap detection."""
+        if self.stopped:
+            return []
+        return [(STREAM, ev.Tick(self.history.last_seq))]
 
     # -- receipts and gaps ---------------------------------------------------------------
 
@@ -386,6 +412,7 @@ class ChatCore:
         out: list[Outgoing] = [(identity, notice) for identity in self._by_identity]
         log.warning("shutting down: %s", reason)
         self._by_identity.clear()
+        self._direct.clear()
         self._by_key.clear()
         self._roster.clear()
         self._by_skeleton.clear()
@@ -419,9 +446,21 @@ class ChatCore:
     # -- helpers ---------------------------------------------------------------------
 
     def _broadcast(self, event: BroadcastEvent, skip: Identity | None = None) -> list[Outgoing]:
-        """Number `event` into the broadcast log and address it to everyone (but `skip`)."""
+        """Number `event` into the broadcast log and address it to the stream and to every
+        client that does not read the stream (but `skip`)."""
         self.history.append(event)
-        return [(identity, event) for identity in self._by_identity if identity != skip]
+        out: list[Outgoing] = [(STREAM, event)]
+        out.extend((identity, event) for identity in self._direct if identity != skip)
+        return out
+
+    def _set_stream(self, session: Session, stream: bool) -> None:
+        if stream == session.stream:
+            return
+        session.stream = stream
+        if stream:
+            self._direct.pop(session.identity, None)
+        else:
+            self._direct[session.identity] = None
 
     def _require(self, nick: str) -> Session:
         session = self.find(nick)

@@ -1,8 +1,9 @@
 """The broker's socket loop: the only module that touches ZeroMQ.
 
 One ROUTER socket, polled together with a wake-up socket (for shutdown requests from
-signal handlers or other threads) and, optionally, the operator's terminal. Everything
-else is decided by `ChatCore`.
+signal handlers or other threads) and, optionally, the operator's terminal; one XPUB
+socket publishes the broadcast stream, so that libzmq, not Python, copies each broadcast
+to every subscriber. Everything else is decided by `ChatCore`.
 """
 
 import contextlib
@@ -20,24 +21,30 @@ from typing import Final
 import zmq
 
 from messages import (
+    FETCH_LIMIT,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     MAX_WIRE_FRAME_BYTES,
+    STREAM_READY,
     ErrorCode,
     encode,
+    pack_events,
 )
 from messages import events as ev
 
+from .acks import PendingAcks
 from .console import run_console_line
-from .core import ChatCore, Outgoing
+from .core import STREAM, ChatCore, Outgoing
 from .ratelimit import FloodPolicy
 from .session import Identity
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BIND: Final = "tcp://127.0.0.1:5555"
-#: Messages queued towards one client before it counts as not reading (ZMQ_SNDHWM).
-SEND_HWM_MESSAGES: Final = 1000
+#: Messages queued towards one client before it counts as not reading (ZMQ_SNDHWM): room
+#: for two whole answers to FETCH, so that a client catching up is not taken for one that
+#: stopped reading.
+SEND_HWM_MESSAGES: Final = 2 * FETCH_LIMIT
 #: Messages queued from one client before libzmq stops reading its connection.
 RECEIVE_HWM_MESSAGES: Final = 1000
 #: Pending TCP connections the listening socket holds (ZMQ_BACKLOG); the default of 100
@@ -47,6 +54,16 @@ LISTEN_BACKLOG: Final = 4096
 HANDSHAKE_TIMEOUT_MS: Final = 5000
 #: On shutdown, how long to keep flushing the SHUTDOWN notice to clients, in ms.
 SHUTDOWN_LINGER_MS: Final = 2000
+#: Stream frames queued towards one subscriber before the stream skips frames for it: a
+#: slow reader loses its place, not the broker's memory (at most about this many times
+#: STREAM_FRAME_BYTES), and FETCHes the gap.
+STREAM_HWM_MESSAGES: Final = 100
+#: A stream frame is closed once its packed events reach this size, in bytes (one event
+#: may take it past).
+STREAM_FRAME_BYTES: Final = 16 * 1024
+#: Longest message a stream subscriber may send, in bytes: its subscription, and the
+#: CurveZMQ handshake (whose INITIATE command is about 300 bytes) counts too.
+STREAM_MAX_INBOUND_BYTES: Final = 1024
 #: Most messages handled per socket per poll, so the terminal and timers are not starved.
 RECEIVE_BATCH: Final = 256
 #: libzmq starts the routing ids it assigns with a zero byte; ids peers set never do.
@@ -63,6 +80,9 @@ class BrokerConfig:
     """How to run a broker."""
 
     bind: str = DEFAULT_BIND
+    #: Where the broadcast stream is published; None: the port after `bind`'s (any free
+    #: port if `bind`'s is `*`).
+    stream: str | None = None
     admin_token: str = ""
     heartbeat_ms: int = HEARTBEAT_INTERVAL_MS
     flood: FloodPolicy = field(default_factory=FloodPolicy)
@@ -83,7 +103,6 @@ class BrokerServer:
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
-        self.core = ChatCore(config.admin_token, config.heartbeat_ms, config.flood)
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         # A send to a vanished or saturated client must fail loudly, not be dropped.
@@ -92,23 +111,43 @@ class BrokerServer:
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM_MESSAGES)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM_MESSAGES)
         self._socket.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
-        self._socket.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_TIMEOUT_MS)
-        # Transport-level heartbeats close dead TCP connections, freeing their buffers;
-        # the chat-level PING in the core is what frees a vanished user's nick.
-        self._socket.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ms)
-        self._socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_LIVENESS * config.heartbeat_ms)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        if config.curve_secret_key is not None:
-            # Clients must know the matching public key to complete the handshake.
-            self._socket.curve_server = True
-            self._socket.curve_secretkey = config.curve_secret_key
+        self._stream = self._context.socket(zmq.XPUB)
+        self._stream.setsockopt(zmq.SNDHWM, STREAM_HWM_MESSAGES)
+        self._stream.setsockopt(zmq.MAXMSGSIZE, STREAM_MAX_INBOUND_BYTES)
+        # Tells a subscriber its connection is attached: the moment to FETCH what was
+        # published before (anything lost later shows as a gap).
+        self._stream.setsockopt(zmq.XPUB_WELCOME_MSG, STREAM_READY)
+        for sock in (self._socket, self._stream):
+            sock.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
+            sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_TIMEOUT_MS)
+            # Transport-level heartbeats close dead TCP connections, freeing their buffers;
+            # the chat-level PING in the core is what frees a vanished user's nick.
+            sock.setsockopt(zmq.HEARTBEAT_IVL, config.heartbeat_ms)
+            sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_LIVENESS * config.heartbeat_ms)
+            sock.setsockopt(zmq.LINGER, 0)
+            if config.curve_secret_key is not None:
+                # Clients must know the matching public key to complete the handshake.
+                sock.curve_server = True
+                sock.curve_secretkey = config.curve_secret_key
         try:
             self._socket.bind(config.bind)
-        except zmq.ZMQError:
+            self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+            self._stream.bind(config.stream or stream_endpoint(config.bind))
+            #: Where the broadcast stream is published.
+            self.stream_endpoint: str = self._stream.getsockopt_string(zmq.LAST_ENDPOINT)
+            stream_port = endpoint_port(self.stream_endpoint)
+        except (zmq.ZMQError, ValueError):
             self._socket.close()
+            self._stream.close()
             self._context.term()
             raise
-        self.endpoint: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.core = ChatCore(
+            config.admin_token, config.heartbeat_ms, config.flood, stream_port=stream_port
+        )
+        self._acks = PendingAcks()
+        # Broadcasts (encoded) waiting to be published together at the end of this turn
+        # of the loop.
+        self._unpublished: list[list[bytes]] = []
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self._wake_writer.setblocking(False)
@@ -126,6 +165,9 @@ class BrokerServer:
         """Serve until a shutdown (requested, by an operator or from the console)."""
         poller = zmq.Poller()
         poller.register(self._socket, zmq.POLLIN)
+        # Polling the stream socket is what lets libzmq attach new subscribers (and send
+        # them the ready message) promptly, not at the next broadcast.
+        poller.register(self._stream, zmq.POLLIN)
         # pyzmq's poll reports plain sockets and files by their descriptor.
         wake_fd = self._wake_reader.fileno()
         poller.register(wake_fd, zmq.POLLIN)
@@ -140,6 +182,8 @@ class BrokerServer:
                 ready = dict(poller.poll(timeout_ms))
                 if self._socket in ready:
                     self._receive_batch()
+                if self._stream in ready:
+                    self._drain_subscriptions()
                 if wake_fd in ready:
                     self._drain_shutdown_requests()
                 if console is not None and console in ready and not self._read_console(console):
@@ -148,11 +192,21 @@ class BrokerServer:
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._send(self.core.expire(now))
+                    self._send(self.core.tick())
                     next_sweep = now + sweep_interval
+                self._publish()
         finally:
+            self._publish()
             self._close()
 
     def _receive_batch(self) -> None:
+        try:
+            self._receive_some()
+        finally:
+            # A client that sent several messages gets one ACK for all of them.
+            self._send(self._acks.flush())
+
+    def _receive_some(self) -> None:
         for _ in range(RECEIVE_BATCH):
             try:
                 # The identity part as a Frame: it knows the peer's network address.
@@ -168,7 +222,11 @@ class BrokerServer:
             # Only HELLO needs the address (joins are limited per address); the lookup
             # is not free, so skip it for everything else.
             peer = str(identity.get("Peer-Address")) if frames[1:2] == [b"HELLO"] else ""
-            self._send(self.core.receive(identity.bytes, frames, time.monotonic(), peer))
+            outgoing = self.core.receive(identity.bytes, frames, time.monotonic(), peer)
+            if self.core.stopped:
+                # Nothing may follow SHUTDOWN: what was accepted before it is ACKed first.
+                self._send(self._acks.flush())
+            self._send(self._acks.hold(outgoing))
             if self.core.stopped:
                 return
 
@@ -205,6 +263,9 @@ class BrokerServer:
             cached = encoded.get(id(event))
             if cached is None:
                 cached = encoded[id(event)] = (event, encode(event))
+            if identity == STREAM:
+                self._unpublished.append(cached[1])
+                continue
             try:
                 self._send_frames(identity, cached[1])
             except zmq.ZMQError as exc:
@@ -219,6 +280,24 @@ class BrokerServer:
         for frame in frames[:-1]:
             send(frame, _MORE_FLAGS)
         send(frames[-1], _LAST_FLAGS)
+
+    def _publish(self) -> None:
+        """Publish the broadcasts of this turn, packed into as few frames as they fit."""
+        pending, self._unpublished = self._unpublished, []
+        start, size = 0, 0
+        for end, frames in enumerate(pending, 1):
+            size += sum(map(len, frames))
+            if size >= STREAM_FRAME_BYTES or end == len(pending):
+                # XPUB never blocks: a subscriber whose queue is full skips this frame.
+                self._stream.send(pack_events(pending[start:end]), _LAST_FLAGS)
+                start, size = end, 0
+
+    def _drain_subscriptions(self) -> None:
+        # Subscription changes arrive here; nothing in them needs an answer, but unread
+        # they would pile up.
+        with contextlib.suppress(zmq.Again):
+            while True:
+                self._stream.recv(zmq.NOBLOCK)
 
     def _unreachable(self, identity: Identity, exc: zmq.ZMQError) -> list[Outgoing]:
         if exc.errno == zmq.EHOSTUNREACH:
@@ -239,6 +318,30 @@ class BrokerServer:
     def _close(self) -> None:
         # Give the SHUTDOWN notices (and anything else queued) time to leave.
         self._socket.close(linger=SHUTDOWN_LINGER_MS)
+        self._stream.close(linger=SHUTDOWN_LINGER_MS)
         self._context.term()
         self._wake_reader.close()
         self._wake_writer.close()
+
+
+def stream_endpoint(bind: str) -> str:
+    """Where to publish the broadcast stream by default: `bind`'s port plus one."""
+    scheme, _, address = bind.partition("://")
+    host, colon, port = address.rpartition(":")
+    if scheme != "tcp" or not colon or not (port == "*" or port.isdigit()):
+        raise ValueError(f"no default stream endpoint for {bind}: name one")
+    if port == "*":
+        return bind
+    return f"tcp://{host}:{int(port) + 1}"
+
+
+def endpoint_port(endpoint: str) -> int:
+    """The TCP port of a bound endpoint such as `tcp://127.0.0.1:5556`.
+
+    Raises ValueError for an endpoint with no port: the stream must be TCP, since clients
+    find it by port on the broker's host."""
+    scheme, _, address = endpoint.partition("://")
+    port = address.rpartition(":")[2]
+    if scheme != "tcp" or not port.isdigit():
+        raise ValueError(f"the stream must be a TCP endpoint, not {endpoint}")
+    return int(port)

@@ -35,6 +35,8 @@ class Session:
     strikes: TokenBucket
     admin_tries: TokenBucket
     operator: bool = False
+    #: The client reads broadcasts from the stream, not from its connection.
+    stream: bool = False
     #: Private messages sent to this client and not yet confirmed with RECEIVED, by
     #: (sender's nick key, msg_id), with the session token of their sender (DELIVERED goes
     #: to that session only).

@@ -11,23 +11,28 @@ prints every event as one sanitized line on stdout:
     HH:MM -!- error 404: reason         an ERROR from the server
     HH:MM -!- error: reason             a local error (kicked, shutdown, nick lost)
 
-Own messages are printed when the broker passes them on (its echo), not when read from
-stdin: an own `<alice> text` or `[alice -> bob] text` line means the broker has the message.
-Delivery states print as their own lines, only where they tell something new:
+Own messages are printed once the broker has them, not when read from stdin: an own
+`<alice> text` when the broker broadcasts it back, an own `[alice -> bob] text` when the
+broker acknowledges it (private messages go to their recipient only). Delivery states print
+as their own lines, only where they tell something new:
 
     HH:MM -!- delivered to bob: text                  bob's client confirmed a private message
     HH:MM -!- error 404: not sent to bob: text (no such nick: bob)
     HH:MM -!- error 413: not sent: text (reason)      the broker refused it; it is not retried
 
-Messages waiting for the broker (pending) and acknowledgements print nothing. If the link is
-lost, the client registers again by itself (keeping its nick and the messages not yet
-acknowledged); that shows as two lines and nothing else:
+Messages waiting for the broker (pending) print nothing. Right after registering, the user
+list prints as `HH:MM -!- 3 users: alice bob carol`. If the link is lost, the client
+registers again by itself (keeping its nick and the messages not yet acknowledged); that
+shows as two lines and nothing else:
 
     HH:MM -!- connection lost (no answer from tcp://host:5555 for 6.0 s): reconnecting
-    HH:MM -!- reconnected to tcp://host:5555 as alice (3 users)
+    HH:MM -!- reconnected to tcp://host:5555 as alice
 
 Broadcasts missed meanwhile are fetched again and printed in order; if the broker no longer
-has some, `HH:MM -!- N broadcasts were lost` says so.
+has some, `HH:MM -!- N broadcasts were lost` says so. If the broker's broadcast stream
+cannot be reached (only its main port is forwarded, say), one line says so,
+`HH:MM -!- broadcast stream unreachable (...); doing without`, and broadcasts then come over
+the main connection.
 
 Control characters in text are shown in caret notation (`^[`) or as `<U+202E>`, never passed
 to the terminal. At the end of input (or `/quit`) the client waits until the broker has
@@ -44,6 +49,7 @@ went to someone else while reconnecting). Reasons for a non-zero exit go to stde
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import threading
 from typing import Final, TextIO
@@ -55,6 +61,7 @@ from .outbox import Delivery
 from .render import plain_line
 from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session
 from .state import Ending, Entry, EntryKind
+from .stream import RecentIds
 
 log = logging.getLogger(__name__)
 
@@ -85,9 +92,44 @@ def _read_lines(
 def printed(entry: Entry) -> bool:
     """Whether line mode prints `entry` (see the module docstring)."""
     if entry.kind is EntryKind.DELIVERY:
+        if entry.delivery is Delivery.SENT:
+            return bool(entry.recipient)  # an own private message, printed as such
         return entry.delivery in (Delivery.DELIVERED, Delivery.FAILED)
-    # Own messages as typed: their echo from the broker is printed instead.
+    # Own messages as typed: printed once the broker has them.
     return entry.delivery is None
+
+
+class LinePrinter:
+    """The output lines of entries, each own private message printed once (when the broker
+    acknowledges it, or confirms its delivery, or it comes back to a sender who sent it to
+    themselves: whichever is first)."""
+
+    def __init__(self) -> None:
+        self._told = RecentIds()
+
+    def lines(self, entries: list[Entry]) -> list[str]:
+        """The lines for `entries` (see the module docstring), without line ends."""
+        out: list[str] = []
+        for entry in entries:
+            if printed(entry):
+                out.extend(self._lines_of(entry))
+        return out
+
+    def _lines_of(self, entry: Entry) -> list[str]:
+        if entry.kind is EntryKind.PRIVATE and entry.own:
+            # It comes back only to someone who sent it to themselves.
+            return [plain_line(entry)] if self._told.add(entry.msg_id) else []
+        told = entry.kind is EntryKind.DELIVERY and entry.delivery is not Delivery.FAILED
+        if not (told and entry.recipient):
+            return [plain_line(entry)]
+        # An own private message the broker has (SENT) or delivered: the message first, once.
+        out: list[str] = []
+        if self._told.add(entry.msg_id):
+            message = dataclasses.replace(entry, kind=EntryKind.PRIVATE, delivery=None)
+            out.append(plain_line(message))
+        if entry.delivery is Delivery.DELIVERED:
+            out.append(plain_line(entry))
+        return out
 
 
 class LineClient:
@@ -108,13 +150,14 @@ class LineClient:
         self.stdout = stdout
         self.stderr = stderr
         self.keys = keys
+        self._printer = LinePrinter()
 
     def show(self, entries: list[Entry]) -> None:
         """Print `entries` that line mode prints, one line each, and flush so pipes see
         them at once."""
-        lines = [plain_line(entry) + "\n" for entry in entries if printed(entry)]
+        lines = self._printer.lines(entries)
         if lines:
-            self.stdout.write("".join(lines))
+            self.stdout.write("\n".join(lines) + "\n")
             self.stdout.flush()
 
     def fail(self, reason: str, exit_code: int) -> int:

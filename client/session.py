@@ -12,6 +12,19 @@ same nick and session token and waits for WELCOME; each further attempt waits lo
 (`backoff_s`), forever, until WELCOME or until the nick turns out to be taken by someone else.
 ERROR 401 while registered (the broker restarted, or dropped the session) registers again at
 once on the same socket. A HELLO with our token resumes our session on the broker.
+
+Broadcasts come on the broker's stream (see `client.connection`) when the server is a TCP
+endpoint: HELLO says so, and after each WELCOME the session subscribes to the port it names
+(again only if the broker restarted or the port changed: a resumed session keeps its
+subscription). Once the stream says it is ready, one FETCH picks up what was published
+before. Gaps in the numbers, or a TICK naming a number not seen, are fetched over the
+DEALER (`client.stream` orders and deduplicates); only what comes over the DEALER counts as
+a sign of life. A stream that never gets ready within a liveness bound (its port
+unreachable, say) is given up: a HELLO without the stream has the broker send broadcasts
+over the DEALER instead. After each WELCOME a USERS request fetches who is present.
+
+Events are handled in batches: whatever has arrived, then one `show` for all of it, then the
+other tasks (the UI) get their turn.
 """
 
 import asyncio
@@ -45,11 +58,13 @@ from messages.events import (
     Notice,
     Pong,
     PrivateMessage,
+    Tick,
+    UserList,
     Welcome,
 )
 
 from .commands import Hint, Leave, Nothing, Post, Send, SetTarget, ShowHelp, help_lines, parse_line
-from .connection import Connection, CurveKeys
+from .connection import Connection, CurveKeys, StreamBuffers, StreamItem, StreamReady
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .state import ChatState, Ending, Entry
 from .stream import BroadcastStream
@@ -114,9 +129,12 @@ class Session:
         *,
         keys: CurveKeys | None = None,
         token: str | None = None,
+        stream_buffers: StreamBuffers | None = None,
     ) -> None:
         self.server = server
         self.keys = keys
+        #: How much of the broadcast stream may wait unread (default: plenty).
+        self.stream_buffers = stream_buffers
         #: Repeated on every HELLO: the broker resumes the session that has it.
         self.token = token or new_session_token()
         self.state = ChatState(nick, server, secure=keys is not None)
@@ -150,6 +168,18 @@ class Session:
         self._pings_sent = 0
         self._pongs_received = 0
         self._pong_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        #: Whether HELLO asks for broadcasts on the stream (else they come on the DEALER).
+        #: Cleared for good if the stream turns out unreachable.
+        self.streaming = True
+        # The current SUB socket: when it was opened, and whether it said it is ready.
+        self._subscribed_at: float | None = None
+        self._stream_ready = False
+        # The PONG (by number) that follows the answer to the FETCH in flight; 0: none.
+        self._fetch_pong = 0
+        # USERS answers still to come that are not to be shown (asked for after a reconnect).
+        self._quiet_user_lists = 0
+        # While a batch of events is handled: the entries to show at its end.
+        self._batch_entries: list[Entry] | None = None
 
     # -- properties ------------------------------------------------------------------------
 
@@ -157,6 +187,11 @@ class Session:
     def liveness_s(self) -> float:
         """How long the broker may stay silent before the link counts as lost."""
         return liveness_bound_s(self.state.heartbeat_ms)
+
+    @property
+    def stream_ready(self) -> bool:
+        """Whether the broadcast stream is in place (it said so since it was opened)."""
+        return self._stream_ready
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -184,7 +219,8 @@ class Session:
     def _open(self) -> None:
         """A fresh connection in place of the current one."""
         self._close_connection()
-        self.connection = Connection(self.server, self.keys)
+        self.connection = Connection(self.server, self.keys, stream_buffers=self.stream_buffers)
+        self.streaming = self.streaming and self.connection.can_stream
         self.connections += 1
 
     def _close_connection(self) -> None:
@@ -192,27 +228,42 @@ class Session:
             self.connection.close()
         self.registered = False
         self._hello_deadline = None
+        self._subscribed_at = None
+        self._stream_ready = False
+        self._forget_requests()
+
+    def _forget_requests(self) -> None:
+        """Nothing sent on the link so far will be answered (it is gone, or the broker
+        forgot us): drop what was waiting to be sent and every answer awaited."""
         self._controls.clear()
         self._typed.clear()
+        # Every PING sent so far goes unanswered (or is answered with 401): count afresh.
         self._pings_sent = self._pongs_received = 0
+        self._fetch_pong = 0
+        self._quiet_user_lists = 0
         self._fail_waiters()
 
     async def _hello(self, timeout_s: float) -> Welcome | Error | None:
         """HELLO on the current (fresh) connection; WELCOME, the refusing ERROR, or None if
         nothing came within `timeout_s`."""
         assert self.connection is not None
-        await self._send_now(Hello(self.state.nick, self.token))
+        await self._send_now(self._hello_command())
         deadline = self._now() + timeout_s
         while True:
-            event = await self.connection.receive(deadline - self._now())
-            match event:
-                case None:
-                    return None
-                case Welcome() | Error():
-                    return event
-                case _:
-                    # Nothing else can belong to a session on a fresh connection.
-                    log.debug("ignored before registration: %r", event)
+            # One at a time: what follows WELCOME is the receive loop's.
+            batch = await self.connection.receive(deadline - self._now(), limit=1)
+            if not batch:
+                return None
+            for event in batch.direct:
+                match event:
+                    case Welcome() | Error():
+                        return event
+                    case _:
+                        # Nothing else can belong to a session on a fresh connection.
+                        log.debug("ignored before registration: %r", event)
+
+    def _hello_command(self) -> Hello:
+        return Hello(self.state.nick, self.token, self.streaming)
 
     # -- the session's life --------------------------------------------------------------
 
@@ -247,16 +298,48 @@ class Session:
             else:
                 assert self._hello_deadline is not None
                 deadline = self._hello_deadline
-            event = await self.connection.receive(deadline - now)
+            wake = min(deadline, self._stream_deadline())
+            batch = await self.connection.receive(wake - now)
             now = self._now()
-            if event is None:
-                if now >= deadline and self.state.ending is None:
-                    self._link_lost(now)
-                self._ask_for_gaps(now)
-                continue
-            self._last_heard = now
-            await self._dispatch(event, now)
+            if batch.direct:
+                self._last_heard = now
+            await self._handle_batch(batch.stream, batch.direct, now)
+            if not batch.direct and now >= deadline and self.state.ending is None:
+                self._link_lost(now)
+            self._check_stream(now)
             self._ask_for_gaps(now)
+            # However fast events come, the UI (typing, redrawing) gets its turn between
+            # batches.
+            await asyncio.sleep(0)
+
+    async def _handle_batch(
+        self,
+        stream: list[StreamItem],
+        direct: list[BrokerEvent | ProtocolError],
+        now: float,
+    ) -> None:
+        """Apply a batch of events, showing what they produce at once at the end."""
+        self._batch_entries = []
+        try:
+            # The stream's first: what the old SUB still held when a WELCOME in `direct`
+            # replaces it belongs to the connection before.
+            for item in stream:
+                self._from_stream(item, now)
+            for event in direct:
+                if self.state.ending is not None:
+                    break
+                await self._dispatch(event, now)
+        finally:
+            entries, self._batch_entries = self._batch_entries, None
+            if entries:
+                self.show(entries)
+
+    def _show(self, entries: list[Entry]) -> None:
+        """Show `entries`, at the end of the batch being handled if there is one."""
+        if self._batch_entries is not None:
+            self._batch_entries.extend(entries)
+        elif entries:
+            self.show(entries)
 
     def _link_lost(self, now: float) -> None:
         silent = now - self._last_heard
@@ -264,7 +347,7 @@ class Session:
         self._lost_at = self._last_heard if self.registered else self._lost_at
         self._close_connection()
         self.connection = None
-        self.show(self.state.mark_reconnecting(why))
+        self._show(self.state.mark_reconnecting(why))
 
     async def _reconnect(self) -> None:
         """Register again on fresh connections until WELCOME, backing off; ends the session
@@ -277,7 +360,7 @@ class Session:
             try:
                 self._open()
             except ValueError as exc:  # pragma: no cover - the endpoint worked before
-                self.show(self.state.mark_lost(str(exc), 1))
+                self._show(self.state.mark_lost(str(exc), 1))
                 return
             wait = self.liveness_s + backoff_s(attempt)
             answer = await self._hello(wait)
@@ -296,7 +379,7 @@ class Session:
     def _refused(self, error: Error) -> None:
         self._close_connection()
         reason = f"nick {self.state.nick} is no longer yours ({error.code}): {error.reason}"
-        self.show(self.state.mark_lost(reason, 2))
+        self._show(self.state.mark_lost(reason, 2))
 
     async def _register_again(self, now: float) -> None:
         """ERROR 401 while registered: the broker forgot us. HELLO on the same socket."""
@@ -304,17 +387,14 @@ class Session:
             return  # a HELLO is on its way already
         self._lost_at = self._last_heard
         self.registered = False
-        self._controls.clear()
-        self._typed.clear()
-        # Every PING sent so far is answered with 401, not PONG: count afresh.
-        self._pings_sent = self._pongs_received = 0
-        self._fail_waiters()
+        self._forget_requests()
         self._hello_deadline = now + self.liveness_s
-        self.show(self.state.mark_reconnecting("the server no longer knows this session"))
+        self._show(self.state.mark_reconnecting("the server no longer knows this session"))
         # If it cannot be sent, no WELCOME comes and the deadline opens a fresh connection.
-        await self._send_now(Hello(self.state.nick, self.token))
+        await self._send_now(self._hello_command())
 
     def _welcomed(self, welcome: Welcome, now: float) -> None:
+        first = self.stream.epoch is None
         restarted = self.stream.on_welcome(welcome.epoch, welcome.seq)
         self.registered = True
         self._hello_deadline = None
@@ -323,34 +403,111 @@ class Session:
         entries = self.state.welcome(welcome, restarted)
         again = self.outbox.on_registered(now, restarted, self._lost_at)
         entries += [self.state.delivery(message) for message in again]
-        self.show(entries)
+        self._show(entries)
+        self._subscribe(welcome, restarted, now)
+        # Who is present: not in WELCOME. Shown the first time only; after a reconnect the
+        # list is just brought up to date.
+        if not first:
+            self._quiet_user_lists += 1
+        self._queue(ListUsers())
         self._made_progress(now)
         self._ask_for_gaps(now)
         self._wake.set()
+
+    # -- the broadcast stream ------------------------------------------------------------
+
+    def _subscribe(self, welcome: Welcome, restarted: bool, now: float) -> None:
+        """Read the stream WELCOME names, on a fresh SUB unless the current one still
+        serves: the same run of the broker, on the same port."""
+        connection = self.connection
+        if not self.streaming or connection is None:
+            return
+        if not restarted and connection.stream_port == welcome.stream_port:
+            return
+        try:
+            connection.subscribe(welcome.stream_port, self.state.heartbeat_ms)
+        except ValueError as exc:
+            self._stream_unreachable(str(exc))
+            return
+        self._subscribed_at = now
+        self._stream_ready = False
+
+    def _stream_deadline(self) -> float:
+        """When the stream must have said it is ready (infinite: no need to watch it)."""
+        if self._subscribed_at is None or self._stream_ready or not self.registered:
+            return float("inf")
+        return self._subscribed_at + self.liveness_s
+
+    def _check_stream(self, now: float) -> None:
+        if now >= self._stream_deadline():
+            self._stream_unreachable(f"no answer from it for {self.liveness_s:.1f} s")
+
+    def _stream_unreachable(self, why: str) -> None:
+        """Do without the stream from now on: the broker sends broadcasts over the DEALER
+        once it has our HELLO saying so (it answers WELCOME)."""
+        log.warning("broadcast stream unreachable (%s): using the main connection", why)
+        self.streaming = False
+        self._subscribed_at = None
+        if self.connection is not None:
+            self.connection.unsubscribe()
+        self._show([self.state.info(f"broadcast stream unreachable ({why}); doing without")])
+        if self.registered:
+            self._queue(self._hello_command())
+
+    def _from_stream(self, item: StreamItem, now: float) -> None:
+        match item:
+            case StreamReady():
+                self._stream_ready = True
+                if self.registered:
+                    # What was published between WELCOME and now did not reach us.
+                    self._queue(Fetch(self.stream.resync(now)))
+            case ProtocolError():
+                self._show([self.state.error(f"ignored a bad message from the server: {item}")])
+            case _ if not self.registered:
+                # Whose numbers these are is known once WELCOME comes (the broker may have
+                # restarted); what they say is fetched then.
+                pass
+            case Tick(seq=seq):
+                self.stream.on_tick(seq)
+            case _:
+                self._broadcast(item, now)
 
     # -- incoming events ---------------------------------------------------------------
 
     async def _dispatch(self, event: BrokerEvent | ProtocolError, now: float) -> None:
         match event:
             case ProtocolError():
-                self.show([self.state.error(f"ignored a bad message from the server: {event}")])
+                self._show([self.state.error(f"ignored a bad message from the server: {event}")])
             case Welcome():
-                if not self.registered:
+                if not self.registered or event.epoch != self.stream.epoch:
                     self._welcomed(event, now)
+                else:
+                    # The answer to a HELLO sent while registered (giving the stream up):
+                    # broadcasts since its number come over the DEALER; earlier ones missed
+                    # are fetched.
+                    self.stream.on_welcome(event.epoch, event.seq)
             case Joined() | Left() | Message() | Notice():
                 self._broadcast(event, now)
+            case Tick(seq=seq):
+                self.stream.on_tick(seq)
             case PrivateMessage():
                 await self._private(event, now)
-            case Ack(msg_id=msg_id):
-                self._settled(self.outbox.on_ack(msg_id, now), now)
+            case Ack(msg_ids=msg_ids):
+                for msg_id in msg_ids:
+                    self._settled(self.outbox.on_ack(msg_id, now), now)
             case Delivered(msg_id=msg_id):
                 self._settled(self.outbox.on_delivered(msg_id, now), now)
             case Error():
                 await self._error(event, now)
             case Pong():
                 self._pong()
+            case UserList():
+                quiet = self._quiet_user_lists > 0
+                if quiet:
+                    self._quiet_user_lists -= 1
+                self._show(self.state.user_list(event, announce=not quiet))
             case _:
-                self.show(self.state.apply(event))
+                self._show(self.state.apply(event))
 
     def _broadcast(self, event: Joined | Left | Message | Notice, now: float) -> None:
         accepted = self.stream.accept(event)
@@ -365,7 +522,7 @@ class Session:
                 # Our own message came back: the broker has it, whatever became of the ACK.
                 self._settled(self.outbox.on_ack(applied.msg_id, now), now)
             entries += self.state.apply(applied)
-        self.show(entries)
+        self._show(entries)
 
     async def _private(self, event: PrivateMessage, now: float) -> None:
         if self.state.is_self(event.recipient):
@@ -374,8 +531,10 @@ class Session:
         if not self.stream.first_time(event.sender, event.msg_id):
             return
         if self.state.is_self(event.sender):
+            # The broker does not echo TELLs (its ACK says it has them), but a copy to
+            # ourselves comes back like any other.
             self._settled(self.outbox.on_ack(event.msg_id, now), now)
-        self.show(self.state.apply(event))
+        self._show(self.state.apply(event))
 
     async def _error(self, error: Error, now: float) -> None:
         if error.ref and error.ref in self.outbox:
@@ -392,17 +551,17 @@ class Session:
             case ErrorCode.RATE_LIMITED:
                 self.outbox.pacer.drain(now)
                 if not error.ref:
-                    self.show(self.state.apply(error))
+                    self._show(self.state.apply(error))
             case _:
                 # An error about one of our messages was shown with that message.
                 if not (error.ref and self.outbox.owns(error.ref)):
-                    self.show(self.state.apply(error))
+                    self._show(self.state.apply(error))
 
     def _settled(self, message: OutgoingMessage | None, now: float) -> None:
         """Show a delivery state change (if any) and note the progress."""
         if message is None:
             return
-        self.show([self.state.delivery(message)])
+        self._show([self.state.delivery(message)])
         self._made_progress(now)
 
     def _made_progress(self, now: float) -> None:
@@ -445,7 +604,13 @@ class Session:
         """Send what is due; return how long until something may be due (None: never)."""
         pacer = self.outbox.pacer
         while self._controls and pacer.take(now):
-            await self._send_now(self._controls.popleft())
+            command = self._controls.popleft()
+            await self._send_now(command)
+            if isinstance(command, Fetch):
+                # The broker answers one client's commands in order: this PING's PONG
+                # comes once the whole answer to the FETCH has.
+                await self._send_now(Ping())
+                self._fetch_pong = self._pings_sent
         if self._controls:
             return pacer.wait(now)
         while self._typed:
@@ -568,6 +733,9 @@ class Session:
 
     def _pong(self) -> None:
         self._pongs_received += 1
+        if self._fetch_pong and self._pongs_received >= self._fetch_pong:
+            self._fetch_pong = 0
+            self.stream.fetch_answered()
         waiting = []
         for number, waiter in self._pong_waiters:
             if number <= self._pongs_received:

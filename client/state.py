@@ -10,8 +10,10 @@ it as is. Ordering and deduplication of broadcasts happen before events get here
 import enum
 import re
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Final
 
 from messages import nick_key
 from messages.events import (
@@ -28,12 +30,18 @@ from messages.events import (
     Pong,
     PrivateMessage,
     ServerShutdown,
+    Tick,
     UserList,
     Welcome,
 )
 from messages.limits import HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_MS
 
 from .outbox import Delivery, OutgoingMessage
+
+#: Joins and leaves remembered (with their numbers) to bring a user list up to date: a USERS
+#: answer names everyone as of some broadcast, and the joins and leaves after it that were
+#: applied before the answer arrived must be applied again on top of it.
+PRESENCE_LOG_LIMIT: Final = 1000
 
 
 def now_ms() -> int:
@@ -130,8 +138,13 @@ class ChatState:
         #: Set once the broker has ended the session (kick, shutdown) or stopped answering.
         self.ending: Ending | None = None
         self._clock = clock
+        #: Whether `users` is everyone (a USERS answer came), not just who was seen joining.
+        self.users_known = False
         # nick_key -> nick as the broker spells it, in order of arrival.
         self._users: dict[str, str] = {}
+        # The last joins and leaves applied: (broadcast number, nick_key, nick or None for a
+        # leave), oldest first.
+        self._presence: deque[tuple[int, str, str | None]] = deque(maxlen=PRESENCE_LOG_LIMIT)
         # nick_key -> sequence number of the user's last message / of their join.
         self._spoke: dict[str, int] = {}
         self._joined: dict[str, int] = {}
@@ -185,6 +198,10 @@ class ChatState:
             self.target = None
             return [self.info("messages go to everyone")]
         present = self.find_user(nick)
+        if present is None and not self.users_known:
+            # Who is present is not known yet: take the nick as typed. The user list puts it
+            # right (or drops it) when it comes, and the broker refuses messages to nobody.
+            present = nick
         if present is None:
             return [self.error(f"no such nick {nick}")]
         self.target = present
@@ -242,26 +259,43 @@ class ChatState:
 
     def welcome(self, event: Welcome, restarted: bool = False) -> list[Entry]:
         """Registered (first or again) with WELCOME `event`; `restarted`: the broker was
-        restarted meanwhile and forgot everything (operator status included)."""
+        restarted meanwhile and forgot everything (operator status included). Who is
+        present comes separately (`user_list`)."""
         first = self.link is LinkState.CONNECTING
         self.nick = event.nick
         # A broker asking for less would have us flood it with PINGs.
         self.heartbeat_ms = max(event.heartbeat_ms, MIN_HEARTBEAT_MS)
         self.link = LinkState.CONNECTED
         self.reconnect_attempt = 0
+        self._users.setdefault(nick_key(self.nick), self.nick)
         if restarted:
             self.operator = False
-        self._set_users(event.users)
+            # The new run numbers its broadcasts from 1 again.
+            self._presence.clear()
         if first:
-            return [self.info(f"connected to {self.server} as {self.nick}"), self._users_entry()]
-        users = len(self._users)
+            return [self.info(f"connected to {self.server} as {self.nick}")]
         restart = "; the server was restarted" if restarted else ""
-        entries = [
-            self.info(
-                f"reconnected to {self.server} as {self.nick}{restart} "
-                f"({users} {'user' if users == 1 else 'users'})"
-            )
-        ]
+        return [self.info(f"reconnected to {self.server} as {self.nick}{restart}")]
+
+    def user_list(self, event: UserList, announce: bool = True) -> list[Entry]:
+        """Everyone present as of broadcast `event.seq` (a USERS answer): the user list from
+        now on, with the joins and leaves numbered after it that were applied already.
+        Returns the entries for it: the list itself unless not `announce`, and a note if
+        the query target is gone."""
+        users = {nick_key(n): n for n in event.users}
+        # Presence broadcasts after the answer's number were applied to the old list before
+        # the answer arrived: they come on top of it. Those numbered up to it are in it (and
+        # any not applied yet change nothing when they are: the answer already shows them).
+        for seq, key, nick in self._presence:
+            if seq <= event.seq:
+                continue
+            if nick is None:
+                users.pop(key, None)
+            else:
+                users[key] = nick
+        self._set_users(users.values())
+        self.users_known = True
+        entries = [self._users_entry()] if announce else []
         return entries + self._check_target()
 
     def apply(self, event: BrokerEvent) -> list[Entry]:
@@ -269,18 +303,20 @@ class ChatState:
         match event:
             case Welcome():
                 return self.welcome(event)
-            case Joined(nick=nick):
+            case Joined(seq=seq, nick=nick):
                 if self.is_self(nick):
                     return []
+                self._presence.append((seq, nick_key(nick), nick))
                 self._users[nick_key(nick)] = nick
                 self._joined[nick_key(nick)] = self._next()
                 return [self.info(f"{nick} joined")]
-            case Left(nick=nick, reason=reason):
+            case Left(seq=seq, nick=nick, reason=reason):
                 if self.is_self(nick):
                     # Seen in a replay: the broker dropped our earlier session, and with it
                     # whatever it knew about us (we are registered again by now).
                     self.operator = False
                     return [self.info(_with_reason("the server dropped your session", reason))]
+                self._presence.append((seq, nick_key(nick), None))
                 return self._left(nick, reason)
             case Message(msg_id=msg_id, sender=sender, text=text, time_ms=time_ms):
                 own = self.is_self(sender)
@@ -318,16 +354,16 @@ class ChatState:
                         msg_id=msg_id,
                     )
                 ]
-            case UserList(users=users):
-                return self._user_list(users)
+            case UserList():
+                return self.user_list(event)
             case Notice(text=text):
                 return [Entry(EntryKind.NOTICE, text, self._clock())]
             case Error(code=code, reason=reason):
                 return [self.error(reason, code)]
             case Ack() | Delivered():
                 return []  # delivery states are the outbox's business
-            case Pong():
-                return []
+            case Pong() | Tick():
+                return []  # the session's business
             case Operator():
                 self.operator = True
                 return [self.info("you are now an operator")]
@@ -356,16 +392,16 @@ class ChatState:
             entries.append(self.info(f"{nick} left; messages go to everyone again"))
         return entries
 
-    def _user_list(self, users: Iterable[str]) -> list[Entry]:
-        self._set_users(users)
-        return [self._users_entry(), *self._check_target()]
-
     def _check_target(self) -> list[Entry]:
-        if self.target is not None and self.find_user(self.target) is None:
-            gone = self.target
-            self.target = None
-            return [self.info(f"{gone} is gone; messages go to everyone again")]
-        return []
+        if self.target is None:
+            return []
+        present = self.find_user(self.target)
+        if present is not None:
+            self.target = present  # as the broker spells it
+            return []
+        gone = self.target
+        self.target = None
+        return [self.info(f"{gone} is gone; messages go to everyone again")]
 
     def _set_users(self, users: Iterable[str]) -> None:
         self._users = {nick_key(n): n for n in users}

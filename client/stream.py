@@ -5,8 +5,11 @@ epoch (one run of the broker). `BroadcastStream` applies them in that order:
 
 - a number at or below the last one applied is a duplicate (an overlap of a FETCH): dropped;
 - the next number is applied, with any held-back events that follow it;
-- a number further on means some were missed (while the link was down): the event is held
-  back and `fetch_due` asks for FETCH from the first missing one;
+- a number further on means some were missed (while the link was down, or dropped by the
+  broadcast stream for a slow reader): the event is held back and `fetch_due` asks for
+  FETCH from the first missing one;
+- a TICK naming a number beyond the last one applied means the last broadcasts were missed
+  with nothing after them to show it: they are fetched the same way;
 - after ERROR 410 (the broker no longer keeps the missing ones), the stream skips to what
   arrives next and reports how many were lost.
 
@@ -25,7 +28,8 @@ BroadcastEvent = Joined | Left | Message | Notice
 
 #: The most events one FETCH returns; a longer gap takes several.
 FETCH_BATCH: Final = FETCH_LIMIT
-#: A FETCH whose answer did not close the gap is asked again after this many seconds.
+#: A FETCH whose answer never came (see `fetch_answered`) is asked again after this many
+#: seconds.
 FETCH_RETRY_S: Final = 5.0
 #: Most events held back while waiting for a gap to fill; beyond it the gap is given up.
 HELD_LIMIT: Final = 10_000
@@ -94,6 +98,8 @@ class BroadcastStream:
         self._fetch: tuple[int, float] | None = None
         # ERROR 410 came: skip the missing events when the next one arrives.
         self._skip_gap = False
+        #: FETCHes asked for so far (gaps and resynchronisations alike).
+        self.fetches = 0
 
     @property
     def gap(self) -> bool:
@@ -147,6 +153,21 @@ class BroadcastStream:
         self._release(result)
         return result
 
+    def on_tick(self, seq: int) -> None:
+        """TICK: the broker has numbered broadcasts up to `seq` (a gap if we have not)."""
+        self.known_seq = max(self.known_seq, seq)
+
+    def resync(self, now: float) -> int:
+        """The number to FETCH from now, gap or not: the stream has just (re)connected, and
+        what was published before it did may not have reached us. The FETCH counts as sent
+        at `now`."""
+        return self._asked(self.last_seq + 1, now)
+
+    def fetch_answered(self) -> None:
+        """The broker has sent all it will for the FETCH in flight (whatever is still
+        missing needs another)."""
+        self._fetch = None
+
     def history_gone(self) -> None:
         """ERROR 410: the events we asked for are no longer kept; skip to what comes."""
         self._skip_gap = True
@@ -163,7 +184,11 @@ class BroadcastStream:
             answered_all = from_seq >= asked + self.fetch_batch
             if not answered_all and now - at < self.fetch_retry_s:
                 return None
+        return self._asked(from_seq, now)
+
+    def _asked(self, from_seq: int, now: float) -> int:
         self._fetch = (from_seq, now)
+        self.fetches += 1
         return from_seq
 
     def first_time(self, sender: str, msg_id: str) -> bool:

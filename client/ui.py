@@ -15,6 +15,10 @@ The UI owns no chat logic: typed lines go to `submit`, entries to show come in t
 Own messages show at once, with their delivery state after the text (`…` pending, `✓` sent,
 `✓✓` delivered, `✗ reason` failed); a DELIVERY entry redraws that same line, and the broker's
 echo of an own message adds no second line.
+
+Many events a second must not make typing lag: a batch of entries costs one `invalidate`,
+redraws come at most every REDRAW_INTERVAL_S, and drawing the pane costs what is on screen,
+not the whole scrollback.
 """
 
 import dataclasses
@@ -38,6 +42,8 @@ from prompt_toolkit.layout import (
     FormattedTextControl,
     HSplit,
     Layout,
+    UIContent,
+    UIControl,
     VSplit,
     Window,
 )
@@ -57,6 +63,9 @@ from .state import ChatState, Ending, Entry, EntryKind, LinkState
 SCROLLBACK_LINES: Final = 10_000
 #: Lines moved per mouse wheel step.
 WHEEL_LINES: Final = 3
+#: Shortest time between two redraws, in seconds: messages arriving by the thousand redraw
+#: the screen 50 times a second, not once each; a key press shows within this.
+REDRAW_INTERVAL_S: Final = 0.02
 
 STYLE: Final = Style.from_dict(
     {
@@ -139,7 +148,8 @@ class MessagePane:
         return True
 
     def text(self) -> StyleAndTextTuples:
-        """The lines the control draws: all of them, or up to `anchor` when scrolled up."""
+        """The lines the control draws from (all of them, or up to `anchor` when scrolled
+        up) as one formatted text. The control itself reads only those on screen."""
         fragments: StyleAndTextTuples = []
         for index, line in enumerate(self.lines[: self.bottom + 1]):
             if index:
@@ -168,12 +178,27 @@ class MessagePane:
             self.anchor = None if anchor >= len(self.lines) - 1 else anchor
 
 
-class _PaneControl(FormattedTextControl):
-    """The pane's control; handles the mouse wheel itself, as the scroll lives in the pane."""
+class _PaneControl(UIControl):
+    """The pane's control. It hands the window its lines one by one, as asked for (the
+    window asks for those on screen only), and handles the mouse wheel itself, as the
+    scroll lives in the pane."""
 
     def __init__(self, pane: MessagePane) -> None:
-        super().__init__(pane.text, focusable=False, get_cursor_position=pane.cursor)
         self._pane = pane
+
+    def create_content(self, width: int, height: int) -> UIContent:
+        lines = self._pane.lines
+        bottom = self._pane.bottom
+
+        def line(number: int) -> StyleAndTextTuples:
+            return lines[number] if number < len(lines) else []
+
+        return UIContent(
+            get_line=line,
+            line_count=bottom + 1,
+            cursor_position=self._pane.cursor(),
+            show_cursor=False,
+        )
 
     def mouse_handler(self, mouse_event: MouseEvent) -> object:
         if mouse_event.event_type == MouseEventType.SCROLL_UP:
@@ -182,7 +207,7 @@ class _PaneControl(FormattedTextControl):
         if mouse_event.event_type == MouseEventType.SCROLL_DOWN:
             self._pane.scroll_down(WHEEL_LINES)
             return None
-        return super().mouse_handler(mouse_event)
+        return NotImplemented
 
 
 class ChatUI:
@@ -248,6 +273,7 @@ class ChatUI:
             style=STYLE,
             full_screen=True,
             mouse_support=True,
+            min_redraw_interval=REDRAW_INTERVAL_S,
             # PageUp/PageDown scroll the message pane, not the input line.
             enable_page_navigation_bindings=False,
         )
@@ -257,17 +283,22 @@ class ChatUI:
     def show(self, entries: list[Entry]) -> None:
         """Append `entries` to the message pane (updating own messages' lines in place for
         DELIVERY entries) and redraw."""
+        # Lines go to the pane together, as few times as possible: a full pane drops its
+        # oldest lines on each addition.
+        lines: list[StyleAndTextTuples] = []
         for entry in entries:
             if entry.kind is EntryKind.DELIVERY:
+                self.pane.add(lines)
+                lines.clear()
                 self._update_delivery(entry)
-            elif entry.own and entry.msg_id and entry.delivery is None:
-                if entry.msg_id not in self._own:  # else: the echo of a line shown already
-                    self.pane.add([formatted_line(entry)])
-            elif entry.own and entry.msg_id:
-                number = self.pane.add([formatted_line(entry)])
-                self._own[entry.msg_id] = (number, entry)
-            else:
-                self.pane.add([formatted_line(entry)])
+            elif entry.own and entry.msg_id and entry.delivery is not None:
+                first = self.pane.add([*lines, formatted_line(entry)])
+                self._own[entry.msg_id] = (first + len(lines), entry)
+                lines.clear()
+            elif not (entry.own and entry.msg_id in self._own):
+                # (else: the echo of an own line shown already)
+                lines.append(formatted_line(entry))
+        self.pane.add(lines)
         while self._own and next(iter(self._own.values()))[0] < self.pane.dropped:
             self._own.popitem(last=False)
         self.app.invalidate()
@@ -343,7 +374,9 @@ class ChatUI:
         """The side panel: "all", then every user; a click on a row makes it the target."""
         state = self.state
         target_key = nick_key(state.target) if state.target is not None else None
-        rows: StyleAndTextTuples = [("class:users.title", f" {len(state.users)} here\n")]
+        # Until the first USERS answer, only who was seen joining is known.
+        count = str(len(state.users)) if state.users_known else "…"
+        rows: StyleAndTextTuples = [("class:users.title", f" {count} here\n")]
         rows.append(self._user_row("all", None, state.target is None))
         for nick in state.users:
             if state.is_self(nick):

@@ -10,7 +10,9 @@ from .codec import (
     decode_event,
     encode,
     message_ref,
+    pack_events,
     truncate_utf8,
+    unpack_events,
 )
 from .errors import ErrorCode, ProtocolError
 from .limits import (
@@ -19,16 +21,19 @@ from .limits import (
     FLOOD_PER_SECOND,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
+    MAX_ACK_IDS,
     MAX_EVENT_WIRE_FRAME_BYTES,
     MAX_FRAMES,
     MAX_ID_BYTES,
     MAX_NICK_CHARS,
+    MAX_PACKED_BYTES,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
     MAX_TOKEN_BYTES,
     MAX_WIRE_FRAME_BYTES,
     MIN_HEARTBEAT_MS,
     SIGNATURE,
+    STREAM_READY,
 )
 from .nicks import nick_key, nick_scripts, nick_skeleton, normalize_nick
 from .ratelimit import TokenBucket
@@ -39,16 +44,19 @@ __all__ = [
     "FLOOD_PER_SECOND",
     "HEARTBEAT_INTERVAL_MS",
     "HEARTBEAT_LIVENESS",
+    "MAX_ACK_IDS",
     "MAX_EVENT_WIRE_FRAME_BYTES",
     "MAX_FRAMES",
     "MAX_ID_BYTES",
     "MAX_NICK_CHARS",
+    "MAX_PACKED_BYTES",
     "MAX_REASON_BYTES",
     "MAX_TEXT_BYTES",
     "MAX_TOKEN_BYTES",
     "MAX_WIRE_FRAME_BYTES",
     "MIN_HEARTBEAT_MS",
     "SIGNATURE",
+    "STREAM_READY",
     "ErrorCode",
     "ProtocolError",
     "TokenBucket",
@@ -63,5 +71,7 @@ __all__ = [
     "nick_scripts",
     "nick_skeleton",
     "normalize_nick",
+    "pack_events",
     "truncate_utf8",
+    "unpack_events",
 ]

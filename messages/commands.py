@@ -12,12 +12,15 @@ class Hello:
     """Register under `nick`, or resume the session named `session`.
 
     `session` is a random token the client chooses once per run and repeats on every
-    HELLO: a HELLO for a nick held by the same token resumes that session.
+    HELLO: a HELLO for a nick held by the same token resumes that session. With `stream`
+    set, the client reads broadcasts from the broker's stream (the XPUB socket whose port
+    WELCOME names) and the broker does not send them on this connection.
     """
 
     VERB: ClassVar[bytes] = b"HELLO"
     nick: str
     session: str
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,9 @@ from typing import ClassVar
 class Welcome:
     """Registration (or resumption) succeeded: your nick as stored, the heartbeat interval
     the broker expects, the broker's run (`epoch`) and last broadcast `seq`, the command
-    verbs it accepts and everyone present (you included) as of `seq`."""
+    verbs it accepts and the TCP port of its broadcast stream. Who is present is not
+    listed here (it would make every registration cost as much as the chat is large):
+    ask with USERS."""
 
     VERB: ClassVar[bytes] = b"WELCOME"
     nick: str
@@ -24,7 +26,7 @@ class Welcome:
     epoch: str
     seq: int
     commands: tuple[str, ...]
-    users: tuple[str, ...]
+    stream_port: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,7 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class PrivateMessage:
-    """`sender` said `text` to `recipient` alone; both of them receive this. The recipient
+    """`sender` said `text` to `recipient` alone; only the recipient receives this. The recipient
     confirms it with RECEIVED `msg_id`; until then the broker sends it again whenever the
     recipient's session resumes."""
 
@@ -104,10 +106,11 @@ class Error:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """The broker accepted SAY or TELL `msg_id` and passed it on (sent, not yet read)."""
+    """The broker accepted the SAYs and TELLs `msg_ids` and passed them on (sent, not yet
+    read). The broker acknowledges what one client sent in a burst with one ACK."""
 
     VERB: ClassVar[bytes] = b"ACK"
-    msg_id: str
+    msg_ids: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,16 @@ class Kicked:
 
 
 @dataclass(frozen=True, slots=True)
+class Tick:
+    """On the broadcast stream only: the last broadcast numbered so far is `seq`. Sent at
+    least once per heartbeat interval, so a subscriber learns it missed the last broadcasts
+    even when nothing follows them."""
+
+    VERB: ClassVar[bytes] = b"TICK"
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
 class ServerShutdown:
     """The broker is stopping, for `reason`; no further event follows."""
 
@@ -164,6 +177,7 @@ BrokerEvent = (
     | Pong
     | Operator
     | Kicked
+    | Tick
     | ServerShutdown
 )
 
@@ -182,5 +196,6 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     Pong,
     Operator,
     Kicked,
+    Tick,
     ServerShutdown,
 )

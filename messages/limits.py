@@ -7,6 +7,8 @@ from typing import Final
 
 #: Frame 0 of every message: protocol name and two-digit version, ASCII.
 SIGNATURE: Final = b"ZCHAT01"
+#: The one-frame message a stream subscriber receives first: its connection is attached.
+STREAM_READY: Final = SIGNATURE
 #: Any frame 0 starting with this names our protocol (possibly another version).
 SIGNATURE_PREFIX: Final = b"ZCHAT"
 
@@ -22,7 +24,9 @@ MAX_TOKEN_BYTES: Final = 256
 MAX_ID_BYTES: Final = 64
 #: Longest frame of any kind not named here, in bytes.
 MAX_FRAME_BYTES: Final = 65536
-#: Longest nick list (WELCOME, USERS), in bytes: room for about 30,000 nicks.
+#: Most message ids one ACK acknowledges.
+MAX_ACK_IDS: Final = 64
+#: Longest nick list (USERS), in bytes: room for about 30,000 nicks.
 MAX_LIST_BYTES: Final = 1024 * 1024
 #: Longest frame the broker's socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a longer
 #: one is disconnected by libzmq before the broker sees it. Leaves room above
@@ -30,6 +34,8 @@ MAX_LIST_BYTES: Final = 1024 * 1024
 MAX_WIRE_FRAME_BYTES: Final = 2 * MAX_FRAME_BYTES
 #: Longest frame a client's socket accepts (ZMQ_MAXMSGSIZE): a nick list and then some.
 MAX_EVENT_WIRE_FRAME_BYTES: Final = 2 * MAX_LIST_BYTES
+#: Longest stream frame of packed events, in bytes (ZMQ_MAXMSGSIZE of a subscriber).
+MAX_PACKED_BYTES: Final = 4 * MAX_LIST_BYTES
 #: Most frames in one message; longer messages are malformed.
 MAX_FRAMES: Final = 8
 

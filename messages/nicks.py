@@ -1,7 +1,7 @@
 """Nickname rules: what a valid nick is and when two nicks are the same."""
 
 import unicodedata
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 
 from confusable_homoglyphs import categories
@@ -10,6 +10,8 @@ from .errors import ErrorCode, ProtocolError
 from .limits import MAX_NICK_CHARS
 
 _EXTRA_NICK_CHARS = frozenset("_-")
+#: Distinct characters whose script is remembered.
+SCRIPT_CACHE_CHARS = 4096
 #: Scripts that mix with any other: digits, `_`, `-`, combining marks.
 _NEUTRAL_SCRIPTS = frozenset({"COMMON", "INHERITED"})
 #: Script sets that are one writing system (UTS #39 "highly restrictive" level).
@@ -62,7 +64,14 @@ def normalize_nick(nick: str) -> str:
 
 def nick_scripts(nick: str) -> frozenset[str]:
     """The scripts (LATIN, CYRILLIC, ...) of the letters in `nick`."""
-    return frozenset(categories.alias(char) for char in nick) - _NEUTRAL_SCRIPTS
+    return frozenset(_script(char) for char in nick) - _NEUTRAL_SCRIPTS
+
+
+@lru_cache(maxsize=SCRIPT_CACHE_CHARS)
+def _script(char: str) -> str:
+    # The library searches its whole table for every character: remember the answers
+    # for the characters nicks are actually made of.
+    return str(categories.alias(char))
 
 
 @cache

@@ -9,15 +9,17 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import zmq
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from client.app import InteractiveClient
-from client.connection import CurveKeys
+from client.connection import CurveKeys, StreamBuffers
 from client.render import plain_line
 from client.session import Session
 from client.state import Ending, Entry
+from messages import commands as cmd
 from messages import events as ev
 from tests.peers import Peer
 
@@ -43,6 +45,17 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
 async def expect(peer: Peer, kind: type[E], **fields: Any) -> E:
     """`peer.expect_after_presence` off the event loop, so the client under test keeps running."""
     return await asyncio.to_thread(lambda: peer.expect_after_presence(kind, **fields))
+
+
+def streaming_peer(context: zmq.Context[zmq.Socket[bytes]], endpoint: str, nick: str) -> Peer:
+    """A peer registered as `nick` that reads broadcasts from the stream, or rather does
+    not read them at all: its connection carries only what is addressed to it (its ACKs,
+    say), however much the others broadcast."""
+    peer = Peer(context, endpoint)
+    peer.send(cmd.Hello(nick, peer.token, stream=True))
+    peer.welcome = peer.expect(ev.Welcome)
+    peer.nick = peer.welcome.nick
+    return peer
 
 
 def status_text(client: InteractiveClient) -> str:
@@ -81,9 +94,10 @@ class RunningClient:
 
 @contextlib.asynccontextmanager
 async def running_client(
-    endpoint: str, nick: str, keys: CurveKeys | None = None
+    endpoint: str, nick: str, keys: CurveKeys | None = None, users: bool = True
 ) -> AsyncIterator[RunningClient]:
-    """Register `nick` and run the real Application on a pipe input and a dummy output."""
+    """Register `nick` and run the real Application on a pipe input and a dummy output;
+    with `users`, wait until the user list has come too (nothing else is then on its way)."""
     with create_pipe_input() as keyboard, create_app_session(input=keyboard, output=DummyOutput()):
         session = Session(endpoint, nick, keys=keys)
         task: asyncio.Task[Ending] | None = None
@@ -92,6 +106,8 @@ async def running_client(
             client = InteractiveClient(session)
             task = asyncio.create_task(client.run())
             await eventually(lambda: client.ui.app.is_running, "the application to start")
+            if users:
+                await eventually(lambda: session.state.users_known, "the user list")
             yield RunningClient(client, keyboard, task)
         finally:
             if task is not None:
@@ -116,10 +132,22 @@ class BotClient:
 
 
 @contextlib.asynccontextmanager
-async def bot_client(endpoint: str, nick: str) -> AsyncIterator[BotClient]:
-    """Register `nick` and run its session (no UI) until the block ends."""
+async def bot_client(
+    endpoint: str,
+    nick: str,
+    stream_buffers: StreamBuffers | None = None,
+    show: Callable[[list[Entry]], None] | None = None,
+) -> AsyncIterator[BotClient]:
+    """Register `nick` and run its session (no UI) until the block ends. What the session
+    shows is recorded, then passed on to `show` if given."""
     entries: list[Entry] = []
-    session = Session(endpoint, nick, entries.extend)
+
+    def record(shown: list[Entry]) -> None:
+        entries.extend(shown)
+        if show is not None:
+            show(shown)
+
+    session = Session(endpoint, nick, record, stream_buffers=stream_buffers)
     task: asyncio.Task[Ending] | None = None
     try:
         await session.register()

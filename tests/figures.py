@@ -185,7 +185,8 @@ def flood_scenario(context: Context, blasts: int) -> dict[str, object]:
             name = type(event).__name__
             if isinstance(event, ev.Error):
                 name = f"Error {event.code}"
-            counts[name] += 1
+            # One ACK may acknowledge several messages: count the messages.
+            counts[name] += len(event.msg_ids) if isinstance(event, ev.Ack) else 1
         received = 0
         while bystander.socket.poll(200):
             received += isinstance(bystander.next_event(), ev.Message)

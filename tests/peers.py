@@ -5,21 +5,23 @@ Written to read like a conversation: `alice.say("hi")`, then `bob.expect(Message
 
 import itertools
 import secrets
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import zmq
 
+from messages import FETCH_LIMIT, STREAM_READY, decode_event, encode, unpack_events
 from messages import commands as cmd
-from messages import decode_event, encode
 from messages import events as ev
 
 #: How long a peer waits for an expected event before the test fails, in seconds.
 EXPECT_TIMEOUT_S = 5.0
 
 E = TypeVar("E", bound=ev.BrokerEvent)
+BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice
 #: Events a conversation test may skip over: presence, heartbeats, acknowledgements.
-_NOISE = (ev.Joined, ev.Left, ev.Pong, ev.Ack, ev.Delivered)
+_NOISE = (ev.Joined, ev.Left, ev.Pong, ev.Ack, ev.Delivered, ev.Tick)
 
 
 class Peer:
@@ -42,6 +44,15 @@ class Peer:
         if routing_id is not None:
             self.socket.setsockopt(zmq.ROUTING_ID, routing_id)
         self.socket.connect(endpoint)
+        self._context = context
+        self._endpoint = endpoint
+        self._server_key = server_key
+        #: The SUB socket on the broadcast stream, once `register(..., stream=True)` opened it.
+        self.stream: zmq.Socket[bytes] | None = None
+        self._poller = zmq.Poller()
+        self._poller.register(self.socket, zmq.POLLIN)
+        # Stream events read and not yet returned by `next_event`.
+        self._unread: deque[ev.BrokerEvent] = deque()
         self.nick = ""
         self.welcome: ev.Welcome | None = None
         #: This peer's session token, and a counter for its message ids.
@@ -57,12 +68,37 @@ class Peer:
     def next_id(self) -> str:
         return f"{self.token}-{next(self._ids)}"
 
-    def register(self, nick: str) -> ev.Welcome:
-        self.send(cmd.Hello(nick, self.token))
+    def register(self, nick: str, stream: bool = False, stream_hwm: int = 1000) -> ev.Welcome:
+        """HELLO until WELCOME; with `stream`, then subscribe to the broadcast stream (queueing
+        at most `stream_hwm` messages)."""
+        self.send(cmd.Hello(nick, self.token, stream))
         welcome = self.expect(ev.Welcome)
         self.nick = welcome.nick
         self.welcome = welcome
+        if stream and self.stream is None:
+            self.open_stream(welcome.stream_port, stream_hwm)
         return welcome
+
+    def stream_endpoint(self, port: int) -> str:
+        """The broker's stream: `port` on the broker's host."""
+        return f"{self._endpoint.rpartition(':')[0]}:{port}"
+
+    def open_stream(self, port: int, hwm: int = 1000) -> None:
+        """Subscribe to the stream on `port` of the broker's host; wait until it is in place."""
+        sub: zmq.Socket[bytes] = self._context.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.RCVHWM, hwm)
+        if self._server_key is not None:
+            public, secret = zmq.curve_keypair()
+            sub.curve_serverkey = self._server_key
+            sub.curve_publickey = public
+            sub.curve_secretkey = secret
+        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.connect(self.stream_endpoint(port))
+        assert sub.poll(int(EXPECT_TIMEOUT_S * 1000)), f"{self.nick}: the stream never opened"
+        assert sub.recv_multipart() == [STREAM_READY]
+        self.stream = sub
+        self._poller.register(sub, zmq.POLLIN)
 
     def say(self, text: str) -> str:
         msg_id = self.next_id()
@@ -74,17 +110,54 @@ class Peer:
         self.send(cmd.Tell(msg_id, recipient, text))
         return msg_id
 
+    def users(self) -> tuple[str, ...]:
+        """Everyone present, asked with USERS (presence events on the way are skipped)."""
+        self.send(cmd.ListUsers())
+        return self.expect_after_presence(ev.UserList).users
+
+    def last_seq(self) -> int:
+        """The number of the last broadcast so far (a USERS reply names it)."""
+        self.send(cmd.ListUsers())
+        return self.on_connection(ev.UserList).seq
+
+    def fetch(self, from_seq: int, last_seq: int) -> list[BroadcastEvent]:
+        """FETCH from `from_seq`: the broadcasts up to `last_seq` the broker sends back (at
+        most FETCH_LIMIT), read from the connection only."""
+        self.send(cmd.Fetch(from_seq))
+        wanted = min(FETCH_LIMIT, last_seq - from_seq + 1)
+        replay: list[BroadcastEvent] = []
+        while len(replay) < wanted:
+            assert self.socket.poll(int(EXPECT_TIMEOUT_S * 1000)), f"{self.nick}: FETCH unanswered"
+            event = decode_event(self.socket.recv_multipart())
+            if isinstance(event, BroadcastEvent):
+                replay.append(event)
+        return replay
+
     def next_event(self, timeout: float = EXPECT_TIMEOUT_S) -> ev.BrokerEvent:
-        if not self.socket.poll(int(timeout * 1000)):
+        """The next event from the connection or, if open, the stream (whichever is first)."""
+        if self._unread:
+            return self._unread.popleft()
+        ready = dict(self._poller.poll(int(timeout * 1000)))
+        if not ready:
             raise AssertionError(f"{self.nick or 'peer'}: no event within {timeout} s")
-        return decode_event(self.socket.recv_multipart())
+        if self.socket in ready:
+            return decode_event(self.socket.recv_multipart())
+        self._unread.extend(self.read_stream())
+        return self._unread.popleft()
+
+    def read_stream(self) -> list[ev.BrokerEvent]:
+        """The events of the next stream message (one frame packs one or more)."""
+        assert self.stream is not None
+        assert self.stream.poll(int(EXPECT_TIMEOUT_S * 1000)), f"{self.nick}: stream silent"
+        [packed] = self.stream.recv_multipart()
+        return [decode_event(frames) for frames in unpack_events(packed)]
 
     def expect(self, kind: type[E], **fields: Any) -> E:
         """The next event, which must be a `kind` with these field values."""
         return self._check(self.next_event(), kind, fields)
 
     def expect_after_presence(self, kind: type[E], **fields: Any) -> E:
-        """Like `expect`, skipping JOIN, LEAVE, PONG, ACK and DELIVERED on the way."""
+        """Like `expect`, skipping JOIN, LEAVE, PONG, ACK, DELIVERED and TICK on the way."""
         event = self.next_event()
         while isinstance(event, _NOISE) and not isinstance(event, kind):
             event = self.next_event()
@@ -99,7 +172,18 @@ class Peer:
     def sync(self) -> None:
         """Wait until the broker has handled everything this peer sent (PING is in order)."""
         self.send(cmd.Ping())
-        self.expect_after_presence(ev.Pong)
+        self.on_connection(ev.Pong)
+
+    def on_connection(self, kind: type[E]) -> E:
+        """The next `kind` on the connection, skipping what comes before it; the stream is
+        not read."""
+        while True:
+            assert self.socket.poll(int(EXPECT_TIMEOUT_S * 1000)), f"{self.nick}: no {kind}"
+            event = decode_event(self.socket.recv_multipart())
+            if isinstance(event, kind):
+                return event
 
     def close(self) -> None:
         self.socket.close(linger=0)
+        if self.stream is not None:
+            self.stream.close(linger=0)

@@ -13,21 +13,30 @@ from collections import Counter
 PROCESS_TIMEOUT_S = 10
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+def free_port(avoid: int = 0) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (and not `avoid`)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port != avoid:
+            return port
 
 
 class BrokerProcess:
-    """`python -m broker` on a fixed port, which can be killed and started again."""
+    """`python -m broker` on a fixed port, which can be killed and started again.
+
+    Its broadcast stream gets a free port of its own (the same on every start): by default
+    the broker would take the port after `endpoint`'s, which may be in use.
+    """
 
     def __init__(self, endpoint: str, heartbeat_ms: int, *extra_args: str) -> None:
         self.endpoint = endpoint
         self.heartbeat_ms = heartbeat_ms
         self.extra_args = extra_args
+        host = endpoint.rpartition(":")[0]
+        bound = int(endpoint.rpartition(":")[2])
+        self.stream_endpoint = f"{host}:{free_port(avoid=bound)}"
         self.process: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
@@ -39,6 +48,8 @@ class BrokerProcess:
                 "broker",
                 "--bind",
                 self.endpoint,
+                "--stream",
+                self.stream_endpoint,
                 "--admin-token",
                 "t",
                 "--heartbeat-ms",

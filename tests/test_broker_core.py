@@ -3,11 +3,13 @@ gaps, presence and operators."""
 
 import pytest
 
+from broker.acks import PendingAcks
 from broker.console import run_console_line
-from broker.core import CONSOLE_OPERATOR, HISTORY_EVENTS, ChatCore, Outgoing
+from broker.core import CONSOLE_OPERATOR, HISTORY_EVENTS, STREAM, ChatCore, Outgoing
 from messages import (
     FETCH_LIMIT,
     HEARTBEAT_LIVENESS,
+    MAX_ACK_IDS,
     MAX_REASON_BYTES,
     SIGNATURE,
     ErrorCode,
@@ -43,8 +45,10 @@ def send(
     return core.receive(identity, encode(command), now)
 
 
-def hello(core: ChatCore, identity: bytes, nick: str, now: float = T0) -> list[Outgoing]:
-    return send(core, identity, cmd.Hello(nick, SESSIONS[identity]), now)
+def hello(
+    core: ChatCore, identity: bytes, nick: str, now: float = T0, stream: bool = False
+) -> list[Outgoing]:
+    return send(core, identity, cmd.Hello(nick, SESSIONS[identity], stream), now)
 
 
 @pytest.fixture
@@ -68,11 +72,12 @@ def error_code(out: list[Outgoing]) -> int:
 # -- registration ------------------------------------------------------------------
 
 
-def test_welcome_lists_users_and_commands_and_others_hear_the_join(core: ChatCore) -> None:
+def test_welcome_names_commands_and_stream_and_others_hear_the_join(core: ChatCore) -> None:
     hello(core, ALICE, "alice")
     assert hello(core, BOB, "bob") == [
+        (STREAM, ev.Joined(2, "bob")),
         (ALICE, ev.Joined(2, "bob")),
-        (BOB, ev.Welcome("bob", 1000, EPOCH, 2, command_verbs(), ("alice", "bob"))),
+        (BOB, ev.Welcome("bob", 1000, EPOCH, 2, command_verbs(), 0)),
     ]
     assert {"HELLO", "SAY", "TELL", "USERS", "QUIT", "ADMIN", "FETCH"} <= set(command_verbs())
 
@@ -151,7 +156,7 @@ def test_same_token_resumes_quietly_on_a_new_connection(chat: ChatCore) -> None:
     new_connection = b"\0bob-2"
     out = chat.receive(new_connection, encode(cmd.Hello("bob", SESSIONS[BOB])), T0 + 1)
     assert out == [
-        (new_connection, ev.Welcome("bob", 1000, EPOCH, 3, command_verbs(), chat.users()))
+        (new_connection, ev.Welcome("bob", 1000, EPOCH, 3, command_verbs(), 0))
     ]  # no JOIN or LEAVE for anyone
     assert chat.find("bob").identity == new_connection  # type: ignore[union-attr]
     assert chat.session(BOB) is None
@@ -185,30 +190,30 @@ def test_resumed_session_gets_unconfirmed_privates_again(chat: ChatCore) -> None
 def test_broadcast_reaches_everyone_then_the_sender_gets_ack(chat: ChatCore) -> None:
     message = ev.Message(4, "a1", "alice", "hi all", NOW_MS)
     assert send(chat, ALICE, cmd.Say("a1", "hi all")) == [
+        (STREAM, message),
         (ALICE, message),
         (BOB, message),
         (CAROL, message),
-        (ALICE, ev.Ack("a1")),
+        (ALICE, ev.Ack(("a1",))),
     ]
 
 
 def test_a_resent_message_is_acked_but_not_delivered_twice(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Say("a1", "once"))
     send(chat, ALICE, cmd.Tell("a2", "bob", "once too"))
-    assert send(chat, ALICE, cmd.Say("a1", "once")) == [(ALICE, ev.Ack("a1"))]
-    assert send(chat, ALICE, cmd.Tell("a2", "bob", "once too")) == [(ALICE, ev.Ack("a2"))]
+    assert send(chat, ALICE, cmd.Say("a1", "once")) == [(ALICE, ev.Ack(("a1",)))]
+    assert send(chat, ALICE, cmd.Tell("a2", "bob", "once too")) == [(ALICE, ev.Ack(("a2",)))]
     # Ids are per session: bob may use the same id for his own message.
     assert (CAROL, ev.Message(5, "a1", "bob", "mine", NOW_MS)) in send(
         chat, BOB, cmd.Say("a1", "mine")
     )
 
 
-def test_private_reaches_only_recipient_and_is_echoed_to_sender(chat: ChatCore) -> None:
+def test_private_reaches_only_recipient_and_the_sender_gets_ack(chat: ChatCore) -> None:
     private = ev.PrivateMessage("a1", "alice", "bob", "psst", NOW_MS)
     assert send(chat, ALICE, cmd.Tell("a1", "BOB", "psst")) == [
         (BOB, private),
-        (ALICE, private),
-        (ALICE, ev.Ack("a1")),
+        (ALICE, ev.Ack(("a1",))),
     ]
 
 
@@ -222,7 +227,7 @@ def test_receipt_tells_the_sender_it_was_delivered(chat: ChatCore) -> None:
 def test_private_to_self_is_delivered_once(chat: ChatCore) -> None:
     out = send(chat, ALICE, cmd.Tell("a1", "alice", "note"))
     note = ev.PrivateMessage("a1", "alice", "alice", "note", NOW_MS)
-    assert out == [(ALICE, note), (ALICE, ev.Ack("a1"))]
+    assert out == [(ALICE, note), (ALICE, ev.Ack(("a1",)))]
 
 
 def test_private_to_unknown_nick_is_an_error_naming_the_message(chat: ChatCore) -> None:
@@ -231,7 +236,7 @@ def test_private_to_unknown_nick_is_an_error_naming_the_message(chat: ChatCore) 
     assert (error(out).code, error(out).ref) == (ErrorCode.NO_SUCH_NICK, "a1")
     # Refused is not accepted: the same id may be used again once the nick exists.
     hello(chat, STRANGER, "nobody")
-    assert (ALICE, ev.Ack("a1")) in send(chat, ALICE, cmd.Tell("a1", "nobody", "hello?"))
+    assert (ALICE, ev.Ack(("a1",))) in send(chat, ALICE, cmd.Tell("a1", "nobody", "hello?"))
 
 
 def test_sender_is_stamped_from_identity_not_from_the_message(chat: ChatCore) -> None:
@@ -293,13 +298,14 @@ def test_fetch_says_when_history_is_gone_and_is_bounded(core: ChatCore) -> None:
 
 def test_quit_frees_the_nick_at_once_and_others_hear_it(chat: ChatCore) -> None:
     out = send(chat, BOB, cmd.Quit("bye"))
-    assert out == [(ALICE, ev.Left(4, "bob", "bye")), (CAROL, ev.Left(4, "bob", "bye"))]
+    left = ev.Left(4, "bob", "bye")
+    assert out == [(STREAM, left), (ALICE, left), (CAROL, left)]
     assert chat.users() == ("alice", "carol")
     assert isinstance(hello(chat, STRANGER, "bob")[-1][1], ev.Welcome)
 
 
 def test_quit_without_reason_says_quit(chat: ChatCore) -> None:
-    assert send(chat, BOB, cmd.Quit(""))[0] == (ALICE, ev.Left(4, "bob", "quit"))
+    assert send(chat, BOB, cmd.Quit(""))[0] == (STREAM, ev.Left(4, "bob", "quit"))
 
 
 def test_silent_client_expires_after_liveness_intervals(chat: ChatCore) -> None:
@@ -308,6 +314,7 @@ def test_silent_client_expires_after_liveness_intervals(chat: ChatCore) -> None:
     send(chat, CAROL, cmd.Say("c1", "still here"), now=T0 + expiry - 0.5)
     assert chat.expire(T0 + expiry - 0.1) == []
     assert chat.expire(T0 + expiry + 0.1) == [
+        (STREAM, ev.Left(5, "bob", GONE)),
         (ALICE, ev.Left(5, "bob", GONE)),
         (CAROL, ev.Left(5, "bob", GONE)),
     ]
@@ -320,8 +327,10 @@ def test_silent_client_expires_after_liveness_intervals(chat: ChatCore) -> None:
 def test_malformed_traffic_still_counts_as_a_heartbeat(chat: ChatCore) -> None:
     chat.receive(BOB, [b"junk"], T0 + 2.5)
     assert chat.expire(T0 + 3.5) == [
+        (STREAM, ev.Left(4, "alice", GONE)),
         (BOB, ev.Left(4, "alice", GONE)),
         (CAROL, ev.Left(4, "alice", GONE)),
+        (STREAM, ev.Left(5, "carol", GONE)),
         (BOB, ev.Left(5, "carol", GONE)),
     ]
     assert chat.users() == ("bob",)
@@ -330,6 +339,7 @@ def test_malformed_traffic_still_counts_as_a_heartbeat(chat: ChatCore) -> None:
 def test_a_client_that_stops_reading_is_removed_and_announced(chat: ChatCore) -> None:
     out = chat.remove(CAROL, "not reading")
     assert out == [
+        (STREAM, ev.Left(4, "carol", "not reading")),
         (ALICE, ev.Left(4, "carol", "not reading")),
         (BOB, ev.Left(4, "carol", "not reading")),
     ]
@@ -357,6 +367,7 @@ def test_operator_kicks(chat: ChatCore) -> None:
     assert send(chat, ALICE, cmd.Admin(TOKEN)) == [(ALICE, ev.Operator())]
     assert send(chat, ALICE, cmd.Kick("Bob", "spam")) == [
         (BOB, ev.Kicked("alice", "spam")),
+        (STREAM, ev.Left(4, "bob", "kicked by alice: spam")),
         (ALICE, ev.Left(4, "bob", "kicked by alice: spam")),
         (CAROL, ev.Left(4, "bob", "kicked by alice: spam")),
     ]
@@ -375,6 +386,7 @@ def test_operator_wall(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Admin(TOKEN))
     notice = ev.Notice(4, "alice: maintenance")
     assert send(chat, ALICE, cmd.Wall("maintenance")) == [
+        (STREAM, notice),
         (ALICE, notice),
         (BOB, notice),
         (CAROL, notice),
@@ -420,10 +432,10 @@ def test_console_errors_send_nothing(chat: ChatCore, line: str, reply: str) -> N
 
 
 def test_console_wall_and_shutdown(chat: ChatCore) -> None:
-    assert run_console_line(chat, "/wall hello all").outgoing[0] == (
-        ALICE,
-        ev.Notice(4, "operator: hello all"),
-    )
+    assert run_console_line(chat, "/wall hello all").outgoing[:2] == [
+        (STREAM, ev.Notice(4, "operator: hello all")),
+        (ALICE, ev.Notice(4, "operator: hello all")),
+    ]
     result = run_console_line(chat, "/shutdown")
     assert [e for _, e in result.outgoing] == [ev.ServerShutdown("broker shutdown")] * 3
     assert chat.stopped
@@ -451,7 +463,7 @@ def test_after_quit_the_401_does_not_claim_a_disconnection(chat: ChatCore) -> No
 def test_resends_are_not_charged_against_the_flood_limit(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Say("a1", "once"))
     for _ in range(100):  # far past the burst: every one is a resend of a1
-        assert send(chat, ALICE, cmd.Say("a1", "once")) == [(ALICE, ev.Ack("a1"))]
+        assert send(chat, ALICE, cmd.Say("a1", "once")) == [(ALICE, ev.Ack(("a1",)))]
 
 
 def test_fetch_from_zero_means_from_the_start(chat: ChatCore) -> None:
@@ -498,3 +510,89 @@ def test_hello_again_on_a_registered_connection_is_flood_limited(core: ChatCore)
     hello(core, ALICE, "alice")
     replies = [hello(core, ALICE, "alice")[0][1] for _ in range(60)]
     assert any(isinstance(r, ev.Error) and r.code == ErrorCode.RATE_LIMITED for r in replies)
+
+
+# -- the broadcast stream ----------------------------------------------------------------
+
+
+@pytest.fixture
+def streamed(core: ChatCore) -> ChatCore:
+    """alice and bob read the stream; carol does not."""
+    hello(core, ALICE, "alice", stream=True)
+    hello(core, BOB, "bob", stream=True)
+    hello(core, CAROL, "carol")
+    return core
+
+
+def test_a_broadcast_is_published_once_and_sent_only_to_clients_off_the_stream(
+    streamed: ChatCore,
+) -> None:
+    message = ev.Message(4, "a1", "alice", "hi", NOW_MS)
+    assert send(streamed, ALICE, cmd.Say("a1", "hi")) == [
+        (STREAM, message),
+        (CAROL, message),
+        (ALICE, ev.Ack(("a1",))),
+    ]
+
+
+def test_presence_of_stream_readers_is_published_not_sent(core: ChatCore) -> None:
+    hello(core, ALICE, "alice", stream=True)
+    assert hello(core, BOB, "bob", stream=True) == [
+        (STREAM, ev.Joined(2, "bob")),
+        (BOB, ev.Welcome("bob", 1000, EPOCH, 2, command_verbs(), 0)),
+    ]
+    assert send(core, BOB, cmd.Quit("")) == [(STREAM, ev.Left(3, "bob", "quit"))]
+
+
+def test_welcome_names_the_stream_port() -> None:
+    core = ChatCore(TOKEN, wall_clock=wall_clock, epoch=EPOCH, stream_port=5556)
+    [(_, welcome)] = hello(core, ALICE, "alice", stream=True)[1:]
+    assert isinstance(welcome, ev.Welcome)
+    assert welcome.stream_port == 5556
+
+
+@pytest.mark.parametrize(("before", "after"), [(True, False), (False, True)])
+def test_a_resumed_session_may_change_where_it_reads_broadcasts(
+    core: ChatCore, before: bool, after: bool
+) -> None:
+    hello(core, ALICE, "alice", stream=before)
+    hello(core, BOB, "bob", stream=True)
+    core.receive(b"\0alice-2", encode(cmd.Hello("alice", SESSIONS[ALICE], after)), T0)
+    out = send(core, BOB, cmd.Say("b1", "hi"))
+    direct = [identity for identity, event in out if isinstance(event, ev.Message)]
+    assert direct == [STREAM] + ([] if after else [b"\0alice-2"])
+
+
+def test_tick_names_the_last_broadcast(streamed: ChatCore) -> None:
+    assert streamed.tick() == [(STREAM, ev.Tick(3))]
+    streamed.wall("x")
+    assert streamed.tick() == [(STREAM, ev.Tick(4))]
+
+
+def test_shutdown_reaches_stream_readers_on_their_own_connection(streamed: ChatCore) -> None:
+    out = streamed.shutdown("bye")
+    assert sorted(identity for identity, _ in out) == sorted([ALICE, BOB, CAROL])
+    assert streamed.tick() == []
+
+
+# -- acknowledgements held over a receive batch -------------------------------------------
+
+
+def test_acks_of_one_batch_go_out_as_one_ack_per_client() -> None:
+    pending = PendingAcks()
+    private = ev.PrivateMessage("a1", "alice", "bob", "psst", NOW_MS)
+    assert pending.hold([(BOB, private), (ALICE, ev.Ack(("a1",)))]) == [(BOB, private)]
+    assert pending.hold([(CAROL, ev.Ack(("c1",))), (ALICE, ev.Ack(("a2",)))]) == []
+    assert pending.flush() == [(ALICE, ev.Ack(("a1", "a2"))), (CAROL, ev.Ack(("c1",)))]
+    assert pending.flush() == []
+
+
+def test_a_long_batch_is_acknowledged_in_acks_of_at_most_the_limit() -> None:
+    pending = PendingAcks()
+    ids = [f"m{i}" for i in range(MAX_ACK_IDS + 1)]
+    pending.hold([(ALICE, ev.Ack((msg_id,))) for msg_id in ids])
+    acks = [ack for _, ack in pending.flush() if isinstance(ack, ev.Ack)]
+    assert [len(ack.msg_ids) for ack in acks] == [MAX_ACK_IDS, 1]
+    assert [msg_id for ack in acks for msg_id in ack.msg_ids] == ids
+    for ack in acks:
+        assert decode_event(encode(ack)) == ack

@@ -31,9 +31,8 @@ def applied(state: ChatState, text: str) -> list[str]:
 @pytest.fixture
 def state() -> ChatState:
     chat = ChatState("alice", SERVER)
-    chat.apply(
-        ev.Welcome("alice", 2000, "e1", 0, (), ("alice", "bob", "Bernd", "Анна", "carol", "Alfred"))
-    )
+    chat.apply(ev.Welcome("alice", 2000, "e1", 0, (), 5556))
+    chat.apply(ev.UserList(0, ("alice", "bob", "Bernd", "Анна", "carol", "Alfred")))
     return chat
 
 

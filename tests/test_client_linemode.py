@@ -345,3 +345,28 @@ def test_a_refused_message_is_reported_once_with_its_text(broker: RunningBroker)
     errors = [line for line in result.stdout.splitlines() if "error 404" in line]
     assert len(errors) == 1, result.stdout
     assert "not sent to nobody: are you there?" in errors[0]
+
+
+def test_an_own_private_message_prints_once_on_its_ack_without_an_echo(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+    alice = start_client(broker.endpoint, "alice")
+    try:
+        assert alice.stdin is not None
+        bob.expect(ev.Joined, nick="alice")
+        alice.stdin.write("/msg bob psst\n")
+        alice.stdin.flush()
+        private = bob.expect(ev.PrivateMessage, sender="alice", recipient="bob", text="psst")
+        bob.send(cmd.Received(private.msg_id, private.sender))
+        bob.sync()  # the broker has sent alice DELIVERED before she reads her end of input
+        stdout, stderr = alice.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        alice.kill()
+    assert alice.returncode == 0, stderr
+    lines = [line[6:] for line in stdout.splitlines()]
+    # Printed when the broker acknowledged it (it sends private messages to their recipient
+    # only), once, and before its delivery.
+    assert lines.count("[alice -> bob] psst") == 1, lines
+    assert lines.count("-!- delivered to bob: psst") == 1, lines
+    assert lines.index("[alice -> bob] psst") < lines.index("-!- delivered to bob: psst")

@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from client.linemode import printed
+from client.linemode import LinePrinter, printed
 from client.outbox import Delivery, OutgoingMessage
 from client.render import NICK_PALETTE, clock, formatted_line, nick_color, plain_line, sanitize
 from client.state import ChatState, Entry, EntryKind, mentions
@@ -82,7 +82,8 @@ def test_plain_lines() -> None:
 
 def test_formatted_lines_are_distinct_and_sanitized() -> None:
     state = ChatState("alice", "tcp://x:1")
-    state.apply(ev.Welcome("alice", 2000, "e1", 0, (), ("alice", "bob")))
+    state.apply(ev.Welcome("alice", 2000, "e1", 0, (), 5556))
+    state.apply(ev.UserList(0, ("alice", "bob")))
     (own,) = state.apply(ev.Message(1, "a-1", "alice", "mine", 0))
     (other,) = state.apply(ev.Message(2, "b-1", "bob", "hey ALICE, \x1b[5m", 0))
     (plain,) = state.apply(ev.Message(3, "b-2", "bob", "malice is not a mention", 0))
@@ -131,18 +132,31 @@ def test_delivery_states_in_plain_lines_and_line_mode() -> None:
     say = OutgoingMessage("tok-2", "hi\x1b", None, 2)
     typed = state.outgoing(tell)
     assert typed.delivery is Delivery.PENDING and typed.own and typed.msg_id == "tok-1"
-    assert not printed(typed)  # line mode prints the broker's echo instead
+    assert not printed(typed)  # line mode prints it once the broker has it
     tell.state = Delivery.SENT
-    assert plain_line(state.delivery(tell)) == "12:01 -!- sent to bob: psst"
-    assert not printed(state.delivery(tell))
+    sent = state.delivery(tell)
+    assert plain_line(sent) == "12:01 -!- sent to bob: psst"
+    # No echo of a private message: line mode prints it on its ACK, once ...
+    assert printed(sent)
+    printer = LinePrinter()
+    assert printer.lines([sent]) == ["12:01 [alice -> bob] psst"]
+    assert printer.lines([sent]) == []
     tell.state = Delivery.DELIVERED
-    assert plain_line(state.delivery(tell)) == "12:01 -!- delivered to bob: psst"
-    assert printed(state.delivery(tell))
+    delivered = state.delivery(tell)
+    assert plain_line(delivered) == "12:01 -!- delivered to bob: psst"
+    assert printer.lines([delivered]) == ["12:01 -!- delivered to bob: psst"]
+    # ... or on its DELIVERED, if that came first.
+    assert LinePrinter().lines([delivered]) == [
+        "12:01 [alice -> bob] psst",
+        "12:01 -!- delivered to bob: psst",
+    ]
     say.state, say.code, say.reason = Delivery.FAILED, 413, "too long"
     assert plain_line(state.delivery(say)) == "12:01 -!- error 413: not sent: hi^[ (too long)"
     assert printed(state.delivery(say))
     echo = state.apply(ev.Message(1, "tok-2", "alice", "hi", t))[0]
     assert printed(echo) and echo.own and echo.delivery is None
+    say.state = Delivery.SENT
+    assert printer.lines([state.delivery(say)]) == []  # its echo is printed instead
 
 
 @pytest.mark.parametrize(
@@ -166,5 +180,5 @@ def test_delivery_marks_follow_own_lines(delivery: Delivery, mark: str) -> None:
 def test_a_welcome_asking_for_no_heartbeat_interval_is_not_obeyed() -> None:
     # A heartbeat of 0 ms would have the client flood the broker with PINGs.
     state = ChatState("alice", "tcp://x:1")
-    state.apply(ev.Welcome("alice", 0, "e1", 0, (), ("alice",)))
+    state.apply(ev.Welcome("alice", 0, "e1", 0, (), 5556))
     assert state.heartbeat_ms == MIN_HEARTBEAT_MS

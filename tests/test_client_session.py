@@ -3,8 +3,11 @@ re-registration after 401, paced retries after 429, and keeping its nick and mes
 dropped links and broker restarts."""
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 import pytest
 import zmq
@@ -16,7 +19,7 @@ from client.outbox import Delivery
 from client.render import plain_line
 from client.session import RegistrationError, Session, backoff_s
 from client.state import Entry, EntryKind, LinkState
-from messages import SIGNATURE, decode_command, encode
+from messages import SIGNATURE, STREAM_READY, decode_command, encode
 from messages import commands as cmd
 from messages import events as ev
 from tests.client_helpers import (
@@ -29,10 +32,12 @@ from tests.client_helpers import (
     running_client,
     status_text,
 )
-from tests.conftest import ADMIN_TOKEN, RunningBroker, start_broker
+from tests.conftest import ADMIN_TOKEN, RANDOM_LOOPBACK, RunningBroker, start_broker
 from tests.peers import Peer
+from tests.processes import free_port
 
 Connect = Callable[..., Peer]
+C = TypeVar("C", bound=cmd.ClientCommand)
 #: Heartbeat the scripted broker announces: liveness is 3 x 50 ms.
 FAST_HEARTBEAT_MS = 50
 #: Heartbeat of real brokers in tests where every user is a client session (which pings by
@@ -41,7 +46,7 @@ SHORT_HEARTBEAT_MS = 200
 
 
 class ScriptedBroker:
-    """A ROUTER that plays the broker's part as a test scripts it."""
+    """A ROUTER and an XPUB that play the broker's part as a test scripts it."""
 
     def __init__(self) -> None:
         self.context = zmq.asyncio.Context()
@@ -49,6 +54,18 @@ class ScriptedBroker:
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.bind("tcp://127.0.0.1:*")
         self.endpoint: str = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.stream = self.context.socket(zmq.XPUB)
+        self.stream.setsockopt(zmq.LINGER, 0)
+        self.stream.setsockopt(zmq.XPUB_WELCOME_MSG, STREAM_READY)
+        self.stream.bind("tcp://127.0.0.1:*")
+        self.stream_port = port_of(self.stream.getsockopt_string(zmq.LAST_ENDPOINT))
+        # Reading the subscriptions is what has libzmq take new subscribers in (and send
+        # them STREAM_READY).
+        self._subscriptions = asyncio.get_running_loop().create_task(self._read_subscriptions())
+
+    async def _read_subscriptions(self) -> None:
+        while True:
+            await self.stream.recv_multipart()
 
     async def receive(self) -> tuple[bytes, cmd.ClientCommand]:
         """The next command and the identity it came from."""
@@ -56,12 +73,22 @@ class ScriptedBroker:
         return identity, decode_command(frames)
 
     async def receive_skipping_pings(self, pong: bool = False) -> tuple[bytes, cmd.ClientCommand]:
-        """The next command but PING; with `pong`, PINGs are answered meanwhile."""
+        """The next command but PING, and but the USERS and FETCH a client sends by itself;
+        with `pong`, PINGs are answered meanwhile (and USERS: nobody but who asked)."""
         while True:
             identity, command = await self.receive()
-            if not isinstance(command, cmd.Ping):
+            if not isinstance(command, cmd.Ping | cmd.ListUsers | cmd.Fetch):
                 return identity, command
-            if pong:
+            if pong and isinstance(command, cmd.Ping):
+                await self.send(identity, ev.Pong())
+
+    async def receive_command(self, kind: type[C]) -> C:
+        """The next command of type `kind`, answering PINGs on the way."""
+        while True:
+            identity, command = await self.receive()
+            if isinstance(command, kind):
+                return command
+            if isinstance(command, cmd.Ping):
                 await self.send(identity, ev.Pong())
 
     async def send(self, identity: bytes, event: ev.BrokerEvent) -> None:
@@ -71,11 +98,16 @@ class ScriptedBroker:
         """Wait for HELLO from `nick` and answer WELCOME; return the identity and token."""
         identity, hello = await self.receive_skipping_pings()
         assert isinstance(hello, cmd.Hello) and hello.nick == nick, hello
-        welcome = ev.Welcome(nick, FAST_HEARTBEAT_MS, epoch, seq, ("HELLO",), (nick,))
+        welcome = ev.Welcome(nick, FAST_HEARTBEAT_MS, epoch, seq, ("HELLO",), self.stream_port)
         await self.send(identity, welcome)
         return identity, hello.session
 
+    async def publish(self, event: ev.BrokerEvent) -> None:
+        """Publish `event` on the broadcast stream."""
+        await self.stream.send_multipart(encode(event))
+
     def close(self) -> None:
+        self._subscriptions.cancel()
         self.context.destroy(linger=0)
 
 
@@ -93,6 +125,33 @@ async def stop(task: asyncio.Task[object]) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
+@dataclass
+class Scripted:
+    """alice's session running against a scripted broker, and what it showed."""
+
+    broker: ScriptedBroker
+    session: Session
+    identity: bytes
+    shown: list[Entry]
+
+
+@contextlib.asynccontextmanager
+async def scripted_run() -> AsyncIterator[Scripted]:
+    """alice registered on a scripted broker, her session running until the block ends."""
+    broker = ScriptedBroker()
+    shown: list[Entry] = []
+    try:
+        session, identity = await scripted_session(broker, shown)
+        running = asyncio.create_task(session.run())
+        try:
+            yield Scripted(broker, session, identity, shown)
+        finally:
+            await stop(running)
+            session.close()
+    finally:
+        broker.close()
+
+
 def test_backoff_doubles_up_to_its_cap() -> None:
     assert [backoff_s(n) for n in range(1, 8)] == [0, 1, 2, 4, 8, 8, 8]
 
@@ -104,12 +163,17 @@ def test_silent_broker_means_reconnecting_on_a_fresh_socket_with_the_same_token(
         session, first = await scripted_session(broker, shown)
         running = asyncio.create_task(session.run())
         try:
-            # The client pings every heartbeat; a junk message is shown and skipped.
+            # The client asks who is here; once the stream is ready, it fetches what was
+            # published before (nothing here), with a PING to mark the end of the answer.
+            assert (await broker.receive())[1] == cmd.ListUsers()
+            assert (await broker.receive())[1] == cmd.Fetch(1)
             assert (await broker.receive())[1] == cmd.Ping()
+            # A junk message is shown and skipped; broadcasts come on the stream.
             await broker.socket.send_multipart([first, SIGNATURE, b"BOGUS"])
-            await broker.send(first, ev.Message(1, "b-1", "bob", "still here", 1))
-            # Then the broker says nothing more: after 150 ms the client tries again, on a
-            # new connection (a new identity) with the same session token.
+            await broker.publish(ev.Message(1, "b-1", "bob", "still here", 1))
+            # Then the broker says nothing more on the connection (the stream is no sign of
+            # its life): after 300 ms the client tries again, on a new connection (a new
+            # identity) with the same session token.
             second, token = await broker.welcome("alice", seq=1)
             assert second != first
             assert token == session.token
@@ -127,7 +191,7 @@ def test_silent_broker_means_reconnecting_on_a_fresh_socket_with_the_same_token(
         lost = [line for line in lines if "reconnecting" in line]
         assert len(lost) == 1
         assert lost[0].startswith(f"-!- connection lost (no answer from {broker.endpoint} for 0.")
-        assert lines[-1] == f"-!- reconnected to {broker.endpoint} as alice (1 user)"
+        assert lines[-1] == f"-!- reconnected to {broker.endpoint} as alice"
 
     asyncio.run(scenario())
 
@@ -137,7 +201,7 @@ def test_reconnecting_and_lost_show_in_the_full_screen_status() -> None:
         broker = ScriptedBroker()
         try:
             welcoming = asyncio.create_task(broker.welcome("alice"))
-            async with running_client(broker.endpoint, "alice") as alice:
+            async with running_client(broker.endpoint, "alice", users=False) as alice:
                 await welcoming
                 # Silence: reconnecting. The first attempt's HELLO goes unanswered ...
                 _, hello = await broker.receive_skipping_pings()
@@ -167,11 +231,8 @@ def test_reconnecting_and_lost_show_in_the_full_screen_status() -> None:
 
 def test_401_registers_again_on_the_same_socket_and_resends() -> None:
     async def scenario() -> None:
-        broker = ScriptedBroker()
-        shown: list[Entry] = []
-        session, identity = await scripted_session(broker, shown)
-        running = asyncio.create_task(session.run())
-        try:
+        async with scripted_run() as run:
+            broker, session, identity = run.broker, run.session, run.identity
             message = session.post("hello")
             assert message is not None
             # The broker restarted behind the same connection and knows nobody.
@@ -180,31 +241,25 @@ def test_401_registers_again_on_the_same_socket_and_resends() -> None:
             await broker.send(sender, ev.Error(401, message.msg_id, "register first"))
             hello_from, hello = await broker.receive_skipping_pings(pong=True)
             assert hello_from == identity  # the same socket
-            assert hello == cmd.Hello("alice", session.token)
+            assert hello == cmd.Hello("alice", session.token, stream=True)
             assert message.state is Delivery.PENDING
-            await broker.send(identity, ev.Welcome("alice", 50, "e2", 0, (), ("alice",)))
+            welcome = ev.Welcome("alice", 50, "e2", 0, (), broker.stream_port)
+            await broker.send(identity, welcome)
             # Sent again once registered, and acknowledged.
             assert await broker.receive_skipping_pings(pong=True) == (identity, say)
-            await broker.send(identity, ev.Ack(message.msg_id))
+            await broker.send(identity, ev.Ack((message.msg_id,)))
             await eventually(lambda: message.state is Delivery.SENT, "sent")
             assert session.connections == 1
-        finally:
-            await stop(running)
-            session.close()
-            broker.close()
-        assert not any(entry.kind is EntryKind.ERROR for entry in shown)
+        assert not any(entry.kind is EntryKind.ERROR for entry in run.shown)
 
     asyncio.run(scenario())
 
 
 def test_429_keeps_the_message_pending_and_retries_later() -> None:
     async def scenario() -> None:
-        broker = ScriptedBroker()
-        shown: list[Entry] = []
-        session, identity = await scripted_session(broker, shown)
-        running = asyncio.create_task(session.run())
         loop = asyncio.get_running_loop()
-        try:
+        async with scripted_run() as run:
+            broker, session, identity = run.broker, run.session, run.identity
             message = session.post("too fast")
             assert message is not None
             _, say = await broker.receive_skipping_pings(pong=True)
@@ -212,13 +267,9 @@ def test_429_keeps_the_message_pending_and_retries_later() -> None:
             await broker.send(identity, ev.Error(429, message.msg_id, "slow down"))
             assert await broker.receive_skipping_pings(pong=True) == (identity, say)
             assert loop.time() - refused_at >= session.outbox.retry_s * 0.9
-            await broker.send(identity, ev.Ack(message.msg_id))
+            await broker.send(identity, ev.Ack((message.msg_id,)))
             await eventually(lambda: message.state is Delivery.SENT, "sent")
-        finally:
-            await stop(running)
-            session.close()
-            broker.close()
-        assert not any(entry.kind is EntryKind.ERROR for entry in shown)
+        assert not any(entry.kind is EntryKind.ERROR for entry in run.shown)
 
     asyncio.run(scenario())
 
@@ -370,10 +421,14 @@ def test_private_typed_while_unreachable_goes_pending_sent_delivered(
 
 
 def restart_broker(old: RunningBroker) -> RunningBroker:
-    """Stop `old` and start a fresh broker (a new epoch) on the same endpoint."""
+    """Stop `old` and start a fresh broker (a new epoch) on the same endpoint, its stream on
+    another port (clients follow WELCOME there)."""
     old.stop()
     config = BrokerConfig(
-        bind=old.endpoint, admin_token=ADMIN_TOKEN, heartbeat_ms=old.server.config.heartbeat_ms
+        bind=old.endpoint,
+        stream=RANDOM_LOOPBACK,
+        admin_token=ADMIN_TOKEN,
+        heartbeat_ms=old.server.config.heartbeat_ms,
     )
     server = BrokerServer(config)
     thread = threading.Thread(target=server.run, name="broker", daemon=True)
@@ -416,6 +471,14 @@ def test_after_a_broker_restart_clients_come_back_and_nothing_is_lost_or_doubled
                 timeout=20,
             )
             assert alice.session.stream.epoch != epoch
+            stream_port = port_of(brokers[-1].server.stream_endpoint)
+            await eventually(
+                lambda: (
+                    alice.session.connection is not None
+                    and alice.session.connection.stream_port == stream_port
+                ),
+                "alice on the new stream",
+            )
             await eventually(lambda: alice.session.state.users == ["alice", "bob"], "user list")
             await eventually(lambda: alice.session.undelivered == 0, "alice's outbox acked")
             await alice.session.drain(WAIT_S)
@@ -432,3 +495,63 @@ def test_after_a_broker_restart_clients_come_back_and_nothing_is_lost_or_doubled
         for running in brokers:
             if running.thread.is_alive():
                 running.stop()
+
+
+def test_one_ack_settles_every_message_it_names() -> None:
+    async def scenario() -> None:
+        async with scripted_run() as run:
+            messages = [run.session.post(text) for text in ("one", "two", "three")]
+            ids = []
+            for _ in messages:
+                _, say = await run.broker.receive_skipping_pings(pong=True)
+                assert isinstance(say, cmd.Say)
+                ids.append(say.msg_id)
+            # The broker acknowledges a burst with one ACK.
+            await run.broker.send(run.identity, ev.Ack(tuple(ids)))
+            await eventually(
+                lambda: all(m is not None and m.state is Delivery.SENT for m in messages), "sent"
+            )
+
+    asyncio.run(scenario())
+
+
+def test_an_unreachable_stream_is_done_without() -> None:
+    async def scenario() -> None:
+        broker = ScriptedBroker()
+        shown: list[Entry] = []
+        session = Session(broker.endpoint, "alice", shown.extend)
+        registering = asyncio.create_task(session.register())
+        try:
+            identity, hello = await broker.receive()
+            assert hello == cmd.Hello("alice", session.token, stream=True)
+            # WELCOME names a stream port nothing listens on (a tunnel that forwards the
+            # broker's port only, say).
+            nowhere = free_port()
+            await broker.send(
+                identity, ev.Welcome("alice", FAST_HEARTBEAT_MS, "e1", 0, (), nowhere)
+            )
+            await registering
+            running = asyncio.create_task(session.run())
+            # The stream never says it is ready: after a liveness bound the client asks the
+            # broker to send broadcasts over the connection instead.
+            _, hello = await broker.receive_skipping_pings(pong=True)
+            assert hello == cmd.Hello("alice", session.token, stream=False)
+            await broker.send(
+                identity, ev.Welcome("alice", FAST_HEARTBEAT_MS, "e1", 1, (), nowhere)
+            )
+            # What was broadcast meanwhile is fetched, the rest comes as it is said.
+            fetch = await broker.receive_command(cmd.Fetch)
+            assert fetch == cmd.Fetch(1)
+            await broker.send(identity, ev.Message(1, "b-1", "bob", "meanwhile", 1))
+            await broker.send(identity, ev.Message(2, "b-2", "bob", "now", 2))
+            await eventually(lambda: session.stream.last_seq == 2, "both messages")
+            assert not session.streaming
+            await stop(running)
+        finally:
+            session.close()
+            broker.close()
+        lines = [plain_line(entry)[6:] for entry in shown]
+        assert any(line.startswith("-!- broadcast stream unreachable (") for line in lines), lines
+        assert lines[-2:] == ["<bob> meanwhile", "<bob> now"]
+
+    asyncio.run(scenario())

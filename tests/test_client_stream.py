@@ -143,3 +143,38 @@ def test_recent_ids_are_bounded() -> None:
     assert len(recent) == 3
     assert "a" not in recent and "d" in recent
     assert not recent.add("d")
+
+
+def test_a_tick_beyond_the_last_event_is_a_gap() -> None:
+    stream = started(10)
+    applied(stream, 11, 12)
+    stream.on_tick(12)
+    assert not stream.gap and stream.fetch_due(0.0) is None
+    # 13 and 14 were dropped, and nothing came after them: only the TICK tells.
+    stream.on_tick(14)
+    assert stream.gap
+    assert stream.fetch_due(0.0) == 13
+    assert applied(stream, 13, 14) == [13, 14]
+    assert not stream.gap
+
+
+def test_an_answered_fetch_that_left_a_gap_is_followed_at_once() -> None:
+    stream = started(10)
+    applied(stream, 15)
+    assert stream.fetch_due(0.0) == 11
+    # The answer brought 11 and 12 (all the broker had when it answered); 13 and 14 were
+    # dropped on the stream meanwhile.
+    applied(stream, 11, 12)
+    assert stream.fetch_due(0.1) is None  # the answer may still be coming ...
+    stream.fetch_answered()  # ... until the PONG after it says it is complete
+    assert stream.fetch_due(0.1) == 13
+    assert applied(stream, 13, 14) == [13, 14, 15]
+
+
+def test_resync_fetches_after_the_last_event_gap_or_not() -> None:
+    stream = started(10)
+    applied(stream, 11)
+    fetches = stream.fetches
+    assert stream.resync(0.0) == 12
+    assert stream.fetches == fetches + 1
+    assert applied(stream, 12) == [12]  # published before the stream was in place

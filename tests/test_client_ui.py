@@ -3,14 +3,20 @@ against the real broker; other users are plain DEALER peers."""
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import zmq.auth
+from prompt_toolkit.application import create_app_session
+from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.input import create_pipe_input
+from prompt_toolkit.output import DummyOutput
 
 from broker import BrokerConfig, BrokerServer
 from client.connection import CurveKeys
-from client.state import LinkState
+from client.state import ChatState, LinkState
+from client.ui import SCROLLBACK_LINES, ChatUI
 from messages import commands as cmd
 from messages import events as ev
 from tests.client_helpers import eventually, expect, running_client, status_text
@@ -274,3 +280,82 @@ def test_secure_shows_in_the_status_line(tmp_path: Path) -> None:
         asyncio.run(scenario())
     finally:
         running.stop()
+
+
+def test_an_own_private_line_is_confirmed_by_the_ack_then_the_delivery(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            await eventually(lambda: "bob" in alice.client.state.users, "alice knows bob")
+            alice.type("/msg bob psst\r")
+            private = await expect(bob, ev.PrivateMessage, sender="alice", text="psst")
+            # No echo comes back: the ACK alone turns … into ✓.
+            await alice.wait_for_pane("[alice → bob] psst ✓")
+            bob.send(cmd.Received(private.msg_id, private.sender))
+            await alice.wait_for_pane("[alice → bob] psst ✓✓")
+            assert sum("psst" in line for line in alice.pane_lines()) == 1
+
+    asyncio.run(scenario())
+
+
+def test_the_user_list_is_unknown_until_the_server_names_everyone(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    connect("bob")
+    state = ChatState("alice", broker.endpoint)
+    state.apply(ev.Welcome("alice", 2000, "e1", 0, (), 5556))
+    with create_pipe_input() as keyboard, create_app_session(input=keyboard, output=DummyOutput()):
+        title = ChatUI(state, lambda line: None).user_list_fragments()[0]
+    assert title == ("class:users.title", " … here\n")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            ui = alice.client.ui
+
+            def panel() -> str:
+                return "".join(fragment[1] for fragment in ui.user_list_fragments())
+
+            # WELCOME names nobody; the USERS answer that follows it names everyone.
+            await eventually(lambda: panel().startswith(" 2 here\n"), "the user list")
+            assert "bob" in panel()
+            await alice.wait_for_pane("2 users: alice bob")
+
+    asyncio.run(scenario())
+
+
+class CountingLines(list[StyleAndTextTuples]):
+    """The pane's lines, counting how many are read (by index or by slice)."""
+
+    reads = 0
+
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        self.reads += len(item) if isinstance(index, slice) else 1
+        return item
+
+    def __iter__(self) -> Iterator[StyleAndTextTuples]:
+        self.reads += len(self)
+        return super().__iter__()
+
+
+def test_a_redraw_reads_the_lines_on_screen_not_the_whole_scrollback(
+    broker: RunningBroker,
+) -> None:
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice") as alice:
+            ui, state = alice.client.ui, alice.client.state
+            ui.show([state.info(f"line {n}") for n in range(SCROLLBACK_LINES)])
+            lines = CountingLines(ui.pane.lines)
+            ui.pane.lines = lines
+            renders = ui.app.render_counter
+            ui.show([state.info("one more")])
+            await eventually(lambda: ui.app.render_counter > renders, "a redraw")
+            rows = ui.app.output.get_size().rows
+            # However long the scrollback, a redraw costs what fits on the screen.
+            assert 0 < lines.reads <= 2 * rows
+            assert alice.pane_lines()[-1].endswith("-!- one more")
+
+    asyncio.run(scenario())

@@ -92,3 +92,26 @@ def test_thousands_of_malformed_messages_then_a_normal_conversation(
     alice, bob = connect("alice"), connect("bob")
     alice.tell("bob", "still standing?")
     bob.expect_after_presence(ev.PrivateMessage, sender="alice", text="still standing?")
+
+
+def test_a_hostile_stream_peer_is_cut_off_and_the_stream_goes_on(
+    connect: Connect_T, context: Context
+) -> None:
+    alice, bob = connect(), connect()
+    alice.register("alice", stream=True)
+    bob.register("bob", stream=True)
+    assert alice.welcome is not None
+    stream = alice.stream_endpoint(alice.welcome.stream_port)
+    # An XSUB may send anything upstream: first a subscription, then a frame far over the
+    # stream's inbound limit, which makes libzmq drop the connection.
+    hostile = context.socket(zmq.XSUB)
+    hostile.setsockopt(zmq.LINGER, 0)
+    hostile.connect(stream)
+    hostile.send(b"\x01")
+    assert hostile.poll(5000)
+    hostile.send(b"\x01" + b"x" * 100_000)
+    for i in range(100):  # and a pile of non-subscription messages
+        hostile.send(b"junk %d" % i)
+    alice.say("still flowing")
+    assert bob.expect_after_presence(ev.Message).text == "still flowing"
+    hostile.close()

@@ -4,6 +4,7 @@ import pytest
 
 from messages import (
     MAX_NICK_CHARS,
+    MAX_PACKED_BYTES,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
     SIGNATURE,
@@ -14,7 +15,9 @@ from messages import (
     encode,
     nick_key,
     normalize_nick,
+    pack_events,
     truncate_utf8,
+    unpack_events,
 )
 from messages import commands as cmd
 from messages import events as ev
@@ -23,7 +26,7 @@ from messages.events import BROKER_EVENTS
 
 COMMANDS: list[cmd.ClientCommand] = [
     cmd.Hello("alice", "tok-1"),
-    cmd.Hello("Анна", "a.b_c-9"),
+    cmd.Hello("Анна", "a.b_c-9", stream=True),
     cmd.Say("tok-1", "hello, world"),
     cmd.Say("tok-2", "émoji 🎉 and 中文"),
     cmd.Tell("tok-3", "bob", "psst"),
@@ -40,8 +43,8 @@ COMMANDS: list[cmd.ClientCommand] = [
 ]
 
 EVENTS: list[ev.BrokerEvent] = [
-    ev.Welcome("alice", 2000, "e1f2", 0, ("HELLO", "SAY"), ("alice", "bob")),
-    ev.Welcome("alice", 1, "x", 99, (), ()),
+    ev.Welcome("alice", 2000, "e1f2", 0, ("HELLO", "SAY"), 5556),
+    ev.Welcome("alice", 1, "x", 99, (), 0),
     ev.Joined(1, "bob"),
     ev.Left(2, "bob", "quit"),
     ev.Message(3, "tok-1", "alice", "hi", 1_700_000_000_123),
@@ -51,11 +54,14 @@ EVENTS: list[ev.BrokerEvent] = [
     ev.Notice(4, "operator: restart soon"),
     ev.Error(ErrorCode.NICK_TAKEN, "", "nick alice is taken"),
     ev.Error(499, "tok-9", "a code this client does not know"),
-    ev.Ack("tok-1"),
+    ev.Ack(("tok-1",)),
+    ev.Ack(("tok-1", "tok-2", "x.y_z")),
     ev.Delivered("tok-3", "bob"),
     ev.Pong(),
     ev.Operator(),
     ev.Kicked("operator", "spam"),
+    ev.Tick(0),
+    ev.Tick(12345),
     ev.ServerShutdown("bye"),
 ]
 
@@ -82,13 +88,16 @@ def test_event_round_trip(event: ev.BrokerEvent) -> None:
     ("message", "frames"),
     [
         (cmd.Tell("m1", "bob", "hi"), [b"ZCHAT01", b"TELL", b"m1", b"bob", b"hi"]),
-        (cmd.Hello("Боб", "s1"), [b"ZCHAT01", b"HELLO", "Боб".encode(), b"s1"]),
+        (cmd.Hello("Боб", "s1"), [b"ZCHAT01", b"HELLO", "Боб".encode(), b"s1", b"0"]),
+        (cmd.Hello("a", "s1", stream=True), [b"ZCHAT01", b"HELLO", b"a", b"s1", b"1"]),
         (cmd.Fetch(5), [b"ZCHAT01", b"FETCH", b"5"]),
         (cmd.Ping(), [b"ZCHAT01", b"PING"]),
         (
-            ev.Welcome("a", 2000, "ep", 7, ("SAY", "TELL"), ("a", "b")),
-            [b"ZCHAT01", b"WELCOME", b"a", b"2000", b"ep", b"7", b"SAY TELL", b"a b"],
+            ev.Welcome("a", 2000, "ep", 7, ("SAY", "TELL"), 5556),
+            [b"ZCHAT01", b"WELCOME", b"a", b"2000", b"ep", b"7", b"SAY TELL", b"5556"],
         ),
+        (ev.Ack(("m1", "m2")), [b"ZCHAT01", b"ACK", b"m1 m2"]),
+        (ev.Tick(42), [b"ZCHAT01", b"TICK", b"42"]),
         (ev.UserList(0, ()), [b"ZCHAT01", b"USERS", b"0", b""]),
         (
             ev.Error(404, "m1", "no such nick: x"),
@@ -131,7 +140,10 @@ SAY = [SIGNATURE, b"SAY", b"m1"]
         ([SIGNATURE, b"SAY", b"", b"hi"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"SAY", b"bad id", b"hi"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"SAY", b"x" * 65, b"hi"], ErrorCode.TOO_LARGE),
-        ([SIGNATURE, b"HELLO", b"alice", b""], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"alice", b"", b"0"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"alice", b"s1"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"alice", b"s1", b"yes"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"alice", b"s1", b""], ErrorCode.MALFORMED),
         ([SIGNATURE, b"FETCH", b"-1"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"RECEIVED", b"\xff"], ErrorCode.MALFORMED),
         ([*SAY, b"hi", b"extra"], ErrorCode.MALFORMED),
@@ -140,8 +152,8 @@ SAY = [SIGNATURE, b"SAY", b"m1"]
         ([*SAY, b"\xed\xa0\x80"], ErrorCode.MALFORMED),
         ([*SAY, b"x" * (MAX_TEXT_BYTES + 1)], ErrorCode.TOO_LARGE),
         ([*SAY, *[b"x"] * 20], ErrorCode.MALFORMED),
-        ([SIGNATURE, b"HELLO", b"", b"s"], ErrorCode.MALFORMED),
-        ([SIGNATURE, b"HELLO", b"a" * 200, b"s"], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"HELLO", b"", b"s", b"0"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"a" * 200, b"s", b"0"], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"TELL", b"m", b"", b"hi"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"QUIT", b"r" * (MAX_REASON_BYTES + 1)], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"ADMIN", b"t" * 257], ErrorCode.TOO_LARGE),
@@ -159,13 +171,20 @@ def test_bad_commands_raise_protocol_error(frames: list[bytes], code: ErrorCode)
 @pytest.mark.parametrize(
     "frames",
     [
-        [SIGNATURE, b"WELCOME", b"a", b"-1", b"e", b"0", b"", b""],
-        [SIGNATURE, b"WELCOME", b"a", b"2e3", b"e", b"0", b"", b""],
-        [SIGNATURE, b"WELCOME", b"a", b"", b"e", b"0", b"", b""],
-        [SIGNATURE, b"WELCOME", b"a", b"1", b"e", b"0", b"", b"a  b"],
+        [SIGNATURE, b"WELCOME", b"a", b"-1", b"e", b"0", b"", b"5556"],
+        [SIGNATURE, b"WELCOME", b"a", b"2e3", b"e", b"0", b"", b"5556"],
+        [SIGNATURE, b"WELCOME", b"a", b"", b"e", b"0", b"", b"5556"],
+        [SIGNATURE, b"WELCOME", b"a", b"1", b"e", b"0", b"SAY  TELL", b"5556"],
+        [SIGNATURE, b"WELCOME", b"a", b"1", b"e", b"0", b"", b""],
+        [SIGNATURE, b"USERS", b"1", b"a  b"],
         [SIGNATURE, b"MESSAGE", b"1", b"m", b"a", b"hi", b"1" * 40],
         [SIGNATURE, b"ERROR", b"four", b"", b"x"],
-        [SIGNATURE, b"ACK", b"not an id"],
+        [SIGNATURE, b"ACK", b"not;an;id"],
+        [SIGNATURE, b"ACK", b""],
+        [SIGNATURE, b"ACK", b"a  b"],
+        [SIGNATURE, b"ACK", b" ".join([b"m"] * 65)],
+        [SIGNATURE, b"ACK", b"x" * 65],
+        [SIGNATURE, b"TICK", b"-3"],
         [SIGNATURE, b"SAY", b"hi"],
         [SIGNATURE, b"PONG", b""],
     ],
@@ -243,3 +262,27 @@ def test_distinct_nicks_have_distinct_keys() -> None:
 )
 def test_truncate_utf8_never_splits_a_character(text: str, limit: int, expected: str) -> None:
     assert truncate_utf8(text, limit) == expected
+
+
+def test_packed_events_unpack_to_their_frames() -> None:
+    events = [encode(ev.Message(1, "m1", "alice", "hi", 5)), encode(ev.Tick(1)), [b"a", b""]]
+    assert unpack_events(pack_events(events)) == events
+    assert pack_events([[b"ab", b""]]) == b"\x02\x00\x00\x00\x02ab\x00\x00\x00\x00"
+
+
+@pytest.mark.parametrize(
+    "packed",
+    [
+        b"",
+        b"\x01\x00\x00\x00\x00",  # one frame: no verb
+        b"\x09" + b"\x00\x00\x00\x00" * 9,  # more frames than any event has
+        b"\x02\x00\x00\x00\x05ab",  # a frame cut short
+        b"\x02\x00\x00\x00\x00\x00\x00",  # a length cut short
+        b"\x02\x00\x00\x00\x00\x00\x00\x00\x00\x07",  # a trailing partial event
+        b"\x00" * (MAX_PACKED_BYTES + 1),
+    ],
+    ids=repr,
+)
+def test_bad_packed_frames_raise_protocol_error(packed: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        unpack_events(packed)

@@ -34,9 +34,11 @@ def test_a_client_with_the_key_chats_encrypted(context: Context, tmp_path: Path)
         alice = Peer(context, broker.endpoint, server_key=server_key)
         bob = Peer(context, broker.endpoint, server_key=server_key)
         alice.register("alice")
-        bob.register("bob")
+        bob.register("bob", stream=True)  # the stream is encrypted with the same key
         alice.tell("bob", "only we can read this")
         bob.expect_after_presence(ev.PrivateMessage, text="only we can read this")
+        alice.say("and this")
+        bob.expect_after_presence(ev.Message, text="and this")
     finally:
         broker.stop()
 
@@ -51,6 +53,15 @@ def test_a_client_without_the_key_cannot_register(context: Context, tmp_path: Pa
         guesser = Peer(context, broker.endpoint, server_key=wrong_key)
         guesser.send_raw([b"ZCHAT01", b"HELLO", b"mallory", b"s2"])
         assert not guesser.socket.poll(NO_ANSWER_MS)
+        # Nor read the broadcast stream.
+        carol = Peer(context, broker.endpoint, server_key=server_key)
+        port = carol.register("carol").stream_port
+        eavesdropper = context.socket(zmq.SUB)
+        eavesdropper.setsockopt(zmq.LINGER, 0)
+        eavesdropper.setsockopt(zmq.SUBSCRIBE, b"")
+        eavesdropper.connect(carol.stream_endpoint(port))
+        assert not eavesdropper.poll(NO_ANSWER_MS)
+        eavesdropper.close()
         # The broker still serves those who hold the key.
         Peer(context, broker.endpoint, server_key=server_key).register("alice")
     finally:

@@ -1,0 +1,103 @@
+"""The broadcast stream end to end: libzmq fans broadcasts out, subscribers fill gaps.
+
+A client that registers with HELLO stream=1 reads JOIN, LEAVE, MESSAGE and NOTICE from the
+broker's XPUB socket. A subscriber that falls behind loses broadcasts on the stream (the
+broker never waits for it), sees the gap in the numbers, or in the next TICK, and FETCHes
+what it missed: in the end it has every broadcast exactly once.
+"""
+
+from collections.abc import Callable, Iterator
+
+import pytest
+import zmq
+
+from broker.ratelimit import FloodPolicy
+from messages import MAX_TEXT_BYTES
+from messages import commands as cmd
+from messages import events as ev
+from tests.conftest import RunningBroker, start_broker
+from tests.peers import Peer
+
+Context = zmq.Context[zmq.Socket[bytes]]
+Connect = Callable[..., Peer]
+#: Broadcasts in the burst that a stalled subscriber cannot all hold.
+BURST = 5000
+#: Large enough that the burst overflows every queue on the way (the broker's high-water
+#: mark of 100 frames of 16 KiB, the kernel's socket buffers, the subscriber's own queue).
+BURST_TEXT = "x" * (MAX_TEXT_BYTES // 2)
+#: The stalled subscriber's own queue, in messages.
+SMALL_HWM = 10
+#: Flood limits out of the way of a deliberate burst.
+UNLIMITED = FloodPolicy(burst=10**9, per_second=10**9)
+
+
+def test_broadcasts_reach_stream_readers_and_direct_readers_alike(connect: Connect) -> None:
+    alice, bob, carol = connect(), connect(), connect()
+    alice.register("alice", stream=True)
+    bob.register("bob", stream=True)
+    carol.register("carol")  # no stream: broadcasts come on her connection
+    alice.expect_after_presence(ev.Joined, nick="bob")
+    alice.say("hello everyone")
+    for peer in (alice, bob, carol):
+        assert peer.expect_after_presence(ev.Message).text == "hello everyone"
+    # Only carol's connection carried the broadcast; the stream readers' carried the ACK.
+    bob.send(cmd.Quit("bye"))
+    assert alice.expect_after_presence(ev.Left).nick == "bob"
+    assert carol.expect_after_presence(ev.Left).nick == "bob"
+
+
+def test_a_new_subscriber_fetches_what_was_said_before_its_subscription(
+    connect: Connect,
+) -> None:
+    alice = connect()
+    alice.register("alice", stream=True)
+    bob = connect()
+    bob.send(cmd.Hello("bob", bob.token, True))
+    welcome = bob.expect(ev.Welcome)
+    alice.say("said before bob subscribed")
+    alice.expect_after_presence(ev.Message)
+    bob.open_stream(welcome.stream_port)
+    bob.send(cmd.Fetch(welcome.seq + 1))
+    assert bob.expect_after_presence(ev.Message).text == "said before bob subscribed"
+
+
+@pytest.fixture
+def unlimited() -> Iterator[RunningBroker]:
+    running = start_broker(heartbeat_ms=200, flood=UNLIMITED)
+    yield running
+    running.stop()
+
+
+def test_a_stalled_subscriber_loses_nothing_and_sees_nothing_twice(
+    unlimited: RunningBroker, context: Context
+) -> None:
+    alice, bob = Peer(context, unlimited.endpoint), Peer(context, unlimited.endpoint)
+    alice.register("alice", stream=True)
+    bob.register("bob", stream=True, stream_hwm=SMALL_HWM)
+    sent = [alice.say(f"{i} {BURST_TEXT}") for i in range(BURST)]
+    alice.sync()  # the broker has published the whole burst; bob has read none of it
+    last = alice.last_seq()
+
+    # bob reads the stream, in order and never twice, until a TICK says he has all the
+    # numbers up to the last broadcast, received or not.
+    by_seq: dict[int, ev.BrokerEvent] = {}
+    caught_up = False
+    while not caught_up:
+        for event in bob.read_stream():
+            if isinstance(event, ev.Tick) and event.seq >= last:
+                caught_up = True
+            if isinstance(event, ev.Message):
+                assert event.seq not in by_seq, f"broadcast {event.seq} came twice"
+                assert not by_seq or event.seq > max(by_seq), "the stream went backwards"
+                by_seq[event.seq] = event
+    assert len(by_seq) < BURST, "nothing was dropped: the subscriber was not stalled"
+
+    # He FETCHes every gap over his connection; what he already has comes again and is
+    # recognised by its number.
+    missing = [seq for seq in range(1, last + 1) if seq not in by_seq]
+    while missing:
+        for event in bob.fetch(missing[0], last):
+            assert by_seq.setdefault(event.seq, event) == event
+        missing = [seq for seq in range(1, last + 1) if seq not in by_seq]
+    said = [e.msg_id for _, e in sorted(by_seq.items()) if isinstance(e, ev.Message)]
+    assert said == sent
