@@ -16,7 +16,7 @@ import sys
 from types import FrameType
 
 from broker.ratelimit import FloodPolicy
-from broker.server import BrokerConfig, BrokerServer
+from broker.server import BrokerConfig, BrokerServer, tune_gc_for_serving
 
 #: Heartbeat interval for benchmark runs (ms): clients are expired after 3 of these.
 BENCH_HEARTBEAT_MS = 600_000
@@ -51,6 +51,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(server.endpoint, flush=True)
+    tune_gc_for_serving()  # as the broker's command line does
     if args.profile:
         profiler = cProfile.Profile()
         profiler.runcall(server.run)

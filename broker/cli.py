@@ -23,7 +23,7 @@ from messages import (
 from .console import HELP
 from .keys import STATE_DIR_ENV, default_state_dir, server_key_pair
 from .ratelimit import FloodPolicy
-from .server import DEFAULT_BIND, BrokerConfig, BrokerServer
+from .server import DEFAULT_BIND, BrokerConfig, BrokerServer, tune_gc_for_serving
 
 #: Bytes of randomness in a generated operator token.
 GENERATED_TOKEN_BYTES = 12
@@ -141,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         print(f"operator token: {token}", flush=True)
     print("type /help for operator commands", flush=True)
+    tune_gc_for_serving()
     server.run()
     print("broker stopped", flush=True)
     return 0

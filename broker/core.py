@@ -60,6 +60,8 @@ _RESERVED_SKELETONS: Final = frozenset(nick_skeleton(nick) for nick in RESERVED_
 HISTORY_EVENTS: Final = 10_000
 #: Identities of removed sessions remembered, so their next message learns why.
 DEPARTED_LIMIT: Final = 1024
+#: Commands that carry a client's message id.
+_CHAT: Final = (cmd.Say, cmd.Tell)
 #: Commands that draw on a client's flood-control bucket.
 _METERED: Final = (
     cmd.Say,
@@ -168,7 +170,7 @@ class ChatCore:
                 return self._unregistered(identity, command, now, peer)
             return self._registered(session, command, now)
         except ProtocolError as exc:
-            ref = command.msg_id if isinstance(command, cmd.Say | cmd.Tell) else ""
+            ref = command.msg_id if isinstance(command, _CHAT) else ""
             return [(identity, ev.Error(exc.code, ref, exc.reason))]
 
     def _unregistered(
@@ -193,7 +195,7 @@ class ChatCore:
         self, session: Session, command: cmd.ClientCommand, now: float
     ) -> list[Outgoing]:
         me = session.identity
-        if isinstance(command, cmd.Say | cmd.Tell) and session.seen(command.msg_id):
+        if isinstance(command, _CHAT) and session.seen(command.msg_id):
             # A resend of what we already passed on (its ACK was lost): acknowledge again,
             # deliver nothing, and charge nothing against the flood limit.
             return [(me, ev.Ack((command.msg_id,)))]

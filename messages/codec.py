@@ -232,10 +232,10 @@ def _decode(frames: Sequence[bytes], layouts: Mapping[bytes, _Layout], what: str
             ErrorCode.MALFORMED,
             f"{verb.decode()} takes {len(layout.fields)} field frames, got {len(body)}",
         )
-    values = {
-        name: decode(name, frame) for (name, decode), frame in zip(layout.fields, body, strict=True)
-    }
-    return layout.cls(**values)
+    # Positional: the fields are in declaration order, and keywords cost a dict.
+    return layout.cls(
+        *[decode(name, frame) for (name, decode), frame in zip(layout.fields, body, strict=True)]
+    )
 
 
 def decode_command(frames: Sequence[bytes]) -> ClientCommand:

@@ -10,6 +10,8 @@ from .errors import ErrorCode, ProtocolError
 from .limits import MAX_NICK_CHARS
 
 _EXTRA_NICK_CHARS = frozenset("_-")
+#: Nicks whose uniqueness key is remembered (every TELL looks its recipient up by key).
+NICK_KEY_CACHE = 4096
 #: Distinct characters whose script is remembered.
 SCRIPT_CACHE_CHARS = 4096
 #: Scripts that mix with any other: digits, `_`, `-`, combining marks.
@@ -101,6 +103,7 @@ def nick_skeleton(nick: str) -> str:
     return unicodedata.normalize("NFD", skeleton).casefold()
 
 
+@lru_cache(maxsize=NICK_KEY_CACHE)
 def nick_key(nick: str) -> str:
     """The identity of a nick for uniqueness: `Alice`, `alice` and `ＡＬＩＣＥ` share one key."""
     # NFKC_Casefold, approximated as the Unicode standard's toNFKC_Casefold recipe.
