@@ -15,7 +15,7 @@ STATE_DIR   ?=
 # SECURE=1 turns on CurveZMQ; STATE_DIR says where the broker's key pair lives.
 SECURITY = $(if $(SECURE),--secure) $(if $(STATE_DIR),--state-dir '$(STATE_DIR)')
 
-.PHONY: help venv broker client test lint typecheck unit reliability bench bench-full bench-peers bench-profile screenshots clean
+.PHONY: help venv broker client test lint typecheck unit reliability bench bench-full bench-peers bench-profile bench-typing screenshots clean
 
 help:
 	@echo "make broker [BIND=tcp://127.0.0.1:5555] [ADMIN_TOKEN=secret] [SECURE=1]"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench         benchmark against a raw pyzmq ceiling and IRC servers (< 5 min)"
 	@echo "make bench-full    the same with 10,000 idle clients (~15 min)"
 	@echo "make bench-peers   install ngIRCd and InspIRCd to compare against (root, apt)"
+	@echo "make bench-typing  key latency in the full-screen client, quiet and under 1,000 msgs/s"
 	@echo "make screenshots   docs/screenshots/*.png from a real broker and clients in tmux"
 
 $(STAMP): pyproject.toml
@@ -66,6 +67,9 @@ bench-profile: $(STAMP)
 	mkdir -p /tmp/zmq-chat-profiles
 	$(PY) -m bench.run --systems chat --runs 1 --scenarios direct-50,fanout-1000,idle \
 		--profile /tmp/zmq-chat-profiles --json /tmp/zmq-chat-profiles/results.json $(BENCH_ARGS)
+
+bench-typing: $(STAMP)
+	$(PY) -m bench.typing $(BENCH_ARGS)
 
 bench-peers: $(STAMP)
 	@if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
