@@ -201,8 +201,10 @@ class BrokerServer:
                     next_sweep = now + sweep_interval
                 self._publish()
         finally:
-            self._publish()
-            self._close()
+            try:
+                self._publish()
+            finally:
+                self._close()
 
     def _receive_batch(self) -> None:
         try:
@@ -312,8 +314,10 @@ class BrokerServer:
     def _drain_subscriptions(self) -> None:
         # Subscription changes arrive here; nothing in them needs an answer, but unread
         # they would pile up.
+        # At most a batch per turn: a peer churning subscriptions must not keep the loop
+        # from the chat.
         with contextlib.suppress(zmq.Again):
-            while True:
+            for _ in range(RECEIVE_BATCH):
                 self._stream.recv(zmq.NOBLOCK)
 
     def _unreachable(self, identity: Identity, exc: zmq.ZMQError) -> list[Outgoing]:

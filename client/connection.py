@@ -328,7 +328,15 @@ def _decode_stream(frames: list[bytes]) -> list[StreamItem]:
     except ProtocolError as exc:
         log.debug("undecodable stream frame %r: %s", frames[0][:32], exc)
         return [exc]
-    return [_stream_item(event_frames) for event_frames in packed]
+    items: list[StreamItem] = []
+    for event_frames in packed:
+        item = _stream_item(event_frames)
+        if isinstance(item, ProtocolError):
+            # One bad event discards the whole frame, with one error: the numbers will show
+            # the gap, and a hostile frame cannot turn into thousands of error lines.
+            return [item]
+        items.append(item)
+    return items
 
 
 def _stream_item(frames: list[bytes]) -> StreamItem:

@@ -470,7 +470,7 @@ class Session:
             case Tick(seq=seq):
                 self.stream.on_tick(seq)
             case _:
-                self._broadcast(item, now)
+                self._broadcast(item, now, on_connection=False)
 
     # -- incoming events ---------------------------------------------------------------
 
@@ -509,8 +509,10 @@ class Session:
             case _:
                 self._show(self.state.apply(event))
 
-    def _broadcast(self, event: Joined | Left | Message | Notice, now: float) -> None:
-        accepted = self.stream.accept(event)
+    def _broadcast(
+        self, event: Joined | Left | Message | Notice, now: float, on_connection: bool = True
+    ) -> None:
+        accepted = self.stream.accept(event, on_connection)
         entries: list[Entry] = []
         if accepted.lost:
             noun = "broadcast was" if accepted.lost == 1 else "broadcasts were"

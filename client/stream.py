@@ -133,8 +133,10 @@ class BroadcastStream:
         self._fetch = None
         return restarted
 
-    def accept(self, event: BroadcastEvent) -> Accepted:
-        """Take in one broadcast event; return what to apply now."""
+    def accept(self, event: BroadcastEvent, on_connection: bool = True) -> Accepted:
+        """Take in one broadcast event; return what to apply now. `on_connection`: it came
+        on the connection (an answer to FETCH, or every broadcast without the stream), not
+        on the stream."""
         result = Accepted()
         seq = event.seq
         self.known_seq = max(self.known_seq, seq)
@@ -145,7 +147,9 @@ class BroadcastStream:
             self._held[seq] = event
         else:
             self._held[seq] = event
-            if self._skip_gap:
+            # After ERROR 410 the skip ends at the first event the FETCH brings back: a
+            # newer one from the stream would skip what the broker still has.
+            if self._skip_gap and on_connection:
                 self._skip_gap = False
                 result.lost += self._skip_to(min(self._held))
             elif len(self._held) > self.held_limit:

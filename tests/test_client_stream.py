@@ -82,6 +82,20 @@ def test_history_gone_skips_to_what_arrives_and_counts_the_loss() -> None:
     assert not stream.gap
 
 
+def test_after_history_gone_a_newer_event_from_the_stream_skips_nothing() -> None:
+    stream = started(10)
+    applied(stream, 11, 5000)
+    assert stream.fetch_due(0.0) == 12
+    stream.history_gone()
+    # A live broadcast on the stream overtakes the FETCH's answer: it is held, not skipped to.
+    result = stream.accept(event(5001), on_connection=False)
+    assert (result.lost, result.events) == (0, [])
+    # The answer starts where the broker's history does: the skip ends there.
+    result = stream.accept(event(15))
+    assert result.lost == 3
+    assert [e.seq for e in result.events] == [15]
+
+
 def test_a_resumed_session_fetches_what_was_broadcast_meanwhile() -> None:
     stream = started(10)
     applied(stream, 11)
