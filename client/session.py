@@ -176,6 +176,9 @@ class Session:
         self._stream_ready = False
         # The PONG (by number) that follows the answer to the FETCH in flight; 0: none.
         self._fetch_pong = 0
+        # The stream (re)connected while we were registered: until our connection answers
+        # the FETCH sent then, its broadcasts may be a restarted broker's, numbered anew.
+        self._stream_unconfirmed = False
         # USERS answers still to come that are not to be shown (asked for after a reconnect).
         self._quiet_user_lists = 0
         # While a batch of events is handled: the entries to show at its end.
@@ -192,6 +195,12 @@ class Session:
     def stream_ready(self) -> bool:
         """Whether the broadcast stream is in place (it said so since it was opened)."""
         return self._stream_ready
+
+    @property
+    def stream_confirmed(self) -> bool:
+        """Whether broadcasts from the stream are applied: it is in place, and since it
+        (re)connected our connection has answered, so it is the same broker run's."""
+        return self._stream_ready and not self._stream_unconfirmed
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -397,6 +406,7 @@ class Session:
         first = self.stream.epoch is None
         restarted = self.stream.on_welcome(welcome.epoch, welcome.seq)
         self.registered = True
+        self._stream_unconfirmed = False
         self._hello_deadline = None
         self._last_heard = now
         self.outbox.set_heartbeat(welcome.heartbeat_ms)
@@ -461,6 +471,7 @@ class Session:
                 if self.registered:
                     # What was published between WELCOME and now did not reach us.
                     self._queue(Fetch(self.stream.resync(now)))
+                    self._stream_unconfirmed = True
             case ProtocolError():
                 self._show([self.state.error(f"ignored a bad message from the server: {item}")])
             case _ if not self.registered:
@@ -469,6 +480,10 @@ class Session:
                 pass
             case Tick(seq=seq):
                 self.stream.on_tick(seq)
+            case _ if self._stream_unconfirmed:
+                # Not applied (it may belong to a broker run we have not been welcomed
+                # by), only noted: once the connection answers, the FETCH brings it.
+                self.stream.on_tick(item.seq)
             case _:
                 self._broadcast(item, now, on_connection=False)
 
@@ -737,6 +752,8 @@ class Session:
         self._pongs_received += 1
         if self._fetch_pong and self._pongs_received >= self._fetch_pong:
             self._fetch_pong = 0
+            # The same broker run answered on our connection: the stream is its own.
+            self._stream_unconfirmed = False
             self.stream.fetch_answered()
         waiting = []
         for number, waiter in self._pong_waiters:

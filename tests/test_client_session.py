@@ -168,6 +168,11 @@ def test_silent_broker_means_reconnecting_on_a_fresh_socket_with_the_same_token(
             assert (await broker.receive())[1] == cmd.ListUsers()
             assert (await broker.receive())[1] == cmd.Fetch(1)
             assert (await broker.receive())[1] == cmd.Ping()
+            # Until the connection answers that FETCH, the stream may be another broker
+            # run's: nothing from it is applied.
+            assert not session.stream_confirmed
+            await broker.socket.send_multipart([first, SIGNATURE, b"PONG"])
+            await eventually(lambda: session.stream_confirmed, "the stream to be confirmed")
             # A junk message is shown and skipped; broadcasts come on the stream.
             await broker.socket.send_multipart([first, SIGNATURE, b"BOGUS"])
             await broker.publish(ev.Message(1, "b-1", "bob", "still here", 1))
