@@ -179,6 +179,8 @@ class Session:
         # The stream (re)connected while we were registered: until our connection answers
         # the FETCH sent then, its broadcasts may be a restarted broker's, numbered anew.
         self._stream_unconfirmed = False
+        # When the stream last said anything (monotonic seconds).
+        self._last_from_stream = 0.0
         # USERS answers still to come that are not to be shown (asked for after a reconnect).
         self._quiet_user_lists = 0
         # While a batch of events is handled: the entries to show at its end.
@@ -443,14 +445,32 @@ class Session:
         self._stream_ready = False
 
     def _stream_deadline(self) -> float:
-        """When the stream must have said it is ready (infinite: no need to watch it)."""
-        if self._subscribed_at is None or self._stream_ready or not self.registered:
+        """When the stream must have said it is ready, or said something again (a TICK
+        comes every heartbeat interval); infinite: no need to watch it."""
+        if self._subscribed_at is None or not self.registered:
             return float("inf")
+        if self._stream_ready:
+            return self._last_from_stream + self.liveness_s
         return self._subscribed_at + self.liveness_s
 
     def _check_stream(self, now: float) -> None:
-        if now >= self._stream_deadline():
-            self._stream_unreachable(f"no answer from it for {self.liveness_s:.1f} s")
+        if now < self._stream_deadline():
+            return
+        connection = self.connection
+        if self._stream_ready and connection is not None and connection.stream_port:
+            # It was working and went silent: subscribe afresh (the new subscription's
+            # STREAM_READY brings a FETCH of what was missed), and give up on it if that
+            # does not answer either.
+            log.warning("broadcast stream silent for %.1f s: subscribing again", self.liveness_s)
+            try:
+                connection.subscribe(connection.stream_port, self.state.heartbeat_ms)
+            except ValueError as exc:
+                self._stream_unreachable(str(exc))
+                return
+            self._subscribed_at = now
+            self._stream_ready = False
+            return
+        self._stream_unreachable(f"no answer from it for {self.liveness_s:.1f} s")
 
     def _stream_unreachable(self, why: str) -> None:
         """Do without the stream from now on: the broker sends broadcasts over the DEALER
@@ -462,9 +482,14 @@ class Session:
             self.connection.unsubscribe()
         self._show([self.state.info(f"broadcast stream unreachable ({why}); doing without")])
         if self.registered:
-            self._queue(self._hello_command())
+            # The broker learns it from a HELLO on a fresh connection: one that is refused
+            # for now is retried there, as after any lost link, and the session resumes.
+            self._lost_at = self._last_heard
+            self._close_connection()
+            self.connection = None
 
     def _from_stream(self, item: StreamItem, now: float) -> None:
+        self._last_from_stream = now
         match item:
             case StreamReady():
                 self._stream_ready = True

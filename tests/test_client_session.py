@@ -538,17 +538,18 @@ def test_an_unreachable_stream_is_done_without() -> None:
             await registering
             running = asyncio.create_task(session.run())
             # The stream never says it is ready: after a liveness bound the client asks the
-            # broker to send broadcasts over the connection instead.
-            _, hello = await broker.receive_skipping_pings(pong=True)
-            assert hello == cmd.Hello("alice", session.token, stream=False)
-            await broker.send(
-                identity, ev.Welcome("alice", FAST_HEARTBEAT_MS, "e1", 1, (), nowhere)
-            )
+            # broker, on a fresh connection (where a refusal would be retried), to send
+            # broadcasts over the connection instead; the session resumes.
+            second, hello = await broker.receive_skipping_pings(pong=True)
+            while hello != cmd.Hello("alice", session.token, stream=False):
+                second, hello = await broker.receive_skipping_pings(pong=True)
+            assert second != identity
+            await broker.send(second, ev.Welcome("alice", FAST_HEARTBEAT_MS, "e1", 1, (), nowhere))
             # What was broadcast meanwhile is fetched, the rest comes as it is said.
             fetch = await broker.receive_command(cmd.Fetch)
             assert fetch == cmd.Fetch(1)
-            await broker.send(identity, ev.Message(1, "b-1", "bob", "meanwhile", 1))
-            await broker.send(identity, ev.Message(2, "b-2", "bob", "now", 2))
+            await broker.send(second, ev.Message(1, "b-1", "bob", "meanwhile", 1))
+            await broker.send(second, ev.Message(2, "b-2", "bob", "now", 2))
             await eventually(lambda: session.stream.last_seq == 2, "both messages")
             assert not session.streaming
             await stop(running)
@@ -558,5 +559,27 @@ def test_an_unreachable_stream_is_done_without() -> None:
         lines = [plain_line(entry)[6:] for entry in shown]
         assert any(line.startswith("-!- broadcast stream unreachable (") for line in lines), lines
         assert lines[-2:] == ["<bob> meanwhile", "<bob> now"]
+
+    asyncio.run(scenario())
+
+
+def test_a_stream_gone_silent_is_subscribed_to_again() -> None:
+    async def scenario() -> None:
+        broker = ScriptedBroker()
+        session, _ = await scripted_session(broker, [])
+        running = asyncio.create_task(session.run())
+        try:
+            # The stream is ready once: the client fetches what came before it.
+            assert await broker.receive_command(cmd.Fetch) == cmd.Fetch(1)
+            await eventually(lambda: session.stream_ready, "the stream to be ready")
+            # Then it says nothing, not even a TICK, for a liveness bound: the client
+            # subscribes afresh, and the new subscription's ready message brings another
+            # FETCH of what may have been missed.
+            assert await broker.receive_command(cmd.Fetch) == cmd.Fetch(1)
+            assert session.streaming
+        finally:
+            await stop(running)
+            session.close()
+            broker.close()
 
     asyncio.run(scenario())
