@@ -611,8 +611,8 @@ class Session:
         self._progress.set()
 
     def _ask_for_gaps(self, now: float) -> None:
-        if not self.registered:
-            return
+        if not self.registered or any(isinstance(c, Fetch) for c in self._controls):
+            return  # a FETCH still waiting for its turn asks for the same gap
         from_seq = self.stream.fetch_due(now)
         if from_seq is not None:
             self._queue(Fetch(from_seq))
@@ -623,9 +623,11 @@ class Session:
         """Send `command` on the current connection at once (no pacing)."""
         if self.connection is None:
             return False
-        if isinstance(command, Ping):
+        sent = await self.connection.send(command)
+        if sent and isinstance(command, Ping):
+            # Counted only when sent: PONGs are matched to PINGs by number.
             self._pings_sent += 1
-        return await self.connection.send(command)
+        return sent
 
     def _queue(self, command: ClientCommand) -> None:
         """Send a command the broker's flood control counts, paced with the outbox."""
