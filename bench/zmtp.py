@@ -43,6 +43,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Final
 
 import zmq
@@ -270,19 +271,36 @@ def _pump(readers: list[Reader], seconds: float, size: int = READ_BYTES) -> None
             reader.read(size)
 
 
+@contextlib.contextmanager
+def _launched(
+    module: str, problems: list[str]
+) -> Iterator[tuple[str, zmq.Context[zmq.Socket[bytes]]]]:
+    """A server (`python -m module --bind ...`) on a loopback port, its endpoint and a
+    context for the sockets that talk to it; a server slow to stop is a problem."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", module, "--bind", "tcp://127.0.0.1:*"],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        assert proc.stdout is not None
+        yield proc.stdout.readline().decode().strip(), ctx
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            problems.append(f"{proc.args!r} did not stop within 10 s of SIGTERM")
+        ctx.destroy(linger=0)
+
+
 def check_broker(messages: int = 3000) -> list[str]:
     """Counts of raw SUB readers (big and tiny reads) against a pyzmq SUB's, on the
     benchmark's broker; the problems found."""
     problems: list[str] = []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.launch", "--bind", "tcp://127.0.0.1:*"],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    ctx = zmq.Context()
-    try:
-        assert proc.stdout is not None
-        endpoint = proc.stdout.readline().decode().strip()
+    with _launched("bench.launch", problems) as (endpoint, ctx):
         host, _ = tcp_address(endpoint)
         sender = ctx.socket(zmq.DEALER)
         sender.setsockopt(zmq.LINGER, 0)
@@ -342,29 +360,13 @@ def check_broker(messages: int = 3000) -> list[str]:
             r.close()
         sender.close()
         sub.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            problems.append(f"{proc.args!r} did not stop within 10 s of SIGTERM")
-        ctx.destroy(linger=0)
     return problems
 
 
 def check_ceiling(messages: int = 3000) -> list[str]:
     """Raw DEALER readers against a pyzmq DEALER's count, on bench.ceiling."""
     problems: list[str] = []
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.ceiling", "--bind", "tcp://127.0.0.1:*"],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
-    ctx = zmq.Context()
-    try:
-        assert proc.stdout is not None
-        endpoint = proc.stdout.readline().decode().strip()
+    with _launched("bench.ceiling", problems) as (endpoint, ctx):
         host, port = tcp_address(endpoint)
         sender = ctx.socket(zmq.DEALER)
         sender.setsockopt(zmq.LINGER, 0)
@@ -394,14 +396,6 @@ def check_ceiling(messages: int = 3000) -> list[str]:
         for r in readers:
             r.close()
         sender.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            problems.append(f"{proc.args!r} did not stop within 10 s of SIGTERM")
-        ctx.destroy(linger=0)
     return problems
 
 
