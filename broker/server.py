@@ -302,6 +302,8 @@ class BrokerServer:
 
     def _publish(self) -> None:
         """Publish the broadcasts of this turn, packed into as few frames as they fit."""
+        if not self._unpublished:
+            return  # most turns of the loop broadcast nothing
         pending, self._unpublished = self._unpublished, []
         start, size = 0, 0
         for end, frames in enumerate(pending, 1):

@@ -436,8 +436,12 @@ class Session:
             return
         if not restarted and connection.stream_port == welcome.stream_port:
             return
+        self._open_stream(connection, welcome.stream_port, now)
+
+    def _open_stream(self, connection: Connection, port: int, now: float) -> None:
+        """Subscribe on a fresh SUB to the stream on `port`; watch it until it is ready."""
         try:
-            connection.subscribe(welcome.stream_port, self.state.heartbeat_ms)
+            connection.subscribe(port, self.state.heartbeat_ms)
         except ValueError as exc:
             self._stream_unreachable(str(exc))
             return
@@ -462,13 +466,7 @@ class Session:
             # STREAM_READY brings a FETCH of what was missed), and give up on it if that
             # does not answer either.
             log.warning("broadcast stream silent for %.1f s: subscribing again", self.liveness_s)
-            try:
-                connection.subscribe(connection.stream_port, self.state.heartbeat_ms)
-            except ValueError as exc:
-                self._stream_unreachable(str(exc))
-                return
-            self._subscribed_at = now
-            self._stream_ready = False
+            self._open_stream(connection, connection.stream_port, now)
             return
         self._stream_unreachable(f"no answer from it for {self.liveness_s:.1f} s")
 
