@@ -725,16 +725,22 @@ class Session:
         return len(self.outbox.unacknowledged)
 
     async def drain(self, stall_s: float) -> bool:
-        """Wait until every message is acknowledged and the broker has handled everything
+        """Wait until every message is acknowledged, the broker has handled everything
         sent before (PING, then its PONG: the broker handles one client's commands in
-        order). False if the session ended, or nothing moved forward (no acknowledgement,
-        no registration) for `stall_s` seconds, the broker being unreachable meanwhile."""
+        order) and every broadcast made meanwhile has been applied. False if the session
+        ended, or nothing moved forward (no acknowledgement, no registration) for `stall_s`
+        seconds, the broker being unreachable meanwhile."""
         self._progress_at = max(self._progress_at, self._now())
         while self.state.ending is None:
             remaining = self._progress_at + stall_s - self._now()
             if remaining <= 0:
                 return False
             if self.registered and not self.outbox.unacknowledged and not self._typed:
+                if self.streaming:
+                    # The stream may still be bringing broadcasts (our own MESSAGEs among
+                    # them) after the broker has answered on the connection: ask for them
+                    # there too, ahead of the PING, so they are in before its PONG.
+                    await self._send_now(Fetch(self.stream.resync(self._now())))
                 if await self._barrier(min(remaining, self.liveness_s)):
                     return True
                 continue
