@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server-key",
         metavar="Z85KEY",
-        help="the server's public key (40 Z85 characters); implies --secure",
+        help=(
+            "the server's public key (40 Z85 characters; write --server-key=KEY, as a key "
+            "may start with -); implies --secure"
+        ),
     )
     parser.add_argument(
         "--state-dir",

@@ -290,7 +290,8 @@ def test_secure_connection_with_the_key_from_the_state_directory(tmp_path: Path)
         # The same with the key given directly.
         key = (tmp_path / "server.key").read_text()
         z85_key = key.split('public-key = "')[1].split('"')[0]
-        result = run_client(running.endpoint, "bob", "hi\n", "--server-key", z85_key)
+        # With "=": a Z85 key may start with "-", which would read as an option.
+        result = run_client(running.endpoint, "bob", "hi\n", f"--server-key={z85_key}")
         assert result.returncode == 0, result.stderr
     finally:
         running.stop()
@@ -304,8 +305,7 @@ def test_secure_connection_with_a_wrong_key_never_registers(tmp_path: Path) -> N
             running.endpoint,
             "alice",
             "x\n",
-            "--server-key",
-            wrong_public.decode(),
+            f"--server-key={wrong_public.decode()}",
             "--timeout",
             "0.5",
         )
