@@ -20,11 +20,13 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from messages import (
     FETCH_LIMIT,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
+    MAX_FRAMES,
     MAX_WIRE_FRAME_BYTES,
     STREAM_READY,
     ErrorCode,
@@ -34,8 +36,17 @@ from messages import (
 from messages import events as ev
 
 from .acks import PendingAcks
+from .connections import Connection, ConnectionLimits, ConnectionTable, Verdict
 from .console import run_console_line
 from .core import STREAM, ChatCore, Outgoing
+from .descriptors import (
+    connection_budget,
+    cut_off,
+    peer_address,
+    release_free_memory,
+    tcp_bytes_received,
+    unpredictable_routing_ids,
+)
 from .ratelimit import FloodPolicy
 from .session import Identity
 
@@ -69,15 +80,30 @@ STREAM_MAX_INBOUND_BYTES: Final = 1024
 #: objects before a young collection, then young and middle collections before the next
 #: older one (the defaults are 700, 10, 10).
 GC_THRESHOLDS: Final = (50_000, 100, 100)
+#: Subscription messages queued from one stream subscriber (ZMQ_RCVHWM): a subscriber
+#: sends one; this bounds what a peer that sends more can make libzmq hold at once.
+STREAM_RECEIVE_HWM_MESSAGES: Final = 16
+#: Bytes an honest stream subscriber sends: the ZMTP greeting and handshake (CurveZMQ's
+#: included), its one subscription, then heartbeats at most this many bytes a second.
+STREAM_HONEST_BYTES: Final = 4096
+STREAM_HONEST_BYTES_PER_S: Final = 64
+#: The one subscription the protocol defines: everything (a ZMTP subscribe of b"").
+SUBSCRIBE_ALL: Final = b"\x01"
+UNSUBSCRIBE_ALL: Final = b"\x00"
 #: Most messages handled per socket per poll, so the terminal and timers are not starved.
 RECEIVE_BATCH: Final = 256
-#: libzmq starts the routing ids it assigns with a zero byte; ids peers set never do.
-ROUTER_ASSIGNED_PREFIX: Final = b"\x00"
+#: After discarding a message of more frames than this, hand freed memory back to the
+#: system (libzmq held every frame of it, about 64 bytes each).
+TRIM_AFTER_FRAMES: Final = 100_000
+#: Frames past MAX_FRAMES in one message that still count as a mistake (answered with
+#: an error); past these the sender is cut off.
+CUT_OFF_EXTRA_FRAMES: Final = 64
+#: What the socket monitors report: connections accepted and ended.
+MONITORED_EVENTS: Final = int(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+CHAT: Final = "chat"
+STREAM_SOCKET: Final = "stream"
 _MORE_FLAGS: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
 _LAST_FLAGS: Final = int(zmq.NOBLOCK)
-_CHOSEN_ROUTING_ID: Final = ev.Error(
-    ErrorCode.MALFORMED, "", "clients must not set a routing id (ZMQ_ROUTING_ID)"
-)
 
 
 @dataclass(frozen=True)
@@ -96,6 +122,8 @@ class BrokerConfig:
     #: Read operator commands from this file descriptor (normally the terminal's); None
     #: for none.
     console_fd: int | None = None
+    #: Caps on connections (the total is lowered to what the descriptor limit allows).
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
 
 class BrokerServer:
@@ -108,6 +136,17 @@ class BrokerServer:
 
     def __init__(self, config: BrokerConfig) -> None:
         self.config = config
+        # Before the ROUTER exists: it takes the start of its id counter from rand().
+        unpredictable_routing_ids()
+        limits = config.connections
+        self._connections = ConnectionTable(
+            ConnectionLimits(
+                total=min(limits.total, connection_budget()),
+                per_address=limits.per_address,
+                register_within_s=limits.register_within_s,
+                refused_within_s=limits.refused_within_s,
+            )
+        )
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
         # A send to a vanished or saturated client must fail loudly, not be dropped.
@@ -122,6 +161,10 @@ class BrokerServer:
         # Tells a subscriber its connection is attached: the moment to FETCH what was
         # published before (anything lost later shows as a gap).
         self._stream.setsockopt(zmq.XPUB_WELCOME_MSG, STREAM_READY)
+        self._stream.setsockopt(zmq.RCVHWM, STREAM_RECEIVE_HWM_MESSAGES)
+        # Every subscription comes to the broker, which allows only SUBSCRIBE_ALL: libzmq
+        # would otherwise keep whatever distinct subscriptions a peer sends, byte by byte.
+        self._stream.setsockopt(zmq.XPUB_MANUAL, 1)
         for sock in (self._socket, self._stream):
             sock.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
             sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_TIMEOUT_MS)
@@ -146,6 +189,11 @@ class BrokerServer:
             self._stream.close()
             self._context.term()
             raise
+        # Connections come and go on these: the table knows each one's descriptor.
+        self._monitors = {
+            CHAT: self._socket.get_monitor_socket(MONITORED_EVENTS),
+            STREAM_SOCKET: self._stream.get_monitor_socket(MONITORED_EVENTS),
+        }
         self.core = ChatCore(
             config.admin_token, config.heartbeat_ms, config.flood, stream_port=stream_port
         )
@@ -173,6 +221,8 @@ class BrokerServer:
         # Polling the stream socket is what lets libzmq attach new subscribers (and send
         # them the ready message) promptly, not at the next broadcast.
         poller.register(self._stream, zmq.POLLIN)
+        for monitor in self._monitors.values():
+            poller.register(monitor, zmq.POLLIN)
         # pyzmq's poll reports plain sockets and files by their descriptor.
         wake_fd = self._wake_reader.fileno()
         poller.register(wake_fd, zmq.POLLIN)
@@ -185,6 +235,7 @@ class BrokerServer:
             while not self.core.stopped:
                 timeout_ms = max(0, math.ceil((next_sweep - time.monotonic()) * 1000))
                 ready = dict(poller.poll(timeout_ms))
+                self._drain_monitors()
                 if self._socket in ready:
                     self._receive_batch()
                 if self._stream in ready:
@@ -196,6 +247,7 @@ class BrokerServer:
                     console = None
                 now = time.monotonic()
                 if now >= next_sweep:
+                    self._cut_overdue(now)
                     self._send(self.core.expire(now))
                     self._send(self.core.tick())
                     next_sweep = now + sweep_interval
@@ -214,22 +266,43 @@ class BrokerServer:
             self._send(self._acks.flush())
 
     def _receive_some(self) -> None:
+        connections = self._connections
         for _ in range(RECEIVE_BATCH):
             try:
-                # The identity part as a Frame: it knows the peer's network address.
+                # The identity part as a Frame: it knows the peer's address and descriptor.
                 identity = self._socket.recv(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            frames = self._receive_rest() if identity.more else []
-            if not identity.bytes.startswith(ROUTER_ASSIGNED_PREFIX):
-                # A routing id the client chose: whoever reconnects with it would speak
-                # for the session it names. Only ids libzmq assigns are accepted.
-                self._send([(identity.bytes, _CHOSEN_ROUTING_ID)])
+            sender = identity.bytes
+            # What the monitor said before this message could be read: whether the
+            # connection this id was bound to has closed since (then this is not it).
+            self._drain_monitors()
+            connection = connections.bound(sender)
+            verdict, reason = Verdict.ACCEPT, ""
+            if connection is None:
+                decision = connections.place(sender, int(identity.get(zmq.SRCFD)))
+                verdict, reason, connection = (
+                    decision.verdict,
+                    decision.reason,
+                    decision.connection,
+                )
+            frames, extra = self._receive_rest(identity.more)
+            if extra > CUT_OFF_EXTRA_FRAMES:
+                verdict = Verdict.REFUSE
+                reason = f"{len(frames) + 1 + extra} frames in one message (at most {MAX_FRAMES})"
+                connection = connections.bound(sender) or connection
+            if verdict is Verdict.DROP:
+                log.debug("dropped a message from %s: its connection is gone", sender.hex())
+                continue
+            if verdict is Verdict.REFUSE:
+                self._refuse(sender, connection, reason, cut_now=extra > 0)
                 continue
             # Only HELLO needs the address (joins are limited per address); the lookup
             # is not free, so skip it for everything else.
             peer = str(identity.get("Peer-Address")) if frames[1:2] == [b"HELLO"] else ""
-            outgoing = self.core.receive(identity.bytes, frames, time.monotonic(), peer)
+            outgoing = self.core.receive(sender, frames, time.monotonic(), peer)
+            if connection is not None and not connection.registered:
+                connection.registered = self.core.session(sender) is not None
             if self.core.stopped:
                 # Nothing may follow SHUTDOWN: what was accepted before it is ACKed first.
                 self._send(self._acks.flush())
@@ -237,17 +310,85 @@ class BrokerServer:
             if self.core.stopped:
                 return
 
-    def _receive_rest(self) -> list[bytes]:
-        """The remaining frames of a message whose first frame was received."""
+    def _receive_rest(self, more: bool) -> tuple[list[bytes], int]:
+        """The remaining frames of a message whose first frame was received, and how many
+        frames past MAX_FRAMES were discarded unread."""
+        if not more:
+            return [], 0
         # Frames know whether more follow; recv_multipart asks the socket with a getsockopt
         # per frame, which costs a third of the receive.
         recv = self._socket.recv
         frame = recv(zmq.NOBLOCK, copy=False)
         frames = [frame.bytes]
         while frame.more:
+            if len(frames) > MAX_FRAMES:
+                # One past the limit is kept: enough for the core to see what is wrong.
+                return frames, self._discard_rest()
             frame = recv(zmq.NOBLOCK, copy=False)
             frames.append(frame.bytes)
-        return frames
+        return frames, 0
+
+    def _discard_rest(self) -> int:
+        """Read and drop the rest of a message: libzmq holds it whole already, and the
+        socket gives nothing else until it is read. The cheapest read there is."""
+        discard = bytearray()
+        recv_into, get = self._socket.recv_into, self._socket.get
+        count = 0
+        while get(zmq.RCVMORE):
+            recv_into(discard, flags=zmq.NOBLOCK)
+            count += 1
+        if count >= TRIM_AFTER_FRAMES:
+            release_free_memory()
+        return count
+
+    def _refuse(
+        self, sender: bytes, connection: Connection | None, reason: str, cut_now: bool
+    ) -> None:
+        """Tell the sender why (if it can still hear), then cut its connection off: at
+        once (`cut_now`), or at the next sweep, once the refusal has left."""
+        with contextlib.suppress(zmq.ZMQError):
+            self._send_frames(sender, encode(ev.Error(ErrorCode.MALFORMED, "", reason)))
+        log.warning("refused %s: %s", sender.hex(), reason)
+        if connection is None:
+            return
+        self._connections.refused(connection, reason, time.monotonic())
+        if cut_now:
+            self._cut(connection)
+
+    def _cut(self, connection: Connection) -> None:
+        # Only a connection the table still holds open: its descriptor is not reused yet.
+        self._drain_monitors()
+        if connection.cut or self._connections.bound_fd(connection.fd) is not connection:
+            return
+        connection.cut = True
+        cut_off(connection.fd)
+
+    def _cut_overdue(self, now: float) -> None:
+        for connection in self._connections.overdue(now):
+            log.info(
+                "cut off a %s connection from %s: %s",
+                connection.kind,
+                connection.address,
+                connection.refusal or "not registered in time",
+            )
+            self._cut(connection)
+
+    def _drain_monitors(self) -> None:
+        """Apply what the socket monitors reported: connections accepted and closed."""
+        for kind, monitor in self._monitors.items():
+            while int(monitor.get(zmq.EVENTS)) & zmq.POLLIN:
+                event, value = _monitor_event(monitor.recv_multipart())
+                if event == zmq.EVENT_ACCEPTED:
+                    self._accepted(value, kind)
+                elif event == zmq.EVENT_DISCONNECTED:
+                    self._connections.closed(value)
+
+    def _accepted(self, fd: int, kind: str) -> None:
+        connection = self._connections.accepted(fd, peer_address(fd), kind, time.monotonic())
+        if connection.refusal and kind == STREAM_SOCKET:
+            # A stream subscriber cannot be told why; it is cut off at once.
+            log.info("cut off a stream connection: %s", connection.refusal)
+            self._cut(connection)
 
     def _drain_shutdown_requests(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -277,6 +418,7 @@ class BrokerServer:
         # A broadcast is one event object for many identities: encode it once. The cache
         # holds the event too, so its id() cannot be reused by a newer event meanwhile.
         encoded: dict[int, tuple[ev.BrokerEvent, list[bytes]]] = {}
+        bound = self._connections.bound
         while pending:
             identity, event = pending.popleft()
             cached = encoded.get(id(event))
@@ -284,6 +426,10 @@ class BrokerServer:
                 cached = encoded[id(event)] = (event, encode(event))
             if identity == STREAM:
                 self._unpublished.append(cached[1])
+                continue
+            if bound(identity) is None:
+                # Its connection is gone (a routing id is never bound twice): gone for
+                # now, like an unreachable peer.
                 continue
             try:
                 self._send_frames(identity, cached[1])
@@ -314,13 +460,40 @@ class BrokerServer:
                 start, size = end, 0
 
     def _drain_subscriptions(self) -> None:
-        # Subscription changes arrive here; nothing in them needs an answer, but unread
-        # they would pile up.
+        # Subscription changes arrive here. Only the one the protocol defines is applied;
+        # anything else marks a peer that must be found and cut off.
         # At most a batch per turn: a peer churning subscriptions must not keep the loop
         # from the chat.
+        stream = self._stream
+        foreign = False
         with contextlib.suppress(zmq.Again):
             for _ in range(RECEIVE_BATCH):
-                self._stream.recv(zmq.NOBLOCK)
+                subscription = stream.recv(zmq.NOBLOCK)
+                if subscription == SUBSCRIBE_ALL:
+                    stream.setsockopt(zmq.SUBSCRIBE, b"")
+                elif subscription == UNSUBSCRIBE_ALL:
+                    stream.setsockopt(zmq.UNSUBSCRIBE, b"")
+                else:
+                    foreign = True
+        if foreign:
+            self._cut_noisy_subscribers(time.monotonic())
+
+    def _cut_noisy_subscribers(self, now: float) -> None:
+        """Cut off every stream connection that sent more than an honest subscriber does.
+
+        libzmq does not say which connection a subscription came from, but the kernel
+        counts what each one sent."""
+        for connection in self._connections.connections():
+            if connection.kind != STREAM_SOCKET or connection.cut:
+                continue
+            allowed = STREAM_HONEST_BYTES + STREAM_HONEST_BYTES_PER_S * (now - connection.since)
+            if tcp_bytes_received(connection.fd) > allowed:
+                log.warning(
+                    "cut off a stream connection from %s: subscriptions the protocol does "
+                    "not define",
+                    connection.address,
+                )
+                self._cut(connection)
 
     def _unreachable(self, identity: Identity, exc: zmq.ZMQError) -> list[Outgoing]:
         if exc.errno == zmq.EHOSTUNREACH:
@@ -342,6 +515,8 @@ class BrokerServer:
         # Give the SHUTDOWN notices (and anything else queued) time to leave.
         self._socket.close(linger=SHUTDOWN_LINGER_MS)
         self._stream.close(linger=SHUTDOWN_LINGER_MS)
+        for monitor in self._monitors.values():
+            monitor.close(linger=0)
         self._context.term()
         self._wake_reader.close()
         self._wake_writer.close()
@@ -381,3 +556,10 @@ def endpoint_port(endpoint: str) -> int:
     if scheme != "tcp" or not port.isdigit():
         raise ValueError(f"the stream must be a TCP endpoint, not {endpoint}")
     return int(port)
+
+
+def _monitor_event(frames: list[bytes]) -> tuple[int, int]:
+    """The event and its value (a descriptor, for the events monitored) from a socket
+    monitor's message."""
+    event = parse_monitor_message(frames)
+    return int(event["event"]), int(event["value"])

@@ -1,0 +1,219 @@
+"""Which TCP connection each routing id came in on: sans-IO bookkeeping for the socket loop.
+
+libzmq tells the broker about connections through a socket monitor (accepted, closed, each
+with its file descriptor) and tells it, for each message, the descriptor it came in on
+(ZMQ_SRCFD). This table joins the two, so that the loop can hold every routing id to the
+one connection it belongs to:
+
+- A routing id is bound to the connection its first message came in on, and only ids that
+  libzmq assigned (a zero byte and a 4-byte counter) are bound: a peer that chose its own
+  id (ZMQ_ROUTING_ID) is refused and cut off. libzmq aborts the whole process when an id
+  it assigns later is already taken by a chosen one, and a chosen id would let a peer speak
+  for the session of a connection that dropped.
+- A routing id whose connection closed is never bound again: libzmq never assigns an id
+  twice, so whoever comes back with it chose it.
+- The loop sends only to ids bound to an open connection.
+- Connections are capped, in total and per network address; a connection that has not
+  registered within a stated time is cut off.
+
+Nothing here touches a socket: the loop reports what libzmq said and acts on the verdicts.
+"""
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Final
+
+Identity = bytes
+
+#: libzmq's own routing ids: a zero byte, then a 32-bit counter.
+ASSIGNED_ID_BYTES: Final = 5
+#: Routing ids of closed connections remembered so that a peer reusing one is caught.
+RETIRED_IDS_KEPT: Final = 65_536
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """How many connections the broker holds, and for how long unregistered ones."""
+
+    #: Open connections in all (chat and stream sockets together).
+    total: int = 4096
+    #: Open connections from one network address (loopback included).
+    per_address: int = 64
+    #: Seconds a chat connection may stay open without registering (HELLO accepted).
+    register_within_s: float = 30.0
+    #: Seconds a connection over a limit has to send its first message and read why it
+    #: is refused, before it is cut off without a word.
+    refused_within_s: float = 5.0
+    #: Seconds between sending a refusal and cutting the connection off: cut at once, the
+    #: connection would take the refusal with it.
+    refusal_grace_s: float = 0.5
+
+
+class Verdict(Enum):
+    """What the loop does with a message, given where it came from."""
+
+    #: Hand it to the core.
+    ACCEPT = "accept"
+    #: Refuse it (answer with an error naming the reason) and cut the connection off.
+    REFUSE = "refuse"
+    #: Drop it silently: it cannot be told apart from a forgery.
+    DROP = "drop"
+
+
+@dataclass(slots=True)
+class Connection:
+    """One open TCP connection to a socket of the broker."""
+
+    fd: int
+    address: str
+    #: Monotonic time it was accepted.
+    since: float
+    #: Which socket of the broker it belongs to (chat or stream).
+    kind: str
+    identity: Identity | None = None
+    #: It has had a session (HELLO accepted) at some point.
+    registered: bool = False
+    #: Why it is refused: set when accepted over a limit, or when its first message
+    #: showed a chosen routing id. Nothing more from it reaches the core.
+    refusal: str = ""
+    #: Monotonic time the refusal was sent to it; it is cut off a little later, once the
+    #: refusal has had time to leave.
+    refused_at: float | None = None
+    #: Set once the loop has cut it off (shutdown of its descriptor).
+    cut: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    reason: str = ""
+    #: The connection to cut off, when refused.
+    connection: Connection | None = None
+
+
+def assigned_by_libzmq(identity: Identity) -> bool:
+    """Whether `identity` has the shape of a routing id libzmq assigns."""
+    return len(identity) == ASSIGNED_ID_BYTES and identity[0] == 0
+
+
+@dataclass
+class ConnectionTable:
+    """Open connections by descriptor, and the routing id each chat connection is bound to."""
+
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    _by_fd: dict[int, Connection] = field(default_factory=dict)
+    _by_identity: dict[Identity, Connection] = field(default_factory=dict)
+    _per_address: dict[str, int] = field(default_factory=dict)
+    #: Ids whose connection closed, with the descriptor it had then.
+    _retired: OrderedDict[Identity, int] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        return len(self._by_fd)
+
+    def connections(self) -> tuple[Connection, ...]:
+        return tuple(self._by_fd.values())
+
+    def from_address(self, address: str) -> int:
+        """Open connections from network address `address`."""
+        return self._per_address.get(address, 0)
+
+    # -- what the monitor reports -------------------------------------------------------
+
+    def accepted(self, fd: int, address: str, kind: str, now: float) -> Connection:
+        """A connection was accepted on descriptor `fd`; it may be over a limit."""
+        stale = self._by_fd.get(fd)
+        if stale is not None:  # its close was not reported: the descriptor is reused
+            self.closed(fd)
+        connection = Connection(fd, address, now, kind)
+        if len(self._by_fd) >= self.limits.total:
+            connection.refusal = f"the broker is full ({self.limits.total} connections)"
+        elif self.from_address(address) >= self.limits.per_address:
+            connection.refusal = (
+                f"too many connections from {address} (at most {self.limits.per_address})"
+            )
+        self._by_fd[fd] = connection
+        self._per_address[address] = self.from_address(address) + 1
+        return connection
+
+    def closed(self, fd: int) -> Connection | None:
+        """The connection on `fd` closed; its routing id is retired."""
+        connection = self._by_fd.pop(fd, None)
+        if connection is None:
+            return None
+        left = self._per_address[connection.address] - 1
+        if left:
+            self._per_address[connection.address] = left
+        else:
+            del self._per_address[connection.address]
+        identity = connection.identity
+        if identity is not None and self._by_identity.get(identity) is connection:
+            del self._by_identity[identity]
+            self._retired[identity] = fd
+            if len(self._retired) > RETIRED_IDS_KEPT:
+                self._retired.popitem(last=False)
+        return connection
+
+    # -- what messages show -------------------------------------------------------------
+
+    def bound_fd(self, fd: int) -> Connection | None:
+        """The open connection on descriptor `fd`, if any."""
+        return self._by_fd.get(fd)
+
+    def bound(self, identity: Identity) -> Connection | None:
+        """The open connection `identity` is bound to, if any: the only one to send to."""
+        return self._by_identity.get(identity)
+
+    def refused(self, connection: Connection, reason: str, now: float) -> None:
+        """`connection` was sent a refusal for `reason`: nothing more from it counts."""
+        connection.refusal = connection.refusal or reason
+        connection.refused_at = now
+
+    def place(self, identity: Identity, fd: int) -> Decision:
+        """Judge a message from `identity`, not bound now, that came in on descriptor `fd`."""
+        connection = self._by_fd.get(fd)
+        retired_fd = self._retired.get(identity)
+        if retired_fd is not None:
+            if fd == retired_fd and connection is None:
+                # A message the closed connection sent before it closed, read late.
+                return Decision(Verdict.ACCEPT)
+            if connection is None or connection.identity not in (None, identity):
+                # The descriptor was reused since: who sent this cannot be told.
+                return Decision(Verdict.DROP)
+            return Decision(
+                Verdict.REFUSE, "this routing id belonged to a closed connection", connection
+            )
+        if connection is None or connection.identity is not None:
+            # Closed before its first message was read, not the connection that sent it,
+            # or refused already.
+            return Decision(Verdict.DROP)
+        # Whatever the verdict, this connection's id is now known.
+        connection.identity = identity
+        if not assigned_by_libzmq(identity):
+            return Decision(
+                Verdict.REFUSE, "clients must not set a routing id (ZMQ_ROUTING_ID)", connection
+            )
+        if connection.refusal:
+            return Decision(Verdict.REFUSE, connection.refusal, connection)
+        self._by_identity[identity] = connection
+        return Decision(Verdict.ACCEPT)
+
+    def overdue(self, now: float) -> list[Connection]:
+        """Open connections to cut off now: refused ones, and chat connections that have
+        not registered in time."""
+        limits = self.limits
+        due = []
+        for c in self._by_fd.values():
+            if c.cut or c.registered:
+                continue
+            if c.refused_at is not None:
+                deadline = c.refused_at + limits.refusal_grace_s
+            elif c.refusal:
+                deadline = c.since + limits.refused_within_s
+            elif c.kind == "chat":
+                deadline = c.since + limits.register_within_s
+            else:
+                continue
+            if now >= deadline:
+                due.append(c)
+        return due

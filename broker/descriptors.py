@@ -1,0 +1,126 @@
+"""What the broker does below ZeroMQ, with the operating system: descriptors and the C library.
+
+libzmq owns its connections' file descriptors. The broker only looks at them (who is at the
+other end) and, to cut a peer off, shuts the TCP connection down: libzmq then sees the
+connection end as if the peer had closed it, and cleans up (it discards a multipart
+message still arriving). The descriptor itself is never closed here.
+"""
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import resource
+import secrets
+import socket
+import sys
+from typing import Final
+
+log = logging.getLogger(__name__)
+
+#: getsockopt(IPPROTO_TCP, TCP_INFO): Linux's struct tcp_info, whose u64
+#: tcpi_bytes_received (Linux 4.1 and later) sits at this byte offset.
+TCP_INFO: Final = getattr(socket, "TCP_INFO", 11)
+TCP_INFO_BYTES: Final = 256
+TCPI_BYTES_RECEIVED_OFFSET: Final = 128
+#: Descriptors kept free of connections: listening sockets, the monitor's, logs, the
+#: terminal, libzmq's own mailboxes.
+RESERVED_DESCRIPTORS: Final = 64
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+_LIBC: Final = _libc()
+
+
+def peer_address(fd: int) -> str:
+    """The network address at the other end of connection `fd` ('' if not known)."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return ""
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        return ""
+    finally:
+        sock.detach()  # the descriptor stays libzmq's
+    if isinstance(peer, tuple):
+        return str(peer[0])
+    return str(peer)
+
+
+def cut_off(fd: int) -> None:
+    """End TCP connection `fd` in both directions; libzmq closes it and frees what it held."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return  # already gone
+    try:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+    finally:
+        sock.detach()
+
+
+def tcp_bytes_received(fd: int) -> int:
+    """Bytes TCP connection `fd` has received so far (Linux's tcp_info), or 0 if unknown."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return 0
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, TCP_INFO_BYTES)
+    except (OSError, AttributeError):
+        return 0
+    finally:
+        sock.detach()
+    end = TCPI_BYTES_RECEIVED_OFFSET + 8
+    if len(info) < end:
+        return 0
+    return int.from_bytes(info[TCPI_BYTES_RECEIVED_OFFSET:end], sys.byteorder)
+
+
+def connection_budget() -> int:
+    """Connections the broker can hold: its descriptor limit, raised to the hard limit,
+    less RESERVED_DESCRIPTORS.
+
+    At the limit libzmq's listener fails to accept and retries at once, forever: a busy
+    loop. Keeping connections below it is what prevents that.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+    return max(1, soft - RESERVED_DESCRIPTORS)
+
+
+def unpredictable_routing_ids() -> None:
+    """Seed the C library's rand(), from which libzmq 4.3 starts its routing id counter.
+
+    libzmq never seeds it, so every broker would hand out the same ids in the same order.
+    The broker refuses chosen ids anyway (see broker.connections); this keeps a peer from
+    knowing which id libzmq will assign next. Call it before the ROUTER socket is made.
+    """
+    if _LIBC is not None:
+        _LIBC.srand(ctypes.c_uint(secrets.randbits(32)))
+
+
+def release_free_memory() -> None:
+    """Give memory the process freed back to the system (glibc's malloc_trim).
+
+    After a peer made libzmq hold a huge message, the freed blocks would otherwise stay
+    with the process."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
