@@ -9,19 +9,21 @@ SERVER      ?= tcp://127.0.0.1:5555
 NICK        ?=
 ADMIN_TOKEN ?=
 BENCH_ARGS  ?=
+ATTACK_ARGS ?=
 SECURE      ?=
 STATE_DIR   ?=
 
 # SECURE=1 turns on CurveZMQ; STATE_DIR says where the broker's key pair lives.
 SECURITY = $(if $(SECURE),--secure) $(if $(STATE_DIR),--state-dir '$(STATE_DIR)')
 
-.PHONY: help venv broker client test lint typecheck unit reliability bench bench-full bench-peers bench-profile bench-typing screenshots clean
+.PHONY: help venv broker client test lint typecheck unit reliability bench bench-full bench-peers bench-profile bench-typing screenshots attack clean
 
 help:
 	@echo "make broker [BIND=tcp://127.0.0.1:5555] [ADMIN_TOKEN=secret] [SECURE=1]"
 	@echo "make client NICK=alice [SERVER=tcp://127.0.0.1:5555] [SECURE=1]"
 	@echo "make test    ruff + mypy + pytest"
 	@echo "make reliability   figures for docs/RELIABILITY.md (restarts, bad input, slow reader, flood)"
+	@echo "make attack        attacks on a fresh broker: does it hold, a bystander's PING, RSS"
 	@echo "make bench         benchmark against a raw pyzmq ceiling and IRC servers (< 5 min)"
 	@echo "make bench-full    the same with 10,000 idle clients (~15 min)"
 	@echo "make bench-peers   install ngIRCd and InspIRCd to compare against (root, apt)"
@@ -56,6 +58,9 @@ test: lint typecheck unit
 
 reliability: $(STAMP)
 	$(PY) -m tests.figures
+
+attack: $(STAMP)
+	$(PY) -m tests.attacks $(ATTACK_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)

@@ -20,6 +20,7 @@ from messages import (
     MIN_HEARTBEAT_MS,
 )
 
+from .connections import ConnectionLimits
 from .console import HELP
 from .keys import STATE_DIR_ENV, default_state_dir, server_key_pair
 from .ratelimit import FloodPolicy
@@ -86,12 +87,42 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"where the key pair lives (default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
     )
+    limits = ConnectionLimits()
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=limits.total,
+        help=(
+            f"open connections in all (default: {limits.total}, or fewer if the descriptor "
+            "limit is lower)"
+        ),
+    )
+    parser.add_argument(
+        "--max-connections-per-address",
+        type=int,
+        default=limits.per_address,
+        help=f"open connections from one network address (default: {limits.per_address})",
+    )
+    parser.add_argument(
+        "--register-within",
+        type=float,
+        default=limits.register_within_s,
+        metavar="SECONDS",
+        help=(
+            "a connection that has not registered after this long is cut off "
+            f"(default: {limits.register_within_s:g})"
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     if len(args.admin_token.encode()) > MAX_TOKEN_BYTES:
         parser.error(f"--admin-token is longer than {MAX_TOKEN_BYTES} bytes")
     if args.heartbeat_ms < MIN_HEARTBEAT_MS:
         parser.error(f"--heartbeat-ms must be at least {MIN_HEARTBEAT_MS}")
+    if min(args.max_connections, args.max_connections_per_address) < 1:
+        parser.error("--max-connections and --max-connections-per-address must be positive")
+    if args.register_within <= 0:
+        parser.error("--register-within must be positive")
     if args.flood_burst < 1 or args.flood_rate <= 0:
         parser.error("--flood-burst and --flood-rate must be positive")
     return args
@@ -119,6 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         console_fd=console_fd,
         flood=FloodPolicy(burst=args.flood_burst, per_second=args.flood_rate),
         curve_secret_key=secret_key,
+        connections=ConnectionLimits(
+            total=args.max_connections,
+            per_address=args.max_connections_per_address,
+            register_within_s=args.register_within,
+        ),
     )
     try:
         server = BrokerServer(config)

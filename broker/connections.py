@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Final
 
+from messages import ErrorCode
+
 Identity = bytes
 
 #: libzmq's own routing ids: a zero byte, then a 32-bit counter.
@@ -41,7 +43,7 @@ class ConnectionLimits:
     #: Open connections from one network address (loopback included).
     per_address: int = 64
     #: Seconds a chat connection may stay open without registering (HELLO accepted).
-    register_within_s: float = 30.0
+    register_within_s: float = 10.0
     #: Seconds a connection over a limit has to send its first message and read why it
     #: is refused, before it is cut off without a word.
     refused_within_s: float = 5.0
@@ -90,6 +92,8 @@ class Decision:
     reason: str = ""
     #: The connection to cut off, when refused.
     connection: Connection | None = None
+    #: The ERROR code a refusal is sent with.
+    code: ErrorCode = ErrorCode.MALFORMED
 
 
 def assigned_by_libzmq(identity: Identity) -> bool:
@@ -194,7 +198,7 @@ class ConnectionTable:
                 Verdict.REFUSE, "clients must not set a routing id (ZMQ_ROUTING_ID)", connection
             )
         if connection.refusal:
-            return Decision(Verdict.REFUSE, connection.refusal, connection)
+            return Decision(Verdict.REFUSE, connection.refusal, connection, ErrorCode.RATE_LIMITED)
         self._by_identity[identity] = connection
         return Decision(Verdict.ACCEPT)
 

@@ -85,7 +85,7 @@ GC_THRESHOLDS: Final = (50_000, 100, 100)
 STREAM_RECEIVE_HWM_MESSAGES: Final = 16
 #: Bytes an honest stream subscriber sends: the ZMTP greeting and handshake (CurveZMQ's
 #: included), its one subscription, then heartbeats at most this many bytes a second.
-STREAM_HONEST_BYTES: Final = 4096
+STREAM_HONEST_BYTES: Final = 2048
 STREAM_HONEST_BYTES_PER_S: Final = 64
 #: The one subscription the protocol defines: everything (a ZMTP subscribe of b"").
 SUBSCRIBE_ALL: Final = b"\x01"
@@ -98,6 +98,8 @@ TRIM_AFTER_FRAMES: Final = 100_000
 #: Frames past MAX_FRAMES in one message that still count as a mistake (answered with
 #: an error); past these the sender is cut off.
 CUT_OFF_EXTRA_FRAMES: Final = 64
+#: How often connections are checked for being refused or late to register, in s.
+CONNECTION_SWEEP_S: Final = 0.5
 #: What the socket monitors report: connections accepted and ended.
 MONITORED_EVENTS: Final = int(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
 CHAT: Final = "chat"
@@ -229,11 +231,15 @@ class BrokerServer:
         console = self.config.console_fd
         if console is not None:
             poller.register(console, zmq.POLLIN)
-        sweep_interval = self.config.heartbeat_ms / 1000
+        heartbeat_interval = self.config.heartbeat_ms / 1000
+        next_heartbeat = time.monotonic() + heartbeat_interval
+        # Connections over a limit or late to register are cut off within this.
+        sweep_interval = min(heartbeat_interval, CONNECTION_SWEEP_S)
         next_sweep = time.monotonic() + sweep_interval
         try:
             while not self.core.stopped:
-                timeout_ms = max(0, math.ceil((next_sweep - time.monotonic()) * 1000))
+                wake = min(next_sweep, next_heartbeat)
+                timeout_ms = max(0, math.ceil((wake - time.monotonic()) * 1000))
                 ready = dict(poller.poll(timeout_ms))
                 self._drain_monitors()
                 if self._socket in ready:
@@ -248,9 +254,11 @@ class BrokerServer:
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._cut_overdue(now)
+                    next_sweep = now + sweep_interval
+                if now >= next_heartbeat:
                     self._send(self.core.expire(now))
                     self._send(self.core.tick())
-                    next_sweep = now + sweep_interval
+                    next_heartbeat = now + heartbeat_interval
                 self._publish()
         finally:
             try:
@@ -278,24 +286,21 @@ class BrokerServer:
             # connection this id was bound to has closed since (then this is not it).
             self._drain_monitors()
             connection = connections.bound(sender)
-            verdict, reason = Verdict.ACCEPT, ""
+            verdict, reason, code = Verdict.ACCEPT, "", ErrorCode.MALFORMED
             if connection is None:
                 decision = connections.place(sender, int(identity.get(zmq.SRCFD)))
-                verdict, reason, connection = (
-                    decision.verdict,
-                    decision.reason,
-                    decision.connection,
-                )
+                verdict, reason, code = decision.verdict, decision.reason, decision.code
+                connection = decision.connection
             frames, extra = self._receive_rest(identity.more)
             if extra > CUT_OFF_EXTRA_FRAMES:
-                verdict = Verdict.REFUSE
+                verdict, code = Verdict.REFUSE, ErrorCode.MALFORMED
                 reason = f"{len(frames) + 1 + extra} frames in one message (at most {MAX_FRAMES})"
                 connection = connections.bound(sender) or connection
             if verdict is Verdict.DROP:
                 log.debug("dropped a message from %s: its connection is gone", sender.hex())
                 continue
             if verdict is Verdict.REFUSE:
-                self._refuse(sender, connection, reason, cut_now=extra > 0)
+                self._refuse(sender, connection, ev.Error(code, "", reason), cut_now=extra > 0)
                 continue
             # Only HELLO needs the address (joins are limited per address); the lookup
             # is not free, so skip it for everything else.
@@ -342,16 +347,16 @@ class BrokerServer:
         return count
 
     def _refuse(
-        self, sender: bytes, connection: Connection | None, reason: str, cut_now: bool
+        self, sender: bytes, connection: Connection | None, refusal: ev.Error, cut_now: bool
     ) -> None:
         """Tell the sender why (if it can still hear), then cut its connection off: at
         once (`cut_now`), or at the next sweep, once the refusal has left."""
         with contextlib.suppress(zmq.ZMQError):
-            self._send_frames(sender, encode(ev.Error(ErrorCode.MALFORMED, "", reason)))
-        log.warning("refused %s: %s", sender.hex(), reason)
+            self._send_frames(sender, encode(refusal))
+        log.warning("refused %s: %s", sender.hex(), refusal.reason)
         if connection is None:
             return
-        self._connections.refused(connection, reason, time.monotonic())
+        self._connections.refused(connection, refusal.reason, time.monotonic())
         if cut_now:
             self._cut(connection)
 
@@ -474,7 +479,9 @@ class BrokerServer:
                 elif subscription == UNSUBSCRIBE_ALL:
                     stream.setsockopt(zmq.UNSUBSCRIBE, b"")
                 else:
+                    # Find it now: every call on the socket lets libzmq take in more.
                     foreign = True
+                    break
         if foreign:
             self._cut_noisy_subscribers(time.monotonic())
 

@@ -1,5 +1,6 @@
 """Real processes for end-to-end tests and figures: a broker that can be killed and restarted."""
 
+import os
 import re
 import signal
 import socket
@@ -58,7 +59,7 @@ class BrokerProcess:
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=None if os.environ.get("BROKER_STDERR") else subprocess.DEVNULL,
             text=True,
         )
         assert self.process.stdout is not None
