@@ -15,6 +15,7 @@ import signal
 import sys
 from types import FrameType
 
+from broker.connections import ConnectionLimits
 from broker.ratelimit import FloodPolicy
 from broker.server import BrokerConfig, BrokerServer, tune_gc_for_serving
 
@@ -32,8 +33,16 @@ def bench_config(bind: str, admin_token: str) -> BrokerConfig:
         join_burst=UNLIMITED,
         joins_per_second=UNLIMITED,
     )
+    # Every benchmark client comes from loopback, and idle ones never register.
+    connections = ConnectionLimits(
+        total=UNLIMITED, per_address=UNLIMITED, register_within_s=BENCH_HEARTBEAT_MS / 1000
+    )
     return BrokerConfig(
-        bind=bind, admin_token=admin_token, heartbeat_ms=BENCH_HEARTBEAT_MS, flood=flood
+        bind=bind,
+        admin_token=admin_token,
+        heartbeat_ms=BENCH_HEARTBEAT_MS,
+        flood=flood,
+        connections=connections,
     )
 
 

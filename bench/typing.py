@@ -36,7 +36,14 @@ KEY_INTERVAL_S: Final = 0.05
 #: How often the typist looks whether its key arrived, in seconds.
 LOOK_INTERVAL_S: Final = 0.0002
 #: Broker options that keep flood control out of the way.
-UNLIMITED: Final = ("--flood-burst", "1000000000", "--flood-rate", "1000000000")
+UNLIMITED: Final = (
+    "--flood-burst",
+    "1000000000",
+    "--flood-rate",
+    "1000000000",
+    "--max-connections-per-address",
+    "1000000",
+)
 #: The flood's text: a typical chat line.
 FLOOD_TEXT: Final = "x" * 64
 

@@ -84,6 +84,8 @@ class Connection:
     refused_at: float | None = None
     #: Set once the loop has cut it off (shutdown of its descriptor).
     cut: bool = False
+    #: Bytes of the messages the broker has read from it, framing included.
+    bytes_read: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,8 @@ class ConnectionTable:
     _per_address: dict[str, int] = field(default_factory=dict)
     #: Ids whose connection closed, with the descriptor it had then.
     _retired: OrderedDict[Identity, int] = field(default_factory=OrderedDict)
+    #: Addresses refused until a monotonic time, and why.
+    _banned: dict[str, tuple[float, str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self._by_fd)
@@ -130,7 +134,13 @@ class ConnectionTable:
         if stale is not None:  # its close was not reported: the descriptor is reused
             self.closed(fd)
         connection = Connection(fd, address, now, kind)
-        if len(self._by_fd) >= self.limits.total:
+        ban = self._banned.get(address)
+        if ban is not None and ban[0] <= now:
+            del self._banned[address]
+            ban = None
+        if ban is not None:
+            connection.refusal = ban[1]
+        elif len(self._by_fd) >= self.limits.total:
             connection.refusal = f"the broker is full ({self.limits.total} connections)"
         elif self.from_address(address) >= self.limits.per_address:
             connection.refusal = (
@@ -167,6 +177,14 @@ class ConnectionTable:
     def bound(self, identity: Identity) -> Connection | None:
         """The open connection `identity` is bound to, if any: the only one to send to."""
         return self._by_identity.get(identity)
+
+    def ban(self, address: str, until: float, reason: str) -> None:
+        """Refuse new connections from `address` until monotonic time `until`."""
+        self._banned[address] = (until, reason)
+
+    def banned(self, address: str, now: float) -> bool:
+        ban = self._banned.get(address)
+        return ban is not None and ban[0] > now
 
     def refused(self, connection: Connection, reason: str, now: float) -> None:
         """`connection` was sent a refusal for `reason`: nothing more from it counts."""

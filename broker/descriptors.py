@@ -10,9 +10,11 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
+import os
 import resource
 import secrets
 import socket
+import struct
 import sys
 from typing import Final
 
@@ -59,13 +61,18 @@ def peer_address(fd: int) -> str:
 
 
 def cut_off(fd: int) -> None:
-    """End TCP connection `fd` in both directions; libzmq closes it and frees what it held."""
+    """End TCP connection `fd` in both directions; libzmq closes it and frees what it held.
+
+    Abortively: when libzmq closes it, the peer gets a reset at once, and whatever it had
+    sent and was still queued is dropped. A plain close would leave a peer that keeps
+    sending stuck against a zero window for a minute."""
     try:
         sock = socket.socket(fileno=fd)
     except OSError:
         return  # already gone
     try:
         with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             sock.shutdown(socket.SHUT_RDWR)
     finally:
         sock.detach()
@@ -114,6 +121,32 @@ def unpredictable_routing_ids() -> None:
     """
     if _LIBC is not None:
         _LIBC.srand(ctypes.c_uint(secrets.randbits(32)))
+
+
+class ResidentMemory:
+    """The process's resident memory, read from /proc/self/statm (Linux)."""
+
+    def __init__(self) -> None:
+        self._page = resource.getpagesize()
+        try:
+            self._fd: int | None = os.open("/proc/self/statm", os.O_RDONLY)
+        except OSError:
+            self._fd = None
+        #: The last reading, for callers that compare.
+        self.baseline = self.rss_bytes()
+        #: Set when memory is about to be freed (call release_free_memory later).
+        self.trim_pending = False
+
+    def rss_bytes(self) -> int:
+        if self._fd is None:
+            return 0
+        fields = os.pread(self._fd, 128, 0).split()
+        return int(fields[1]) * self._page
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 def release_free_memory() -> None:

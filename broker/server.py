@@ -40,6 +40,7 @@ from .connections import Connection, ConnectionLimits, ConnectionTable, Verdict
 from .console import run_console_line
 from .core import STREAM, ChatCore, Outgoing
 from .descriptors import (
+    ResidentMemory,
     connection_budget,
     cut_off,
     peer_address,
@@ -98,6 +99,20 @@ TRIM_AFTER_FRAMES: Final = 100_000
 #: Frames past MAX_FRAMES in one message that still count as a mistake (answered with
 #: an error); past these the sender is cut off.
 CUT_OFF_EXTRA_FRAMES: Final = 64
+#: How often the broker's memory is looked at for a message growing in libzmq, in s.
+MEMORY_WATCH_S: Final = 0.02
+#: Growth of the broker's resident memory between two looks that starts a search for
+#: the connection behind it, in bytes.
+RSS_JUMP_BYTES: Final = 8 * 1024 * 1024
+#: Bytes a chat connection may have sent beyond what the broker has read from it
+#: (messages queued for the broker, ZMTP handshake and heartbeats) before it counts as
+#: building a huge message. Flood control keeps an honest client's queue far below:
+#: a burst of FLOOD_BURST texts of MAX_TEXT_BYTES.
+UNREAD_LIMIT_BYTES: Final = 256 * 1024
+#: Per frame, ZMTP's framing: a flags byte and a length of up to 8 bytes.
+FRAME_OVERHEAD_BYTES: Final = 9
+#: How long an address that sent a frame bomb is refused, in s.
+BAN_SECONDS: Final = 60
 #: How often connections are checked for being refused or late to register, in s.
 CONNECTION_SWEEP_S: Final = 0.5
 #: What the socket monitors report: connections accepted and ended.
@@ -196,6 +211,7 @@ class BrokerServer:
             CHAT: self._socket.get_monitor_socket(MONITORED_EVENTS),
             STREAM_SOCKET: self._stream.get_monitor_socket(MONITORED_EVENTS),
         }
+        self._memory = ResidentMemory()
         self.core = ChatCore(
             config.admin_token, config.heartbeat_ms, config.flood, stream_port=stream_port
         )
@@ -236,9 +252,10 @@ class BrokerServer:
         # Connections over a limit or late to register are cut off within this.
         sweep_interval = min(heartbeat_interval, CONNECTION_SWEEP_S)
         next_sweep = time.monotonic() + sweep_interval
+        next_watch = time.monotonic() + MEMORY_WATCH_S
         try:
             while not self.core.stopped:
-                wake = min(next_sweep, next_heartbeat)
+                wake = min(next_sweep, next_heartbeat, next_watch)
                 timeout_ms = max(0, math.ceil((wake - time.monotonic()) * 1000))
                 ready = dict(poller.poll(timeout_ms))
                 self._drain_monitors()
@@ -252,7 +269,14 @@ class BrokerServer:
                     poller.unregister(console)
                     console = None
                 now = time.monotonic()
+                if now >= next_watch:
+                    self._watch_memory()
+                    next_watch = now + MEMORY_WATCH_S
                 if now >= next_sweep:
+                    if self._memory.trim_pending:
+                        # libzmq has freed by now what the connections cut off were sending.
+                        self._memory.trim_pending = False
+                        release_free_memory()
                     self._cut_overdue(now)
                     next_sweep = now + sweep_interval
                 if now >= next_heartbeat:
@@ -292,10 +316,14 @@ class BrokerServer:
                 verdict, reason, code = decision.verdict, decision.reason, decision.code
                 connection = decision.connection
             frames, extra = self._receive_rest(identity.more)
+            if connection is not None:
+                connection.bytes_read += _wire_bytes(frames) + len(sender)
             if extra > CUT_OFF_EXTRA_FRAMES:
                 verdict, code = Verdict.REFUSE, ErrorCode.MALFORMED
                 reason = f"{len(frames) + 1 + extra} frames in one message (at most {MAX_FRAMES})"
                 connection = connections.bound(sender) or connection
+                if connection is not None:
+                    self._ban(connection.address, reason)
             if verdict is Verdict.DROP:
                 log.debug("dropped a message from %s: its connection is gone", sender.hex())
                 continue
@@ -389,11 +417,44 @@ class BrokerServer:
                     self._connections.closed(value)
 
     def _accepted(self, fd: int, kind: str) -> None:
-        connection = self._connections.accepted(fd, peer_address(fd), kind, time.monotonic())
-        if connection.refusal and kind == STREAM_SOCKET:
-            # A stream subscriber cannot be told why; it is cut off at once.
-            log.info("cut off a stream connection: %s", connection.refusal)
+        now = time.monotonic()
+        address = peer_address(fd)
+        connection = self._connections.accepted(fd, address, kind, now)
+        if connection.refusal and (kind == STREAM_SOCKET or self._connections.banned(address, now)):
+            # A stream subscriber cannot be told why, and a banned address is not listened
+            # to: cut off at once.
+            log.info("cut off a %s connection from %s: %s", kind, address, connection.refusal)
             self._cut(connection)
+
+    def _ban(self, address: str, reason: str) -> None:
+        """Refuse `address` for BAN_SECONDS: it sent what no client sends by mistake."""
+        log.warning("refusing %s for %d s: %s", address, BAN_SECONDS, reason)
+        self._connections.ban(address, time.monotonic() + BAN_SECONDS, f"banned: {reason}")
+
+    def _watch_memory(self) -> None:
+        """Catch a huge message while it is still arriving: libzmq queues a multipart
+        message whole before the broker can read a frame of it, and keeps no count.
+
+        When the process grew by RSS_JUMP_BYTES since the last search (or its lowest since),
+        every chat connection
+        whose kernel received far more than the broker has read from it is cut off, which
+        makes libzmq discard the incomplete message. Cheap while nothing grows: one read of
+        /proc/self/statm."""
+        memory = self._memory
+        rss = memory.rss_bytes()
+        if rss - memory.baseline < RSS_JUMP_BYTES:
+            memory.baseline = min(memory.baseline, rss)
+            return
+        memory.baseline = rss
+        for connection in self._connections.connections():
+            if connection.kind != CHAT or connection.cut:
+                continue
+            unread = tcp_bytes_received(connection.fd) - connection.bytes_read
+            if unread > UNREAD_LIMIT_BYTES:
+                reason = f"{unread} bytes sent and not yet a message"
+                self._ban(connection.address, reason)
+                self._cut(connection)
+                memory.trim_pending = True
 
     def _drain_shutdown_requests(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -527,6 +588,7 @@ class BrokerServer:
         self._context.term()
         self._wake_reader.close()
         self._wake_writer.close()
+        self._memory.close()
 
 
 def tune_gc_for_serving() -> None:
@@ -570,3 +632,8 @@ def _monitor_event(frames: list[bytes]) -> tuple[int, int]:
     monitor's message."""
     event = parse_monitor_message(frames)
     return int(event["event"]), int(event["value"])
+
+
+def _wire_bytes(frames: list[bytes]) -> int:
+    """Bytes `frames` took on the wire, framing included (at most)."""
+    return sum(map(len, frames)) + FRAME_OVERHEAD_BYTES * (len(frames) + 1)
