@@ -196,12 +196,13 @@ class ConnectionTable:
         connection = self._by_fd.get(fd)
         retired_fd = self._retired.get(identity)
         if retired_fd is not None:
-            if fd == retired_fd and connection is None:
-                # A message the closed connection sent before it closed, read late.
-                return Decision(Verdict.ACCEPT)
+            if fd == retired_fd:
+                # A message the closed connection sent before it closed, read late; or,
+                # once the descriptor is reused, one that cannot be told apart from it.
+                return Decision(Verdict.ACCEPT if connection is None else Verdict.DROP)
             if connection is None or connection.identity not in (None, identity):
-                # The descriptor was reused since: who sent this cannot be told.
                 return Decision(Verdict.DROP)
+            connection.identity = identity
             return Decision(
                 Verdict.REFUSE, "this routing id belonged to a closed connection", connection
             )
