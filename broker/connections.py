@@ -41,7 +41,7 @@ class ConnectionLimits:
     #: Open connections in all (chat and stream sockets together).
     total: int = 4096
     #: Open connections from one network address (loopback included).
-    per_address: int = 64
+    per_address: int = 256
     #: Seconds a chat connection may stay open without registering (HELLO accepted).
     register_within_s: float = 10.0
     #: Seconds a connection over a limit has to send its first message and read why it

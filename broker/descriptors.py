@@ -6,9 +6,11 @@ connection end as if the peer had closed it, and cleans up (it discards a multip
 message still arriving). The descriptor itself is never closed here.
 """
 
+import array
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import logging
 import os
 import resource
@@ -16,6 +18,7 @@ import secrets
 import socket
 import struct
 import sys
+import termios
 from typing import Final
 
 log = logging.getLogger(__name__)
@@ -96,6 +99,16 @@ def tcp_bytes_received(fd: int) -> int:
     return int.from_bytes(info[TCPI_BYTES_RECEIVED_OFFSET:end], sys.byteorder)
 
 
+def tcp_bytes_unread(fd: int) -> int:
+    """Bytes waiting in the kernel for the reader of connection `fd` (FIONREAD), or 0."""
+    buffer = array.array("i", [0])
+    try:
+        fcntl.ioctl(fd, termios.FIONREAD, buffer)
+    except OSError:
+        return 0
+    return buffer[0]
+
+
 def connection_budget() -> int:
     """Connections the broker can hold: its descriptor limit, raised to the hard limit,
     less RESERVED_DESCRIPTORS.
@@ -132,8 +145,6 @@ class ResidentMemory:
             self._fd: int | None = os.open("/proc/self/statm", os.O_RDONLY)
         except OSError:
             self._fd = None
-        #: The last reading, for callers that compare.
-        self.baseline = self.rss_bytes()
         #: Set when memory is about to be freed (call release_free_memory later).
         self.trim_pending = False
 

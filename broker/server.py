@@ -46,8 +46,10 @@ from .descriptors import (
     peer_address,
     release_free_memory,
     tcp_bytes_received,
+    tcp_bytes_unread,
     unpredictable_routing_ids,
 )
+from .growth import MEMORY_WATCH_S, GrowthWatch
 from .ratelimit import FloodPolicy
 from .session import Identity
 
@@ -99,16 +101,6 @@ TRIM_AFTER_FRAMES: Final = 100_000
 #: Frames past MAX_FRAMES in one message that still count as a mistake (answered with
 #: an error); past these the sender is cut off.
 CUT_OFF_EXTRA_FRAMES: Final = 64
-#: How often the broker's memory is looked at for a message growing in libzmq, in s.
-MEMORY_WATCH_S: Final = 0.02
-#: Growth of the broker's resident memory between two looks that starts a search for
-#: the connection behind it, in bytes.
-RSS_JUMP_BYTES: Final = 8 * 1024 * 1024
-#: Bytes a chat connection may have sent beyond what the broker has read from it
-#: (messages queued for the broker, ZMTP handshake and heartbeats) before it counts as
-#: building a huge message. Flood control keeps an honest client's queue far below:
-#: a burst of FLOOD_BURST texts of MAX_TEXT_BYTES.
-UNREAD_LIMIT_BYTES: Final = 256 * 1024
 #: Per frame, ZMTP's framing: a flags byte and a length of up to 8 bytes.
 FRAME_OVERHEAD_BYTES: Final = 9
 #: How long an address that sent a frame bomb is refused, in s.
@@ -212,6 +204,7 @@ class BrokerServer:
             STREAM_SOCKET: self._stream.get_monitor_socket(MONITORED_EVENTS),
         }
         self._memory = ResidentMemory()
+        self._growth = GrowthWatch(self._memory.rss_bytes())
         self.core = ChatCore(
             config.admin_token, config.heartbeat_ms, config.flood, stream_port=stream_port
         )
@@ -270,7 +263,7 @@ class BrokerServer:
                     console = None
                 now = time.monotonic()
                 if now >= next_watch:
-                    self._watch_memory()
+                    self._watch_memory(now)
                     next_watch = now + MEMORY_WATCH_S
                 if now >= next_sweep:
                     if self._memory.trim_pending:
@@ -431,30 +424,15 @@ class BrokerServer:
         log.warning("refusing %s for %d s: %s", address, BAN_SECONDS, reason)
         self._connections.ban(address, time.monotonic() + BAN_SECONDS, f"banned: {reason}")
 
-    def _watch_memory(self) -> None:
-        """Catch a huge message while it is still arriving: libzmq queues a multipart
-        message whole before the broker can read a frame of it, and keeps no count.
-
-        When the process grew by RSS_JUMP_BYTES since the last search (or its lowest since),
-        every chat connection
-        whose kernel received far more than the broker has read from it is cut off, which
-        makes libzmq discard the incomplete message. Cheap while nothing grows: one read of
-        /proc/self/statm."""
+    def _watch_memory(self, now: float) -> None:
+        """Cut off connections building a huge message inside libzmq (broker.growth)."""
         memory = self._memory
-        rss = memory.rss_bytes()
-        if rss - memory.baseline < RSS_JUMP_BYTES:
-            memory.baseline = min(memory.baseline, rss)
-            return
-        memory.baseline = rss
-        for connection in self._connections.connections():
-            if connection.kind != CHAT or connection.cut:
-                continue
-            unread = tcp_bytes_received(connection.fd) - connection.bytes_read
-            if unread > UNREAD_LIMIT_BYTES:
-                reason = f"{unread} bytes sent and not yet a message"
-                self._ban(connection.address, reason)
-                self._cut(connection)
-                memory.trim_pending = True
+        chat = [c for c in self._connections.connections() if c.kind == CHAT and not c.cut]
+        culprits = self._growth.reading(memory.rss_bytes(), now, chat, _ahead_of_broker)
+        for connection in culprits:
+            self._ban(connection.address, "sent a message that never ends")
+            self._cut(connection)
+            memory.trim_pending = True
 
     def _drain_shutdown_requests(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -637,3 +615,9 @@ def _monitor_event(frames: list[bytes]) -> tuple[int, int]:
 def _wire_bytes(frames: list[bytes]) -> int:
     """Bytes `frames` took on the wire, framing included (at most)."""
     return sum(map(len, frames)) + FRAME_OVERHEAD_BYTES * (len(frames) + 1)
+
+
+def _ahead_of_broker(connection: Connection) -> int:
+    """Bytes libzmq took from `connection` that the broker has not read as messages."""
+    fd = connection.fd
+    return tcp_bytes_received(fd) - tcp_bytes_unread(fd) - connection.bytes_read

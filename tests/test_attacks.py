@@ -3,7 +3,8 @@ connection table that holds them off, table by table."""
 
 import zmq
 
-from broker.connections import ConnectionLimits, ConnectionTable, Verdict
+from broker.connections import Connection, ConnectionLimits, ConnectionTable, Verdict
+from broker.growth import GrowthWatch
 from messages import ErrorCode
 from messages import commands as cmd
 from messages import events as ev
@@ -166,3 +167,43 @@ def test_a_banned_address_is_refused_until_the_ban_ends() -> None:
     assert table.accepted(10, "10.0.0.1", "chat", now=1.0).refusal == "banned: frame bomb"
     assert not table.accepted(11, "10.0.0.2", "chat", now=1.0).refusal
     assert not table.accepted(12, "10.0.0.1", "chat", now=61.0).refusal
+
+
+# -- the memory watch, without sockets ----------------------------------------------------
+
+MIB = 1024 * 1024
+
+
+def _watched(fd: int, bytes_read: int = 0) -> Connection:
+    connection = Connection(fd, "10.0.0.1", since=0.0, kind="chat")
+    connection.bytes_read = bytes_read
+    return connection
+
+
+def test_a_connection_whose_unread_bytes_grow_while_memory_jumps_is_the_culprit() -> None:
+    watch = GrowthWatch(baseline=100 * MIB)
+    bomber, talker = _watched(10), _watched(11)
+    ahead = {10: 0, 11: 0}
+    assert watch.reading(101 * MIB, 0.00, [bomber, talker], lambda c: ahead[c.fd]) == []
+    ahead.update({10: 2 * MIB, 11: 2 * MIB})
+    # Memory jumped: sampling starts, nothing to compare with yet.
+    assert watch.reading(120 * MIB, 0.02, [bomber, talker], lambda c: ahead[c.fd]) == []
+    ahead.update({10: 3 * MIB, 11: 3 * MIB})
+    talker.bytes_read += 1 * MIB  # the broker read the talker's messages meanwhile
+    culprits = watch.reading(130 * MIB, 0.04, [bomber, talker], lambda c: ahead[c.fd])
+    assert culprits == [bomber]
+
+
+def test_no_culprit_without_a_memory_jump_or_across_a_busy_loop() -> None:
+    watch = GrowthWatch(baseline=100 * MIB)
+    bomber = _watched(10)
+    ahead = {10: 2 * MIB}
+    assert watch.reading(101 * MIB, 0.00, [bomber], lambda c: ahead[c.fd]) == []
+    ahead[10] = 4 * MIB
+    assert watch.reading(102 * MIB, 0.02, [bomber], lambda c: ahead[c.fd]) == []
+    assert watch.reading(120 * MIB, 0.04, [bomber], lambda c: ahead[c.fd]) == []
+    ahead[10] = 5 * MIB
+    # A second later: the loop was busy; the samples say nothing about each other.
+    assert watch.reading(121 * MIB, 1.04, [bomber], lambda c: ahead[c.fd]) == []
+    ahead[10] = 6 * MIB
+    assert watch.reading(122 * MIB, 1.06, [bomber], lambda c: ahead[c.fd]) == [bomber]
