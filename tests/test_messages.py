@@ -14,6 +14,7 @@ from messages import (
     decode_event,
     encode,
     nick_key,
+    nick_skeleton,
     normalize_nick,
     pack_events,
     truncate_utf8,
@@ -254,6 +255,50 @@ def test_nick_keys_match_case_insensitively(a: str, b: str) -> None:
 
 def test_distinct_nicks_have_distinct_keys() -> None:
     assert nick_key("alice") != nick_key("alice2")
+
+
+#: `alice` with an invisible (default-ignorable) character: drawn exactly like `alice`.
+INVISIBLE_ALICES = [
+    ("alice\ufe00", "U+FE00 VARIATION SELECTOR-1"),
+    ("alice\ufe0f", "U+FE0F VARIATION SELECTOR-16"),
+    ("alice\u034f", "U+034F COMBINING GRAPHEME JOINER"),
+    ("alice\U000e0100", "U+E0100 VARIATION SELECTOR-17"),
+    ("ali\u200bce", "U+200B ZERO WIDTH SPACE"),
+    ("alice\u200d", "U+200D ZERO WIDTH JOINER"),
+    ("ali\u00adce", "U+00AD SOFT HYPHEN"),
+    ("alice\u2060", "U+2060 WORD JOINER"),
+    ("alice\u2064", "U+2064 INVISIBLE PLUS"),
+    ("\ufeffalice", "U+FEFF ZERO WIDTH NO-BREAK SPACE"),
+    ("alice\U000e0041", "U+E0041 TAG LATIN CAPITAL LETTER A"),
+    ("alice\U000e0001", "U+E0001 LANGUAGE TAG"),
+    ("alice\u180b", "U+180B MONGOLIAN FREE VARIATION SELECTOR ONE"),
+]
+#: Other nicks with default-ignorable characters, some of them letters.
+INVISIBLE_OTHERS = [
+    ("김\u3164", "U+3164 HANGUL FILLER"),  # a Hangul letter, in a Hangul nick
+    ("\u3164", "U+3164 HANGUL FILLER"),  # a nick that shows as nothing at all
+    ("\u115f\u1160", "U+115F HANGUL CHOSEONG FILLER"),
+    ("\uffa0", "U+FFA0 HALFWIDTH HANGUL FILLER"),
+    ("ក\u17b4", "U+17B4 KHMER VOWEL INHERENT AQ"),
+]
+
+
+@pytest.mark.parametrize(("nick", "named"), INVISIBLE_ALICES + INVISIBLE_OTHERS)
+def test_nicks_with_invisible_characters_are_refused_naming_the_character(
+    nick: str, named: str
+) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        normalize_nick(nick)
+    assert caught.value.code == ErrorCode.INVALID_NICK
+    assert f"may not contain {named}, which is invisible" in caught.value.reason
+
+
+@pytest.mark.parametrize("nick", [nick for nick, _ in INVISIBLE_ALICES])
+def test_invisible_characters_make_no_other_key_or_skeleton(nick: str) -> None:
+    # As NFKC_Casefold and the UTS #39 skeleton do: a TELL or KICK spelled with one finds
+    # the user everyone sees.
+    assert nick_key(nick) == nick_key("alice")
+    assert nick_skeleton(nick) == nick_skeleton("alice")
 
 
 @pytest.mark.parametrize(
