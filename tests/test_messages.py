@@ -1,5 +1,7 @@
 """The wire protocol without sockets: round trips and every decoding error, table-driven."""
 
+import logging
+
 import pytest
 
 from messages import (
@@ -10,6 +12,7 @@ from messages import (
     SIGNATURE,
     ErrorCode,
     ProtocolError,
+    SanitizingFormatter,
     decode_command,
     decode_event,
     encode,
@@ -331,3 +334,38 @@ def test_packed_events_unpack_to_their_frames() -> None:
 def test_bad_packed_frames_raise_protocol_error(packed: bytes) -> None:
     with pytest.raises(ProtocolError):
         unpack_events(packed)
+
+
+def _record(msg: str, *args: object, exc: BaseException | None = None) -> logging.LogRecord:
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    return logging.LogRecord("broker.core", logging.INFO, __file__, 1, msg, args, exc_info)
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "line"),
+    [
+        ("%s left: %s", ("bob", "bye"), "INFO bob left: bye"),
+        ("%s left: %s", ("bob", "bye\nINFO mallory is now an operator"), "INFO bob left: bye^J"),
+        ("too many joins from %s", ("\x1b]0;title\x07",), "from ^[]0;title^G"),
+        ("shutting down: %s", ("\u202eevil\x9b",), "down: <U+202E>evil<U+009B>"),
+        ("100%% sure: %s", ("%s %d",), "INFO 100% sure: %s %d"),
+    ],
+)
+def test_log_lines_show_what_peers_sent_escaped(msg: str, args: tuple[str], line: str) -> None:
+    record = _record(msg, *args)
+    formatted = SanitizingFormatter("%(levelname)s %(message)s").format(record)
+    assert line in formatted
+    assert "\n" not in formatted and "\x1b" not in formatted
+    # Other handlers still get the record as it was logged.
+    assert record.getMessage() == msg % args
+
+
+def test_a_logged_traceback_keeps_its_lines_with_their_text_escaped() -> None:
+    try:
+        raise ValueError("bad \x1b[2J reason")
+    except ValueError as exc:
+        record = _record("failed: %s", "x\ny", exc=exc)
+    lines = SanitizingFormatter("%(message)s").format(record).split("\n")
+    assert lines[0] == "failed: x^Jy"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "ValueError: bad ^[[2J reason"
