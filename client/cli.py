@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from messages import sanitizing_handler
+from messages import sanitize, sanitizing_handler
 
 from .connection import CurveKeys, ServerKeyError, load_server_key, parse_server_key
 from .session import REGISTRATION_TIMEOUT_S
@@ -157,5 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 1
     if ending.reason:
-        print(ending.reason, file=sys.stderr if ending.exit_code else sys.stdout)
+        # The reason may quote the broker or an operator (KICK, SHUTDOWN): escaped, as on screen.
+        print(sanitize(ending.reason), file=sys.stderr if ending.exit_code else sys.stdout)
     return ending.exit_code
