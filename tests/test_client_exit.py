@@ -21,6 +21,7 @@ from messages import commands as cmd
 from messages import events as ev
 from tests.conftest import RunningBroker
 from tests.peers import Peer
+from tests.test_client_linemode import start_client
 
 Connect = Callable[..., Peer]
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,18 +113,6 @@ def terminal() -> Iterator[Callable[..., Terminal]]:
         term.close()
 
 
-def line_client(endpoint: str, nick: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "client", "--server", endpoint, "--nick", nick],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        cwd=ROOT,
-    )
-
-
 def operator(connect: Connect, broker: RunningBroker) -> Peer:
     peer = connect("op")
     peer.send(cmd.Admin(broker.admin_token))
@@ -148,7 +137,7 @@ def test_a_shutdown_reason_reaches_the_line_mode_client_terminal_escaped(
     broker: RunningBroker, connect: Connect
 ) -> None:
     watcher = connect("watcher")
-    alice = line_client(broker.endpoint, "alice")
+    alice = start_client(broker.endpoint, "alice")
     try:
         watcher.expect_after_presence(ev.Joined, nick="alice")
         broker.stop(TITLE_SETTER)
