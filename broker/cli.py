@@ -18,6 +18,7 @@ from messages import (
     HEARTBEAT_LIVENESS,
     MAX_TOKEN_BYTES,
     MIN_HEARTBEAT_MS,
+    sanitizing_handler,
 )
 
 from .connections import ConnectionLimits
@@ -128,13 +129,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
+#: A log line on stderr: time, level, module, message.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a broker until /shutdown, SIGINT or SIGTERM."""
     args = parse_args(argv)
+    # Log lines carry what peers sent (nicks, reasons, addresses): sanitized, so that none
+    # writes escape sequences into the operator's terminal or forges a line.
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[sanitizing_handler(sys.stderr, LOG_FORMAT)],
     )
     token = args.admin_token or secrets.token_urlsafe(GENERATED_TOKEN_BYTES)
     console_fd = sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None

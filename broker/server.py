@@ -32,6 +32,7 @@ from messages import (
     ErrorCode,
     encode,
     pack_events,
+    sanitize,
 )
 from messages import events as ev
 
@@ -453,7 +454,8 @@ class BrokerServer:
         for line in lines:
             result = run_console_line(self.core, line.decode("utf-8", "replace"))
             for text in result.output:
-                print(text, flush=True)
+                # Lines may quote peers (nicks, reasons): never raw to the terminal.
+                print(sanitize(text), flush=True)
             self._send(result.outgoing)
         return True
 

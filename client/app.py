@@ -11,7 +11,7 @@ from typing import Final
 
 from prompt_toolkit import PromptSession
 
-from messages import ProtocolError, normalize_nick
+from messages import ProtocolError, normalize_nick, sanitize
 
 from .connection import CurveKeys
 from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session, new_session_token
@@ -133,8 +133,12 @@ async def run_interactive(
     async def ask_nick() -> str:
         return await prompt.prompt_async("nick: ")
 
+    def say(text: str) -> None:
+        # Refusals quote the broker: escaped, like everything else shown.
+        print(sanitize(text))
+
     try:
-        session = await connect_and_register(server, nick, ask_nick, print, timeout_s, keys)
+        session = await connect_and_register(server, nick, ask_nick, say, timeout_s, keys)
     except (RegistrationError, ValueError) as exc:
         return Ending(str(exc), 1)
     except (EOFError, KeyboardInterrupt):

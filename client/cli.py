@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
+from messages import sanitize, sanitizing_handler
+
 from .connection import CurveKeys, ServerKeyError, load_server_key, parse_server_key
 from .session import REGISTRATION_TIMEOUT_S
 
@@ -133,7 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error("--nick is required when stdin or stdout is not a terminal")
         from .linemode import LineClient
 
-        logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
+        # Log lines quote what the broker sent: sanitized like everything else shown.
+        logging.basicConfig(
+            level=level, handlers=[sanitizing_handler(sys.stderr, "%(name)s: %(message)s")]
+        )
         # Text from the network must never crash the output, whatever the locale.
         if isinstance(sys.stdout, io.TextIOWrapper):
             sys.stdout.reconfigure(errors="backslashreplace")
@@ -152,5 +157,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 1
     if ending.reason:
-        print(ending.reason, file=sys.stderr if ending.exit_code else sys.stdout)
+        # The reason may quote the broker or an operator (KICK, SHUTDOWN): escaped, as on screen.
+        print(sanitize(ending.reason), file=sys.stderr if ending.exit_code else sys.stdout)
     return ending.exit_code

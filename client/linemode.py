@@ -54,7 +54,7 @@ import logging
 import threading
 from typing import Final, TextIO
 
-from messages import ProtocolError, normalize_nick
+from messages import ProtocolError, normalize_nick, sanitize
 
 from .connection import CurveKeys
 from .outbox import Delivery
@@ -162,7 +162,8 @@ class LineClient:
 
     def fail(self, reason: str, exit_code: int) -> int:
         """Report `reason` on stderr and return `exit_code`."""
-        self.stderr.write(f"zmq-chat-client: {reason}\n")
+        # The reason may quote the broker or an operator (KICK, SHUTDOWN, a refusal).
+        self.stderr.write(f"zmq-chat-client: {sanitize(reason)}\n")
         self.stderr.flush()
         return exit_code
 

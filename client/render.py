@@ -1,8 +1,9 @@
 """How entries look: sanitizing text from the network, nick colors, and formatting an entry
 as prompt_toolkit formatted text (full-screen UI) or as one plain line (line mode).
 
-Everything that came from the broker or from other users goes through `sanitize` before it
-reaches a terminal, so nobody can move the cursor, change colors or reorder text on screen.
+Everything that came from the broker or from other users goes through `sanitize` (from
+messages.display, shared with the broker's logs) before it reaches a terminal, so nobody can
+move the cursor, change colors or reorder text on screen.
 """
 
 import time
@@ -12,42 +13,10 @@ from typing import Final
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 
 from messages import nick_key
+from messages import sanitize as sanitize  # the client's modules draw with it from here
 
 from .outbox import Delivery
 from .state import Entry, EntryKind
-
-#: Bidirectional formatting characters: they can make text display in another order than
-#: it is stored (the "Trojan Source" trick), so they are shown as code points.
-_BIDI_CONTROLS: Final = frozenset(
-    [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
-)
-#: Line and paragraph separators break a line in some terminals.
-_LINE_BREAKERS: Final = frozenset([0x2028, 0x2029])
-
-
-def _build_table() -> dict[int, str]:
-    table: dict[int, str] = {}
-    for code in range(0x20):
-        # Caret notation, as `cat -v` shows control characters: ESC is ^[.
-        table[code] = "^" + chr(code + 0x40)
-    table[0x7F] = "^?"
-    for code in [*range(0x80, 0xA0), *_BIDI_CONTROLS, *_LINE_BREAKERS]:
-        table[code] = f"<U+{code:04X}>"
-    return table
-
-
-_SANITIZE_TABLE: Final = _build_table()
-
-
-def sanitize(text: str) -> str:
-    """`text` with every terminal control character made visible and inert.
-
-    C0 controls (ESC, newline, ...) and DEL become caret notation (`^[`, `^J`, `^?`);
-    C1 controls, bidirectional overrides and line separators become `<U+XXXX>`.
-    Everything else, including any script and emoji, is unchanged.
-    """
-    return text.translate(_SANITIZE_TABLE)
-
 
 #: Nick colors: the ANSI palette minus black, white and blue (poor contrast on common themes).
 NICK_PALETTE: Final = (

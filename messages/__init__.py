@@ -14,6 +14,7 @@ from .codec import (
     truncate_utf8,
     unpack_events,
 )
+from .display import SanitizingFormatter, sanitize, sanitizing_handler
 from .errors import ErrorCode, ProtocolError
 from .limits import (
     FETCH_LIMIT,
@@ -59,6 +60,7 @@ __all__ = [
     "STREAM_READY",
     "ErrorCode",
     "ProtocolError",
+    "SanitizingFormatter",
     "TokenBucket",
     "command_verbs",
     "commands",
@@ -72,6 +74,8 @@ __all__ = [
     "nick_skeleton",
     "normalize_nick",
     "pack_events",
+    "sanitize",
+    "sanitizing_handler",
     "truncate_utf8",
     "unpack_events",
 ]

@@ -7,6 +7,7 @@ from importlib import resources
 from confusable_homoglyphs import categories
 
 from .errors import ErrorCode, ProtocolError
+from .ignorable import first_default_ignorable, without_default_ignorables
 from .limits import MAX_NICK_CHARS
 
 _EXTRA_NICK_CHARS = frozenset("_-")
@@ -38,11 +39,23 @@ def normalize_nick(nick: str) -> str:
     """Return `nick` in NFC form if it is a valid nickname; raise ProtocolError if not.
 
     A valid nick is 1 to MAX_NICK_CHARS characters, each a letter of any script, a decimal
-    digit, `_` or `-` (or, after the first, a combining mark), all letters of one script.
+    digit, `_` or `-` (or, after the first, a combining mark), all letters of one script,
+    and none of them default-ignorable (invisible).
     """
     nick = unicodedata.normalize("NFC", nick)
     if not nick:
         raise ProtocolError(ErrorCode.INVALID_NICK, "nick is empty")
+    # Refused rather than folded away: `alice` plus a variation selector would otherwise be
+    # a second nick that every client draws exactly like `alice`. Some of these characters
+    # are letters (Hangul fillers) or combining marks (variation selectors, the combining
+    # grapheme joiner), so the character classes below would let them through.
+    invisible = first_default_ignorable(nick)
+    if invisible is not None:
+        raise ProtocolError(
+            ErrorCode.INVALID_NICK,
+            f"nick may not contain U+{ord(invisible):04X} "
+            f"{unicodedata.name(invisible, 'an unassigned code point')}, which is invisible",
+        )
     if len(nick) > MAX_NICK_CHARS:
         raise ProtocolError(
             ErrorCode.INVALID_NICK,
@@ -98,13 +111,17 @@ def nick_skeleton(nick: str) -> str:
     `alice` and `aIice` (capital I).
     """
     prototypes = _confusable_prototypes()
-    decomposed = unicodedata.normalize("NFD", nick)
+    # UTS #39 removes default-ignorable characters before mapping: they show as nothing.
+    decomposed = without_default_ignorables(unicodedata.normalize("NFD", nick))
     skeleton = "".join(prototypes.get(char, char) for char in decomposed)
     return unicodedata.normalize("NFD", skeleton).casefold()
 
 
 @lru_cache(maxsize=NICK_KEY_CACHE)
 def nick_key(nick: str) -> str:
-    """The identity of a nick for uniqueness: `Alice`, `alice` and `ＡＬＩＣＥ` share one key."""
-    # NFKC_Casefold, approximated as the Unicode standard's toNFKC_Casefold recipe.
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", nick).casefold())
+    """The identity of a nick for uniqueness: `Alice`, `alice` and `ＡＬＩＣＥ` share one key,
+    and so do `alice` and `alice` with an invisible character in it."""
+    # NFKC_Casefold, approximated as the Unicode standard's toNFKC_Casefold recipe, which
+    # removes default-ignorable characters too.
+    visible = without_default_ignorables(nick)
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", visible).casefold())

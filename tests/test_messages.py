@@ -1,5 +1,7 @@
 """The wire protocol without sockets: round trips and every decoding error, table-driven."""
 
+import logging
+
 import pytest
 
 from messages import (
@@ -10,10 +12,12 @@ from messages import (
     SIGNATURE,
     ErrorCode,
     ProtocolError,
+    SanitizingFormatter,
     decode_command,
     decode_event,
     encode,
     nick_key,
+    nick_skeleton,
     normalize_nick,
     pack_events,
     truncate_utf8,
@@ -256,6 +260,50 @@ def test_distinct_nicks_have_distinct_keys() -> None:
     assert nick_key("alice") != nick_key("alice2")
 
 
+#: `alice` with an invisible (default-ignorable) character: drawn exactly like `alice`.
+INVISIBLE_ALICES = [
+    ("alice\ufe00", "U+FE00 VARIATION SELECTOR-1"),
+    ("alice\ufe0f", "U+FE0F VARIATION SELECTOR-16"),
+    ("alice\u034f", "U+034F COMBINING GRAPHEME JOINER"),
+    ("alice\U000e0100", "U+E0100 VARIATION SELECTOR-17"),
+    ("ali\u200bce", "U+200B ZERO WIDTH SPACE"),
+    ("alice\u200d", "U+200D ZERO WIDTH JOINER"),
+    ("ali\u00adce", "U+00AD SOFT HYPHEN"),
+    ("alice\u2060", "U+2060 WORD JOINER"),
+    ("alice\u2064", "U+2064 INVISIBLE PLUS"),
+    ("\ufeffalice", "U+FEFF ZERO WIDTH NO-BREAK SPACE"),
+    ("alice\U000e0041", "U+E0041 TAG LATIN CAPITAL LETTER A"),
+    ("alice\U000e0001", "U+E0001 LANGUAGE TAG"),
+    ("alice\u180b", "U+180B MONGOLIAN FREE VARIATION SELECTOR ONE"),
+]
+#: Other nicks with default-ignorable characters, some of them letters.
+INVISIBLE_OTHERS = [
+    ("김\u3164", "U+3164 HANGUL FILLER"),  # a Hangul letter, in a Hangul nick
+    ("\u3164", "U+3164 HANGUL FILLER"),  # a nick that shows as nothing at all
+    ("\u115f\u1160", "U+115F HANGUL CHOSEONG FILLER"),
+    ("\uffa0", "U+FFA0 HALFWIDTH HANGUL FILLER"),
+    ("ក\u17b4", "U+17B4 KHMER VOWEL INHERENT AQ"),
+]
+
+
+@pytest.mark.parametrize(("nick", "named"), INVISIBLE_ALICES + INVISIBLE_OTHERS)
+def test_nicks_with_invisible_characters_are_refused_naming_the_character(
+    nick: str, named: str
+) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        normalize_nick(nick)
+    assert caught.value.code == ErrorCode.INVALID_NICK
+    assert f"may not contain {named}, which is invisible" in caught.value.reason
+
+
+@pytest.mark.parametrize("nick", [nick for nick, _ in INVISIBLE_ALICES])
+def test_invisible_characters_make_no_other_key_or_skeleton(nick: str) -> None:
+    # As NFKC_Casefold and the UTS #39 skeleton do: a TELL or KICK spelled with one finds
+    # the user everyone sees.
+    assert nick_key(nick) == nick_key("alice")
+    assert nick_skeleton(nick) == nick_skeleton("alice")
+
+
 @pytest.mark.parametrize(
     ("text", "limit", "expected"),
     [("hello", 10, "hello"), ("hello", 3, "hel"), ("ééé", 5, "éé"), ("🎉x", 3, ""), ("", 0, "")],
@@ -286,3 +334,38 @@ def test_packed_events_unpack_to_their_frames() -> None:
 def test_bad_packed_frames_raise_protocol_error(packed: bytes) -> None:
     with pytest.raises(ProtocolError):
         unpack_events(packed)
+
+
+def _record(msg: str, *args: object, exc: BaseException | None = None) -> logging.LogRecord:
+    exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
+    return logging.LogRecord("broker.core", logging.INFO, __file__, 1, msg, args, exc_info)
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "line"),
+    [
+        ("%s left: %s", ("bob", "bye"), "INFO bob left: bye"),
+        ("%s left: %s", ("bob", "bye\nINFO mallory is now an operator"), "INFO bob left: bye^J"),
+        ("too many joins from %s", ("\x1b]0;title\x07",), "from ^[]0;title^G"),
+        ("shutting down: %s", ("\u202eevil\x9b",), "down: <U+202E>evil<U+009B>"),
+        ("100%% sure: %s", ("%s %d",), "INFO 100% sure: %s %d"),
+    ],
+)
+def test_log_lines_show_what_peers_sent_escaped(msg: str, args: tuple[str], line: str) -> None:
+    record = _record(msg, *args)
+    formatted = SanitizingFormatter("%(levelname)s %(message)s").format(record)
+    assert line in formatted
+    assert "\n" not in formatted and "\x1b" not in formatted
+    # Other handlers still get the record as it was logged.
+    assert record.getMessage() == msg % args
+
+
+def test_a_logged_traceback_keeps_its_lines_with_their_text_escaped() -> None:
+    try:
+        raise ValueError("bad \x1b[2J reason")
+    except ValueError as exc:
+        record = _record("failed: %s", "x\ny", exc=exc)
+    lines = SanitizingFormatter("%(message)s").format(record).split("\n")
+    assert lines[0] == "failed: x^Jy"
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "ValueError: bad ^[[2J reason"
