@@ -22,7 +22,6 @@ not the whole scrollback.
 """
 
 import dataclasses
-import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
@@ -58,6 +57,7 @@ from .completion import ChatCompleter
 from .outbox import Delivery
 from .render import formatted_line, nick_color, sanitize
 from .state import ChatState, Ending, Entry, EntryKind, LinkState
+from .uilog import logs_in_pane
 
 #: Oldest entries are dropped beyond this many.
 SCROLLBACK_LINES: Final = 10_000
@@ -326,17 +326,19 @@ class ChatUI:
         self.app.exit(result=ending)
 
     async def run(self) -> Ending:
-        """Run the Application until `exit`."""
+        """Run the Application until `exit`. Meanwhile every log record, and any exception
+        a key binding or callback lets escape, is a line of the message pane (see
+        client.uilog): nothing writes over the screen, and the chat goes on."""
 
         def exit_if_asked() -> None:
             if self._pending_exit is not None:
                 self.app.exit(result=self._pending_exit)
 
-        return await self.app.run_async(pre_run=exit_if_asked)
+        with logs_in_pane(self._show_log):
+            return await self.app.run_async(pre_run=exit_if_asked, set_exception_handler=False)
 
-    def log_handler(self) -> logging.Handler:
-        """A logging handler that shows records in the message pane."""
-        return _PaneLogHandler(self)
+    def _show_log(self, text: str, error: bool) -> None:
+        self.show([self.state.error(text) if error else self.state.info(text)])
 
     # -- drawn from the state ----------------------------------------------------------
 
@@ -434,12 +436,3 @@ class ChatUI:
             self._submit("/quit")
 
         return bindings
-
-
-class _PaneLogHandler(logging.Handler):
-    def __init__(self, ui: ChatUI) -> None:
-        super().__init__()
-        self._ui = ui
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._ui.show([self._ui.state.info(f"{record.name}: {record.getMessage()}")])
