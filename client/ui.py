@@ -22,6 +22,7 @@ not the whole scrollback.
 """
 
 import dataclasses
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
@@ -33,6 +34,8 @@ from prompt_toolkit.filters import Condition, has_completions
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.key_binding.bindings.mouse import load_mouse_bindings
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.layout import (
     BufferControl,
     Dimension,
@@ -66,6 +69,10 @@ WHEEL_LINES: Final = 3
 #: Shortest time between two redraws, in seconds: messages arriving by the thousand redraw
 #: the screen 50 times a second, not once each; a key press shows within this.
 REDRAW_INTERVAL_S: Final = 0.02
+
+#: A mouse report prompt_toolkit can decode: X10 (`ESC [ M` and three bytes), or SGR and
+#: urxvt (`ESC [ <b;x;y M`, `ESC [ b;x;y M`) with exactly three numbers.
+_MOUSE_REPORT: Final = re.compile(r"\x1b\[(M...|<?\d+;\d+;\d+[mM])\Z", re.DOTALL)
 
 STYLE: Final = Style.from_dict(
     {
@@ -429,6 +436,21 @@ class ChatUI:
         @bindings.add("escape", "up")
         def _previous_target(event: KeyPressEvent) -> None:
             self.show(self.state.cycle_target(-1))
+
+        # prompt_toolkit reads any `ESC [ digits-and-semicolons m` as a mouse report and
+        # fails to decode most of them (typing or pasting ESC [ 0 m, a color reset, raised
+        # "not enough values to unpack"): only well-formed reports reach its handler.
+        decode_mouse = load_mouse_bindings().get_bindings_for_keys((Keys.Vt100MouseEvent,))
+        mouse_handler = decode_mouse[0].handler
+
+        @bindings.add(Keys.Vt100MouseEvent)
+        def _mouse(event: KeyPressEvent) -> object:
+            if not _MOUSE_REPORT.match(event.data):
+                return NotImplemented  # not a mouse report: ignored, nothing to redraw
+            try:
+                return mouse_handler(event)
+            except KeyError:  # an X10 report with a button code it does not know
+                return NotImplemented
 
         @bindings.add("c-c")
         @bindings.add("c-d", filter=empty_line)

@@ -23,6 +23,28 @@ Connect = Callable[..., Peer]
 SMALL = Size(rows=15, columns=60)
 
 
+def test_a_typed_escape_sequence_is_no_exception_and_the_chat_goes_on(
+    broker: RunningBroker, connect: Connect, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bob = connect("bob")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL) as alice:
+            # ESC [ 0 m (a color reset) looks like a mouse report to prompt_toolkit; so do
+            # reports with too few numbers, and an X10 report with an unknown button.
+            alice.type("\x1b[0m")
+            alice.type("\x1b[<1;2m")
+            alice.type("\x1b[M\x7f!!")
+            alice.type("still here\r")
+            await expect(bob, ev.Message, sender="alice", text="still here")
+            await alice.wait_for_pane("<alice> still here ✓")
+            assert alice.client.ui.app.is_running
+            assert "error" not in alice.pane_text()
+
+    asyncio.run(scenario())
+    assert "Press ENTER" not in capsys.readouterr().out
+
+
 def test_an_exception_in_a_key_binding_is_shown_in_the_pane_and_the_chat_goes_on(
     broker: RunningBroker, connect: Connect, capsys: pytest.CaptureFixture[str]
 ) -> None:
