@@ -18,7 +18,7 @@ echo of an own message adds no second line.
 
 Many events a second must not make typing lag: a batch of entries costs one `invalidate`,
 redraws come at most every REDRAW_INTERVAL_S, and drawing the pane costs what is on screen,
-not the whole scrollback.
+not the whole scrollback (client.pane: the scrollback, wrapped and scrolled by rows).
 """
 
 import dataclasses
@@ -29,7 +29,6 @@ from typing import Final
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.data_structures import Point
 from prompt_toolkit.filters import Condition, has_completions
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import InMemoryHistory
@@ -44,8 +43,6 @@ from prompt_toolkit.layout import (
     FormattedTextControl,
     HSplit,
     Layout,
-    UIContent,
-    UIControl,
     VSplit,
     Window,
 )
@@ -58,14 +55,11 @@ from messages import nick_key
 
 from .completion import ChatCompleter
 from .outbox import Delivery
+from .pane import MessagePane
 from .render import formatted_line, nick_color, sanitize
 from .state import ChatState, Ending, Entry, EntryKind, LinkState
 from .uilog import logs_in_pane
 
-#: Oldest entries are dropped beyond this many.
-SCROLLBACK_LINES: Final = 10_000
-#: Lines moved per mouse wheel step.
-WHEEL_LINES: Final = 3
 #: Shortest time between two redraws, in seconds: messages arriving by the thousand redraw
 #: the screen 50 times a second, not once each; a key press shows within this.
 REDRAW_INTERVAL_S: Final = 0.02
@@ -102,119 +96,6 @@ STYLE: Final = Style.from_dict(
         "prompt": "bold",
     }
 )
-
-
-class MessagePane:
-    """The scrollback: one line per entry, pinned to the newest line unless scrolled up.
-
-    Scrolled up, the pane draws the lines up to `anchor` only, with the window's cursor on
-    the last of them: the window then shows `anchor` at its bottom whatever the wrapping,
-    and new lines arriving meanwhile change nothing on screen.
-    """
-
-    def __init__(self) -> None:
-        self.lines: list[StyleAndTextTuples] = []
-        #: Lines dropped from the top so far: line number `n` (counting from the first line
-        #: ever added) is `lines[n - dropped]`.
-        self.dropped = 0
-        #: The bottom line while scrolled up; None when pinned to the newest line.
-        self.anchor: int | None = None
-        self.control = _PaneControl(self)
-        self.window = Window(self.control, wrap_lines=True, always_hide_cursor=True)
-
-    @property
-    def pinned(self) -> bool:
-        """Whether the pane follows new lines."""
-        return self.anchor is None
-
-    @property
-    def bottom(self) -> int:
-        """Index of the bottom line on screen."""
-        last = max(0, len(self.lines) - 1)
-        return last if self.anchor is None else min(self.anchor, last)
-
-    def add(self, lines: list[StyleAndTextTuples]) -> int:
-        """Append `lines`, dropping the oldest beyond SCROLLBACK_LINES; return the line
-        number (see `dropped`) of the first one."""
-        number = self.dropped + len(self.lines)
-        self.lines.extend(lines)
-        excess = len(self.lines) - SCROLLBACK_LINES
-        if excess > 0:
-            del self.lines[:excess]
-            self.dropped += excess
-            if self.anchor is not None:
-                self.anchor = max(0, self.anchor - excess)
-        return number
-
-    def replace(self, number: int, line: StyleAndTextTuples) -> bool:
-        """Draw line number `number` as `line`; False if it has been dropped."""
-        index = number - self.dropped
-        if not 0 <= index < len(self.lines):
-            return False
-        self.lines[index] = line
-        return True
-
-    def text(self) -> StyleAndTextTuples:
-        """The lines the control draws from (all of them, or up to `anchor` when scrolled
-        up) as one formatted text. The control itself reads only those on screen."""
-        fragments: StyleAndTextTuples = []
-        for index, line in enumerate(self.lines[: self.bottom + 1]):
-            if index:
-                fragments.append(("", "\n"))
-            fragments.extend(line)
-        return fragments
-
-    def cursor(self) -> Point:
-        """The last drawn line: the window scrolls to keep it in view, at the bottom."""
-        return Point(x=0, y=self.bottom)
-
-    def page(self) -> int:
-        """Lines per page: the window's height less one line kept for context."""
-        info = self.window.render_info
-        return max(1, (info.window_height if info is not None else 10) - 1)
-
-    def scroll_up(self, lines: int | None = None) -> None:
-        """Scroll back by `lines` (default: a page)."""
-        if self.lines:
-            self.anchor = max(0, self.bottom - (lines or self.page()))
-
-    def scroll_down(self, lines: int | None = None) -> None:
-        """Scroll forward by `lines` (default: a page); pins again at the newest line."""
-        if self.anchor is not None:
-            anchor = self.anchor + (lines or self.page())
-            self.anchor = None if anchor >= len(self.lines) - 1 else anchor
-
-
-class _PaneControl(UIControl):
-    """The pane's control. It hands the window its lines one by one, as asked for (the
-    window asks for those on screen only), and handles the mouse wheel itself, as the
-    scroll lives in the pane."""
-
-    def __init__(self, pane: MessagePane) -> None:
-        self._pane = pane
-
-    def create_content(self, width: int, height: int) -> UIContent:
-        lines = self._pane.lines
-        bottom = self._pane.bottom
-
-        def line(number: int) -> StyleAndTextTuples:
-            return lines[number] if number < len(lines) else []
-
-        return UIContent(
-            get_line=line,
-            line_count=bottom + 1,
-            cursor_position=self._pane.cursor(),
-            show_cursor=False,
-        )
-
-    def mouse_handler(self, mouse_event: MouseEvent) -> object:
-        if mouse_event.event_type == MouseEventType.SCROLL_UP:
-            self._pane.scroll_up(WHEEL_LINES)
-            return None
-        if mouse_event.event_type == MouseEventType.SCROLL_DOWN:
-            self._pane.scroll_down(WHEEL_LINES)
-            return None
-        return NotImplemented
 
 
 class ChatUI:

@@ -11,9 +11,11 @@ import pytest
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
+from client.pane import wrap
 from client.uilog import PaneLogHandler
+from messages import commands as cmd
 from messages import events as ev
-from tests.client_helpers import expect, running_client
+from tests.client_helpers import RunningClient, eventually, expect, running_client
 from tests.conftest import RunningBroker
 from tests.peers import Peer
 
@@ -21,6 +23,117 @@ Connect = Callable[..., Peer]
 
 #: The small terminal of the tests: 60 columns, 15 rows.
 SMALL = Size(rows=15, columns=60)
+#: Escape sequences of the PageUp and PageDown keys.
+PAGE_UP, PAGE_DOWN = "\x1b[5~", "\x1b[6~"
+
+
+def pane_rows(client: RunningClient) -> list[str]:
+    """The message pane's rows as last drawn (the left part of the screen above the status
+    line)."""
+    info = client.client.ui.pane.window.render_info
+    assert info is not None, "the pane is not drawn yet"
+    return [row[: info.window_width].rstrip() for row in client.screen()[: info.window_height]]
+
+
+async def page(client: RunningClient, key: str) -> list[str]:
+    """Press `key` and return the pane's rows once redrawn."""
+    app = client.client.ui.app
+    renders = app.render_counter
+    client.type(key)
+    await eventually(lambda: app.render_counter > renders, "a redraw")
+    return pane_rows(client)
+
+
+def test_wrap_breaks_at_spaces_and_inside_words_longer_than_a_row() -> None:
+    def texts(line: str, width: int, indent: int = 0) -> list[str]:
+        rows = wrap([("", line)], width, indent)
+        return ["".join(fragment[1] for fragment in row) for row in rows]
+
+    assert texts("aaa bbb ccc", 7) == ["aaa bbb", "ccc"]
+    # The space where a row is full is the break: on neither row.
+    assert texts("aaa bbb ccc", 8) == ["aaa bbb ", "ccc"]
+    assert texts("aaaaaaaaaa bb", 4) == ["aaaa", "aaaa", "aa ", "bb"]
+    # A wide character never straddles two rows.
+    assert texts("ab日本", 3) == ["ab", "日", "本"]
+    assert texts("", 5) == [""]
+    # Continuation rows are indented; a word longer than a row is cut after the indent.
+    assert texts("12:00 aaa bbb cccccccccc", 9, 2) == ["12:00 aaa", "  bbb ", "  ccccccc", "  ccc"]
+    # Styles survive the cut.
+    assert wrap([("class:a", "xx "), ("class:b", "yy")], 3) == [
+        [("class:a", "xx ")],
+        [("class:b", "yy")],
+    ]
+
+
+def test_a_message_taller_than_the_pane_is_drawn_and_paged_through_row_by_row(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+    words = [f"w{n:03d}" for n in range(150)]
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL) as alice:
+            pane = alice.client.ui.pane
+            bob.send(cmd.Say("m1", " ".join(words)))
+            bob.send(cmd.Say("m2", "after"))
+            await alice.wait_for_screen(
+                lambda screen: "<bob> after" in "".join(screen), "the last message drawn"
+            )
+            rows = pane_rows(alice)
+            # The newest rows fill the pane: the end of the long message, then "after".
+            assert len(rows) == SMALL.rows - 2
+            assert rows[-1].endswith("<bob> after")
+            assert rows[-2].endswith(words[-1])
+            assert all(rows), rows
+            seen = [word for row in rows for word in row.split() if word in words]
+            # Page by page up to the first row, every row of the long message shows.
+            while "-!- connected to" not in rows[0]:
+                rows = await page(alice, PAGE_UP)
+                assert all(rows), f"a blank row in {rows}"
+                shown = [word for row in rows for word in row.split() if word in words]
+                assert shown == sorted(shown), rows
+                seen = shown + seen
+                assert len(seen) < 10 * len(words), "never reached the top"
+            assert sorted(set(seen)) == words
+            # Past the top, the pane stays full: nothing scrolls off the screen.
+            assert await page(alice, PAGE_UP) == rows
+            # Page by page down again, and pinned to the newest row at the end.
+            while not pane.pinned:
+                rows = await page(alice, PAGE_DOWN)
+                assert all(rows), rows
+            assert rows[-1].endswith("<bob> after")
+
+    asyncio.run(scenario())
+
+
+def test_page_up_keeps_a_scrolled_pane_still_and_page_down_pins_it_again(
+    broker: RunningBroker,
+) -> None:
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL) as alice:
+            ui, state, pane = alice.client.ui, alice.client.state, alice.client.ui.pane
+            ui.show([state.info(f"line {n}") for n in range(200)])
+            await alice.wait_for_screen(
+                lambda screen: "-!- line 199" in "".join(screen), "the newest line"
+            )
+            # 13 rows, one kept for context: the bottom row moves up 12 rows a page.
+            rows = await page(alice, PAGE_UP)
+            assert rows[-1].endswith("-!- line 187")
+            rows = await page(alice, PAGE_UP)
+            assert rows[-1].endswith("-!- line 175")
+            assert "more below" in alice.screen()[len(rows)]
+            # New lines do not move a scrolled-up pane.
+            renders = ui.app.render_counter
+            ui.show([state.info("news")])
+            await eventually(lambda: ui.app.render_counter > renders, "a redraw")
+            assert pane_rows(alice) == rows
+            for _ in range(3):
+                rows = await page(alice, PAGE_DOWN)
+            assert pane.pinned
+            assert rows[-1].endswith("-!- news")
+            assert rows[-2].endswith("-!- line 199")
+
+    asyncio.run(scenario())
 
 
 def test_a_typed_escape_sequence_is_no_exception_and_the_chat_goes_on(
@@ -92,3 +205,20 @@ def test_logs_go_to_the_pane_while_the_ui_runs_and_back_to_stderr_after(
         assert capsys.readouterr().err == "after the UI\n"
     finally:
         root.removeHandler(terminal)
+
+
+def test_scrolling_up_stops_at_the_top_with_a_full_pane(broker: RunningBroker) -> None:
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL) as alice:
+            ui, state = alice.client.ui, alice.client.state
+            ui.show([state.info(f"line {n}") for n in range(20)])
+            await alice.wait_for_screen(
+                lambda screen: "-!- line 19" in "".join(screen), "the newest line"
+            )
+            for _ in range(3):
+                rows = await page(alice, PAGE_UP)
+            # The oldest rows fill the pane: the first at the top, none blank below.
+            assert "connected to" in rows[0]
+            assert all(rows), rows
+
+    asyncio.run(scenario())
