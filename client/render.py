@@ -10,6 +10,7 @@ import zlib
 from typing import Final
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.utils import get_cwidth
 
 from messages import nick_key
 
@@ -47,6 +48,20 @@ def sanitize(text: str) -> str:
     Everything else, including any script and emoji, is unchanged.
     """
     return text.translate(_SANITIZE_TABLE)
+
+
+def fit(text: str, columns: int) -> str:
+    """`text` cut to at most `columns` terminal columns, ending with `…` when cut."""
+    if get_cwidth(text) <= columns:
+        return text
+    kept: list[str] = []
+    used = 0
+    for char in text:
+        used += get_cwidth(char)
+        if used > columns - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + "…" if columns > 0 else ""
 
 
 #: Nick colors: the ANSI palette minus black, white and blue (poor contrast on common themes).

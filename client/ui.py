@@ -48,17 +48,15 @@ from prompt_toolkit.layout import (
 )
 from prompt_toolkit.layout.menus import CompletionsMenu
 from prompt_toolkit.layout.processors import BeforeInput
-from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
 from prompt_toolkit.styles import Style
-
-from messages import nick_key
 
 from .completion import ChatCompleter
 from .outbox import Delivery
 from .pane import MessagePane
-from .render import formatted_line, nick_color, sanitize
+from .render import formatted_line, sanitize
 from .state import ChatState, Ending, Entry, EntryKind, LinkState
 from .uilog import logs_in_pane
+from .userlist import UserList
 
 #: Shortest time between two redraws, in seconds: messages arriving by the thousand redraw
 #: the screen 50 times a second, not once each; a key press shows within this.
@@ -84,6 +82,7 @@ STYLE: Final = Style.from_dict(
         "users.title": "bold underline",
         "users.selected": "reverse",
         "users.self": "bold",
+        "users.more": "#888888",
         "status": "reverse",
         "status.lost": "bg:ansired fg:ansiwhite bold",
         "status.reconnecting": "bg:ansiyellow fg:ansiblack bold",
@@ -128,8 +127,9 @@ class ChatUI:
             dont_extend_height=True,
         )
         #: The side panel with the user list.
+        self.user_list = UserList(state, lambda target: self.show(state.set_target(target)))
         self.users_window = Window(
-            FormattedTextControl(self.user_list_fragments, focusable=False),
+            self.user_list,
             width=Dimension(preferred=18, max=24),
         )
         body = HSplit(
@@ -260,35 +260,12 @@ class ChatUI:
             status.append(("", " -- more below (PageDown) -- "))
         return status
 
-    def user_list_fragments(self) -> StyleAndTextTuples:
-        """The side panel: "all", then every user; a click on a row makes it the target."""
-        state = self.state
-        target_key = nick_key(state.target) if state.target is not None else None
-        # Until the first USERS answer, only who was seen joining is known.
-        count = str(len(state.users)) if state.users_known else "…"
-        rows: StyleAndTextTuples = [("class:users.title", f" {count} here\n")]
-        rows.append(self._user_row("all", None, state.target is None))
-        for nick in state.users:
-            if state.is_self(nick):
-                rows.append(("class:users.self", f"  {sanitize(nick)}\n"))
-            else:
-                rows.append(self._user_row(nick, nick, nick_key(nick) == target_key))
-        return rows
-
-    def _user_row(
-        self, label: str, target: str | None, selected: bool
-    ) -> tuple[str, str, Callable[[MouseEvent], object]]:
-        def pick(mouse_event: MouseEvent) -> object:
-            if mouse_event.event_type != MouseEventType.MOUSE_UP:
-                return NotImplemented
-            self.show(self.state.set_target(target))
-            return None
-
-        style = "class:users.selected" if selected else ""
-        if target is not None:
-            style += f" fg:{nick_color(target)}"
-        marker = "*" if selected else " "
-        return (style, f"{marker} {sanitize(label)}\n", pick)
+    def user_list_fragments(
+        self, width: int | None = None, height: int | None = None
+    ) -> StyleAndTextTuples:
+        """The side panel as text, one row a line, for a panel of `width` x `height` (None:
+        unbounded): "N here", "all", then every user (see client.userlist)."""
+        return [(row.style, row.text + "\n") for row in self.user_list.rows(width, height)]
 
     # -- input -------------------------------------------------------------------------
 

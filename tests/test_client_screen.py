@@ -222,3 +222,55 @@ def test_scrolling_up_stops_at_the_top_with_a_full_pane(broker: RunningBroker) -
             assert all(rows), rows
 
     asyncio.run(scenario())
+
+
+def panel_rows(client: RunningClient) -> list[str]:
+    """The side panel's rows as last drawn (the right part of the screen)."""
+    info = client.client.ui.users_window.render_info
+    assert info is not None, "the user list is not drawn yet"
+    screen = client.screen()[: info.window_height]
+    return [row.ljust(SMALL.columns)[-info.window_width :].strip() for row in screen]
+
+
+def test_the_user_list_says_how_many_more_scrolls_and_cuts_long_nicks_with_an_ellipsis(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    long_nick = "a-very-long-nickname-indeed"
+    others = [long_nick, *(f"user{n:02d}" for n in range(12))]
+    for nick in others:
+        connect(nick)
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL) as alice:
+            ui = alice.client.ui
+            await eventually(lambda: len(alice.client.state.users) == 14, "14 users")
+            await alice.wait_for_screen(
+                lambda screen: "+" in "".join(panel_rows(alice)), "a '+N more' row"
+            )
+            rows = panel_rows(alice)
+            # 13 rows: the title, "all" and 10 of the 14 users, then how many are left.
+            assert rows[0] == "14 here"
+            assert rows[-1] == "+4 more"
+            assert rows[1] == "* all"
+            info = ui.users_window.render_info
+            assert info is not None
+            width = info.window_width
+            cut = [row for row in rows if row.startswith("a-very")]
+            assert cut == [long_nick[: width - 3] + "…"]
+            # The wheel scrolls the list to its end: `+N above` then the last users.
+            column = SMALL.columns - width + 3
+            for _ in range(3):
+                alice.type(f"\x1b[<65;{column};5M")  # wheel down over the list
+            await alice.wait_for_screen(
+                lambda screen: panel_rows(alice)[-1] == "user11", "the last user"
+            )
+            rows = panel_rows(alice)
+            assert rows[1] == "+4 above"
+            assert "more" not in "".join(rows)
+            # A click on `+N above` goes back up; every user was on one page or the other.
+            alice.type(f"\x1b[<0;{column};2M\x1b[<0;{column};2m")
+            await alice.wait_for_screen(
+                lambda screen: panel_rows(alice)[1] == "* all", "the top of the list"
+            )
+
+    asyncio.run(scenario())
