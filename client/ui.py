@@ -29,6 +29,7 @@ from typing import Final
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
+from prompt_toolkit.document import Document
 from prompt_toolkit.filters import Condition, has_completions
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import InMemoryHistory
@@ -61,6 +62,12 @@ from .userlist import UserList
 #: Shortest time between two redraws, in seconds: messages arriving by the thousand redraw
 #: the screen 50 times a second, not once each; a key press shows within this.
 REDRAW_INTERVAL_S: Final = 0.02
+
+#: A paste of more lines than this is not sent at once: it waits in the input line for
+#: Enter (as irssi's paste_verify_line_count, 5 by default, asks first).
+PASTE_CONFIRM_LINES: Final = 5
+#: What the pane says when a paste waits for Enter.
+PASTE_WAITING: Final = "{lines} lines pasted: Enter sends them, one message each; Esc drops them"
 
 #: A mouse report prompt_toolkit can decode: X10 (`ESC [ M` and three bytes), or SGR and
 #: urxvt (`ESC [ <b;x;y M`, `ESC [ b;x;y M`) with exactly three numbers.
@@ -231,10 +238,13 @@ class ChatUI:
     # -- drawn from the state ----------------------------------------------------------
 
     def prompt_fragments(self) -> StyleAndTextTuples:
-        """The prompt before the input line: where plain lines go, `[all] > ` or `[to bob] > `."""
+        """The prompt before the input line: where plain lines go, `[all] > ` or `[to bob] > `,
+        and how many lines Enter sends when a paste left several (`[all] 12 lines > `)."""
         target = self.state.target
         label = "all" if target is None else f"to {sanitize(target)}"
-        return [("class:prompt", f"[{label}] > ")]
+        lines = self.input.document.line_count
+        count = f" {lines} lines" if lines > 1 else ""
+        return [("class:prompt", f"[{label}]{count} > ")]
 
     def status_fragments(self) -> StyleAndTextTuples:
         """The status line: own nick, server, link state (with the reconnect attempt),
@@ -270,8 +280,36 @@ class ChatUI:
     # -- input -------------------------------------------------------------------------
 
     def _accept(self, buffer: Buffer) -> bool:
-        self._submit(buffer.text)
+        # Several lines (a paste waiting for Enter) go one by one, as if each was typed.
+        for line in buffer.text.split("\n"):
+            self._submit(line)
         return False  # clear the line (it stays in history)
+
+    def paste(self, data: str) -> None:
+        """Insert pasted `data` at the cursor, as typing it would, each line break an Enter:
+        the lines it completes are sent at once and what follows the last break stays in
+        the input line. Above PASTE_CONFIRM_LINES lines, nothing is sent yet: the lines
+        wait in the input line, shown and editable, until Enter sends them or Escape drops
+        them."""
+        text = data.replace("\r\n", "\n").replace("\r", "\n")
+        document = self.input.document
+        before, after = document.text_before_cursor, document.text_after_cursor
+        lines = (before + text + after).split("\n")
+        if len(lines) - 1 > PASTE_CONFIRM_LINES:
+            # A copied block often ends with a line break: no empty line after it.
+            self.input.insert_text(text.removesuffix("\n"))
+            count = self.input.document.line_count
+            # The input line shows its first rows, where the prompt says how many lines.
+            self.input.cursor_position = 0
+            self.show([self.state.info(PASTE_WAITING.format(lines=count))])
+            return
+        if len(lines) == 1:
+            self.input.insert_text(text)
+            return
+        *complete, last = lines
+        for line in complete:
+            self._submit(line)
+        self.input.document = Document(last, len(last) - len(after))
 
     def _key_bindings(self) -> KeyBindings:
         bindings = KeyBindings()
@@ -309,6 +347,15 @@ class ChatUI:
                 return mouse_handler(event)
             except KeyError:  # an X10 report with a button code it does not know
                 return NotImplemented
+
+        @bindings.add(Keys.BracketedPaste)
+        def _paste(event: KeyPressEvent) -> None:
+            self.paste(event.data)
+
+        @bindings.add("escape", filter=Condition(lambda: "\n" in self.input.text))
+        def _drop_pasted_lines(event: KeyPressEvent) -> None:
+            self.input.reset()
+            self.show([self.state.info("pasted lines dropped")])
 
         @bindings.add("c-c")
         @bindings.add("c-d", filter=empty_line)

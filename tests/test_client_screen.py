@@ -274,3 +274,65 @@ def test_the_user_list_says_how_many_more_scrolls_and_cuts_long_nicks_with_an_el
             )
 
     asyncio.run(scenario())
+
+
+def bracketed(text: str) -> str:
+    """`text` pasted in a terminal with bracketed paste on (as prompt_toolkit asks for)."""
+    return f"\x1b[200~{text}\x1b[201~"
+
+
+def test_a_pasted_line_break_is_an_enter_and_the_rest_stays_in_the_input_line(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL) as alice:
+            alice.type("first: ")
+            alice.type(bracketed("one\r\ntwo\nthree"))
+            await expect(bob, ev.Message, sender="alice", text="first: one")
+            await expect(bob, ev.Message, sender="alice", text="two")
+            await eventually(lambda: alice.input_text == "three", "the last line left")
+            alice.type(" end\r")
+            await expect(bob, ev.Message, sender="alice", text="three end")
+            assert "^J" not in alice.pane_text()
+
+    asyncio.run(scenario())
+
+
+def test_a_long_paste_waits_for_enter_then_goes_line_by_line(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+    lines = [f"line {n}" for n in range(12)]
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL) as alice:
+            ui = alice.client.ui
+            alice.type(bracketed("\n".join(lines) + "\n"))
+            await alice.wait_for_pane("12 lines pasted: Enter sends them")
+            assert alice.input_text == "\n".join(lines)
+            assert ui.prompt_fragments() == [("class:prompt", "[all] 12 lines > ")]
+            alice.type("\r")
+            for line in lines:
+                await expect(bob, ev.Message, sender="alice", text=line)
+            await eventually(lambda: alice.input_text == "", "the input line cleared")
+
+    asyncio.run(scenario())
+
+
+def test_escape_drops_a_paste_that_waits(broker: RunningBroker, connect: Connect) -> None:
+    bob = connect("bob")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL) as alice:
+            alice.type(bracketed("\n".join(f"secret {n}" for n in range(8))))
+            await alice.wait_for_pane("8 lines pasted")
+            alice.type("\x1b")
+            await alice.wait_for_pane("pasted lines dropped")
+            assert alice.input_text == ""
+            alice.type("after\r")
+            # Bob's first message is the line typed after: nothing of the paste went.
+            await expect(bob, ev.Message, sender="alice", text="after")
+
+    asyncio.run(scenario())
