@@ -42,18 +42,23 @@ class PaneLogHandler(logging.Handler):
         self._thread = threading.get_ident()
 
     def emit(self, record: logging.LogRecord) -> None:
-        text = describe(record)
-        error = record.levelno >= logging.ERROR
-        if threading.get_ident() == self._thread:
-            self._show(text, error)
-            return
-        # The loop closed meanwhile: the record has nowhere to go.
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._show, text, error)
+        try:
+            text = describe(record)
+            error = record.levelno >= logging.ERROR
+            if threading.get_ident() == self._thread:
+                self._show(text, error)
+            elif not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._show, text, error)
+        except RecursionError:  # as logging's own handlers do
+            raise
+        except Exception:  # noqa: BLE001 - logging's contract: emit reports, never raises
+            self.handleError(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
-        # logging's default prints a traceback to stderr, over the screen.
-        self._show(f"{record.name}: a log record could not be formatted: {record.msg!r}", True)
+        # logging's default prints a traceback to stderr, over the screen; and the code that
+        # logged must not fail because its record could not be shown.
+        with contextlib.suppress(Exception):
+            self._show(f"{record.name}: a log record could not be shown: {record.msg!r}", True)
 
 
 def _writes_to_terminal(handler: logging.Handler) -> bool:
@@ -74,8 +79,16 @@ def logs_in_pane(show: ShowLine) -> Iterator[None]:
     detached = [h for h in root.handlers if _writes_to_terminal(h)]
     previous_exception_handler = loop.get_exception_handler()
 
+    last: list[str] = []
+
     def report(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         exc = context.get("exception")
+        # Once is enough: an error in drawing would otherwise redraw (to show itself),
+        # fail again and fill the pane.
+        seen = repr(exc) if exc is not None else str(context.get("message"))
+        if last == [seen]:
+            return
+        last[:] = [seen]
         if isinstance(exc, BaseException):
             log.error("unexpected error, the chat goes on", exc_info=exc)
         else:

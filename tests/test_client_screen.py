@@ -182,6 +182,27 @@ def test_an_exception_in_a_key_binding_is_shown_in_the_pane_and_the_chat_goes_on
     assert "Press ENTER" not in capsys.readouterr().out
 
 
+def test_a_log_record_that_cannot_be_shown_raises_nothing_where_it_was_logged() -> None:
+    shown: list[tuple[str, bool]] = []
+
+    def broken(text: str, error: bool) -> None:
+        if text == "client.session: 2 users":
+            raise ValueError("cannot draw")
+        shown.append((text, error))
+
+    async def scenario() -> None:
+        handler = PaneLogHandler(broken, asyncio.get_running_loop())
+        log = logging.getLogger("client.session")
+        handler.handle(log.makeRecord(log.name, logging.WARNING, "", 0, "%d", ("x",), None))
+        handler.handle(log.makeRecord(log.name, logging.WARNING, "", 0, "2 users", (), None))
+
+    asyncio.run(scenario())
+    assert shown == [
+        ("client.session: a log record could not be shown: '%d'", True),
+        ("client.session: a log record could not be shown: '2 users'", True),
+    ]
+
+
 def test_logs_go_to_the_pane_while_the_ui_runs_and_back_to_stderr_after(
     broker: RunningBroker, capsys: pytest.CaptureFixture[str]
 ) -> None:
