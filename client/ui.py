@@ -309,7 +309,8 @@ class ChatUI:
         *complete, last = lines
         for line in complete:
             self._submit(line)
-        self.input.document = Document(last, len(last) - len(after))
+        # The cursor stays before what followed it (its last line, if it spanned several).
+        self.input.document = Document(last, len(last) - len(after.rsplit("\n", 1)[-1]))
 
     def _key_bindings(self) -> KeyBindings:
         bindings = KeyBindings()
