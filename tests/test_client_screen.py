@@ -317,6 +317,13 @@ def test_a_pasted_line_break_is_an_enter_and_the_rest_stays_in_the_input_line(
             alice.type(" end\r")
             await expect(bob, ev.Message, sender="alice", text="three end")
             assert "^J" not in alice.pane_text()
+            # Pasted at the cursor: what was after it follows the paste's last line.
+            alice.type("ac\x1b[D")  # Left
+            await eventually(lambda: alice.input_text == "ac", "ac typed")
+            alice.type(bracketed("b1\nb2"))
+            await expect(bob, ev.Message, sender="alice", text="ab1")
+            await eventually(lambda: alice.input_text == "b2c", "the rest of the line")
+            assert alice.client.ui.input.cursor_position == 2
 
     asyncio.run(scenario())
 
