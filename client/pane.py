@@ -46,6 +46,8 @@ def wrap(line: StyleAndTextTuples, width: int, indent: int = 0) -> list[StyleAnd
     (none in a pane too narrow for it). A wide character never straddles two rows; an empty
     line is one empty row."""
     width = max(1, width)
+    if sum(get_cwidth(fragment[1]) for fragment in line) <= width:
+        return [line]  # most lines: one row, nothing to cut
     margin = [("", " ")] * (indent if width > 3 * indent else 0)
     rows: list[list[tuple[str, str]]] = [[]]
     used = 0
