@@ -4,8 +4,6 @@ lines as one asyncio TaskGroup.
 """
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -124,10 +122,10 @@ async def run_interactive(
     server: str,
     nick: str | None,
     timeout_s: float = REGISTRATION_TIMEOUT_S,
-    verbose: bool = False,
     keys: CurveKeys | None = None,
 ) -> Ending:
-    """Ask for a nick if needed, register, and run the full-screen chat until it ends."""
+    """Ask for a nick if needed, register, and run the full-screen chat until it ends
+    (logging at the root logger's level shows in its message pane meanwhile)."""
     prompt: PromptSession[str] = PromptSession()
 
     async def ask_nick() -> str:
@@ -144,12 +142,7 @@ async def run_interactive(
     except (EOFError, KeyboardInterrupt):
         return Ending("", 1)
     client = InteractiveClient(session)
-    handler = client.ui.log_handler()
-    if verbose:
-        logging.getLogger().addHandler(handler)
     try:
         return await client.run()
     finally:
-        with contextlib.suppress(ValueError):
-            logging.getLogger().removeHandler(handler)
         session.close(QUIT_LINGER_MS if client.quit_sent else 0)

@@ -151,9 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.getLogger().setLevel(level)
     try:
-        ending = asyncio.run(
-            run_interactive(args.server, args.nick, args.timeout, args.verbose, keys)
-        )
+        ending = asyncio.run(run_interactive(args.server, args.nick, args.timeout, keys))
     except KeyboardInterrupt:
         return 1
     if ending.reason:

@@ -11,12 +11,27 @@ import zlib
 from typing import Final
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
+from prompt_toolkit.utils import get_cwidth
 
 from messages import nick_key
 from messages import sanitize as sanitize  # the client's modules draw with it from here
 
 from .outbox import Delivery
 from .state import Entry, EntryKind
+
+def fit(text: str, columns: int) -> str:
+    """`text` cut to at most `columns` terminal columns, ending with `…` when cut."""
+    if get_cwidth(text) <= columns:
+        return text
+    kept: list[str] = []
+    used = 0
+    for char in text:
+        used += get_cwidth(char)
+        if used > columns - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + "…" if columns > 0 else ""
+
 
 #: Nick colors: the ANSI palette minus black, white and blue (poor contrast on common themes).
 NICK_PALETTE: Final = (

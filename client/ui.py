@@ -18,22 +18,24 @@ echo of an own message adds no second line.
 
 Many events a second must not make typing lag: a batch of entries costs one `invalidate`,
 redraws come at most every REDRAW_INTERVAL_S, and drawing the pane costs what is on screen,
-not the whole scrollback.
+not the whole scrollback (client.pane: the scrollback, wrapped and scrolled by rows).
 """
 
 import dataclasses
-import logging
+import re
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
 from prompt_toolkit.application import Application
 from prompt_toolkit.buffer import Buffer
-from prompt_toolkit.data_structures import Point
+from prompt_toolkit.document import Document
 from prompt_toolkit.filters import Condition, has_completions
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.history import InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
+from prompt_toolkit.key_binding.bindings.mouse import load_mouse_bindings
+from prompt_toolkit.keys import Keys
 from prompt_toolkit.layout import (
     BufferControl,
     Dimension,
@@ -42,30 +44,34 @@ from prompt_toolkit.layout import (
     FormattedTextControl,
     HSplit,
     Layout,
-    UIContent,
-    UIControl,
     VSplit,
     Window,
 )
 from prompt_toolkit.layout.menus import CompletionsMenu
 from prompt_toolkit.layout.processors import BeforeInput
-from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
 from prompt_toolkit.styles import Style
-
-from messages import nick_key
 
 from .completion import ChatCompleter
 from .outbox import Delivery
-from .render import formatted_line, nick_color, sanitize
+from .pane import MessagePane
+from .render import formatted_line, sanitize
 from .state import ChatState, Ending, Entry, EntryKind, LinkState
+from .uilog import logs_in_pane
+from .userlist import UserList
 
-#: Oldest entries are dropped beyond this many.
-SCROLLBACK_LINES: Final = 10_000
-#: Lines moved per mouse wheel step.
-WHEEL_LINES: Final = 3
 #: Shortest time between two redraws, in seconds: messages arriving by the thousand redraw
 #: the screen 50 times a second, not once each; a key press shows within this.
 REDRAW_INTERVAL_S: Final = 0.02
+
+#: A paste of more lines than this is not sent at once: it waits in the input line for
+#: Enter (as irssi's paste_verify_line_count, 5 by default, asks first).
+PASTE_CONFIRM_LINES: Final = 5
+#: What the pane says when a paste waits for Enter.
+PASTE_WAITING: Final = "{lines} lines pasted: Enter sends them, one message each; Esc drops them"
+
+#: A mouse report prompt_toolkit can decode: X10 (`ESC [ M` and three bytes), or SGR and
+#: urxvt (`ESC [ <b;x;y M`, `ESC [ b;x;y M`) with exactly three numbers.
+_MOUSE_REPORT: Final = re.compile(r"\x1b\[(M...|<?\d+;\d+;\d+[mM])\Z", re.DOTALL)
 
 STYLE: Final = Style.from_dict(
     {
@@ -83,6 +89,7 @@ STYLE: Final = Style.from_dict(
         "users.title": "bold underline",
         "users.selected": "reverse",
         "users.self": "bold",
+        "users.more": "#888888",
         "status": "reverse",
         "status.lost": "bg:ansired fg:ansiwhite bold",
         "status.reconnecting": "bg:ansiyellow fg:ansiblack bold",
@@ -95,119 +102,6 @@ STYLE: Final = Style.from_dict(
         "prompt": "bold",
     }
 )
-
-
-class MessagePane:
-    """The scrollback: one line per entry, pinned to the newest line unless scrolled up.
-
-    Scrolled up, the pane draws the lines up to `anchor` only, with the window's cursor on
-    the last of them: the window then shows `anchor` at its bottom whatever the wrapping,
-    and new lines arriving meanwhile change nothing on screen.
-    """
-
-    def __init__(self) -> None:
-        self.lines: list[StyleAndTextTuples] = []
-        #: Lines dropped from the top so far: line number `n` (counting from the first line
-        #: ever added) is `lines[n - dropped]`.
-        self.dropped = 0
-        #: The bottom line while scrolled up; None when pinned to the newest line.
-        self.anchor: int | None = None
-        self.control = _PaneControl(self)
-        self.window = Window(self.control, wrap_lines=True, always_hide_cursor=True)
-
-    @property
-    def pinned(self) -> bool:
-        """Whether the pane follows new lines."""
-        return self.anchor is None
-
-    @property
-    def bottom(self) -> int:
-        """Index of the bottom line on screen."""
-        last = max(0, len(self.lines) - 1)
-        return last if self.anchor is None else min(self.anchor, last)
-
-    def add(self, lines: list[StyleAndTextTuples]) -> int:
-        """Append `lines`, dropping the oldest beyond SCROLLBACK_LINES; return the line
-        number (see `dropped`) of the first one."""
-        number = self.dropped + len(self.lines)
-        self.lines.extend(lines)
-        excess = len(self.lines) - SCROLLBACK_LINES
-        if excess > 0:
-            del self.lines[:excess]
-            self.dropped += excess
-            if self.anchor is not None:
-                self.anchor = max(0, self.anchor - excess)
-        return number
-
-    def replace(self, number: int, line: StyleAndTextTuples) -> bool:
-        """Draw line number `number` as `line`; False if it has been dropped."""
-        index = number - self.dropped
-        if not 0 <= index < len(self.lines):
-            return False
-        self.lines[index] = line
-        return True
-
-    def text(self) -> StyleAndTextTuples:
-        """The lines the control draws from (all of them, or up to `anchor` when scrolled
-        up) as one formatted text. The control itself reads only those on screen."""
-        fragments: StyleAndTextTuples = []
-        for index, line in enumerate(self.lines[: self.bottom + 1]):
-            if index:
-                fragments.append(("", "\n"))
-            fragments.extend(line)
-        return fragments
-
-    def cursor(self) -> Point:
-        """The last drawn line: the window scrolls to keep it in view, at the bottom."""
-        return Point(x=0, y=self.bottom)
-
-    def page(self) -> int:
-        """Lines per page: the window's height less one line kept for context."""
-        info = self.window.render_info
-        return max(1, (info.window_height if info is not None else 10) - 1)
-
-    def scroll_up(self, lines: int | None = None) -> None:
-        """Scroll back by `lines` (default: a page)."""
-        if self.lines:
-            self.anchor = max(0, self.bottom - (lines or self.page()))
-
-    def scroll_down(self, lines: int | None = None) -> None:
-        """Scroll forward by `lines` (default: a page); pins again at the newest line."""
-        if self.anchor is not None:
-            anchor = self.anchor + (lines or self.page())
-            self.anchor = None if anchor >= len(self.lines) - 1 else anchor
-
-
-class _PaneControl(UIControl):
-    """The pane's control. It hands the window its lines one by one, as asked for (the
-    window asks for those on screen only), and handles the mouse wheel itself, as the
-    scroll lives in the pane."""
-
-    def __init__(self, pane: MessagePane) -> None:
-        self._pane = pane
-
-    def create_content(self, width: int, height: int) -> UIContent:
-        lines = self._pane.lines
-        bottom = self._pane.bottom
-
-        def line(number: int) -> StyleAndTextTuples:
-            return lines[number] if number < len(lines) else []
-
-        return UIContent(
-            get_line=line,
-            line_count=bottom + 1,
-            cursor_position=self._pane.cursor(),
-            show_cursor=False,
-        )
-
-    def mouse_handler(self, mouse_event: MouseEvent) -> object:
-        if mouse_event.event_type == MouseEventType.SCROLL_UP:
-            self._pane.scroll_up(WHEEL_LINES)
-            return None
-        if mouse_event.event_type == MouseEventType.SCROLL_DOWN:
-            self._pane.scroll_down(WHEEL_LINES)
-            return None
-        return NotImplemented
 
 
 class ChatUI:
@@ -240,8 +134,9 @@ class ChatUI:
             dont_extend_height=True,
         )
         #: The side panel with the user list.
+        self.user_list = UserList(state, lambda target: self.show(state.set_target(target)))
         self.users_window = Window(
-            FormattedTextControl(self.user_list_fragments, focusable=False),
+            self.user_list,
             width=Dimension(preferred=18, max=24),
         )
         body = HSplit(
@@ -326,25 +221,30 @@ class ChatUI:
         self.app.exit(result=ending)
 
     async def run(self) -> Ending:
-        """Run the Application until `exit`."""
+        """Run the Application until `exit`. Meanwhile every log record, and any exception
+        a key binding or callback lets escape, is a line of the message pane (see
+        client.uilog): nothing writes over the screen, and the chat goes on."""
 
         def exit_if_asked() -> None:
             if self._pending_exit is not None:
                 self.app.exit(result=self._pending_exit)
 
-        return await self.app.run_async(pre_run=exit_if_asked)
+        with logs_in_pane(self._show_log):
+            return await self.app.run_async(pre_run=exit_if_asked, set_exception_handler=False)
 
-    def log_handler(self) -> logging.Handler:
-        """A logging handler that shows records in the message pane."""
-        return _PaneLogHandler(self)
+    def _show_log(self, text: str, error: bool) -> None:
+        self.show([self.state.error(text) if error else self.state.info(text)])
 
     # -- drawn from the state ----------------------------------------------------------
 
     def prompt_fragments(self) -> StyleAndTextTuples:
-        """The prompt before the input line: where plain lines go, `[all] > ` or `[to bob] > `."""
+        """The prompt before the input line: where plain lines go, `[all] > ` or `[to bob] > `,
+        and how many lines Enter sends when a paste left several (`[all] 12 lines > `)."""
         target = self.state.target
         label = "all" if target is None else f"to {sanitize(target)}"
-        return [("class:prompt", f"[{label}] > ")]
+        lines = self.input.document.line_count
+        count = f" {lines} lines" if lines > 1 else ""
+        return [("class:prompt", f"[{label}]{count} > ")]
 
     def status_fragments(self) -> StyleAndTextTuples:
         """The status line: own nick, server, link state (with the reconnect attempt),
@@ -370,41 +270,47 @@ class ChatUI:
             status.append(("", " -- more below (PageDown) -- "))
         return status
 
-    def user_list_fragments(self) -> StyleAndTextTuples:
-        """The side panel: "all", then every user; a click on a row makes it the target."""
-        state = self.state
-        target_key = nick_key(state.target) if state.target is not None else None
-        # Until the first USERS answer, only who was seen joining is known.
-        count = str(len(state.users)) if state.users_known else "…"
-        rows: StyleAndTextTuples = [("class:users.title", f" {count} here\n")]
-        rows.append(self._user_row("all", None, state.target is None))
-        for nick in state.users:
-            if state.is_self(nick):
-                rows.append(("class:users.self", f"  {sanitize(nick)}\n"))
-            else:
-                rows.append(self._user_row(nick, nick, nick_key(nick) == target_key))
-        return rows
-
-    def _user_row(
-        self, label: str, target: str | None, selected: bool
-    ) -> tuple[str, str, Callable[[MouseEvent], object]]:
-        def pick(mouse_event: MouseEvent) -> object:
-            if mouse_event.event_type != MouseEventType.MOUSE_UP:
-                return NotImplemented
-            self.show(self.state.set_target(target))
-            return None
-
-        style = "class:users.selected" if selected else ""
-        if target is not None:
-            style += f" fg:{nick_color(target)}"
-        marker = "*" if selected else " "
-        return (style, f"{marker} {sanitize(label)}\n", pick)
+    def user_list_fragments(
+        self, width: int | None = None, height: int | None = None
+    ) -> StyleAndTextTuples:
+        """The side panel as text, one row a line, for a panel of `width` x `height` (None:
+        unbounded): "N here", "all", then every user (see client.userlist)."""
+        return [(row.style, row.text + "\n") for row in self.user_list.rows(width, height)]
 
     # -- input -------------------------------------------------------------------------
 
     def _accept(self, buffer: Buffer) -> bool:
-        self._submit(buffer.text)
+        # Several lines (a paste waiting for Enter) go one by one, as if each was typed.
+        for line in buffer.text.split("\n"):
+            self._submit(line)
         return False  # clear the line (it stays in history)
+
+    def paste(self, data: str) -> None:
+        """Insert pasted `data` at the cursor, as typing it would, each line break an Enter:
+        the lines it completes are sent at once and what follows the last break stays in
+        the input line. Above PASTE_CONFIRM_LINES lines, nothing is sent yet: the lines
+        wait in the input line, shown and editable, until Enter sends them or Escape drops
+        them."""
+        text = data.replace("\r\n", "\n").replace("\r", "\n")
+        document = self.input.document
+        before, after = document.text_before_cursor, document.text_after_cursor
+        lines = (before + text + after).split("\n")
+        if len(lines) - 1 > PASTE_CONFIRM_LINES:
+            # A copied block often ends with a line break: no empty line after it.
+            self.input.insert_text(text.removesuffix("\n"))
+            count = self.input.document.line_count
+            # The input line shows its first rows, where the prompt says how many lines.
+            self.input.cursor_position = 0
+            self.show([self.state.info(PASTE_WAITING.format(lines=count))])
+            return
+        if len(lines) == 1:
+            self.input.insert_text(text)
+            return
+        *complete, last = lines
+        for line in complete:
+            self._submit(line)
+        # The cursor stays before what followed it (its last line, if it spanned several).
+        self.input.document = Document(last, len(last) - len(after.rsplit("\n", 1)[-1]))
 
     def _key_bindings(self) -> KeyBindings:
         bindings = KeyBindings()
@@ -428,18 +334,33 @@ class ChatUI:
         def _previous_target(event: KeyPressEvent) -> None:
             self.show(self.state.cycle_target(-1))
 
+        # prompt_toolkit reads any `ESC [ digits-and-semicolons m` as a mouse report and
+        # fails to decode most of them (typing or pasting ESC [ 0 m, a color reset, raised
+        # "not enough values to unpack"): only well-formed reports reach its handler.
+        decode_mouse = load_mouse_bindings().get_bindings_for_keys((Keys.Vt100MouseEvent,))
+        mouse_handler = decode_mouse[0].handler
+
+        @bindings.add(Keys.Vt100MouseEvent)
+        def _mouse(event: KeyPressEvent) -> object:
+            if not _MOUSE_REPORT.match(event.data):
+                return NotImplemented  # not a mouse report: ignored, nothing to redraw
+            try:
+                return mouse_handler(event)
+            except KeyError:  # an X10 report with a button code it does not know
+                return NotImplemented
+
+        @bindings.add(Keys.BracketedPaste)
+        def _paste(event: KeyPressEvent) -> None:
+            self.paste(event.data)
+
+        @bindings.add("escape", filter=Condition(lambda: "\n" in self.input.text))
+        def _drop_pasted_lines(event: KeyPressEvent) -> None:
+            self.input.reset()
+            self.show([self.state.info("pasted lines dropped")])
+
         @bindings.add("c-c")
         @bindings.add("c-d", filter=empty_line)
         def _quit(event: KeyPressEvent) -> None:
             self._submit("/quit")
 
         return bindings
-
-
-class _PaneLogHandler(logging.Handler):
-    def __init__(self, ui: ChatUI) -> None:
-        super().__init__()
-        self._ui = ui
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self._ui.show([self._ui.state.info(f"{record.name}: {record.getMessage()}")])

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import zmq
 from prompt_toolkit.application import create_app_session
+from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
@@ -63,6 +64,17 @@ def status_text(client: InteractiveClient) -> str:
     return "".join(fragment[1] for fragment in client.ui.status_fragments())
 
 
+class SizedOutput(DummyOutput):
+    """A dummy output (nothing is written anywhere) of a terminal of `size`."""
+
+    def __init__(self, size: Size) -> None:
+        super().__init__()
+        self.size = size
+
+    def get_size(self) -> Size:
+        return self.size
+
+
 @dataclass
 class RunningClient:
     """The full-screen client under test, its keyboard and its run task."""
@@ -91,14 +103,39 @@ class RunningClient:
             lambda: needle in self.pane_text(), f"{needle!r} in the message pane", timeout
         )
 
+    def screen(self) -> list[str]:
+        """The rows of the terminal as last drawn (what a person would see), without
+        trailing blanks; [] before the first drawing."""
+        screen = self.client.ui.app.renderer.last_rendered_screen
+        if screen is None:
+            return []
+        size = self.client.ui.app.output.get_size()
+        return [
+            "".join(screen.data_buffer[row][column].char for column in range(size.columns)).rstrip()
+            for row in range(size.rows)
+        ]
+
+    async def wait_for_screen(
+        self, condition: Callable[[list[str]], bool], what: str, timeout: float = WAIT_S
+    ) -> list[str]:
+        """Wait until a drawing satisfies `condition`; return that drawing's rows."""
+        await eventually(lambda: condition(self.screen()), what, timeout)
+        return self.screen()
+
 
 @contextlib.asynccontextmanager
 async def running_client(
-    endpoint: str, nick: str, keys: CurveKeys | None = None, users: bool = True
+    endpoint: str,
+    nick: str,
+    keys: CurveKeys | None = None,
+    users: bool = True,
+    size: Size | None = None,
 ) -> AsyncIterator[RunningClient]:
-    """Register `nick` and run the real Application on a pipe input and a dummy output;
-    with `users`, wait until the user list has come too (nothing else is then on its way)."""
-    with create_pipe_input() as keyboard, create_app_session(input=keyboard, output=DummyOutput()):
+    """Register `nick` and run the real Application on a pipe input and a dummy output (of
+    a terminal of `size` if given); with `users`, wait until the user list has come too
+    (nothing else is then on its way)."""
+    output = DummyOutput() if size is None else SizedOutput(size)
+    with create_pipe_input() as keyboard, create_app_session(input=keyboard, output=output):
         session = Session(endpoint, nick, keys=keys)
         task: asyncio.Task[Ending] | None = None
         try:

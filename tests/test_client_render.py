@@ -10,7 +10,15 @@ import pytest
 
 from client.linemode import LinePrinter, printed
 from client.outbox import Delivery, OutgoingMessage
-from client.render import NICK_PALETTE, clock, formatted_line, nick_color, plain_line, sanitize
+from client.render import (
+    NICK_PALETTE,
+    clock,
+    fit,
+    formatted_line,
+    nick_color,
+    plain_line,
+    sanitize,
+)
 from client.state import ChatState, Entry, EntryKind, mentions
 from messages import MIN_HEARTBEAT_MS
 from messages import events as ev
@@ -182,3 +190,14 @@ def test_a_welcome_asking_for_no_heartbeat_interval_is_not_obeyed() -> None:
     state = ChatState("alice", "tcp://x:1")
     state.apply(ev.Welcome("alice", 0, "e1", 0, (), 5556))
     assert state.heartbeat_ms == MIN_HEARTBEAT_MS
+
+
+def test_fit_cuts_to_terminal_columns_with_an_ellipsis() -> None:
+    assert fit("alice", 5) == "alice"
+    assert fit("alice", 4) == "ali…"
+    # Wide characters take two columns; one never sticks out past the cut.
+    assert fit("日本語", 6) == "日本語"
+    assert fit("日本語", 5) == "日本…"
+    assert fit("日本語", 4) == "日…"
+    assert fit("abc", 1) == "…"
+    assert fit("abc", 0) == ""

@@ -15,8 +15,9 @@ from prompt_toolkit.output import DummyOutput
 
 from broker import BrokerConfig, BrokerServer
 from client.connection import CurveKeys
+from client.pane import SCROLLBACK_LINES
 from client.state import ChatState, LinkState
-from client.ui import SCROLLBACK_LINES, ChatUI
+from client.ui import ChatUI
 from messages import commands as cmd
 from messages import events as ev
 from tests.client_helpers import eventually, expect, running_client, status_text
@@ -195,45 +196,6 @@ def test_operator_status_and_server_shutdown(broker: RunningBroker) -> None:
             ending = await asyncio.wait_for(alice.task, 5)
             assert ending.exit_code == 0
             assert ending.reason == "the server is shutting down (maintenance)"
-
-    asyncio.run(scenario())
-
-
-def test_page_up_scrolls_back_and_page_down_pins_to_the_bottom(broker: RunningBroker) -> None:
-    async def scenario() -> None:
-        async with running_client(broker.endpoint, "alice") as alice:
-            ui, state = alice.client.ui, alice.client.state
-            pane = ui.pane
-            ui.show([state.info(f"line {n}") for n in range(200)])
-            last = len(pane.lines) - 1
-
-            def bottom_line() -> int | None:
-                info = pane.window.render_info
-                return None if info is None else info.last_visible_line()
-
-            def bottom_visible() -> bool:
-                return bottom_line() == len(pane.lines) - 1
-
-            await eventually(bottom_visible, "the newest line on screen")
-            alice.type("\x1b[5~")  # PageUp
-            await eventually(lambda: not pane.pinned, "scrolled up")
-            await eventually(lambda: not bottom_visible(), "the newest line off screen")
-            first = pane.anchor
-            assert first is not None and first < last
-            alice.type("\x1b[5~")
-            await eventually(lambda: pane.anchor is not None and pane.anchor < first, "page 2")
-            await eventually(lambda: bottom_line() == pane.anchor, "the anchor at the bottom")
-            status = "".join(fragment[1] for fragment in ui.status_fragments())
-            assert "more below" in status
-            # New lines do not move a scrolled-up pane.
-            anchor = pane.anchor
-            ui.show([state.info("news")])
-            assert pane.anchor == anchor
-            for _ in range(20):
-                alice.type("\x1b[6~")  # PageDown
-            await eventually(lambda: pane.pinned, "pinned again")
-            await eventually(bottom_visible, "the newest line on screen again")
-            assert len(pane.lines) == last + 2
 
     asyncio.run(scenario())
 
