@@ -77,8 +77,9 @@ REGISTRATION_TIMEOUT_S: Final = 5.0
 #: seconds; each further attempt doubles it, up to RECONNECT_BACKOFF_MAX_S.
 RECONNECT_BACKOFF_INITIAL_S: Final = 1.0
 RECONNECT_BACKOFF_MAX_S: Final = 8.0
-#: Bytes of randomness in the session token (hex-encoded: twice as many characters).
-SESSION_TOKEN_BYTES: Final = 8
+#: Bytes of randomness in the session token (URL-safe base64: 22 characters for 16 bytes,
+#: as long as the broker requires, MIN_SESSION_TOKEN_BYTES).
+SESSION_TOKEN_BYTES: Final = 16
 #: ERROR codes that refuse a nick for good (as opposed to "try again later").
 NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
 #: Commands the broker's flood control counts (chat text aside): paced like chat text.
@@ -97,7 +98,7 @@ def backoff_s(attempt: int) -> float:
 
 def new_session_token() -> str:
     """A random session token, chosen once per run of the client."""
-    return secrets.token_hex(SESSION_TOKEN_BYTES)
+    return secrets.token_urlsafe(SESSION_TOKEN_BYTES)
 
 
 class RegistrationError(Exception):

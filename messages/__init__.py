@@ -32,6 +32,7 @@ from .limits import (
     MAX_TOKEN_BYTES,
     MAX_WIRE_FRAME_BYTES,
     MIN_HEARTBEAT_MS,
+    MIN_SESSION_TOKEN_BYTES,
     SIGNATURE,
     STREAM_READY,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "MAX_WIRE_FRAME_BYTES",
     "MIN_HEARTBEAT_MS",
+    "MIN_SESSION_TOKEN_BYTES",
     "SIGNATURE",
     "STREAM_READY",
     "ErrorCode",

@@ -22,6 +22,10 @@ MAX_REASON_BYTES: Final = 400
 MAX_TOKEN_BYTES: Final = 256
 #: Longest message id or session token, in bytes (ASCII letters, digits, `-`, `_`, `.`).
 MAX_ID_BYTES: Final = 64
+#: Shortest session token, in bytes: 22 identifier characters hold 128 random bits when each
+#: carries 6 (`secrets.token_urlsafe(16)`); a token of hex digits needs 32. A short token is
+#: guessed by whoever tries them all, and whoever holds a token holds the session.
+MIN_SESSION_TOKEN_BYTES: Final = 22
 #: Longest frame of any kind not named here, in bytes.
 MAX_FRAME_BYTES: Final = 65536
 #: Most message ids one ACK acknowledges.

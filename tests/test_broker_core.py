@@ -23,7 +23,13 @@ from messages import events as ev
 TOKEN = "op-token"
 EPOCH = "e0"
 ALICE, BOB, CAROL, STRANGER = b"\0alice", b"\0bob", b"\0carol", b"\0stranger"
-SESSIONS = {ALICE: "s-alice", BOB: "s-bob", CAROL: "s-carol", STRANGER: "s-stranger"}
+#: Session tokens of the required length (MIN_SESSION_TOKEN_BYTES).
+SESSIONS = {
+    ALICE: "alice-session-token-0000",
+    BOB: "bob-session-token-000000",
+    CAROL: "carol-session-token-0000",
+    STRANGER: "stranger-session-token-0",
+}
 T0 = 1000.0
 NOW_MS = 1_700_000_000_500
 GONE = f"no heartbeat for {HEARTBEAT_LIVENESS} s"
@@ -165,7 +171,7 @@ def test_same_token_resumes_quietly_on_a_new_connection(chat: ChatCore) -> None:
 
 
 def test_another_token_cannot_take_over_a_session(chat: ChatCore) -> None:
-    out = chat.receive(b"\0thief", encode(cmd.Hello("bob", "guessed")), T0)
+    out = chat.receive(b"\0thief", encode(cmd.Hello("bob", "guessed-session-token-00")), T0)
     assert error_code(out) == ErrorCode.NICK_TAKEN
 
 
@@ -477,7 +483,7 @@ def test_fetch_from_zero_means_from_the_start(chat: ChatCore) -> None:
 def test_delivered_goes_only_to_the_session_that_sent(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Tell("a1", "bob", "psst"))
     send(chat, ALICE, cmd.Quit(""))
-    chat.receive(b"\0new-alice", encode(cmd.Hello("alice", "someone-else")), T0)
+    chat.receive(b"\0new-alice", encode(cmd.Hello("alice", "someone-elses-token-0000")), T0)
     assert send(chat, BOB, cmd.Received("a1", "alice")) == []
 
 

@@ -25,8 +25,8 @@ from messages.commands import CLIENT_COMMANDS
 from messages.events import BROKER_EVENTS
 
 COMMANDS: list[cmd.ClientCommand] = [
-    cmd.Hello("alice", "tok-1"),
-    cmd.Hello("Анна", "a.b_c-9", stream=True),
+    cmd.Hello("alice", "tok-1.session-token-128"),
+    cmd.Hello("Анна", "a.b_c-9" * 4, stream=True),
     cmd.Say("tok-1", "hello, world"),
     cmd.Say("tok-2", "émoji 🎉 and 中文"),
     cmd.Tell("tok-3", "bob", "psst"),
@@ -141,6 +141,9 @@ SAY = [SIGNATURE, b"SAY", b"m1"]
         ([SIGNATURE, b"SAY", b"bad id", b"hi"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"SAY", b"x" * 65, b"hi"], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"HELLO", b"alice", b"", b"0"], ErrorCode.MALFORMED),
+        # A session token of fewer than 128 random bits can be guessed.
+        ([SIGNATURE, b"HELLO", b"alice", b"4711", b"0"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"alice", b"x" * 21, b"0"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"HELLO", b"alice", b"s1"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"HELLO", b"alice", b"s1", b"yes"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"HELLO", b"alice", b"s1", b""], ErrorCode.MALFORMED),
