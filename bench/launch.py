@@ -11,6 +11,7 @@ on shutdown.
 
 import argparse
 import cProfile
+import secrets
 import signal
 import sys
 from types import FrameType
@@ -31,6 +32,7 @@ def bench_config(bind: str, admin_token: str) -> BrokerConfig:
         strikes_to_kick=UNLIMITED,
         join_burst=UNLIMITED,
         joins_per_second=UNLIMITED,
+        sessions_per_address=UNLIMITED,
     )
     return BrokerConfig(
         bind=bind, admin_token=admin_token, heartbeat_ms=BENCH_HEARTBEAT_MS, flood=flood
@@ -40,10 +42,10 @@ def bench_config(bind: str, admin_token: str) -> BrokerConfig:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.launch")
     parser.add_argument("--bind", default="tcp://127.0.0.1:*")
-    parser.add_argument("--admin-token", default="bench")
     parser.add_argument("--profile", default="", help="write cProfile statistics here")
     args = parser.parse_args()
-    server = BrokerServer(bench_config(args.bind, args.admin_token))
+    # Nobody becomes an operator in a benchmark: a token nobody knows.
+    server = BrokerServer(bench_config(args.bind, secrets.token_urlsafe(16)))
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         server.request_shutdown("benchmark over")

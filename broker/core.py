@@ -24,7 +24,6 @@ from messages import (
     MAX_TEXT_BYTES,
     ErrorCode,
     ProtocolError,
-    TokenBucket,
     command_verbs,
     decode_command,
     message_ref,
@@ -36,6 +35,8 @@ from messages import (
 from messages import commands as cmd
 from messages import events as ev
 
+from .addresses import AddressLimits, address_key
+from .admin_token import check_admin_token
 from .history import BroadcastEvent, BroadcastLog
 from .ratelimit import FloodPolicy
 from .roster import Roster
@@ -91,8 +92,7 @@ class ChatCore:
         epoch: str | None = None,
         stream_port: int = 0,
     ) -> None:
-        if not admin_token:
-            raise ValueError("the operator token must not be empty")
+        check_admin_token(admin_token)
         self.admin_token = admin_token
         self.heartbeat_ms = heartbeat_ms
         self.flood = flood or FloodPolicy()
@@ -112,7 +112,10 @@ class ChatCore:
         self._roster = Roster()
         # What each present nick looks like: no one may take a look-alike.
         self._by_skeleton: dict[str, Session] = {}
-        self._joins_by_peer: dict[str, TokenBucket] = {}
+        # Sessions, chat commands and joins per network address.
+        self._addresses = AddressLimits(self.flood)
+        # Failed operator logins of every session together.
+        self._admin_failures = self.flood.global_admin_bucket()
         self._departed: OrderedDict[Identity, str] = OrderedDict()
 
     # -- what the broker knows -------------------------------------------------------
@@ -178,8 +181,9 @@ class ChatCore:
     ) -> list[Outgoing]:
         match command:
             case cmd.Hello(nick, token, stream):
-                self._limit_joins(peer, now)
-                return self._register(identity, nick, token, stream, now)
+                address = address_key(peer)
+                self._addresses.check_join(address, now)
+                return self._register(identity, nick, token, stream, now, address)
             case cmd.Quit():  # nothing to undo
                 return []
         # PING too: a client that lost its session must learn it from its heartbeat.
@@ -199,8 +203,11 @@ class ChatCore:
             # A resend of what we already passed on (its ACK was lost): acknowledge again,
             # deliver nothing, and charge nothing against the flood limit.
             return [(me, ev.Ack((command.msg_id,)))]
-        if isinstance(command, _METERED) and not session.messages.take(now):
-            return self._refuse_flood(session, now)
+        if isinstance(command, _METERED):
+            if not session.messages.take(now):
+                return self._refuse_flood(session, now)
+            if not self._addresses.take_message(session.address, now):
+                return self._refuse_flood(session, now, whole_address=True)
         match command:
             case cmd.Hello(nick, token, stream):
                 if token == session.token and nick_key(nick) == nick_key(session.nick):
@@ -248,7 +255,7 @@ class ChatCore:
     # -- registration and presence -------------------------------------------------
 
     def _register(
-        self, identity: Identity, nick: str, token: str, stream: bool, now: float
+        self, identity: Identity, nick: str, token: str, stream: bool, now: float, address: str
     ) -> list[Outgoing]:
         nick = normalize_nick(nick)
         if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
@@ -256,7 +263,7 @@ class ChatCore:
         holder = self.find(nick)
         if holder is not None:
             if hmac.compare_digest(holder.token.encode(), token.encode()):
-                return self._resume(holder, identity, stream, now)
+                return self._resume(holder, identity, stream, now, address)
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"nick {holder.nick} is taken")
         skeleton = nick_skeleton(nick)
         lookalike = self._by_skeleton.get(skeleton)
@@ -264,6 +271,7 @@ class ChatCore:
             raise ProtocolError(
                 ErrorCode.NICK_TAKEN, f"nick {nick} looks like {lookalike.nick}, who is here"
             )
+        self._addresses.check_new_session(address)
         flood = self.flood
         session = Session(
             identity,
@@ -274,7 +282,9 @@ class ChatCore:
             strikes=flood.strike_bucket(),
             admin_tries=flood.admin_bucket(),
             stream=stream,
+            address=address,
         )
+        self._addresses.add_session(address)
         self._by_identity[identity] = session
         if not stream:
             self._direct[identity] = None
@@ -287,13 +297,16 @@ class ChatCore:
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
 
     def _resume(
-        self, session: Session, identity: Identity, stream: bool, now: float
+        self, session: Session, identity: Identity, stream: bool, now: float, address: str
     ) -> list[Outgoing]:
-        """The client of `session` is back on a new connection (`identity`)."""
+        """The client of `session` is back on a new connection (`identity`), from `address`."""
         del self._by_identity[session.identity]
         self._direct.pop(session.identity, None)
         session.identity = identity
         session.last_heard = now
+        self._addresses.remove_session(session.address)
+        self._addresses.add_session(address)
+        session.address = address
         self._by_identity[identity] = session
         session.stream = stream
         if not stream:
@@ -328,6 +341,7 @@ class ChatCore:
         del self._by_key[nick_key(session.nick)]
         self._roster.remove(session.nick)
         del self._by_skeleton[nick_skeleton(session.nick)]
+        self._addresses.remove_session(session.address)
         if departed:
             self._departed[identity] = reason
             if len(self._departed) > DEPARTED_LIMIT:
@@ -341,9 +355,7 @@ class ChatCore:
         deadline = now - self.expiry_seconds
         silent = [s.identity for s in self._by_identity.values() if s.last_heard < deadline]
         reason = f"no heartbeat for {self.expiry_seconds:g} s"
-        # Join buckets that have refilled hold nothing worth remembering.
-        for peer in [p for p, bucket in self._joins_by_peer.items() if bucket.full(now)]:
-            del self._joins_by_peer[peer]
+        self._addresses.sweep(now)
         return [out for identity in silent for out in self.remove(identity, reason)]
 
     def tick(self) -> list[Outgoing]:
@@ -379,7 +391,9 @@ class ChatCore:
     # -- operator actions (from an operator client or the broker's terminal) ------------
 
     def _admin(self, session: Session, token: str, now: float) -> list[Outgoing]:
-        wait = session.admin_tries.wait(now)
+        # However many sessions guess, together they get no more tries than the global
+        # bucket holds.
+        wait = max(session.admin_tries.wait(now), self._admin_failures.wait(now))
         if wait > 0:
             log.warning("operator login by %s refused: too many failures", session.nick)
             raise ProtocolError(
@@ -388,6 +402,7 @@ class ChatCore:
             )
         if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
             session.admin_tries.take(now)
+            self._admin_failures.take(now)
             log.warning("failed operator login by %s", session.nick)
             raise ProtocolError(ErrorCode.FORBIDDEN, "wrong operator token")
         session.operator = True
@@ -423,27 +438,26 @@ class ChatCore:
 
     # -- flood control -----------------------------------------------------------------
 
-    def _refuse_flood(self, session: Session, now: float) -> list[Outgoing]:
+    def _refuse_flood(
+        self, session: Session, now: float, whole_address: bool = False
+    ) -> list[Outgoing]:
         if not session.strikes.take(now):
             log.warning("%s kicked for flooding", session.nick)
             return self.kick(session.nick, FLOOD_CONTROL, "flooding: too many messages refused")
+        if whole_address:
+            burst, rate = self.flood.address_limits
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"slow down: at most {burst:g} messages at once, {rate:g} per second from "
+                f"{session.address}, all sessions together; next one in "
+                f"{self._addresses.message_wait(session.address, now):.1f} s",
+            )
         flood = self.flood
         raise ProtocolError(
             ErrorCode.RATE_LIMITED,
             f"slow down: at most {flood.burst} messages at once, {flood.per_second:g} per "
             f"second; next one in {session.messages.wait(now):.1f} s",
         )
-
-    def _limit_joins(self, peer: str, now: float) -> None:
-        if not self.flood.joins_limited(peer):
-            return
-        bucket = self._joins_by_peer.setdefault(peer, self.flood.join_bucket())
-        if not bucket.take(now):
-            log.warning("too many joins from %s", peer)
-            raise ProtocolError(
-                ErrorCode.RATE_LIMITED,
-                f"too many joins from {peer}: try again in {bucket.wait(now):.1f} s",
-            )
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """Real processes for end-to-end tests and figures: a broker that can be killed and restarted."""
 
+import os
 import re
 import signal
 import socket
@@ -9,8 +10,12 @@ import threading
 import time
 from collections import Counter
 
+from broker.admin_token import ADMIN_TOKEN_ENV
+
 #: Bound on a broker process starting or dying, in seconds.
 PROCESS_TIMEOUT_S = 10
+#: The operator token of broker processes (given in their environment, never as an argument).
+OPERATOR_TOKEN = "process-operator-token-0123"
 
 
 def free_port(avoid: int = 0) -> int:
@@ -50,8 +55,6 @@ class BrokerProcess:
                 self.endpoint,
                 "--stream",
                 self.stream_endpoint,
-                "--admin-token",
-                "t",
                 "--heartbeat-ms",
                 str(self.heartbeat_ms),
                 *self.extra_args,
@@ -60,6 +63,8 @@ class BrokerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            # The operator token from the environment, as an operator would give it.
+            env={**os.environ, ADMIN_TOKEN_ENV: OPERATOR_TOKEN},
         )
         assert self.process.stdout is not None
         assert "listening on" in self.process.stdout.readline()

@@ -20,7 +20,7 @@ from messages import (
 from messages import commands as cmd
 from messages import events as ev
 
-TOKEN = "op-token"
+TOKEN = "operator-token-0123456789"
 EPOCH = "e0"
 ALICE, BOB, CAROL, STRANGER = b"\0alice", b"\0bob", b"\0carol", b"\0stranger"
 #: Session tokens of the required length (MIN_SESSION_TOKEN_BYTES).

@@ -20,7 +20,7 @@ from client.ui import SCROLLBACK_LINES, ChatUI
 from messages import commands as cmd
 from messages import events as ev
 from tests.client_helpers import eventually, expect, running_client, status_text
-from tests.conftest import RunningBroker
+from tests.conftest import ADMIN_TOKEN, RunningBroker
 from tests.peers import Peer
 
 Connect = Callable[..., Peer]
@@ -263,7 +263,9 @@ def test_secure_shows_in_the_status_line(tmp_path: Path) -> None:
     _public_file, secret_file = zmq.auth.create_certificates(tmp_path, "server")
     public, secret = zmq.auth.load_certificate(secret_file)
     assert secret is not None
-    config = BrokerConfig(bind="tcp://127.0.0.1:*", admin_token="x", curve_secret_key=secret)
+    config = BrokerConfig(
+        bind="tcp://127.0.0.1:*", admin_token=ADMIN_TOKEN, curve_secret_key=secret
+    )
     server = BrokerServer(config)
     thread = threading.Thread(target=server.run, name="broker", daemon=True)
     thread.start()

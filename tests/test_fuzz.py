@@ -10,7 +10,7 @@ from messages import commands as cmd
 
 IDENTITIES = [b"id-%d" % i for i in range(4)]
 NICKS = ["alice", "Alice", "bob", "Боб", "рор", "pop", "x" * 33, "", "a b", "mikе"]
-TOKEN = "tok"
+TOKEN = "operator-token-0123456789"
 
 texts = st.text(max_size=30)
 msg_ids = st.sampled_from(["m1", "m2", "m3"]) | st.text("ab.-_1", min_size=1, max_size=4)
