@@ -17,15 +17,18 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from messages import (
+    DEFAULT_KICK_BAR_SECONDS,
     FETCH_LIMIT,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
+    MAX_BAR_SECONDS,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
     ErrorCode,
     ProtocolError,
     command_verbs,
     decode_command,
+    format_duration,
     message_ref,
     nick_key,
     nick_skeleton,
@@ -37,6 +40,7 @@ from messages import events as ev
 
 from .addresses import AddressLimits, address_key
 from .admin_token import check_admin_token
+from .bans import Bans
 from .history import BroadcastEvent, BroadcastLog
 from .ratelimit import FloodPolicy
 from .roster import Roster
@@ -70,6 +74,8 @@ _METERED: Final = (
     cmd.ListUsers,
     cmd.Wall,
     cmd.Kick,
+    cmd.Ban,
+    cmd.Unban,
     cmd.Fetch,
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
@@ -102,6 +108,8 @@ class ChatCore:
         self.epoch = epoch or secrets.token_hex(4)
         self.history = BroadcastLog(HISTORY_EVENTS)
         self.stopped = False
+        #: Barred nicks and the tokens of sessions ended by a kick.
+        self.bans = Bans()
         self._wall_clock = wall_clock
         self._by_identity: dict[Identity, Session] = {}
         self._by_key: dict[str, Session] = {}
@@ -241,9 +249,15 @@ class ChatCore:
                 return self.remove(me, reason or "quit", departed=False)
             case cmd.Admin(token):
                 return self._admin(session, token, now)
-            case cmd.Kick(nick, reason):
+            case cmd.Kick(nick, seconds, reason):
                 self._require_operator(session)
-                return self.kick(nick, session.nick, reason)
+                return self.kick(nick, session.nick, reason, now, seconds)
+            case cmd.Ban(nick, seconds, reason):
+                self._require_operator(session)
+                return self.ban(nick, session.nick, reason, now, seconds)
+            case cmd.Unban(nick):
+                self._require_operator(session)
+                return self.unban(nick, session.nick, now)
             case cmd.Wall(text):
                 self._require_operator(session)
                 return self.wall(text, session.nick)
@@ -260,6 +274,7 @@ class ChatCore:
         nick = normalize_nick(nick)
         if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
             raise ProtocolError(ErrorCode.INVALID_NICK, f"nick {nick} is reserved")
+        self._refuse_if_barred(nick, token, now)
         holder = self.find(nick)
         if holder is not None:
             if hmac.compare_digest(holder.token.encode(), token.encode()):
@@ -356,6 +371,7 @@ class ChatCore:
         silent = [s.identity for s in self._by_identity.values() if s.last_heard < deadline]
         reason = f"no heartbeat for {self.expiry_seconds:g} s"
         self._addresses.sweep(now)
+        self.bans.sweep(now)
         return [out for identity in silent for out in self.remove(identity, reason)]
 
     def tick(self) -> list[Outgoing]:
@@ -409,17 +425,84 @@ class ChatCore:
         log.info("%s is now an operator", session.nick)
         return [(session.identity, ev.Operator())]
 
-    def kick(self, nick: str, by: str, reason: str) -> list[Outgoing]:
-        """Disconnect `nick`: it gets KICKED, everyone else a LEAVE naming `by`."""
+    def kick(
+        self,
+        nick: str,
+        by: str,
+        reason: str,
+        now: float,
+        seconds: int = DEFAULT_KICK_BAR_SECONDS,
+        verb: str = "kicked",
+    ) -> list[Outgoing]:
+        """Disconnect `nick`: it gets KICKED, everyone else a LEAVE naming `by`. Its session
+        ends for good (its token resumes nothing), and the nick stays barred for `seconds`."""
         target = self._require(nick)
+        _check_bar(seconds)
         why = truncate_utf8(reason or "no reason given", MAX_REASON_BYTES)
+        kicked = f"{verb} by {by}: {why}"
+        self.bans.end_session(target.token, kicked)
+        if seconds:
+            self.bans.bar(target.nick, seconds, kicked, now, self._wall_clock())
         out: list[Outgoing] = [(target.identity, ev.Kicked(by, why))]
-        return out + self.remove(target.identity, f"kicked by {by}: {why}")
+        return out + self.remove(target.identity, kicked)
+
+    def ban(self, nick: str, by: str, reason: str, now: float, seconds: int) -> list[Outgoing]:
+        """Bar `nick` (present or not) for `seconds`, telling everyone; kick it if present."""
+        nick = normalize_nick(nick)
+        _check_bar(seconds)
+        if not seconds:
+            raise ProtocolError(ErrorCode.MALFORMED, "a ban lasts at least 1 s")
+        present = self.find(nick)
+        why = truncate_utf8(reason or "no reason given", MAX_REASON_BYTES)
+        out: list[Outgoing] = []
+        if present is not None:
+            nick = present.nick
+            out = self.kick(nick, by, why, now, seconds, verb="banned")
+        else:
+            self.bans.bar(nick, seconds, f"banned by {by}: {why}", now, self._wall_clock())
+        bar = self.bans.barred(nick, now)
+        assert bar is not None
+        text = f"{by} barred {nick} until {bar.until_text()} ({format_duration(seconds)}): {why}"
+        log.warning("%s", text)
+        return out + self._notice(text)
+
+    def unban(self, nick: str, by: str, now: float) -> list[Outgoing]:
+        """Lift the bar on `nick` (or a nick it looks like), telling everyone."""
+        bar = self.bans.lift(nick, now)
+        if bar is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"nick {nick} is not barred")
+        text = f"{by} lifted the bar on {bar.nick}"
+        log.warning("%s", text)
+        return self._notice(text)
 
     def wall(self, text: str, by: str = CONSOLE_OPERATOR) -> list[Outgoing]:
         """A notice to everyone, signed by `by`."""
-        text = truncate_utf8(f"{by}: {text}", MAX_TEXT_BYTES)
+        return self._notice(f"{by}: {text}")
+
+    def _notice(self, text: str) -> list[Outgoing]:
+        text = truncate_utf8(text, MAX_TEXT_BYTES)
         return self._broadcast(ev.Notice(self.history.next_seq(), text))
+
+    def _refuse_if_barred(self, nick: str, token: str, now: float) -> None:
+        """ERROR 403 for a HELLO of a barred nick, or with the token of a kicked session."""
+        bar = self.bans.barred(nick, now)
+        if bar is not None:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                truncate_utf8(
+                    f"nick {nick} is barred until {bar.until_text()} ({bar.why})",
+                    MAX_REASON_BYTES,
+                ),
+            )
+        ended = self.bans.ended(token)
+        if ended is not None:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                truncate_utf8(
+                    f"this session was ended ({ended}): a new session needs a new token",
+                    MAX_REASON_BYTES,
+                ),
+            )
 
     def shutdown(self, reason: str) -> list[Outgoing]:
         """Tell everyone the broker stops, forget them all, and stop handling commands."""
@@ -443,7 +526,11 @@ class ChatCore:
     ) -> list[Outgoing]:
         if not session.strikes.take(now):
             log.warning("%s kicked for flooding", session.nick)
-            return self.kick(session.nick, FLOOD_CONTROL, "flooding: too many messages refused")
+            # The session ends (its token resumes nothing) but the nick is not barred: the
+            # limits per address stop whoever floods again.
+            return self.kick(
+                session.nick, FLOOD_CONTROL, "flooding: too many messages refused", now, seconds=0
+            )
         if whole_address:
             burst, rate = self.flood.address_limits
             raise ProtocolError(
@@ -494,3 +581,10 @@ class ChatCore:
     def _who(self, identity: Identity) -> str:
         session = self._by_identity.get(identity)
         return session.nick if session else f"identity {identity.hex()}"
+
+
+def _check_bar(seconds: int) -> None:
+    if seconds > MAX_BAR_SECONDS:
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"a nick is barred for {format_duration(MAX_BAR_SECONDS)} at most"
+        )

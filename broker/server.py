@@ -266,7 +266,7 @@ class BrokerServer:
         self._console_buffer += data
         *lines, self._console_buffer = self._console_buffer.split(b"\n")
         for line in lines:
-            result = run_console_line(self.core, line.decode("utf-8", "replace"))
+            result = run_console_line(self.core, line.decode("utf-8", "replace"), time.monotonic())
             for text in result.output:
                 print(text, flush=True)
             self._send(result.outgoing)

@@ -14,14 +14,18 @@ from .codec import (
     truncate_utf8,
     unpack_events,
 )
+from .durations import format_duration, parse_duration, split_duration
 from .errors import ErrorCode, ProtocolError
 from .limits import (
+    DEFAULT_BAN_SECONDS,
+    DEFAULT_KICK_BAR_SECONDS,
     FETCH_LIMIT,
     FLOOD_BURST,
     FLOOD_PER_SECOND,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     MAX_ACK_IDS,
+    MAX_BAR_SECONDS,
     MAX_EVENT_WIRE_FRAME_BYTES,
     MAX_FRAMES,
     MAX_ID_BYTES,
@@ -40,12 +44,15 @@ from .nicks import nick_key, nick_scripts, nick_skeleton, normalize_nick
 from .ratelimit import TokenBucket
 
 __all__ = [
+    "DEFAULT_BAN_SECONDS",
+    "DEFAULT_KICK_BAR_SECONDS",
     "FETCH_LIMIT",
     "FLOOD_BURST",
     "FLOOD_PER_SECOND",
     "HEARTBEAT_INTERVAL_MS",
     "HEARTBEAT_LIVENESS",
     "MAX_ACK_IDS",
+    "MAX_BAR_SECONDS",
     "MAX_EVENT_WIRE_FRAME_BYTES",
     "MAX_FRAMES",
     "MAX_ID_BYTES",
@@ -68,12 +75,15 @@ __all__ = [
     "decode_event",
     "encode",
     "events",
+    "format_duration",
     "message_ref",
     "nick_key",
     "nick_scripts",
     "nick_skeleton",
     "normalize_nick",
     "pack_events",
+    "parse_duration",
+    "split_duration",
     "truncate_utf8",
     "unpack_events",
 ]

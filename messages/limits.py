@@ -56,6 +56,13 @@ HEARTBEAT_LIVENESS: Final = 3
 #: several FETCHes.
 FETCH_LIMIT: Final = 1000
 
+#: How long a kick bars the kicked nick by default, in seconds (an operator may say otherwise).
+DEFAULT_KICK_BAR_SECONDS: Final = 60
+#: How long a ban bars a nick by default, in seconds: a day.
+DEFAULT_BAN_SECONDS: Final = 86400
+#: Longest bar of a nick, in seconds: 365 days.
+MAX_BAR_SECONDS: Final = 365 * 86400
+
 #: Flood control defaults (a broker may be started with others): chat commands one
 #: client may send at once, and per second after that. Clients pace themselves to these.
 FLOOD_BURST: Final = 20

@@ -174,7 +174,7 @@ def test_kick_closes_the_app_with_the_reason(broker: RunningBroker, connect: Con
         async with running_client(broker.endpoint, "alice") as alice:
             bob.send(cmd.Admin(broker.admin_token))
             await expect(bob, ev.Operator)
-            bob.send(cmd.Kick("alice", "flooding"))
+            bob.send(cmd.Kick("alice", 60, "flooding"))
             ending = await asyncio.wait_for(alice.task, 5)
             # An orderly end: the reason is printed, the exit status is 0.
             assert ending.exit_code == 0
