@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 
+from broker.addresses import address_key
 from broker.core import FLOOD_CONTROL, ChatCore, Outgoing
 from broker.ratelimit import FloodPolicy
 from messages import ErrorCode, TokenBucket, encode, nick_skeleton, normalize_nick
@@ -162,3 +163,18 @@ def test_single_script_nicks_of_any_alphabet_are_welcome(nick: str) -> None:
 def test_distinct_real_names_keep_distinct_skeletons() -> None:
     assert nick_skeleton("vasya") != nick_skeleton("вася")
     assert nick_skeleton("alice") != nick_skeleton("alicia")
+
+
+def test_addresses_are_limited_as_hosts_ipv6_by_its_64_network() -> None:
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff::9")
+    assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
+    assert address_key("localhost:1000:1000:42") == "localhost:1000:1000:42"
+    core = ChatCore(TOKEN, flood=FloodPolicy(sessions_per_address=2))
+    for i, peer in enumerate(["2001:db8::1", "2001:db8::2:1", "2001:db8::3:1"]):
+        out = send(core, f"id-{i}".encode(), cmd.Hello(f"v6user{i}", f"{SESS}{i}"), T0, peer)
+        assert codes(out) == ([] if i < 2 else [ErrorCode.RATE_LIMITED])
+    # A session that leaves frees its place.
+    send(core, b"id-0", cmd.Quit(""), T0)
+    out = send(core, b"id-2", cmd.Hello("v6user2", f"{SESS}2"), T0, "2001:db8::3:1")
+    assert codes(out) == []
