@@ -274,11 +274,12 @@ class ChatCore:
         nick = normalize_nick(nick)
         if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
             raise ProtocolError(ErrorCode.INVALID_NICK, f"nick {nick} is reserved")
-        self._refuse_if_barred(nick, token, now)
         holder = self.find(nick)
+        if holder is not None and hmac.compare_digest(holder.token.encode(), token.encode()):
+            # A session that exists was not kicked: a bar on a look-alike does not end it.
+            return self._resume(holder, identity, stream, now, address)
+        self._refuse_if_barred(nick, token, now)
         if holder is not None:
-            if hmac.compare_digest(holder.token.encode(), token.encode()):
-                return self._resume(holder, identity, stream, now, address)
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"nick {holder.nick} is taken")
         skeleton = nick_skeleton(nick)
         lookalike = self._by_skeleton.get(skeleton)

@@ -180,3 +180,16 @@ def test_a_bar_ends_when_its_time_is_up_and_the_console_lists_and_lifts_bars() -
     assert run_console_line(core, "/unban Eve", 200.0).output == ["lifted the bar on Eve"]
     assert run_console_line(core, "/unban eve", 200.0).output == ["nick eve is not barred"]
     assert run_console_line(core, "/ban eve 400d", 200.0).output == ["400d is longer than 365d"]
+
+
+def test_a_bar_on_a_look_alike_does_not_stop_a_present_user_resuming() -> None:
+    core = ChatCore(ADMIN_TOKEN)
+    token = "bob-session-token-000000"
+    core.receive(b"\0bob", encode(cmd.Hello("bob", token)), 100.0)
+    run_console_line(core, "/ban b0b 1h look-alike", 100.0)
+    assert core.users() == ("bob",)  # not the same nick: bob stays
+    resumed = core.receive(b"\0bob-2", encode(cmd.Hello("bob", token)), 101.0)
+    assert isinstance(resumed[0][1], ev.Welcome)
+    # Anyone else asking for bob's nick is told about the bar.
+    other = core.receive(b"\0eve", encode(cmd.Hello("bob", "eve-session-token-000000")), 101.0)
+    assert isinstance(other[0][1], ev.Error) and other[0][1].code == ErrorCode.FORBIDDEN
