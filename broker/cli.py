@@ -168,7 +168,14 @@ def operator_token(token_file: Path | None, state_dir: Path | None) -> tuple[str
     if token:
         check_admin_token(token)
         return token, f"as in ${ADMIN_TOKEN_ENV}"
-    token, path = generate_token_file(state_dir or default_state_dir())
+    where = state_dir or default_state_dir()
+    try:
+        token, path = generate_token_file(where)
+    except OSError as exc:
+        raise OSError(
+            f"cannot write a generated one in {where} ({exc.strerror}): give one in "
+            f"${ADMIN_TOKEN_ENV} or with --admin-token-file, or name another --state-dir"
+        ) from exc
     return token, f"generated, in {path} (readable by you only)"
 
 
