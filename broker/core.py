@@ -454,15 +454,13 @@ class ChatCore:
         if not seconds:
             raise ProtocolError(ErrorCode.MALFORMED, "a ban lasts at least 1 s")
         present = self.find(nick)
+        nick = present.nick if present is not None else nick
         why = truncate_utf8(reason or "no reason given", MAX_REASON_BYTES)
+        bar = self.bans.bar(nick, seconds, f"banned by {by}: {why}", now, self._wall_clock())
         out: list[Outgoing] = []
         if present is not None:
-            nick = present.nick
-            out = self.kick(nick, by, why, now, seconds, verb="banned")
-        else:
-            self.bans.bar(nick, seconds, f"banned by {by}: {why}", now, self._wall_clock())
-        bar = self.bans.barred(nick, now)
-        assert bar is not None
+            # Barred above already: the kick only ends the session.
+            out = self.kick(nick, by, why, now, seconds=0, verb="banned")
         text = f"{by} barred {nick} until {bar.until_text()} ({format_duration(seconds)}): {why}"
         log.warning("%s", text)
         return out + self._notice(text)

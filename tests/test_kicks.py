@@ -107,7 +107,9 @@ def test_ban_bars_an_absent_nick_until_unban(
     assert mallory.on_connection(ev.Error).code == ErrorCode.FORBIDDEN
 
 
-def test_ban_of_a_present_user_kicks_it(connect: Connect) -> None:
+def test_ban_of_a_present_user_kicks_it(
+    connect: Connect, context: zmq.Context[zmq.Socket[bytes]], broker: RunningBroker
+) -> None:
     op = operator(connect)
     watcher = connect("watcher")
     bob = connect("bob")
@@ -116,6 +118,8 @@ def test_ban_of_a_present_user_kicks_it(connect: Connect) -> None:
     bob.expect(ev.Kicked, by="op", reason="again")
     watcher.expect(ev.Left, nick="bob", reason="banned by op: again")
     assert watcher.expect(ev.Notice).text.endswith(" (7d): again")
+    refusal = refused_hello(context, broker.endpoint, "bob")
+    assert refusal.reason.endswith("(banned by op: again)")
 
 
 def test_a_client_kicked_while_its_link_was_down_does_not_rejoin(
