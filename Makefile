@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 BIND        ?= tcp://127.0.0.1:5555
 SERVER      ?= tcp://127.0.0.1:5555
 NICK        ?=
-ADMIN_TOKEN ?=
+ADMIN_TOKEN_FILE ?=
 BENCH_ARGS  ?=
 ATTACK_ARGS ?=
 SECURE      ?=
@@ -19,7 +19,8 @@ SECURITY = $(if $(SECURE),--secure) $(if $(STATE_DIR),--state-dir '$(STATE_DIR)'
 .PHONY: help venv broker client test lint typecheck unit reliability bench bench-full bench-peers bench-profile bench-typing screenshots attack clean
 
 help:
-	@echo "make broker [BIND=tcp://127.0.0.1:5555] [ADMIN_TOKEN=secret] [SECURE=1]"
+	@echo "make broker [BIND=tcp://127.0.0.1:5555] [ADMIN_TOKEN_FILE=path] [SECURE=1]"
+	@echo "            (or ZMQ_CHAT_ADMIN_TOKEN=... make broker; default: a token generated into a file)"
 	@echo "make client NICK=alice [SERVER=tcp://127.0.0.1:5555] [SECURE=1]"
 	@echo "make test    ruff + mypy + pytest"
 	@echo "make reliability   figures for docs/RELIABILITY.md (restarts, bad input, slow reader, flood)"
@@ -39,7 +40,10 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 broker: $(STAMP)
-	$(PY) -m broker --bind '$(BIND)' $(if $(ADMIN_TOKEN),--admin-token '$(ADMIN_TOKEN)') $(SECURITY)
+	$(if $(ADMIN_TOKEN),$(error ADMIN_TOKEN= puts the operator token in the process list, for \
+		every user to read: run ZMQ_CHAT_ADMIN_TOKEN=... make broker, or make broker \
+		ADMIN_TOKEN_FILE=path))
+	$(PY) -m broker --bind '$(BIND)' $(if $(ADMIN_TOKEN_FILE),--admin-token-file '$(ADMIN_TOKEN_FILE)') $(SECURITY)
 
 client: $(STAMP)
 	$(PY) -m client --server '$(SERVER)' $(if $(NICK),--nick '$(NICK)') $(SECURITY)

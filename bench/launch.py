@@ -11,6 +11,7 @@ on shutdown.
 
 import argparse
 import cProfile
+import secrets
 import signal
 import sys
 from types import FrameType
@@ -32,6 +33,7 @@ def bench_config(bind: str, admin_token: str) -> BrokerConfig:
         strikes_to_kick=UNLIMITED,
         join_burst=UNLIMITED,
         joins_per_second=UNLIMITED,
+        sessions_per_address=UNLIMITED,
     )
     # Every benchmark client comes from loopback, and idle ones never register.
     connections = ConnectionLimits(
@@ -49,10 +51,10 @@ def bench_config(bind: str, admin_token: str) -> BrokerConfig:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.launch")
     parser.add_argument("--bind", default="tcp://127.0.0.1:*")
-    parser.add_argument("--admin-token", default="bench")
     parser.add_argument("--profile", default="", help="write cProfile statistics here")
     args = parser.parse_args()
-    server = BrokerServer(bench_config(args.bind, args.admin_token))
+    # Nobody becomes an operator in a benchmark: a token nobody knows.
+    server = BrokerServer(bench_config(args.bind, secrets.token_urlsafe(16)))
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         server.request_shutdown("benchmark over")

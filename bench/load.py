@@ -77,7 +77,7 @@ class Dialect:
     def hello(self, nick: str) -> list[bytes]:
         if self.chat:
             # stream=1: broadcasts come on the stream, for whoever opens it (see above).
-            return encode(cmd.Hello(nick, secrets.token_hex(8), True))
+            return encode(cmd.Hello(nick, secrets.token_urlsafe(16), True))
         return [b"HELLO", nick.encode()]
 
     def direct(self, sender: str, recipient: str) -> tuple[list[bytes], int]:

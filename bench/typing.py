@@ -26,7 +26,7 @@ from prompt_toolkit.input import create_pipe_input
 from prompt_toolkit.output import DummyOutput
 
 from client.app import InteractiveClient
-from client.session import Session
+from client.session import Session, new_session_token
 from client.state import Ending
 from messages import commands as cmd
 from messages import encode
@@ -73,7 +73,7 @@ def flood(endpoint: str, rate: float, seconds: float) -> None:
     dealer = context.socket(zmq.DEALER)
     dealer.setsockopt(zmq.LINGER, 0)
     dealer.connect(endpoint)
-    dealer.send_multipart(encode(cmd.Hello("flooder", "flooder-session", True)))
+    dealer.send_multipart(encode(cmd.Hello("flooder", new_session_token(), True)))
     dealer.recv_multipart()
     start = time.monotonic()
     for sent in range(int(rate * seconds)):

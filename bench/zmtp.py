@@ -37,6 +37,7 @@ self-check below exercises the answer with a 100 ms heartbeat.
 """
 
 import contextlib
+import secrets
 import select
 import socket
 import struct
@@ -305,7 +306,7 @@ def check_broker(messages: int = 3000) -> list[str]:
         sender = ctx.socket(zmq.DEALER)
         sender.setsockopt(zmq.LINGER, 0)
         sender.connect(endpoint)
-        sender.send_multipart(encode(cmd.Hello("sender", "t0", True)))
+        sender.send_multipart(encode(cmd.Hello("sender", secrets.token_urlsafe(16), True)))
         welcome = sender.recv_multipart()
         port = int(welcome[-1])
         sub = ctx.socket(zmq.SUB)

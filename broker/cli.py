@@ -2,7 +2,7 @@
 
 import argparse
 import logging
-import secrets
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,19 +16,34 @@ from messages import (
     FLOOD_PER_SECOND,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
-    MAX_TOKEN_BYTES,
     MIN_HEARTBEAT_MS,
     sanitizing_handler,
 )
 
+from .admin_token import (
+    ADMIN_TOKEN_ENV,
+    MIN_ADMIN_TOKEN_CHARS,
+    check_admin_token,
+    generate_token_file,
+    read_token_file,
+    readable_by_others,
+)
 from .connections import ConnectionLimits
 from .console import HELP
 from .keys import STATE_DIR_ENV, default_state_dir, server_key_pair
-from .ratelimit import FloodPolicy
+from .ratelimit import ADDRESS_SHARE, FloodPolicy
 from .server import DEFAULT_BIND, BrokerConfig, BrokerServer, tune_gc_for_serving
 
-#: Bytes of randomness in a generated operator token.
-GENERATED_TOKEN_BYTES = 12
+log = logging.getLogger(__name__)
+#: The default flood policy, whose numbers the options' help quotes.
+DEFAULTS = FloodPolicy()
+
+#: What `--admin-token` says now that the token is no longer taken from the command line.
+_NO_TOKEN_ON_THE_COMMAND_LINE = (
+    "--admin-token is not accepted: every user of this host can read a command line "
+    f"(ps, /proc/PID/cmdline). Put the token in ${ADMIN_TOKEN_ENV} or in a file named with "
+    "--admin-token-file, or let the broker generate one"
+)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -52,10 +67,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         ),
     )
     parser.add_argument(
-        "--admin-token",
-        default="",
-        help="operator token for /admin (default: a random token, printed at start)",
+        "--admin-token-file",
+        type=Path,
+        default=None,
+        help=(
+            f"file holding the operator token for /admin (its first line; default: "
+            f"${ADMIN_TOKEN_ENV}, or else a random token written to admin-token in the state "
+            f"directory). At least {MIN_ADMIN_TOKEN_CHARS} characters"
+        ),
     )
+    # Refused with an explanation, not unknown: the token would be in the process list.
+    parser.add_argument("--admin-token", default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--heartbeat-ms",
         type=int,
@@ -78,6 +100,33 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"chat commands per second a client may sustain (default: {FLOOD_PER_SECOND:g})",
     )
     parser.add_argument(
+        "--address-sessions",
+        type=int,
+        default=DEFAULTS.sessions_per_address,
+        help=(
+            "sessions one network address (loopback included) may hold at once "
+            f"(default: {DEFAULTS.sessions_per_address})"
+        ),
+    )
+    parser.add_argument(
+        "--address-burst",
+        type=float,
+        default=None,
+        help=(
+            "chat commands all the sessions of one address may send at once "
+            f"(default: {ADDRESS_SHARE} times --flood-burst)"
+        ),
+    )
+    parser.add_argument(
+        "--address-rate",
+        type=float,
+        default=None,
+        help=(
+            "chat commands per second all the sessions of one address may sustain "
+            f"(default: {ADDRESS_SHARE} times --flood-rate)"
+        ),
+    )
+    parser.add_argument(
         "--secure",
         action="store_true",
         help="encrypt with CurveZMQ; the key pair is created once in the state directory",
@@ -86,7 +135,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--state-dir",
         type=Path,
         default=None,
-        help=f"where the key pair lives (default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
+        help=(
+            "where the key pair and a generated operator token live "
+            f"(default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)"
+        ),
     )
     limits = ConnectionLimits()
     parser.add_argument(
@@ -116,8 +168,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
-    if len(args.admin_token.encode()) > MAX_TOKEN_BYTES:
-        parser.error(f"--admin-token is longer than {MAX_TOKEN_BYTES} bytes")
+    if args.admin_token is not None:
+        parser.error(_NO_TOKEN_ON_THE_COMMAND_LINE)
     if args.heartbeat_ms < MIN_HEARTBEAT_MS:
         parser.error(f"--heartbeat-ms must be at least {MIN_HEARTBEAT_MS}")
     if min(args.max_connections, args.max_connections_per_address) < 1:
@@ -126,11 +178,41 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--register-within must be positive")
     if args.flood_burst < 1 or args.flood_rate <= 0:
         parser.error("--flood-burst and --flood-rate must be positive")
+    if args.address_sessions < 1 or any(
+        value is not None and value <= 0 for value in (args.address_burst, args.address_rate)
+    ):
+        parser.error("--address-sessions, --address-burst and --address-rate must be positive")
     return args
 
 
 #: A log line on stderr: time, level, module, message.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def operator_token(token_file: Path | None, state_dir: Path | None) -> tuple[str, str]:
+    """The operator token and where the operator finds it: from `token_file`, else from
+    the environment, else a new one written to the state directory. Raises ValueError
+    (stating the rule) for a token too short or too long, OSError for a file that cannot be
+    read or written."""
+    if token_file is not None:
+        token = read_token_file(token_file)
+        check_admin_token(token)
+        if readable_by_others(token_file):
+            log.warning("%s is readable by other users: chmod 600 it", token_file)
+        return token, f"as in {token_file}"
+    token = os.environ.get(ADMIN_TOKEN_ENV, "")
+    if token:
+        check_admin_token(token)
+        return token, f"as in ${ADMIN_TOKEN_ENV}"
+    where = state_dir or default_state_dir()
+    try:
+        token, path = generate_token_file(where)
+    except OSError as exc:
+        raise OSError(
+            f"cannot write a generated one in {where} ({exc.strerror}): give one in "
+            f"${ADMIN_TOKEN_ENV} or with --admin-token-file, or name another --state-dir"
+        ) from exc
+    return token, f"generated, in {path} (readable by you only)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -142,7 +224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         handlers=[sanitizing_handler(sys.stderr, LOG_FORMAT)],
     )
-    token = args.admin_token or secrets.token_urlsafe(GENERATED_TOKEN_BYTES)
+    try:
+        token, where = operator_token(args.admin_token_file, args.state_dir)
+    except (OSError, ValueError) as exc:
+        print(f"operator token: {exc}", file=sys.stderr)
+        return 2
     console_fd = sys.stdin.fileno() if sys.stdin is not None and not sys.stdin.closed else None
     public_key = secret_key = None
     if args.secure:
@@ -154,7 +240,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         admin_token=token,
         heartbeat_ms=args.heartbeat_ms,
         console_fd=console_fd,
-        flood=FloodPolicy(burst=args.flood_burst, per_second=args.flood_rate),
+        flood=FloodPolicy(
+            burst=args.flood_burst,
+            per_second=args.flood_rate,
+            sessions_per_address=args.address_sessions,
+            address_burst=args.address_burst,
+            address_per_second=args.address_rate,
+        ),
         curve_secret_key=secret_key,
         connections=ConnectionLimits(
             total=args.max_connections,
@@ -178,10 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"broadcast stream on {server.stream_endpoint}", flush=True)
     if public_key is not None:
         print(f"CurveZMQ on; server public key: {public_key.decode()}", flush=True)
-    if args.admin_token:
-        print("operator token: as given with --admin-token", flush=True)
-    else:
-        print(f"operator token: {token}", flush=True)
+    print(f"operator token: {where}", flush=True)
     print("type /help for operator commands", flush=True)
     tune_gc_for_serving()
     server.run()

@@ -3,17 +3,30 @@
 import shlex
 from dataclasses import dataclass, field
 
-from messages import ProtocolError
+from messages import (
+    DEFAULT_BAN_SECONDS,
+    DEFAULT_KICK_BAR_SECONDS,
+    ProtocolError,
+    format_duration,
+    split_duration,
+)
 
 from .core import CONSOLE_OPERATOR, ChatCore, Outgoing
 
-HELP: str = """\
+HELP: str = f"""\
 operator commands:
-  /users                  list who is connected
-  /kick NICK [reason]     disconnect NICK, telling everyone why
-  /wall TEXT              send a notice to everyone
-  /shutdown [reason]      tell everyone, then stop the broker
-  /help                   this list"""
+  /users                       list who is connected
+  /kick NICK [TIME] [reason]   disconnect NICK, telling everyone why; the session ends
+                               and NICK stays barred for TIME (default
+                               {format_duration(DEFAULT_KICK_BAR_SECONDS)}; 0s: not barred)
+  /ban NICK [TIME] [reason]    bar NICK, present or not, for TIME (default
+                               {format_duration(DEFAULT_BAN_SECONDS)}), kicking it if present
+  /unban NICK                  lift the bar on NICK
+  /bans                        list the barred nicks
+  /wall TEXT                   send a notice to everyone
+  /shutdown [reason]           tell everyone, then stop the broker
+  /help                        this list
+TIME is a number and a unit, s m h d or w, or several largest first: 90s, 10m, 1h30m, 7d"""
 
 
 @dataclass
@@ -24,8 +37,8 @@ class ConsoleResult:
     outgoing: list[Outgoing] = field(default_factory=list)
 
 
-def run_console_line(core: ChatCore, line: str) -> ConsoleResult:
-    """Execute one line typed at the broker's terminal."""
+def run_console_line(core: ChatCore, line: str, now: float) -> ConsoleResult:
+    """Execute one line typed at the broker's terminal, at monotonic time `now`."""
     line = line.strip()
     if not line:
         return ConsoleResult()
@@ -35,15 +48,21 @@ def run_console_line(core: ChatCore, line: str) -> ConsoleResult:
         case "/users":
             users = core.users()
             return ConsoleResult([f"{len(users)} users: {' '.join(users) or '(none)'}"])
-        case "/kick":
-            nick, _, reason = rest.partition(" ")
-            if not nick:
-                return ConsoleResult(["usage: /kick NICK [reason]"])
+        case "/kick" | "/ban":
+            return _bar(core, verb.lower(), rest, now)
+        case "/unban":
+            if not rest:
+                return ConsoleResult(["usage: /unban NICK"])
             try:
-                outgoing = core.kick(nick, CONSOLE_OPERATOR, reason.strip())
+                return ConsoleResult(
+                    [f"lifted the bar on {rest}"], core.unban(rest, CONSOLE_OPERATOR, now)
+                )
             except ProtocolError as exc:
                 return ConsoleResult([exc.reason])
-            return ConsoleResult([f"kicked {nick}"], outgoing)
+        case "/bans":
+            bars = core.bans.bars(now)
+            lines = [f"{bar.nick} until {bar.until_text()} ({bar.why})" for bar in bars]
+            return ConsoleResult([f"{len(bars)} barred", *lines])
         case "/wall":
             if not rest:
                 return ConsoleResult(["usage: /wall TEXT"])
@@ -53,3 +72,24 @@ def run_console_line(core: ChatCore, line: str) -> ConsoleResult:
         case "/help":
             return ConsoleResult(HELP.splitlines())
     return ConsoleResult([f"unknown command {shlex.quote(verb)}: /help lists commands"])
+
+
+def _bar(core: ChatCore, verb: str, rest: str, now: float) -> ConsoleResult:
+    """/kick or /ban NICK [TIME] [reason]."""
+    nick, _, after = rest.partition(" ")
+    if not nick:
+        return ConsoleResult([f"usage: {verb} NICK [TIME] [reason]"])
+    default = DEFAULT_KICK_BAR_SECONDS if verb == "/kick" else DEFAULT_BAN_SECONDS
+    try:
+        seconds, reason = split_duration(after, default)
+        if verb == "/kick":
+            outgoing = core.kick(nick, CONSOLE_OPERATOR, reason, now, seconds)
+        else:
+            outgoing = core.ban(nick, CONSOLE_OPERATOR, reason, now, seconds)
+    except ValueError as exc:
+        return ConsoleResult([str(exc)])
+    except ProtocolError as exc:
+        return ConsoleResult([exc.reason])
+    done = "kicked" if verb == "/kick" else "banned"
+    barred = f", barred for {format_duration(seconds)}" if seconds else ""
+    return ConsoleResult([f"{done} {nick}{barred}"], outgoing)

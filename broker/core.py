@@ -17,16 +17,18 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from messages import (
+    DEFAULT_KICK_BAR_SECONDS,
     FETCH_LIMIT,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
+    MAX_BAR_SECONDS,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
     ErrorCode,
     ProtocolError,
-    TokenBucket,
     command_verbs,
     decode_command,
+    format_duration,
     message_ref,
     nick_key,
     nick_skeleton,
@@ -36,6 +38,9 @@ from messages import (
 from messages import commands as cmd
 from messages import events as ev
 
+from .addresses import AddressLimits, address_key
+from .admin_token import check_admin_token
+from .bans import Bans
 from .history import BroadcastEvent, BroadcastLog
 from .ratelimit import FloodPolicy
 from .roster import Roster
@@ -69,6 +74,8 @@ _METERED: Final = (
     cmd.ListUsers,
     cmd.Wall,
     cmd.Kick,
+    cmd.Ban,
+    cmd.Unban,
     cmd.Fetch,
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
@@ -91,8 +98,7 @@ class ChatCore:
         epoch: str | None = None,
         stream_port: int = 0,
     ) -> None:
-        if not admin_token:
-            raise ValueError("the operator token must not be empty")
+        check_admin_token(admin_token)
         self.admin_token = admin_token
         self.heartbeat_ms = heartbeat_ms
         self.flood = flood or FloodPolicy()
@@ -102,6 +108,8 @@ class ChatCore:
         self.epoch = epoch or secrets.token_hex(4)
         self.history = BroadcastLog(HISTORY_EVENTS)
         self.stopped = False
+        #: Barred nicks and the tokens of sessions ended by a kick.
+        self.bans = Bans()
         self._wall_clock = wall_clock
         self._by_identity: dict[Identity, Session] = {}
         self._by_key: dict[str, Session] = {}
@@ -112,7 +120,10 @@ class ChatCore:
         self._roster = Roster()
         # What each present nick looks like: no one may take a look-alike.
         self._by_skeleton: dict[str, Session] = {}
-        self._joins_by_peer: dict[str, TokenBucket] = {}
+        # Sessions, chat commands and joins per network address.
+        self._addresses = AddressLimits(self.flood)
+        # Failed operator logins of every session together.
+        self._admin_failures = self.flood.global_admin_bucket()
         self._departed: OrderedDict[Identity, str] = OrderedDict()
 
     # -- what the broker knows -------------------------------------------------------
@@ -178,8 +189,9 @@ class ChatCore:
     ) -> list[Outgoing]:
         match command:
             case cmd.Hello(nick, token, stream):
-                self._limit_joins(peer, now)
-                return self._register(identity, nick, token, stream, now)
+                address = address_key(peer)
+                self._addresses.check_join(address, now)
+                return self._register(identity, nick, token, stream, now, address)
             case cmd.Quit():  # nothing to undo
                 return []
         # PING too: a client that lost its session must learn it from its heartbeat.
@@ -199,8 +211,11 @@ class ChatCore:
             # A resend of what we already passed on (its ACK was lost): acknowledge again,
             # deliver nothing, and charge nothing against the flood limit.
             return [(me, ev.Ack((command.msg_id,)))]
-        if isinstance(command, _METERED) and not session.messages.take(now):
-            return self._refuse_flood(session, now)
+        if isinstance(command, _METERED):
+            if not session.messages.take(now):
+                return self._refuse_flood(session, now)
+            if not self._addresses.take_message(session.address, now):
+                return self._refuse_flood(session, now, whole_address=True)
         match command:
             case cmd.Hello(nick, token, stream):
                 if token == session.token and nick_key(nick) == nick_key(session.nick):
@@ -234,9 +249,15 @@ class ChatCore:
                 return self.remove(me, reason or "quit", departed=False)
             case cmd.Admin(token):
                 return self._admin(session, token, now)
-            case cmd.Kick(nick, reason):
+            case cmd.Kick(nick, seconds, reason):
                 self._require_operator(session)
-                return self.kick(nick, session.nick, reason)
+                return self.kick(nick, session.nick, reason, now, seconds)
+            case cmd.Ban(nick, seconds, reason):
+                self._require_operator(session)
+                return self.ban(nick, session.nick, reason, now, seconds)
+            case cmd.Unban(nick):
+                self._require_operator(session)
+                return self.unban(nick, session.nick, now)
             case cmd.Wall(text):
                 self._require_operator(session)
                 return self.wall(text, session.nick)
@@ -248,15 +269,17 @@ class ChatCore:
     # -- registration and presence -------------------------------------------------
 
     def _register(
-        self, identity: Identity, nick: str, token: str, stream: bool, now: float
+        self, identity: Identity, nick: str, token: str, stream: bool, now: float, address: str
     ) -> list[Outgoing]:
         nick = normalize_nick(nick)
         if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
             raise ProtocolError(ErrorCode.INVALID_NICK, f"nick {nick} is reserved")
         holder = self.find(nick)
+        if holder is not None and hmac.compare_digest(holder.token.encode(), token.encode()):
+            # A session that exists was not kicked: a bar on a look-alike does not end it.
+            return self._resume(holder, identity, stream, now, address)
+        self._refuse_if_barred(nick, token, now)
         if holder is not None:
-            if hmac.compare_digest(holder.token.encode(), token.encode()):
-                return self._resume(holder, identity, stream, now)
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"nick {holder.nick} is taken")
         skeleton = nick_skeleton(nick)
         lookalike = self._by_skeleton.get(skeleton)
@@ -264,6 +287,7 @@ class ChatCore:
             raise ProtocolError(
                 ErrorCode.NICK_TAKEN, f"nick {nick} looks like {lookalike.nick}, who is here"
             )
+        self._addresses.check_new_session(address)
         flood = self.flood
         session = Session(
             identity,
@@ -274,7 +298,9 @@ class ChatCore:
             strikes=flood.strike_bucket(),
             admin_tries=flood.admin_bucket(),
             stream=stream,
+            address=address,
         )
+        self._addresses.add_session(address)
         self._by_identity[identity] = session
         if not stream:
             self._direct[identity] = None
@@ -287,13 +313,16 @@ class ChatCore:
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
 
     def _resume(
-        self, session: Session, identity: Identity, stream: bool, now: float
+        self, session: Session, identity: Identity, stream: bool, now: float, address: str
     ) -> list[Outgoing]:
-        """The client of `session` is back on a new connection (`identity`)."""
+        """The client of `session` is back on a new connection (`identity`), from `address`."""
         del self._by_identity[session.identity]
         self._direct.pop(session.identity, None)
         session.identity = identity
         session.last_heard = now
+        self._addresses.remove_session(session.address)
+        self._addresses.add_session(address)
+        session.address = address
         self._by_identity[identity] = session
         session.stream = stream
         if not stream:
@@ -328,6 +357,7 @@ class ChatCore:
         del self._by_key[nick_key(session.nick)]
         self._roster.remove(session.nick)
         del self._by_skeleton[nick_skeleton(session.nick)]
+        self._addresses.remove_session(session.address)
         if departed:
             self._departed[identity] = reason
             if len(self._departed) > DEPARTED_LIMIT:
@@ -341,9 +371,8 @@ class ChatCore:
         deadline = now - self.expiry_seconds
         silent = [s.identity for s in self._by_identity.values() if s.last_heard < deadline]
         reason = f"no heartbeat for {self.expiry_seconds:g} s"
-        # Join buckets that have refilled hold nothing worth remembering.
-        for peer in [p for p, bucket in self._joins_by_peer.items() if bucket.full(now)]:
-            del self._joins_by_peer[peer]
+        self._addresses.sweep(now)
+        self.bans.sweep(now)
         return [out for identity in silent for out in self.remove(identity, reason)]
 
     def tick(self) -> list[Outgoing]:
@@ -379,7 +408,9 @@ class ChatCore:
     # -- operator actions (from an operator client or the broker's terminal) ------------
 
     def _admin(self, session: Session, token: str, now: float) -> list[Outgoing]:
-        wait = session.admin_tries.wait(now)
+        # However many sessions guess, together they get no more tries than the global
+        # bucket holds.
+        wait = max(session.admin_tries.wait(now), self._admin_failures.wait(now))
         if wait > 0:
             log.warning("operator login by %s refused: too many failures", session.nick)
             raise ProtocolError(
@@ -388,23 +419,89 @@ class ChatCore:
             )
         if not hmac.compare_digest(token.encode(), self.admin_token.encode()):
             session.admin_tries.take(now)
+            self._admin_failures.take(now)
             log.warning("failed operator login by %s", session.nick)
             raise ProtocolError(ErrorCode.FORBIDDEN, "wrong operator token")
         session.operator = True
         log.info("%s is now an operator", session.nick)
         return [(session.identity, ev.Operator())]
 
-    def kick(self, nick: str, by: str, reason: str) -> list[Outgoing]:
-        """Disconnect `nick`: it gets KICKED, everyone else a LEAVE naming `by`."""
+    def kick(
+        self,
+        nick: str,
+        by: str,
+        reason: str,
+        now: float,
+        seconds: int = DEFAULT_KICK_BAR_SECONDS,
+        verb: str = "kicked",
+    ) -> list[Outgoing]:
+        """Disconnect `nick`: it gets KICKED, everyone else a LEAVE naming `by`. Its session
+        ends for good (its token resumes nothing), and the nick stays barred for `seconds`."""
         target = self._require(nick)
+        _check_bar(seconds)
         why = truncate_utf8(reason or "no reason given", MAX_REASON_BYTES)
+        kicked = f"{verb} by {by}: {why}"
+        self.bans.end_session(target.token, kicked)
+        if seconds:
+            self.bans.bar(target.nick, seconds, kicked, now, self._wall_clock())
         out: list[Outgoing] = [(target.identity, ev.Kicked(by, why))]
-        return out + self.remove(target.identity, f"kicked by {by}: {why}")
+        return out + self.remove(target.identity, kicked)
+
+    def ban(self, nick: str, by: str, reason: str, now: float, seconds: int) -> list[Outgoing]:
+        """Bar `nick` (present or not) for `seconds`, telling everyone; kick it if present."""
+        nick = normalize_nick(nick)
+        _check_bar(seconds)
+        if not seconds:
+            raise ProtocolError(ErrorCode.MALFORMED, "a ban lasts at least 1 s")
+        present = self.find(nick)
+        nick = present.nick if present is not None else nick
+        why = truncate_utf8(reason or "no reason given", MAX_REASON_BYTES)
+        bar = self.bans.bar(nick, seconds, f"banned by {by}: {why}", now, self._wall_clock())
+        out: list[Outgoing] = []
+        if present is not None:
+            # Barred above already: the kick only ends the session.
+            out = self.kick(nick, by, why, now, seconds=0, verb="banned")
+        text = f"{by} barred {nick} until {bar.until_text()} ({format_duration(seconds)}): {why}"
+        log.warning("%s", text)
+        return out + self._notice(text)
+
+    def unban(self, nick: str, by: str, now: float) -> list[Outgoing]:
+        """Lift the bar on `nick` (or a nick it looks like), telling everyone."""
+        bar = self.bans.lift(nick, now)
+        if bar is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"nick {nick} is not barred")
+        text = f"{by} lifted the bar on {bar.nick}"
+        log.warning("%s", text)
+        return self._notice(text)
 
     def wall(self, text: str, by: str = CONSOLE_OPERATOR) -> list[Outgoing]:
         """A notice to everyone, signed by `by`."""
-        text = truncate_utf8(f"{by}: {text}", MAX_TEXT_BYTES)
+        return self._notice(f"{by}: {text}")
+
+    def _notice(self, text: str) -> list[Outgoing]:
+        text = truncate_utf8(text, MAX_TEXT_BYTES)
         return self._broadcast(ev.Notice(self.history.next_seq(), text))
+
+    def _refuse_if_barred(self, nick: str, token: str, now: float) -> None:
+        """ERROR 403 for a HELLO of a barred nick, or with the token of a kicked session."""
+        bar = self.bans.barred(nick, now)
+        if bar is not None:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                truncate_utf8(
+                    f"nick {nick} is barred until {bar.until_text()} ({bar.why})",
+                    MAX_REASON_BYTES,
+                ),
+            )
+        ended = self.bans.ended(token)
+        if ended is not None:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN,
+                truncate_utf8(
+                    f"this session was ended ({ended}): a new session needs a new token",
+                    MAX_REASON_BYTES,
+                ),
+            )
 
     def shutdown(self, reason: str) -> list[Outgoing]:
         """Tell everyone the broker stops, forget them all, and stop handling commands."""
@@ -423,27 +520,30 @@ class ChatCore:
 
     # -- flood control -----------------------------------------------------------------
 
-    def _refuse_flood(self, session: Session, now: float) -> list[Outgoing]:
+    def _refuse_flood(
+        self, session: Session, now: float, whole_address: bool = False
+    ) -> list[Outgoing]:
         if not session.strikes.take(now):
             log.warning("%s kicked for flooding", session.nick)
-            return self.kick(session.nick, FLOOD_CONTROL, "flooding: too many messages refused")
+            # The session ends (its token resumes nothing) but the nick is not barred: the
+            # limits per address stop whoever floods again.
+            return self.kick(
+                session.nick, FLOOD_CONTROL, "flooding: too many messages refused", now, seconds=0
+            )
+        if whole_address:
+            burst, rate = self.flood.address_limits
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"slow down: at most {burst:g} messages at once, {rate:g} per second from "
+                f"{session.address}, all sessions together; next one in "
+                f"{self._addresses.message_wait(session.address, now):.1f} s",
+            )
         flood = self.flood
         raise ProtocolError(
             ErrorCode.RATE_LIMITED,
             f"slow down: at most {flood.burst} messages at once, {flood.per_second:g} per "
             f"second; next one in {session.messages.wait(now):.1f} s",
         )
-
-    def _limit_joins(self, peer: str, now: float) -> None:
-        if not self.flood.joins_limited(peer):
-            return
-        bucket = self._joins_by_peer.setdefault(peer, self.flood.join_bucket())
-        if not bucket.take(now):
-            log.warning("too many joins from %s", peer)
-            raise ProtocolError(
-                ErrorCode.RATE_LIMITED,
-                f"too many joins from {peer}: try again in {bucket.wait(now):.1f} s",
-            )
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -480,3 +580,10 @@ class ChatCore:
     def _who(self, identity: Identity) -> str:
         session = self._by_identity.get(identity)
         return session.nick if session else f"identity {identity.hex()}"
+
+
+def _check_bar(seconds: int) -> None:
+    if seconds > MAX_BAR_SECONDS:
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"a nick is barred for {format_duration(MAX_BAR_SECONDS)} at most"
+        )

@@ -452,7 +452,7 @@ class BrokerServer:
         self._console_buffer += data
         *lines, self._console_buffer = self._console_buffer.split(b"\n")
         for line in lines:
-            result = run_console_line(self.core, line.decode("utf-8", "replace"))
+            result = run_console_line(self.core, line.decode("utf-8", "replace"), time.monotonic())
             for text in result.output:
                 # Lines may quote peers (nicks, reasons): never raw to the terminal.
                 print(sanitize(text), flush=True)

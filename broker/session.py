@@ -37,6 +37,9 @@ class Session:
     operator: bool = False
     #: The client reads broadcasts from the stream, not from its connection.
     stream: bool = False
+    #: The network address its connection comes from, as limits key it (`address_key`);
+    #: empty if unknown.
+    address: str = ""
     #: Private messages sent to this client and not yet confirmed with RECEIVED, by
     #: (sender's nick key, msg_id), with the session token of their sender (DELIVERED goes
     #: to that session only).

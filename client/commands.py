@@ -8,13 +8,24 @@ checks that need the user list (is this nick present?) happen when the action is
 from dataclasses import dataclass
 from typing import Final
 
-from messages import MAX_REASON_BYTES, MAX_TEXT_BYTES, MAX_TOKEN_BYTES, ProtocolError
+from messages import (
+    DEFAULT_BAN_SECONDS,
+    DEFAULT_KICK_BAR_SECONDS,
+    MAX_REASON_BYTES,
+    MAX_TEXT_BYTES,
+    MAX_TOKEN_BYTES,
+    ProtocolError,
+    format_duration,
+    split_duration,
+)
 from messages.commands import (
     Admin,
+    Ban,
     ClientCommand,
     Kick,
     ListUsers,
     Shutdown,
+    Unban,
     Wall,
 )
 from messages.nicks import normalize_nick
@@ -89,7 +100,20 @@ COMMANDS: Final = (
     CommandInfo("help", "", "show this list"),
     CommandInfo("quit", "[REASON]", "leave the chat"),
     CommandInfo("admin", "TOKEN", "become an operator"),
-    CommandInfo("kick", "NICK [REASON]", "operator: disconnect NICK", True),
+    CommandInfo(
+        "kick",
+        "NICK [TIME] [REASON]",
+        f"operator: disconnect NICK, barred for TIME (default "
+        f"{format_duration(DEFAULT_KICK_BAR_SECONDS)}; TIME: 90s, 10m, 2h, 7d)",
+        True,
+    ),
+    CommandInfo(
+        "ban",
+        "NICK [TIME] [REASON]",
+        f"operator: bar NICK for TIME (default {format_duration(DEFAULT_BAN_SECONDS)})",
+        True,
+    ),
+    CommandInfo("unban", "NICK", "operator: lift the bar on NICK", True),
     CommandInfo("wall", "TEXT", "operator: a notice to everyone"),
     CommandInfo("shutdown", "[REASON]", "operator: stop the server"),
 )
@@ -134,6 +158,20 @@ def _tell(nick: str, text: str) -> Action:
 def _reasoned(command: ClientCommand, reason: str) -> Action:
     hint = _too_long("reason", reason, MAX_REASON_BYTES)
     return hint if hint is not None else Send(command)
+
+
+def _bar(name: str, args: list[str]) -> Action:
+    """/kick or /ban NICK [TIME] [REASON]."""
+    if not args:
+        return _usage(name)
+    default = DEFAULT_KICK_BAR_SECONDS if name == "kick" else DEFAULT_BAN_SECONDS
+    try:
+        seconds, reason = split_duration(args[1] if len(args) > 1 else "", default)
+    except ValueError as exc:
+        return Hint(str(exc))
+    if name == "kick":
+        return _reasoned(Kick(args[0], seconds, reason), reason)
+    return _reasoned(Ban(args[0], seconds, reason), reason)
 
 
 def _mention(line: str) -> Action | None:
@@ -187,11 +225,10 @@ def parse_line(line: str, target: str | None) -> Action:
                 return _usage("admin")
             hint = _too_long("token", rest, MAX_TOKEN_BYTES)
             return hint if hint is not None else Send(Admin(rest))
-        case "kick":
-            if not args:
-                return _usage("kick")
-            reason = args[1] if len(args) > 1 else ""
-            return _reasoned(Kick(args[0], reason), reason)
+        case "kick" | "ban":
+            return _bar(name, args)
+        case "unban":
+            return Send(Unban(args[0])) if args else _usage("unban")
         case "wall":
             if not rest:
                 return _usage("wall")

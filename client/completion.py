@@ -1,7 +1,7 @@
 """Tab completion of command names and nicks, from the live chat state.
 
 - `/` then letters at the start of the line: command names;
-- after `/msg `, `/query ` and `/kick `: nicks, followed by a space;
+- after `/msg `, `/query `, `/kick `, `/ban ` and `/unban `: nicks, followed by a space;
 - a word starting with `@`: `@nick `;
 - the first word of a line: `nick: ` (addressing someone, weechat style);
 - any other word: `nick `.

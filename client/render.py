@@ -19,6 +19,7 @@ from messages import sanitize as sanitize  # the client's modules draw with it f
 from .outbox import Delivery
 from .state import Entry, EntryKind
 
+
 def fit(text: str, columns: int) -> str:
     """`text` cut to at most `columns` terminal columns, ending with `…` when cut."""
     if get_cwidth(text) <= columns:

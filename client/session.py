@@ -37,6 +37,7 @@ from typing import Final
 
 from messages import ErrorCode, ProtocolError
 from messages.commands import (
+    Ban,
     ClientCommand,
     Fetch,
     Hello,
@@ -45,6 +46,7 @@ from messages.commands import (
     Ping,
     Quit,
     Received,
+    Unban,
     Wall,
 )
 from messages.events import (
@@ -77,12 +79,16 @@ REGISTRATION_TIMEOUT_S: Final = 5.0
 #: seconds; each further attempt doubles it, up to RECONNECT_BACKOFF_MAX_S.
 RECONNECT_BACKOFF_INITIAL_S: Final = 1.0
 RECONNECT_BACKOFF_MAX_S: Final = 8.0
-#: Bytes of randomness in the session token (hex-encoded: twice as many characters).
-SESSION_TOKEN_BYTES: Final = 8
+#: Bytes of randomness in the session token (URL-safe base64: 22 characters for 16 bytes,
+#: as long as the broker requires, MIN_SESSION_TOKEN_BYTES).
+SESSION_TOKEN_BYTES: Final = 16
 #: ERROR codes that refuse a nick for good (as opposed to "try again later").
 NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
+#: The ERROR code that refuses a HELLO because an operator kicked the session or barred the
+#: nick: the session is over, and trying again would only be refused again.
+BARRED: Final = ErrorCode.FORBIDDEN
 #: Commands the broker's flood control counts (chat text aside): paced like chat text.
-_METERED: Final = (ListUsers, Kick, Wall, Fetch)
+_METERED: Final = (ListUsers, Kick, Ban, Unban, Wall, Fetch)
 
 Show = Callable[[list[Entry]], None]
 
@@ -97,7 +103,7 @@ def backoff_s(attempt: int) -> float:
 
 def new_session_token() -> str:
     """A random session token, chosen once per run of the client."""
-    return secrets.token_hex(SESSION_TOKEN_BYTES)
+    return secrets.token_urlsafe(SESSION_TOKEN_BYTES)
 
 
 class RegistrationError(Exception):
@@ -222,7 +228,7 @@ class Session:
         if answer is None:
             hint = ": is it running, and is the key right?" if self.keys else ": is it running?"
             raise RegistrationError(f"no answer from {self.server} within {timeout_s:g} s{hint}", 1)
-        code = 2 if answer.code in NICK_REFUSED else 1
+        code = 2 if answer.code in NICK_REFUSED or answer.code == BARRED else 1
         raise RegistrationError(
             f"nick {self.state.nick!r} refused ({answer.code}): {answer.reason}", code
         )
@@ -382,6 +388,9 @@ class Session:
                 if answer.code in NICK_REFUSED:
                     self._refused(answer)
                     return
+                if answer.code == BARRED:
+                    self._barred(answer)
+                    return
                 # Refused for now (too many joins, say): wait before the next attempt.
                 log.info("registration refused (%d): %s", answer.code, answer.reason)
                 self._close_connection()
@@ -391,6 +400,12 @@ class Session:
         self._close_connection()
         reason = f"nick {self.state.nick} is no longer yours ({error.code}): {error.reason}"
         self._show(self.state.mark_lost(reason, 2))
+
+    def _barred(self, error: Error) -> None:
+        """A HELLO refused because we were kicked (while away, say) or the nick is barred:
+        the session is over; it does not try again."""
+        self._close_connection()
+        self._show(self.state.mark_lost(f"not allowed back ({error.code}): {error.reason}", 1))
 
     async def _register_again(self, now: float) -> None:
         """ERROR 401 while registered: the broker forgot us. HELLO on the same socket."""
@@ -588,6 +603,9 @@ class Session:
                 self.stream.history_gone()
             case code if code in NICK_REFUSED and not self.registered:
                 self._refused(error)
+            case ErrorCode.FORBIDDEN if not self.registered:
+                # The answer to our HELLO (nothing else is sent unregistered).
+                self._barred(error)
             case ErrorCode.RATE_LIMITED:
                 self.outbox.pacer.drain(now)
                 if not error.ref:

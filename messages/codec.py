@@ -34,6 +34,7 @@ from .limits import (
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
     MAX_TOKEN_BYTES,
+    MIN_SESSION_TOKEN_BYTES,
     SIGNATURE,
     SIGNATURE_PREFIX,
 )
@@ -56,6 +57,8 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
     "users": MAX_LIST_BYTES,
     "commands": MAX_LIST_BYTES,
 }
+#: Shortest value of each field, in bytes, for fields that have one (besides not empty).
+MIN_FIELD_BYTES: Final[Mapping[str, int]] = {"session": MIN_SESSION_TOKEN_BYTES}
 #: Fields that may not be empty.
 NON_EMPTY_FIELDS: Final = frozenset(
     {"text", "nick", "recipient", "sender", "msg_id", "session", "epoch"}
@@ -80,6 +83,13 @@ def _decode_text(name: str, frame: bytes) -> str:
         )
     if not frame and name in NON_EMPTY_FIELDS:
         raise ProtocolError(ErrorCode.MALFORMED, f"{name} is empty")
+    shortest = MIN_FIELD_BYTES.get(name, 0)
+    if len(frame) < shortest:
+        raise ProtocolError(
+            ErrorCode.MALFORMED,
+            f"{name} is {len(frame)} bytes long; the shortest allowed is {shortest}: "
+            "make it of at least 128 random bits",
+        )
     if name in ID_FIELDS and not _ID_CHARS.issuperset(frame):
         raise ProtocolError(
             ErrorCode.MALFORMED, f"{name} may hold only ASCII letters, digits, '-', '_', '.'"

@@ -74,11 +74,31 @@ class Admin:
 
 @dataclass(frozen=True, slots=True)
 class Kick:
-    """Operator: disconnect `nick`, telling everyone `reason`."""
+    """Operator: disconnect `nick`, telling everyone `reason`; its session ends, and the
+    nick stays barred for `seconds` (0: not at all)."""
 
     VERB: ClassVar[bytes] = b"KICK"
     nick: str
+    seconds: int
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """Operator: bar `nick` for `seconds`, present or not (kicking it if present)."""
+
+    VERB: ClassVar[bytes] = b"BAN"
+    nick: str
+    seconds: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unban:
+    """Operator: let `nick` register again before its bar ends."""
+
+    VERB: ClassVar[bytes] = b"UNBAN"
+    nick: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +138,20 @@ class Fetch:
 
 
 ClientCommand = (
-    Hello | Say | Tell | ListUsers | Ping | Quit | Admin | Kick | Wall | Shutdown | Received | Fetch
+    Hello
+    | Say
+    | Tell
+    | ListUsers
+    | Ping
+    | Quit
+    | Admin
+    | Kick
+    | Ban
+    | Unban
+    | Wall
+    | Shutdown
+    | Received
+    | Fetch
 )
 
 #: Every command, in the order docs/PROTOCOL.md lists them.
@@ -131,6 +164,8 @@ CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
     Quit,
     Admin,
     Kick,
+    Ban,
+    Unban,
     Wall,
     Shutdown,
     Received,

@@ -138,7 +138,8 @@ class Operator:
 
 @dataclass(frozen=True, slots=True)
 class Kicked:
-    """Operator `by` removed you from the chat, for `reason` (you may HELLO again)."""
+    """Operator `by` removed you from the chat, for `reason`: your session has ended (do not
+    HELLO again by yourself)."""
 
     VERB: ClassVar[bytes] = b"KICKED"
     by: str

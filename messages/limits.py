@@ -22,6 +22,10 @@ MAX_REASON_BYTES: Final = 400
 MAX_TOKEN_BYTES: Final = 256
 #: Longest message id or session token, in bytes (ASCII letters, digits, `-`, `_`, `.`).
 MAX_ID_BYTES: Final = 64
+#: Shortest session token, in bytes: 22 identifier characters hold 128 random bits when each
+#: carries 6 (`secrets.token_urlsafe(16)`); a token of hex digits needs 32. A short token is
+#: guessed by whoever tries them all, and whoever holds a token holds the session.
+MIN_SESSION_TOKEN_BYTES: Final = 22
 #: Longest frame of any kind not named here, in bytes.
 MAX_FRAME_BYTES: Final = 65536
 #: Most message ids one ACK acknowledges.
@@ -51,6 +55,13 @@ HEARTBEAT_LIVENESS: Final = 3
 #: Most broadcast events the broker sends in answer to one FETCH; a longer gap takes
 #: several FETCHes.
 FETCH_LIMIT: Final = 1000
+
+#: How long a kick bars the kicked nick by default, in seconds (an operator may say otherwise).
+DEFAULT_KICK_BAR_SECONDS: Final = 60
+#: How long a ban bars a nick by default, in seconds: a day.
+DEFAULT_BAN_SECONDS: Final = 86400
+#: Longest bar of a nick, in seconds: 365 days.
+MAX_BAR_SECONDS: Final = 365 * 86400
 
 #: Flood control defaults (a broker may be started with others): chat commands one
 #: client may send at once, and per second after that. Clients pace themselves to these.

@@ -12,7 +12,8 @@ from broker.ratelimit import FloodPolicy
 from messages import HEARTBEAT_INTERVAL_MS
 from tests.peers import Peer
 
-ADMIN_TOKEN = "test-operator-token"
+#: An operator token as long as the broker requires (MIN_ADMIN_TOKEN_CHARS).
+ADMIN_TOKEN = "test-operator-token-0123456789"
 #: Loopback, any free port: libzmq picks it and the server reports it as `endpoint`.
 RANDOM_LOOPBACK = "tcp://127.0.0.1:*"
 #: Upper bound on a broker thread's exit after a shutdown request, in seconds.

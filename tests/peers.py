@@ -56,7 +56,7 @@ class Peer:
         self.nick = ""
         self.welcome: ev.Welcome | None = None
         #: This peer's session token, and a counter for its message ids.
-        self.token = secrets.token_hex(8)
+        self.token = secrets.token_urlsafe(16)
         self._ids = itertools.count(1)
 
     def send(self, command: cmd.ClientCommand) -> None:

@@ -10,8 +10,12 @@ import threading
 import time
 from collections import Counter
 
+from broker.admin_token import ADMIN_TOKEN_ENV
+
 #: Bound on a broker process starting or dying, in seconds.
 PROCESS_TIMEOUT_S = 10
+#: The operator token of broker processes (given in their environment, never as an argument).
+OPERATOR_TOKEN = "process-operator-token-0123"
 
 
 def free_port(avoid: int = 0) -> int:
@@ -51,8 +55,6 @@ class BrokerProcess:
                 self.endpoint,
                 "--stream",
                 self.stream_endpoint,
-                "--admin-token",
-                "t",
                 "--heartbeat-ms",
                 str(self.heartbeat_ms),
                 *self.extra_args,
@@ -61,6 +63,8 @@ class BrokerProcess:
             stdout=subprocess.PIPE,
             stderr=None if os.environ.get("BROKER_STDERR") else subprocess.DEVNULL,
             text=True,
+            # The operator token from the environment, as an operator would give it.
+            env={**os.environ, ADMIN_TOKEN_ENV: OPERATOR_TOKEN},
         )
         assert self.process.stdout is not None
         assert "listening on" in self.process.stdout.readline()

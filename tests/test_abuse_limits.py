@@ -4,13 +4,16 @@ import itertools
 
 import pytest
 
+from broker.addresses import address_key
 from broker.core import FLOOD_CONTROL, ChatCore, Outgoing
 from broker.ratelimit import FloodPolicy
 from messages import ErrorCode, TokenBucket, encode, nick_skeleton, normalize_nick
 from messages import commands as cmd
 from messages import events as ev
 
-TOKEN = "op-token"
+TOKEN = "operator-token-0123456789"
+#: A session token of the required length (MIN_SESSION_TOKEN_BYTES).
+SESS = "session-token-of-128-bits"
 ALICE, BOB, MALLORY = b"\0alice", b"\0bob", b"\0mallory"
 T0 = 500.0
 _ids = itertools.count(1)
@@ -36,8 +39,8 @@ def codes(out: list[Outgoing]) -> list[int]:
 @pytest.fixture
 def chat() -> ChatCore:
     core = ChatCore(TOKEN, heartbeat_ms=1000, flood=POLICY)
-    send(core, ALICE, cmd.Hello("alice", "sess"), T0)
-    send(core, MALLORY, cmd.Hello("mallory", "sess"), T0)
+    send(core, ALICE, cmd.Hello("alice", SESS), T0)
+    send(core, MALLORY, cmd.Hello("mallory", SESS), T0)
     return core
 
 
@@ -102,24 +105,24 @@ def test_failed_operator_logins_are_throttled(chat: ChatCore) -> None:
 def test_joins_from_one_address_are_limited() -> None:
     core = ChatCore(TOKEN, flood=FloodPolicy(join_burst=3, joins_per_second=1.0))
     results = [
-        codes(send(core, f"id-{i}".encode(), cmd.Hello(f"user{i}", "sess"), T0, peer="203.0.113.7"))
+        codes(send(core, f"id-{i}".encode(), cmd.Hello(f"user{i}", SESS), T0, peer="203.0.113.7"))
         for i in range(4)
     ]
     assert results == [[], [], [], [ErrorCode.RATE_LIMITED]]
     # Another address is not affected; the first one may join again after a second.
-    assert codes(send(core, b"id-x", cmd.Hello("other", "sess"), T0, peer="198.51.100.1")) == []
-    assert (
-        codes(send(core, b"id-3", cmd.Hello("user3", "sess"), T0 + 1.0, peer="203.0.113.7")) == []
-    )
+    assert codes(send(core, b"id-x", cmd.Hello("other", SESS), T0, peer="198.51.100.1")) == []
+    assert codes(send(core, b"id-3", cmd.Hello("user3", SESS), T0 + 1.0, peer="203.0.113.7")) == []
 
 
-def test_loopback_joins_are_exempt_by_default() -> None:
-    core = ChatCore(TOKEN, flood=FloodPolicy(join_burst=1, joins_per_second=0.001))
-    for i in range(5):
-        assert (
-            codes(send(core, f"id-{i}".encode(), cmd.Hello(f"u{i}", "sess"), T0, peer="127.0.0.1"))
-            == []
-        )
+def test_loopback_joins_are_limited_too() -> None:
+    core = ChatCore(TOKEN, flood=FloodPolicy(join_burst=2, joins_per_second=0.001))
+    results = [
+        codes(send(core, f"id-{i}".encode(), cmd.Hello(f"u{i}", SESS), T0, peer="127.0.0.1"))
+        for i in range(3)
+    ]
+    assert results == [[], [], [ErrorCode.RATE_LIMITED]]
+    # An address that libzmq cannot name (none over inproc) is not limited.
+    assert codes(send(core, b"id-9", cmd.Hello("u9", SESS), T0)) == []
 
 
 @pytest.mark.parametrize(
@@ -133,19 +136,19 @@ def test_loopback_joins_are_exempt_by_default() -> None:
 )
 def test_a_nick_that_looks_like_a_present_user_is_refused(present: str, lookalike: str) -> None:
     core = ChatCore(TOKEN)
-    send(core, ALICE, cmd.Hello(present, "sess"), T0)
-    out = send(core, BOB, cmd.Hello(lookalike, "sess"), T0)
+    send(core, ALICE, cmd.Hello(present, SESS), T0)
+    out = send(core, BOB, cmd.Hello(lookalike, SESS), T0)
     assert codes(out) == [ErrorCode.NICK_TAKEN]
     assert f"looks like {present}" in out[0][1].reason  # type: ignore[union-attr]
     # Once the original leaves, the look-alike is free.
     send(core, ALICE, cmd.Quit(""), T0)
-    assert isinstance(send(core, BOB, cmd.Hello(lookalike, "sess"), T0)[-1][1], ev.Welcome)
+    assert isinstance(send(core, BOB, cmd.Hello(lookalike, SESS), T0)[-1][1], ev.Welcome)
 
 
 @pytest.mark.parametrize("nick", ["аlice", "mikе", "Aнна", "pаypal"])
 def test_mixed_script_nicks_are_refused(nick: str) -> None:
     core = ChatCore(TOKEN)
-    out = send(core, ALICE, cmd.Hello(nick, "sess"), T0)
+    out = send(core, ALICE, cmd.Hello(nick, SESS), T0)
     assert codes(out) == [ErrorCode.INVALID_NICK]
     assert "mixes scripts" in out[0][1].reason  # type: ignore[union-attr]
 
@@ -160,3 +163,18 @@ def test_single_script_nicks_of_any_alphabet_are_welcome(nick: str) -> None:
 def test_distinct_real_names_keep_distinct_skeletons() -> None:
     assert nick_skeleton("vasya") != nick_skeleton("вася")
     assert nick_skeleton("alice") != nick_skeleton("alicia")
+
+
+def test_addresses_are_limited_as_hosts_ipv6_by_its_64_network() -> None:
+    assert address_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:ffff::9")
+    assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
+    assert address_key("localhost:1000:1000:42") == "localhost:1000:1000:42"
+    core = ChatCore(TOKEN, flood=FloodPolicy(sessions_per_address=2))
+    for i, peer in enumerate(["2001:db8::1", "2001:db8::2:1", "2001:db8::3:1"]):
+        out = send(core, f"id-{i}".encode(), cmd.Hello(f"v6user{i}", f"{SESS}{i}"), T0, peer)
+        assert codes(out) == ([] if i < 2 else [ErrorCode.RATE_LIMITED])
+    # A session that leaves frees its place.
+    send(core, b"id-0", cmd.Quit(""), T0)
+    out = send(core, b"id-2", cmd.Hello("v6user2", f"{SESS}2"), T0, "2001:db8::3:1")
+    assert codes(out) == []

@@ -1,40 +1,64 @@
 """`python -m broker` as an operator runs it: a real process, its terminal, its signals."""
 
+import os
 import re
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import zmq
 
+from broker.admin_token import ADMIN_TOKEN_ENV, MIN_ADMIN_TOKEN_CHARS
+from broker.core import ChatCore
+from broker.keys import STATE_DIR_ENV
 from messages import ErrorCode
 from messages import commands as cmd
 from messages import events as ev
 from tests.peers import Peer
+from tests.processes import OPERATOR_TOKEN
 
 #: Upper bound on the broker process starting or stopping, in seconds.
 PROCESS_TIMEOUT_S = 15
+BROKER = [sys.executable, "-m", "broker", "--bind", "tcp://127.0.0.1:*"]
 
 
-@pytest.fixture
-def broker_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
+def launch(
+    *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str, list[str]]:
+    """`python -m broker` with `args` and `env` added to the environment (the operator
+    token removed from it unless given); the process, its endpoint and its banner lines."""
+    environment = {k: v for k, v in os.environ.items() if k != ADMIN_TOKEN_ENV}
     process = subprocess.Popen(
-        [sys.executable, "-m", "broker", "--bind", "tcp://127.0.0.1:*", "--admin-token", "tok"],
+        [*BROKER, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**environment, **(env or {})},
     )
     assert process.stdout is not None
-    banner = process.stdout.readline()
-    match = re.search(r"listening on (tcp://\S+)", banner)
-    assert match, banner
-    yield process, match.group(1)
+    banner = [process.stdout.readline()]
+    match = re.search(r"listening on (tcp://\S+)", banner[0])
+    assert match, (banner, process.stderr.read() if process.stderr else "")
+    while "type /help" not in banner[-1]:
+        banner.append(process.stdout.readline())
+    return process, match.group(1), banner
+
+
+def stop(process: subprocess.Popen[str]) -> None:
     if process.poll() is None:
         process.kill()
     process.wait(PROCESS_TIMEOUT_S)
+
+
+@pytest.fixture
+def broker_process() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    process, endpoint, _ = launch(env={ADMIN_TOKEN_ENV: OPERATOR_TOKEN})
+    yield process, endpoint
+    stop(process)
 
 
 def test_sigterm_tells_every_client_before_exit(
@@ -83,7 +107,11 @@ def test_help_documents_the_options(package: str) -> None:
         timeout=PROCESS_TIMEOUT_S,
         check=True,
     )
-    expected = ["--bind", "--admin-token"] if package == "broker" else ["--server", "--nick"]
+    expected = (
+        ["--bind", "--admin-token-file", ADMIN_TOKEN_ENV, "--address-sessions", "--address-rate"]
+        if package == "broker"
+        else ["--server", "--nick"]
+    )
     for option in expected:
         assert option in result.stdout
 
@@ -96,6 +124,7 @@ def test_taken_port_is_a_clear_error(broker_process: tuple[subprocess.Popen[str]
         text=True,
         timeout=PROCESS_TIMEOUT_S,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, ADMIN_TOKEN_ENV: OPERATOR_TOKEN},
     )
     assert result.returncode == 1
     assert f"cannot listen on {endpoint}" in result.stderr
@@ -164,3 +193,82 @@ def test_what_peers_send_reaches_the_operator_terminal_escaped(
     assert not [line for line in lines if line.startswith(FORGED_LINE[:23])], err
     # The reason is all there, on the line that logs bob's leaving.
     assert any(f"bob left: bye^[]0;owned^G^[[2J^J{FORGED_LINE}^M^J" in line for line in lines), err
+
+
+def command_line(process: subprocess.Popen[str]) -> str:
+    """What every user of the host reads as the process's command line."""
+    return Path(f"/proc/{process.pid}/cmdline").read_bytes().decode().replace("\0", " ")
+
+
+def becomes_operator(context: zmq.Context[zmq.Socket[bytes]], endpoint: str, token: str) -> None:
+    peer = Peer(context, endpoint)
+    peer.register("op")
+    peer.send(cmd.Admin(token))
+    peer.expect(ev.Operator)
+
+
+def test_a_generated_token_is_long_written_privately_and_not_in_the_process_list(
+    tmp_path: Path, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    process, endpoint, banner = launch(env={STATE_DIR_ENV: str(tmp_path)})
+    try:
+        token_file = tmp_path / "admin-token"
+        assert f"operator token: generated, in {token_file} (readable by you only)\n" in banner
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        assert len(token) >= MIN_ADMIN_TOKEN_CHARS  # 128 bits and more
+        assert token not in "".join(banner)
+        assert token not in command_line(process)
+        becomes_operator(context, endpoint, token)
+    finally:
+        stop(process)
+
+
+def test_the_token_comes_from_the_environment_or_a_file_never_the_command_line(
+    tmp_path: Path, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    process, endpoint, banner = launch(env={ADMIN_TOKEN_ENV: OPERATOR_TOKEN})
+    try:
+        assert f"operator token: as in ${ADMIN_TOKEN_ENV}\n" in banner
+        assert OPERATOR_TOKEN not in command_line(process)
+        becomes_operator(context, endpoint, OPERATOR_TOKEN)
+    finally:
+        stop(process)
+    token_file = tmp_path / "token"
+    token_file.write_text("file-operator-token-0123456789\n")
+    token_file.chmod(0o600)
+    process, endpoint, banner = launch("--admin-token-file", str(token_file))
+    try:
+        assert f"operator token: as in {token_file}\n" in banner
+        becomes_operator(context, endpoint, "file-operator-token-0123456789")
+    finally:
+        stop(process)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        ((), {ADMIN_TOKEN_ENV: "4711"}, "the operator token must be 22 to 256 bytes"),
+        ((), {ADMIN_TOKEN_ENV: "x" * 21}, "at least 128 random bits"),
+        (("--admin-token", OPERATOR_TOKEN), {}, f"in ${ADMIN_TOKEN_ENV} or in a file"),
+    ],
+)
+def test_a_short_token_or_one_on_the_command_line_is_refused(
+    args: tuple[str, ...], env: dict[str, str], says: str
+) -> None:
+    result = subprocess.run(
+        [*BROKER, *args],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **env},
+    )
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "listening on" not in result.stdout
+
+
+def test_the_core_refuses_a_short_token() -> None:
+    with pytest.raises(ValueError, match="at least 128 random bits"):
+        ChatCore("4711")

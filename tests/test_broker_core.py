@@ -20,10 +20,16 @@ from messages import (
 from messages import commands as cmd
 from messages import events as ev
 
-TOKEN = "op-token"
+TOKEN = "operator-token-0123456789"
 EPOCH = "e0"
 ALICE, BOB, CAROL, STRANGER = b"\0alice", b"\0bob", b"\0carol", b"\0stranger"
-SESSIONS = {ALICE: "s-alice", BOB: "s-bob", CAROL: "s-carol", STRANGER: "s-stranger"}
+#: Session tokens of the required length (MIN_SESSION_TOKEN_BYTES).
+SESSIONS = {
+    ALICE: "alice-session-token-0000",
+    BOB: "bob-session-token-000000",
+    CAROL: "carol-session-token-0000",
+    STRANGER: "stranger-session-token-0",
+}
 T0 = 1000.0
 NOW_MS = 1_700_000_000_500
 GONE = f"no heartbeat for {HEARTBEAT_LIVENESS} s"
@@ -129,7 +135,7 @@ def test_second_hello_under_another_nick_is_refused(chat: ChatCore) -> None:
         cmd.ListUsers(),
         cmd.Ping(),
         cmd.Admin(TOKEN),
-        cmd.Kick("alice", ""),
+        cmd.Kick("alice", 60, ""),
         cmd.Wall("x"),
         cmd.Shutdown("x"),
         cmd.Received("m1", "alice"),
@@ -165,7 +171,7 @@ def test_same_token_resumes_quietly_on_a_new_connection(chat: ChatCore) -> None:
 
 
 def test_another_token_cannot_take_over_a_session(chat: ChatCore) -> None:
-    out = chat.receive(b"\0thief", encode(cmd.Hello("bob", "guessed")), T0)
+    out = chat.receive(b"\0thief", encode(cmd.Hello("bob", "guessed-session-token-00")), T0)
     assert error_code(out) == ErrorCode.NICK_TAKEN
 
 
@@ -350,7 +356,7 @@ def test_a_client_that_stops_reading_is_removed_and_announced(chat: ChatCore) ->
 
 
 @pytest.mark.parametrize(
-    "command", [cmd.Kick("bob", "x"), cmd.Wall("x"), cmd.Shutdown("x")], ids=repr
+    "command", [cmd.Kick("bob", 60, "x"), cmd.Wall("x"), cmd.Shutdown("x")], ids=repr
 )
 def test_operator_commands_need_admin(chat: ChatCore, command: cmd.ClientCommand) -> None:
     assert error_code(send(chat, ALICE, command)) == ErrorCode.FORBIDDEN
@@ -365,7 +371,7 @@ def test_wrong_token_is_refused(chat: ChatCore) -> None:
 
 def test_operator_kicks(chat: ChatCore) -> None:
     assert send(chat, ALICE, cmd.Admin(TOKEN)) == [(ALICE, ev.Operator())]
-    assert send(chat, ALICE, cmd.Kick("Bob", "spam")) == [
+    assert send(chat, ALICE, cmd.Kick("Bob", 60, "spam")) == [
         (BOB, ev.Kicked("alice", "spam")),
         (STREAM, ev.Left(4, "bob", "kicked by alice: spam")),
         (ALICE, ev.Left(4, "bob", "kicked by alice: spam")),
@@ -379,7 +385,7 @@ def test_operator_kicks(chat: ChatCore) -> None:
 
 def test_kick_unknown_nick(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Admin(TOKEN))
-    assert error_code(send(chat, ALICE, cmd.Kick("nobody", ""))) == ErrorCode.NO_SUCH_NICK
+    assert error_code(send(chat, ALICE, cmd.Kick("nobody", 60, ""))) == ErrorCode.NO_SUCH_NICK
 
 
 def test_operator_wall(chat: ChatCore) -> None:
@@ -407,11 +413,11 @@ def test_operator_shutdown_tells_everyone_then_stops(chat: ChatCore) -> None:
 
 
 def test_console_users(chat: ChatCore) -> None:
-    assert run_console_line(chat, "/users").output == ["3 users: alice bob carol"]
+    assert run_console_line(chat, "/users", T0).output == ["3 users: alice bob carol"]
 
 
 def test_console_kick_with_reason(chat: ChatCore) -> None:
-    result = run_console_line(chat, "/kick carol too loud")
+    result = run_console_line(chat, "/kick carol too loud", T0)
     assert result.outgoing[0] == (CAROL, ev.Kicked(CONSOLE_OPERATOR, "too loud"))
     assert chat.users() == ("alice", "bob")
 
@@ -419,31 +425,31 @@ def test_console_kick_with_reason(chat: ChatCore) -> None:
 @pytest.mark.parametrize(
     ("line", "reply"),
     [
-        ("/kick", "usage: /kick NICK [reason]"),
+        ("/kick", "usage: /kick NICK [TIME] [reason]"),
         ("/kick nobody", "no such nick: nobody"),
         ("/wall", "usage: /wall TEXT"),
         ("/dance", "unknown command /dance: /help lists commands"),
     ],
 )
 def test_console_errors_send_nothing(chat: ChatCore, line: str, reply: str) -> None:
-    result = run_console_line(chat, line)
+    result = run_console_line(chat, line, T0)
     assert result.output == [reply]
     assert result.outgoing == []
 
 
 def test_console_wall_and_shutdown(chat: ChatCore) -> None:
-    assert run_console_line(chat, "/wall hello all").outgoing[:2] == [
+    assert run_console_line(chat, "/wall hello all", T0).outgoing[:2] == [
         (STREAM, ev.Notice(4, "operator: hello all")),
         (ALICE, ev.Notice(4, "operator: hello all")),
     ]
-    result = run_console_line(chat, "/shutdown")
+    result = run_console_line(chat, "/shutdown", T0)
     assert [e for _, e in result.outgoing] == [ev.ServerShutdown("broker shutdown")] * 3
     assert chat.stopped
 
 
 def test_long_reasons_are_cut_to_the_protocol_limit(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Admin(TOKEN))
-    out = send(chat, ALICE, cmd.Kick("bob", "é" * 200))  # 400 bytes: the most a reason holds
+    out = send(chat, ALICE, cmd.Kick("bob", 60, "é" * 200))  # 400 bytes: the most a reason holds
     left = out[1][1]
     assert isinstance(left, ev.Left)
     assert len(left.reason.encode()) <= 400
@@ -477,7 +483,7 @@ def test_fetch_from_zero_means_from_the_start(chat: ChatCore) -> None:
 def test_delivered_goes_only_to_the_session_that_sent(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Tell("a1", "bob", "psst"))
     send(chat, ALICE, cmd.Quit(""))
-    chat.receive(b"\0new-alice", encode(cmd.Hello("alice", "someone-else")), T0)
+    chat.receive(b"\0new-alice", encode(cmd.Hello("alice", "someone-elses-token-0000")), T0)
     assert send(chat, BOB, cmd.Received("a1", "alice")) == []
 
 
@@ -499,7 +505,7 @@ def test_two_senders_with_the_same_message_id_each_get_their_receipt(chat: ChatC
 
 def test_the_reason_a_kicked_client_is_told_stays_within_the_limit(chat: ChatCore) -> None:
     send(chat, ALICE, cmd.Admin(TOKEN))
-    send(chat, ALICE, cmd.Kick("bob", "é" * 200))
+    send(chat, ALICE, cmd.Kick("bob", 60, "é" * 200))
     reply = error(send(chat, BOB, cmd.Ping()))
     assert reply.code == ErrorCode.NOT_REGISTERED
     assert len(reply.reason.encode()) <= MAX_REASON_BYTES

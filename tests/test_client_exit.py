@@ -126,7 +126,7 @@ def test_a_kick_reason_reaches_the_full_screen_client_terminal_escaped(
     op = operator(connect, broker)
     alice = terminal("--server", broker.endpoint, "--nick", "alice")
     op.expect_after_presence(ev.Joined, nick="alice")
-    op.send(cmd.Kick("alice", TITLE_SETTER))
+    op.send(cmd.Kick("alice", 0, TITLE_SETTER))
     output = alice.wait()
     assert b"\x1b]0;owned" not in output and b"\x07" not in output
     # Printed after the full-screen UI has closed.

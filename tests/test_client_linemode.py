@@ -144,7 +144,7 @@ def test_kicked_while_input_is_open_exits_1(broker: RunningBroker, connect: Conn
         bob.expect(ev.Joined, nick="alice")
         bob.send(cmd.Admin(broker.admin_token))
         bob.expect(ev.Operator)
-        bob.send(cmd.Kick("alice", "enough"))
+        bob.send(cmd.Kick("alice", 60, "enough"))
         # stdin stays open: the client must end on its own.
         assert alice.wait(timeout=RUN_TIMEOUT_S) == 1
         assert alice.stdout is not None and alice.stderr is not None

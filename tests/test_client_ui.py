@@ -21,7 +21,7 @@ from client.ui import ChatUI
 from messages import commands as cmd
 from messages import events as ev
 from tests.client_helpers import eventually, expect, running_client, status_text
-from tests.conftest import RunningBroker
+from tests.conftest import ADMIN_TOKEN, RunningBroker
 from tests.peers import Peer
 
 Connect = Callable[..., Peer]
@@ -175,7 +175,7 @@ def test_kick_closes_the_app_with_the_reason(broker: RunningBroker, connect: Con
         async with running_client(broker.endpoint, "alice") as alice:
             bob.send(cmd.Admin(broker.admin_token))
             await expect(bob, ev.Operator)
-            bob.send(cmd.Kick("alice", "flooding"))
+            bob.send(cmd.Kick("alice", 60, "flooding"))
             ending = await asyncio.wait_for(alice.task, 5)
             # An orderly end: the reason is printed, the exit status is 0.
             assert ending.exit_code == 0
@@ -225,7 +225,9 @@ def test_secure_shows_in_the_status_line(tmp_path: Path) -> None:
     _public_file, secret_file = zmq.auth.create_certificates(tmp_path, "server")
     public, secret = zmq.auth.load_certificate(secret_file)
     assert secret is not None
-    config = BrokerConfig(bind="tcp://127.0.0.1:*", admin_token="x", curve_secret_key=secret)
+    config = BrokerConfig(
+        bind="tcp://127.0.0.1:*", admin_token=ADMIN_TOKEN, curve_secret_key=secret
+    )
     server = BrokerServer(config)
     thread = threading.Thread(target=server.run, name="broker", daemon=True)
     thread.start()

@@ -123,11 +123,11 @@ def test_vanished_client_expires_after_heartbeat_bound(
 
 def test_operator_kicks_a_user(connect: Connect, broker: RunningBroker) -> None:
     alice, bob, carol = connect("alice"), connect("bob"), connect("carol")
-    alice.send(cmd.Kick("bob", "no reason"))
+    alice.send(cmd.Kick("bob", 60, "no reason"))
     alice.expect_after_presence(ev.Error, code=ErrorCode.FORBIDDEN)
     alice.send(cmd.Admin(broker.admin_token))
     alice.expect(ev.Operator)
-    alice.send(cmd.Kick("bob", "spamming"))
+    alice.send(cmd.Kick("bob", 60, "spamming"))
     bob.expect_after_presence(ev.Kicked, by="alice", reason="spamming")
     carol.expect_after_presence(ev.Left, nick="bob", reason="kicked by alice: spamming")
     bob.say("let me back in")

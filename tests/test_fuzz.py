@@ -10,11 +10,13 @@ from messages import commands as cmd
 
 IDENTITIES = [b"id-%d" % i for i in range(4)]
 NICKS = ["alice", "Alice", "bob", "Боб", "рор", "pop", "x" * 33, "", "a b", "mikе"]
-TOKEN = "tok"
+TOKEN = "operator-token-0123456789"
 
 texts = st.text(max_size=30)
 msg_ids = st.sampled_from(["m1", "m2", "m3"]) | st.text("ab.-_1", min_size=1, max_size=4)
-sessions = st.sampled_from(["s1", "s2"])
+# Long enough to be taken (MIN_SESSION_TOKEN_BYTES), and one that is not.
+sessions = st.sampled_from(["s1-session-token-000000", "s2-session-token-000000", "s3"])
+bar_seconds = st.sampled_from([0, 1, 60, 10**9])
 nicks = st.sampled_from(NICKS) | texts
 valid_commands = st.one_of(
     st.builds(cmd.Hello, nicks, sessions),
@@ -26,7 +28,9 @@ valid_commands = st.one_of(
     st.just(cmd.Ping()),
     st.builds(cmd.Quit, texts),
     st.builds(cmd.Admin, st.sampled_from([TOKEN, "wrong"])),
-    st.builds(cmd.Kick, nicks, texts),
+    st.builds(cmd.Kick, nicks, bar_seconds, texts),
+    st.builds(cmd.Ban, nicks, bar_seconds, texts),
+    st.builds(cmd.Unban, nicks),
     st.builds(cmd.Wall, texts),
 ).map(encode)
 verbs = st.sampled_from(
@@ -39,6 +43,8 @@ verbs = st.sampled_from(
         b"QUIT",
         b"ADMIN",
         b"KICK",
+        b"BAN",
+        b"UNBAN",
         b"WALL",
         b"SHUTDOWN",
         b"RECEIVED",

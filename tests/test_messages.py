@@ -29,8 +29,8 @@ from messages.commands import CLIENT_COMMANDS
 from messages.events import BROKER_EVENTS
 
 COMMANDS: list[cmd.ClientCommand] = [
-    cmd.Hello("alice", "tok-1"),
-    cmd.Hello("Анна", "a.b_c-9", stream=True),
+    cmd.Hello("alice", "tok-1.session-token-128"),
+    cmd.Hello("Анна", "a.b_c-9" * 4, stream=True),
     cmd.Say("tok-1", "hello, world"),
     cmd.Say("tok-2", "émoji 🎉 and 中文"),
     cmd.Tell("tok-3", "bob", "psst"),
@@ -39,7 +39,9 @@ COMMANDS: list[cmd.ClientCommand] = [
     cmd.Quit(""),
     cmd.Quit("gone fishing"),
     cmd.Admin("s3cret"),
-    cmd.Kick("mallory", "spam"),
+    cmd.Kick("mallory", 60, "spam"),
+    cmd.Ban("mallory", 86400, "spam"),
+    cmd.Unban("mallory"),
     cmd.Wall("maintenance at noon"),
     cmd.Shutdown("upgrade"),
     cmd.Received("tok-3", "alice"),
@@ -145,6 +147,9 @@ SAY = [SIGNATURE, b"SAY", b"m1"]
         ([SIGNATURE, b"SAY", b"bad id", b"hi"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"SAY", b"x" * 65, b"hi"], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"HELLO", b"alice", b"", b"0"], ErrorCode.MALFORMED),
+        # A session token of fewer than 128 random bits can be guessed.
+        ([SIGNATURE, b"HELLO", b"alice", b"4711", b"0"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HELLO", b"alice", b"x" * 21, b"0"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"HELLO", b"alice", b"s1"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"HELLO", b"alice", b"s1", b"yes"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"HELLO", b"alice", b"s1", b""], ErrorCode.MALFORMED),

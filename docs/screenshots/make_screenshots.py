@@ -40,7 +40,7 @@ OUT_DIR = Path(__file__).resolve().parent
 COLUMNS, ROWS = 100, 28
 #: The port `make broker` uses; another free one is taken if it is busy.
 PREFERRED_PORT = 5555
-ADMIN_TOKEN = "demo-token"
+ADMIN_TOKEN = "demo-operator-token-0123456"
 #: Longest wait for something to appear on a screen, in seconds.
 WAIT_S = 20.0
 POLL_S = 0.1
@@ -526,7 +526,9 @@ def shoot(out_dir: Path) -> list[Path]:
     with terminals() as tmux:
         os.chdir(ROOT)
         # 1. The broker starts; the operator asks its console for help.
-        start(tmux, "broker", f"python -m broker --bind {server} --admin-token {ADMIN_TOKEN}")
+        start(
+            tmux, "broker", f"ZMQ_CHAT_ADMIN_TOKEN={ADMIN_TOKEN} python -m broker --bind {server}"
+        )
         tmux.wait_for("broker", "type /help for operator commands")
         tmux.type("broker", "/help")
         tmux.keys("broker", "Enter")
