@@ -219,9 +219,13 @@ class ChatCore:
                 target = self._require(recipient)
                 session.accept(msg_id)
                 private = ev.PrivateMessage(msg_id, session.nick, target.nick, text, self._now_ms())
-                target.await_receipt(private, session.token)
+                dropped = target.await_receipt(private, session.token)
                 # The sender already has the text: the ACK is all it needs.
-                return [(target.identity, private), (me, ev.Ack((msg_id,)))]
+                out: list[Outgoing] = [(target.identity, private), (me, ev.Ack((msg_id,)))]
+                if dropped is not None:
+                    why = f"{target.nick} has too many unconfirmed private messages"
+                    out += self._undelivered(*dropped, why)
+                return out
             case cmd.Received(msg_id, sender):
                 return self._confirm(session, sender, msg_id)
             case cmd.Fetch(from_seq):
@@ -333,8 +337,16 @@ class ChatCore:
             if len(self._departed) > DEPARTED_LIMIT:
                 self._departed.popitem(last=False)
         log.info("%s left: %s (%d users)", session.nick, reason, len(self._by_key))
-        reason = truncate_utf8(reason, MAX_REASON_BYTES)
-        return self._broadcast(ev.Left(self.history.next_seq(), session.nick, reason))
+        left = self._broadcast(
+            ev.Left(self.history.next_seq(), session.nick, truncate_utf8(reason, MAX_REASON_BYTES))
+        )
+        # Its unconfirmed private messages go with it: each sender still here learns so,
+        # rather than taking its ACK for a delivery to come.
+        why = f"{session.nick} left before receiving it ({reason})"
+        for private, sender_token in session.unconfirmed.values():
+            left += self._undelivered(private, sender_token, why)
+        session.unconfirmed.clear()
+        return left
 
     def expire(self, now: float) -> list[Outgoing]:
         """Remove every client silent for longer than `expiry_seconds`."""
@@ -358,11 +370,28 @@ class ChatCore:
         waiting = session.unconfirmed.pop(receipt_key(sender_nick, msg_id), None)
         if waiting is None:
             return []  # a repeated or unknown receipt: nothing left to do
-        private, sender_token = waiting
+        sender = self._sender_of(*waiting)
+        if sender is None:
+            return []
+        return [(sender.identity, ev.Delivered(msg_id, session.nick))]
+
+    def _sender_of(self, private: ev.PrivateMessage, sender_token: str) -> Session | None:
+        """The session that sent `private` with `sender_token`, if it is still here."""
         sender = self.find(private.sender)
         if sender is None or sender.token != sender_token:
-            return []  # the sender left; someone else may hold the nick now
-        return [(sender.identity, ev.Delivered(msg_id, session.nick))]
+            return None  # the sender left; someone else may hold the nick now
+        return sender
+
+    def _undelivered(
+        self, private: ev.PrivateMessage, sender_token: str, reason: str
+    ) -> list[Outgoing]:
+        """ERROR 504 about `private`, which is dropped unconfirmed, to the session that sent
+        it (the holder of its sender's nick with `sender_token`), if it is still here."""
+        sender = self._sender_of(private, sender_token)
+        if sender is None:
+            return []
+        reason = truncate_utf8(reason, MAX_REASON_BYTES)
+        return [(sender.identity, ev.Error(ErrorCode.UNDELIVERED, private.msg_id, reason))]
 
     def _replay(self, identity: Identity, from_seq: int) -> list[Outgoing]:
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1

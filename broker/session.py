@@ -55,9 +55,13 @@ class Session:
         if len(self._recent_ids) > DEDUP_WINDOW:
             self._recent_ids.popitem(last=False)
 
-    def await_receipt(self, private: ev.PrivateMessage, sender_token: str) -> None:
-        """Keep `private` until this client confirms it."""
+    def await_receipt(
+        self, private: ev.PrivateMessage, sender_token: str
+    ) -> tuple[ev.PrivateMessage, str] | None:
+        """Keep `private` until this client confirms it; return the oldest unconfirmed
+        message (with its sender's token) if it had to make room by dropping it."""
         # Ids are unique per sender only: keyed by both, no sender can displace another's.
         self.unconfirmed[receipt_key(private.sender, private.msg_id)] = (private, sender_token)
         if len(self.unconfirmed) > UNCONFIRMED_LIMIT:
-            self.unconfirmed.popitem(last=False)
+            return self.unconfirmed.popitem(last=False)[1]
+        return None

@@ -19,6 +19,7 @@ as their own lines, only where they tell something new:
     HH:MM -!- delivered to bob: text                  bob's client confirmed a private message
     HH:MM -!- error 404: not sent to bob: text (no such nick: bob)
     HH:MM -!- error 413: not sent: text (reason)      the broker refused it; it is not retried
+    HH:MM -!- error 504: not delivered to bob: text (bob left before receiving it (...))
 
 Messages waiting for the broker (pending) print nothing. Right after registering, the user
 list prints as `HH:MM -!- 3 users: alice bob carol`. If the link is lost, the client
