@@ -131,7 +131,10 @@ class ChatState:
         #: While RECONNECTING: which attempt this is (1, 2, ...).
         self.reconnect_attempt = 0
         #: Where plain lines go: None for everyone, else a nick (as the broker spells it).
+        #: It stays while that nick is away: only the user turns a query public.
         self.target: str | None = None
+        # The user was told the query target is not here (told once until it is back).
+        self._target_gone_told = False
         self.operator = False
         self.link = LinkState.CONNECTING
         self.heartbeat_ms = HEARTBEAT_INTERVAL_MS
@@ -194,6 +197,7 @@ class ChatState:
 
     def set_target(self, nick: str | None) -> list[Entry]:
         """Send plain lines to `nick` from now on (None: to everyone)."""
+        self._target_gone_told = False
         if nick is None:
             self.target = None
             return [self.info("messages go to everyone")]
@@ -309,7 +313,13 @@ class ChatState:
                 self._presence.append((seq, nick_key(nick), nick))
                 self._users[nick_key(nick)] = nick
                 self._joined[nick_key(nick)] = self._next()
-                return [self.info(f"{nick} joined")]
+                entries = [self.info(f"{nick} joined")]
+                if self.target is not None and nick_key(self.target) == nick_key(nick):
+                    self.target = nick
+                    if self._target_gone_told:
+                        self._target_gone_told = False
+                        entries.append(self.info(f"your lines go to {nick} again"))
+                return entries
             case Left(seq=seq, nick=nick, reason=reason):
                 if self.is_self(nick):
                     # Seen in a replay: the broker dropped our earlier session, and with it
@@ -388,8 +398,7 @@ class ChatState:
         self._joined.pop(key, None)
         entries = [self.info(_with_reason(f"{nick} left", reason))]
         if self.target is not None and nick_key(self.target) == key:
-            self.target = None
-            entries.append(self.info(f"{nick} left; messages go to everyone again"))
+            entries.append(self._target_gone_entry())
         return entries
 
     def _check_target(self) -> list[Entry]:
@@ -398,10 +407,20 @@ class ChatState:
         present = self.find_user(self.target)
         if present is not None:
             self.target = present  # as the broker spells it
+            self._target_gone_told = False
             return []
-        gone = self.target
-        self.target = None
-        return [self.info(f"{gone} is gone; messages go to everyone again")]
+        if self._target_gone_told:
+            return []
+        return [self._target_gone_entry()]
+
+    def _target_gone_entry(self) -> Entry:
+        # A private conversation never turns public by itself: the target stays (lines to it
+        # fail with "no such nick" until it is back), and the user decides.
+        self._target_gone_told = True
+        return self.info(
+            f"{self.target} is not here; your lines still go to {self.target} only "
+            "(they fail until it is back): /all to talk to everyone"
+        )
 
     def _set_users(self, users: Iterable[str]) -> None:
         self._users = {nick_key(n): n for n in users}

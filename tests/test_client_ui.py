@@ -80,10 +80,18 @@ def test_query_target_from_command_key_and_mouse(broker: RunningBroker, connect:
             alice.type(f"\x1b[<0;{column};4M\x1b[<0;{column};4m")
             await eventually(lambda: alice.client.state.target == "bob", "click on bob")
 
-            # The query target leaves: lines go to everyone again, and the pane says so.
+            # The query target leaves: the conversation stays private, and the pane says so.
             bob.send(cmd.Quit("bye"))
-            await alice.wait_for_pane("bob left; messages go to everyone again")
-            assert alice.client.state.target is None
+            await alice.wait_for_pane("bob is not here; your lines still go to bob only")
+            assert alice.client.state.target == "bob"
+            assert ui.prompt_fragments() == [("class:prompt", "[to bob] > ")]
+            carol = connect("carol")
+            alice.type("still private\r")
+            await alice.wait_for_pane("still private ✗ no such nick: bob")
+            # Nothing went to everyone: carol's next event is alice's deliberate line.
+            alice.type("/all\r")
+            alice.type("now public\r")
+            await expect(carol, ev.Message, sender="alice", text="now public")
 
     asyncio.run(scenario())
 
