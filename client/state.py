@@ -272,6 +272,7 @@ class ChatState:
         self.link = LinkState.CONNECTED
         self.reconnect_attempt = 0
         self._users.setdefault(nick_key(self.nick), self.nick)
+        lost_rights = restarted and self.operator
         if restarted:
             self.operator = False
             # The new run numbers its broadcasts from 1 again.
@@ -279,7 +280,10 @@ class ChatState:
         if first:
             return [self.info(f"connected to {self.server} as {self.nick}")]
         restart = "; the server was restarted" if restarted else ""
-        return [self.info(f"reconnected to {self.server} as {self.nick}{restart}")]
+        entries = [self.info(f"reconnected to {self.server} as {self.nick}{restart}")]
+        if lost_rights:
+            entries.append(self._operator_lost("the server restarted"))
+        return entries
 
     def user_list(self, event: UserList, announce: bool = True) -> list[Entry]:
         """Everyone present as of broadcast `event.seq` (a USERS answer): the user list from
@@ -324,8 +328,11 @@ class ChatState:
                 if self.is_self(nick):
                     # Seen in a replay: the broker dropped our earlier session, and with it
                     # whatever it knew about us (we are registered again by now).
-                    self.operator = False
-                    return [self.info(_with_reason("the server dropped your session", reason))]
+                    entries = [self.info(_with_reason("the server dropped your session", reason))]
+                    if self.operator:
+                        self.operator = False
+                        entries.append(self._operator_lost("it dropped your session"))
+                    return entries
                 self._presence.append((seq, nick_key(nick), None))
                 return self._left(nick, reason)
             case Message(msg_id=msg_id, sender=sender, text=text, time_ms=time_ms):
@@ -386,6 +393,10 @@ class ChatState:
                 self.ending = Ending(_with_reason("the server is shutting down", reason), 1)
                 return [self.error(self.ending.reason)]
         return []  # pragma: no cover - every event type is matched above
+
+    def _operator_lost(self, why: str) -> Entry:
+        # The status line loses its "operator" mark too, but that is easy to miss.
+        return self.error(f"operator rights were lost when {why}: /admin TOKEN again")
 
     def _next(self) -> int:
         self._sequence += 1

@@ -502,6 +502,37 @@ def test_after_a_broker_restart_clients_come_back_and_nothing_is_lost_or_doubled
                 running.stop()
 
 
+@pytest.mark.timeout(60)
+def test_an_operator_is_told_its_rights_are_gone_after_a_broker_restart() -> None:
+    first = start_broker(heartbeat_ms=SHORT_HEARTBEAT_MS)
+    relay = Relay(port_of(first.endpoint))
+    brokers = [first]
+
+    async def scenario() -> None:
+        async with bot_client(relay.endpoint, "alice") as alice:
+            state = alice.session.state
+            await eventually(lambda: alice.session.registered, "alice registered")
+            await alice.session.handle_line(f"/admin {ADMIN_TOKEN}")
+            await eventually(lambda: state.operator, "alice an operator")
+            relay.close()
+            brokers.append(restart_broker(first))
+            await eventually(lambda: state.link is LinkState.RECONNECTING, "alice reconnecting")
+            relay.open()
+            await eventually(lambda: state.link is LinkState.CONNECTED, "alice back", timeout=20)
+            assert not state.operator
+            assert (
+                "-!- error: operator rights were lost when the server restarted: /admin TOKEN again"
+            ) in alice.lines()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        relay.stop()
+        for running in brokers:
+            if running.thread.is_alive():
+                running.stop()
+
+
 def test_one_ack_settles_every_message_it_names() -> None:
     async def scenario() -> None:
         async with scripted_run() as run:
