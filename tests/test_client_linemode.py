@@ -85,6 +85,34 @@ def test_lines_are_delivered_before_leaving_at_end_of_input(
     assert result.stderr == ""
 
 
+def test_answers_print_in_the_order_the_lines_were_typed(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    connect("bob")
+    # Each public line comes back over the broadcast stream, while the error about the line
+    # after it comes straight over the connection and the local answers at once.
+    script = "".join(
+        f"first {n}\n/msg nobody second {n}\n/bogus{n}\n/query bob\n/all\n" for n in range(5)
+    )
+    result = run_client(broker.endpoint, "alice", script + "last\n")
+    assert result.returncode == 0, result.stderr
+    answers = [
+        line[6:]
+        for line in result.stdout.splitlines()
+        if "users:" not in line and "connected to" not in line
+    ]
+    expected: list[str] = []
+    for n in range(5):
+        expected += [
+            f"<alice> first {n}",
+            f"-!- error 404: not sent to nobody: second {n} (no such nick: nobody)",
+            f"-!- unknown command /bogus{n} — /help lists commands",
+            "-!- messages go to bob only; /all to talk to everyone",
+            "-!- messages go to everyone",
+        ]
+    assert answers == [*expected, "<alice> last"]
+
+
 def test_events_are_printed_one_sanitized_line_each(
     broker: RunningBroker, connect: Connect
 ) -> None:
