@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -152,5 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 1
     if ending.reason:
-        print(ending.reason, file=sys.stderr if ending.exit_code else sys.stdout)
+        # The terminal may be gone (the window was closed): nobody to tell then.
+        with contextlib.suppress(OSError):
+            print(ending.reason, file=sys.stderr if ending.exit_code else sys.stdout)
     return ending.exit_code

@@ -766,8 +766,8 @@ class Session:
         return True
 
     async def quit(self, reason: str) -> bool:
-        """Send QUIT if registered; True if it was sent."""
-        if not self.registered:
+        """Send QUIT if registered (`run` need not have started); True if it was sent."""
+        if not self.registered and self._first_welcome is None:
             return False
         return await self._send_now(Quit(reason))
 

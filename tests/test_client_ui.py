@@ -112,7 +112,7 @@ def test_tab_completes_who_joined_since_start_and_not_who_left(
             alice.type("\x15")  # Ctrl-U clears the line
             carol.send(cmd.Quit("bye"))
             await eventually(lambda: state.find_user("carol") is None, "carol gone")
-            # Only cecil still matches "c": with carol offered too, the line would stay "c".
+            # Only cecil still matches "c": with carol offered too, she could come first.
             alice.type("c\t")
             await eventually(lambda: alice.input_text == "cecil: ", "'c' completed to 'cecil: '")
             alice.type("\x15/msg D\t")
