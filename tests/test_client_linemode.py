@@ -341,8 +341,43 @@ def test_secure_connection_with_a_wrong_key_never_registers(tmp_path: Path) -> N
         running.stop()
     assert result.returncode == 1
     assert result.stderr == (
-        f"zmq-chat-client: no answer from {running.endpoint} within 0.5 s: "
-        "is it running, and is the key right?\n"
+        f"zmq-chat-client: {running.endpoint} refused the encrypted handshake: is the server "
+        "key right (the broker prints its public key when it starts), and does it run with "
+        "--secure?\n"
+    )
+
+
+def test_a_client_without_the_key_is_told_the_broker_requires_encryption(
+    tmp_path: Path,
+) -> None:
+    running = secure_broker(tmp_path)
+    try:
+        result = run_client(running.endpoint, "alice", "x\n", "--timeout", "0.5")
+    finally:
+        running.stop()
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"zmq-chat-client: {running.endpoint} requires encryption (its broker runs with "
+        "--secure): connect with SECURE=1 (--secure), or give the public key the broker "
+        "printed with --server-key=KEY\n"
+    )
+
+
+def test_a_client_with_a_key_is_told_the_broker_does_not_encrypt(
+    broker: RunningBroker,
+) -> None:
+    public, _ = zmq.curve_keypair()
+    result = run_client(
+        broker.endpoint, "alice", "x\n", f"--server-key={public.decode()}", "--timeout", "0.5"
+    )
+    assert result.returncode == 1
+    # libzmq reports the mismatch, or (when the broker hangs up first) no detail.
+    assert result.stderr in (
+        f"zmq-chat-client: {broker.endpoint} does not use encryption: "
+        "connect without SECURE=1/--server-key\n",
+        f"zmq-chat-client: {broker.endpoint} refused the encrypted handshake: is the server "
+        "key right (the broker prints its public key when it starts), and does it run with "
+        "--secure?\n",
     )
 
 
