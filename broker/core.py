@@ -39,7 +39,7 @@ from messages import events as ev
 from .history import BroadcastEvent, BroadcastLog
 from .ratelimit import FloodPolicy
 from .roster import Roster
-from .session import Identity, Session, receipt_key
+from .session import Identity, Outcome, Session, receipt_key
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ _RESERVED_SKELETONS: Final = frozenset(nick_skeleton(nick) for nick in RESERVED_
 HISTORY_EVENTS: Final = 10_000
 #: Identities of removed sessions remembered, so their next message learns why.
 DEPARTED_LIMIT: Final = 1024
+#: Outcomes of private messages (DELIVERED, ERROR 504) whose sender was away, kept (in
+#: all) for its next session with the same token: the oldest beyond this are forgotten.
+AWAY_OUTCOMES_LIMIT: Final = 1000
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell)
 #: Commands that draw on a client's flood-control bucket.
@@ -114,6 +117,9 @@ class ChatCore:
         self._by_skeleton: dict[str, Session] = {}
         self._joins_by_peer: dict[str, TokenBucket] = {}
         self._departed: OrderedDict[Identity, str] = OrderedDict()
+        # Outcomes for senders that were away, by session token (see AWAY_OUTCOMES_LIMIT).
+        self._away_outcomes: OrderedDict[str, list[Outcome]] = OrderedDict()
+        self._away_count = 0
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -286,6 +292,9 @@ class ChatCore:
         self._roster.add(nick)
         self._by_skeleton[skeleton] = session
         self._departed.pop(identity, None)
+        for outcome in self._away_outcomes.pop(token, ()):
+            self._away_count -= 1
+            session.outcomes.append(outcome)
         log.info("%s joined (%d users)", nick, len(self._by_key))
         joined = ev.Joined(self.history.next_seq(), nick)
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
@@ -316,7 +325,13 @@ class ChatCore:
             self.stream_port,
         )
         me = session.identity
-        return [(me, welcome), *((me, private) for private, _ in session.unconfirmed.values())]
+        # Then what it may have missed: private messages it has not confirmed, and what
+        # became of its own (it drops those it already knows).
+        return [
+            (me, welcome),
+            *((me, private) for private, _ in session.unconfirmed.values()),
+            *((me, outcome) for outcome in session.outcomes),
+        ]
 
     def remove(self, identity: Identity, reason: str, departed: bool = True) -> list[Outgoing]:
         """Forget the session of `identity` and tell everyone else it left.
@@ -370,28 +385,34 @@ class ChatCore:
         waiting = session.unconfirmed.pop(receipt_key(sender_nick, msg_id), None)
         if waiting is None:
             return []  # a repeated or unknown receipt: nothing left to do
-        sender = self._sender_of(*waiting)
-        if sender is None:
-            return []
-        return [(sender.identity, ev.Delivered(msg_id, session.nick))]
+        private, sender_token = waiting
+        return self._tell_sender(private, sender_token, ev.Delivered(msg_id, session.nick))
 
-    def _sender_of(self, private: ev.PrivateMessage, sender_token: str) -> Session | None:
-        """The session that sent `private` with `sender_token`, if it is still here."""
+    def _tell_sender(
+        self, private: ev.PrivateMessage, sender_token: str, outcome: Outcome
+    ) -> list[Outgoing]:
+        """`outcome` of `private` for the session that sent it with `sender_token`: sent now
+        if it is here, else kept for when it registers again with that token."""
         sender = self.find(private.sender)
         if sender is None or sender.token != sender_token:
-            return None  # the sender left; someone else may hold the nick now
-        return sender
+            # Away (its laptop slept, say); someone else may hold the nick meanwhile.
+            self._away_outcomes.setdefault(sender_token, []).append(outcome)
+            self._away_count += 1
+            while self._away_count > AWAY_OUTCOMES_LIMIT:
+                _, forgotten = self._away_outcomes.popitem(last=False)
+                self._away_count -= len(forgotten)
+            return []
+        sender.outcomes.append(outcome)
+        return [(sender.identity, outcome)]
 
     def _undelivered(
         self, private: ev.PrivateMessage, sender_token: str, reason: str
     ) -> list[Outgoing]:
-        """ERROR 504 about `private`, which is dropped unconfirmed, to the session that sent
-        it (the holder of its sender's nick with `sender_token`), if it is still here."""
-        sender = self._sender_of(private, sender_token)
-        if sender is None:
-            return []
+        """ERROR 504 about `private`, which is dropped unconfirmed, for the session that
+        sent it (the holder of its sender's nick with `sender_token`)."""
         reason = truncate_utf8(reason, MAX_REASON_BYTES)
-        return [(sender.identity, ev.Error(ErrorCode.UNDELIVERED, private.msg_id, reason))]
+        error = ev.Error(ErrorCode.UNDELIVERED, private.msg_id, reason)
+        return self._tell_sender(private, sender_token, error)
 
     def _replay(self, identity: Identity, from_seq: int) -> list[Outgoing]:
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1

@@ -144,3 +144,65 @@ def test_the_client_marks_a_private_to_a_frozen_recipient_failed(
         asyncio.run(scenario())
     finally:
         fast.stop()
+
+
+def same_client_again(old: Peer, context: zmq.Context[zmq.Socket[bytes]], endpoint: str) -> Peer:
+    """`old`'s client on a fresh connection (its link dropped), with the same token."""
+    old.close()
+    again = Peer(context, endpoint)
+    again.token = old.token
+    return again
+
+
+def test_what_became_of_a_private_reaches_its_sender_back_from_a_dead_link(
+    connect: Connect, context: zmq.Context[zmq.Socket[bytes]], broker: RunningBroker
+) -> None:
+    alice, bob = connect("alice"), connect("bob")
+    first, second = alice.tell("bob", "one"), alice.tell("bob", "two")
+    alice.expect_after_presence(ev.Ack)
+    # alice's link drops (her session stays until it expires) ...
+    alice.close()
+    # ... while bob confirms one and leaves without the other: both outcomes go to a
+    # connection that is gone.
+    private = bob.expect_after_presence(ev.PrivateMessage, msg_id=first)
+    bob.send(cmd.Received(private.msg_id, private.sender))
+    bob.expect_after_presence(ev.PrivateMessage, msg_id=second)
+    bob.send(cmd.Quit("off"))
+    bob.close()
+    # Her client comes back on a new connection: after WELCOME, what became of both.
+    alice = same_client_again(alice, context, broker.endpoint)
+    alice.register("alice")
+    alice.expect(ev.Delivered, msg_id=first, recipient="bob")
+    alice.expect(ev.Error, ref=second, code=ErrorCode.UNDELIVERED)
+    alice.close()
+
+
+def test_what_became_of_a_private_waits_for_a_sender_whose_session_expired(
+    context: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    fast = start_broker(heartbeat_ms=SHORT_HEARTBEAT_MS)
+    try:
+        alice, bob = Peer(context, fast.endpoint), Peer(context, fast.endpoint)
+        alice.register("alice")
+        bob.register("bob")
+        msg_id = alice.tell("bob", "while you sleep")
+        private = bob.expect_after_presence(ev.PrivateMessage, msg_id=msg_id)
+        # alice's laptop sleeps: her session expires ...
+        keep_alive_until(bob, lambda event: isinstance(event, ev.Left))
+        # ... and bob confirms while she is away.
+        bob.send(cmd.Received(private.msg_id, private.sender))
+        bob.sync()
+        alice = same_client_again(alice, context, fast.endpoint)
+        alice.register("alice")
+        alice.expect(ev.Delivered, msg_id=msg_id, recipient="bob")
+        # Someone else with the nick later (another token) learns nothing of it.
+        alice.send(cmd.Quit("bye"))
+        keep_alive_until(bob, lambda event: isinstance(event, ev.Left))
+        mallory = Peer(context, fast.endpoint)
+        mallory.register("alice")
+        mallory.send(cmd.Ping())
+        mallory.expect(ev.Pong)
+        mallory.close()
+        alice.close()
+    finally:
+        fast.stop()
