@@ -25,6 +25,11 @@ Connect = Callable[..., Peer]
 ROOT = Path(__file__).resolve().parent.parent
 #: Bound on a line-mode run in these tests (interpreter start-up included), in seconds.
 RUN_TIMEOUT_S = 20
+#: What a client says when the broker refuses its encrypted handshake.
+REFUSED = (
+    "refused the encrypted handshake: is the server key right (the broker prints its public "
+    "key when it starts), and does it run with --secure?"
+)
 
 
 def client_command(endpoint: str, nick: str) -> list[str]:
@@ -340,11 +345,7 @@ def test_secure_connection_with_a_wrong_key_never_registers(tmp_path: Path) -> N
     finally:
         running.stop()
     assert result.returncode == 1
-    assert result.stderr == (
-        f"zmq-chat-client: {running.endpoint} refused the encrypted handshake: is the server "
-        "key right (the broker prints its public key when it starts), and does it run with "
-        "--secure?\n"
-    )
+    assert result.stderr == f"zmq-chat-client: {running.endpoint} {REFUSED}\n"
 
 
 def test_a_client_without_the_key_is_told_the_broker_requires_encryption(
@@ -375,9 +376,7 @@ def test_a_client_with_a_key_is_told_the_broker_does_not_encrypt(
     assert result.stderr in (
         f"zmq-chat-client: {broker.endpoint} does not use encryption: "
         "connect without SECURE=1/--server-key\n",
-        f"zmq-chat-client: {broker.endpoint} refused the encrypted handshake: is the server "
-        "key right (the broker prints its public key when it starts), and does it run with "
-        "--secure?\n",
+        f"zmq-chat-client: {broker.endpoint} {REFUSED}\n",
     )
 
 

@@ -3,7 +3,8 @@ sender as ERROR 504 (and the client marks its line ✗ with the reason): nothing
 forever. Real broker, real DEALER peers, the real full-screen client."""
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import zmq
 
@@ -38,6 +39,21 @@ def keep_alive_until(peer: Peer, wanted: Callable[[ev.BrokerEvent], bool]) -> ev
     raise AssertionError(f"{peer.nick}: never got what it waited for")
 
 
+@contextlib.contextmanager
+def short_heartbeat_pair(
+    context: zmq.Context[zmq.Socket[bytes]],
+) -> Iterator[tuple[str, Peer, Peer]]:
+    """A broker that expires silence after 0.3 s (its endpoint), alice and bob registered."""
+    fast = start_broker(heartbeat_ms=SHORT_HEARTBEAT_MS)
+    try:
+        alice, bob = Peer(context, fast.endpoint), Peer(context, fast.endpoint)
+        alice.register("alice")
+        bob.register("bob")
+        yield fast.endpoint, alice, bob
+    finally:
+        fast.stop()
+
+
 def undelivered(msg_id: str) -> Callable[[ev.BrokerEvent], bool]:
     def match(event: ev.BrokerEvent) -> bool:
         return isinstance(event, ev.Error) and event.ref == msg_id
@@ -48,11 +64,7 @@ def undelivered(msg_id: str) -> Callable[[ev.BrokerEvent], bool]:
 def test_a_private_to_a_frozen_recipient_comes_back_when_it_expires(
     context: zmq.Context[zmq.Socket[bytes]],
 ) -> None:
-    fast = start_broker(heartbeat_ms=SHORT_HEARTBEAT_MS)
-    try:
-        alice, bob = Peer(context, fast.endpoint), Peer(context, fast.endpoint)
-        alice.register("alice")
-        bob.register("bob")
+    with short_heartbeat_pair(context) as (_, alice, bob):
         alice.expect(ev.Joined, nick="bob")
         msg_id = alice.tell("bob", "lunch?")
         # bob's client is frozen (like a closed lid): the PRIVATE reaches its socket, and
@@ -62,8 +74,6 @@ def test_a_private_to_a_frozen_recipient_comes_back_when_it_expires(
         assert isinstance(error, ev.Error)
         assert error.code == ErrorCode.UNDELIVERED
         assert error.reason == "bob left before receiving it (no heartbeat for 0.3 s)"
-    finally:
-        fast.stop()
 
 
 def test_a_private_left_unconfirmed_by_quit_or_kick_comes_back(
@@ -180,11 +190,7 @@ def test_what_became_of_a_private_reaches_its_sender_back_from_a_dead_link(
 def test_what_became_of_a_private_waits_for_a_sender_whose_session_expired(
     context: zmq.Context[zmq.Socket[bytes]],
 ) -> None:
-    fast = start_broker(heartbeat_ms=SHORT_HEARTBEAT_MS)
-    try:
-        alice, bob = Peer(context, fast.endpoint), Peer(context, fast.endpoint)
-        alice.register("alice")
-        bob.register("bob")
+    with short_heartbeat_pair(context) as (endpoint, alice, bob):
         msg_id = alice.tell("bob", "while you sleep")
         private = bob.expect_after_presence(ev.PrivateMessage, msg_id=msg_id)
         # alice's laptop sleeps: her session expires ...
@@ -192,17 +198,15 @@ def test_what_became_of_a_private_waits_for_a_sender_whose_session_expired(
         # ... and bob confirms while she is away.
         bob.send(cmd.Received(private.msg_id, private.sender))
         bob.sync()
-        alice = same_client_again(alice, context, fast.endpoint)
+        alice = same_client_again(alice, context, endpoint)
         alice.register("alice")
         alice.expect(ev.Delivered, msg_id=msg_id, recipient="bob")
         # Someone else with the nick later (another token) learns nothing of it.
         alice.send(cmd.Quit("bye"))
         keep_alive_until(bob, lambda event: isinstance(event, ev.Left))
-        mallory = Peer(context, fast.endpoint)
+        mallory = Peer(context, endpoint)
         mallory.register("alice")
         mallory.send(cmd.Ping())
         mallory.expect(ev.Pong)
         mallory.close()
         alice.close()
-    finally:
-        fast.stop()
