@@ -806,6 +806,7 @@ class Session:
         """Send QUIT if registered (`run` need not have started); True if it was sent."""
         if not self.registered and self._first_welcome is None:
             return False
+        self.state.quitting = True
         return await self._send_now(Quit(reason))
 
     def close(self, linger_ms: int = 0) -> None:

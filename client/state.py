@@ -140,6 +140,8 @@ class ChatState:
         self.heartbeat_ms = HEARTBEAT_INTERVAL_MS
         #: Set once the broker has ended the session (kick, shutdown) or stopped answering.
         self.ending: Ending | None = None
+        #: Set once this client sent QUIT: its own LEAVE may still come back.
+        self.quitting = False
         self._clock = clock
         #: Whether `users` is everyone (a USERS answer came), not just who was seen joining.
         self.users_known = False
@@ -325,6 +327,8 @@ class ChatState:
                         entries.append(self.info(f"your lines go to {nick} again"))
                 return entries
             case Left(seq=seq, nick=nick, reason=reason):
+                if self.is_self(nick) and self.quitting:
+                    return []  # our own QUIT, coming back on the stream
                 if self.is_self(nick):
                     # Seen in a replay: the broker dropped our earlier session, and with it
                     # whatever it knew about us (we are registered again by now).

@@ -98,3 +98,17 @@ def test_a_query_target_that_leaves_stays_the_target_until_the_user_changes_it()
     assert [e.text for e in entries] == ["Bob joined", "your lines go to Bob again"]
     state.set_target(None)
     assert state.target is None
+
+
+def test_own_leave_after_quit_is_not_taken_for_a_dropped_session() -> None:
+    state = welcomed()
+    state.apply(ev.Operator())
+    dropped = state.apply(ev.Left(6, "alice", "no heartbeat for 6 s"))
+    assert [e.text for e in dropped] == [
+        "the server dropped your session (no heartbeat for 6 s)",
+        "operator rights were lost when it dropped your session: /admin TOKEN again",
+    ]
+    # After our own QUIT, our LEAVE may come back on the stream before we close: nothing.
+    state.apply(ev.Operator())
+    state.quitting = True
+    assert state.apply(ev.Left(7, "alice", "quit")) == []
