@@ -44,7 +44,7 @@ from .bans import Bans
 from .history import BroadcastEvent, BroadcastLog
 from .ratelimit import FloodPolicy
 from .roster import Roster
-from .session import Identity, Session, receipt_key
+from .session import Identity, Outcome, Session, receipt_key
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,9 @@ _RESERVED_SKELETONS: Final = frozenset(nick_skeleton(nick) for nick in RESERVED_
 HISTORY_EVENTS: Final = 10_000
 #: Identities of removed sessions remembered, so their next message learns why.
 DEPARTED_LIMIT: Final = 1024
+#: Outcomes of private messages (DELIVERED, ERROR 504) whose sender was away, kept (in
+#: all) for its next session with the same token: the oldest beyond this are forgotten.
+AWAY_OUTCOMES_LIMIT: Final = 1000
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell)
 #: Commands that draw on a client's flood-control bucket.
@@ -125,6 +128,9 @@ class ChatCore:
         # Failed operator logins of every session together.
         self._admin_failures = self.flood.global_admin_bucket()
         self._departed: OrderedDict[Identity, str] = OrderedDict()
+        # Outcomes for senders that were away, by session token (see AWAY_OUTCOMES_LIMIT).
+        self._away_outcomes: OrderedDict[str, list[Outcome]] = OrderedDict()
+        self._away_count = 0
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -234,9 +240,13 @@ class ChatCore:
                 target = self._require(recipient)
                 session.accept(msg_id)
                 private = ev.PrivateMessage(msg_id, session.nick, target.nick, text, self._now_ms())
-                target.await_receipt(private, session.token)
+                dropped = target.await_receipt(private, session.token)
                 # The sender already has the text: the ACK is all it needs.
-                return [(target.identity, private), (me, ev.Ack((msg_id,)))]
+                out: list[Outgoing] = [(target.identity, private), (me, ev.Ack((msg_id,)))]
+                if dropped is not None:
+                    why = f"{target.nick} has too many unconfirmed private messages"
+                    out += self._undelivered(*dropped, why)
+                return out
             case cmd.Received(msg_id, sender):
                 return self._confirm(session, sender, msg_id)
             case cmd.Fetch(from_seq):
@@ -308,6 +318,9 @@ class ChatCore:
         self._roster.add(nick)
         self._by_skeleton[skeleton] = session
         self._departed.pop(identity, None)
+        for outcome in self._away_outcomes.pop(token, ()):
+            self._away_count -= 1
+            session.outcomes.append(outcome)
         log.info("%s joined (%d users)", nick, len(self._by_key))
         joined = ev.Joined(self.history.next_seq(), nick)
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
@@ -341,7 +354,13 @@ class ChatCore:
             self.stream_port,
         )
         me = session.identity
-        return [(me, welcome), *((me, private) for private, _ in session.unconfirmed.values())]
+        # Then what it may have missed: private messages it has not confirmed, and what
+        # became of its own (it drops those it already knows).
+        return [
+            (me, welcome),
+            *((me, private) for private, _ in session.unconfirmed.values()),
+            *((me, outcome) for outcome in session.outcomes),
+        ]
 
     def remove(self, identity: Identity, reason: str, departed: bool = True) -> list[Outgoing]:
         """Forget the session of `identity` and tell everyone else it left.
@@ -363,8 +382,16 @@ class ChatCore:
             if len(self._departed) > DEPARTED_LIMIT:
                 self._departed.popitem(last=False)
         log.info("%s left: %s (%d users)", session.nick, reason, len(self._by_key))
-        reason = truncate_utf8(reason, MAX_REASON_BYTES)
-        return self._broadcast(ev.Left(self.history.next_seq(), session.nick, reason))
+        left = self._broadcast(
+            ev.Left(self.history.next_seq(), session.nick, truncate_utf8(reason, MAX_REASON_BYTES))
+        )
+        # Its unconfirmed private messages go with it: each sender still here learns so,
+        # rather than taking its ACK for a delivery to come.
+        why = f"{session.nick} left before receiving it ({reason})"
+        for private, sender_token in session.unconfirmed.values():
+            left += self._undelivered(private, sender_token, why)
+        session.unconfirmed.clear()
+        return left
 
     def expire(self, now: float) -> list[Outgoing]:
         """Remove every client silent for longer than `expiry_seconds`."""
@@ -388,10 +415,33 @@ class ChatCore:
         if waiting is None:
             return []  # a repeated or unknown receipt: nothing left to do
         private, sender_token = waiting
+        return self._tell_sender(private, sender_token, ev.Delivered(msg_id, session.nick))
+
+    def _tell_sender(
+        self, private: ev.PrivateMessage, sender_token: str, outcome: Outcome
+    ) -> list[Outgoing]:
+        """`outcome` of `private` for the session that sent it with `sender_token`: sent now
+        if it is here, else kept for when it registers again with that token."""
         sender = self.find(private.sender)
         if sender is None or sender.token != sender_token:
-            return []  # the sender left; someone else may hold the nick now
-        return [(sender.identity, ev.Delivered(msg_id, session.nick))]
+            # Away (its laptop slept, say); someone else may hold the nick meanwhile.
+            self._away_outcomes.setdefault(sender_token, []).append(outcome)
+            self._away_count += 1
+            while self._away_count > AWAY_OUTCOMES_LIMIT:
+                _, forgotten = self._away_outcomes.popitem(last=False)
+                self._away_count -= len(forgotten)
+            return []
+        sender.outcomes.append(outcome)
+        return [(sender.identity, outcome)]
+
+    def _undelivered(
+        self, private: ev.PrivateMessage, sender_token: str, reason: str
+    ) -> list[Outgoing]:
+        """ERROR 504 about `private`, which is dropped unconfirmed, for the session that
+        sent it (the holder of its sender's nick with `sender_token`)."""
+        reason = truncate_utf8(reason, MAX_REASON_BYTES)
+        error = ev.Error(ErrorCode.UNDELIVERED, private.msg_id, reason)
+        return self._tell_sender(private, sender_token, error)
 
     def _replay(self, identity: Identity, from_seq: int) -> list[Outgoing]:
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1

@@ -1,6 +1,6 @@
 """What the broker keeps about one registered client."""
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -13,6 +13,13 @@ Identity = bytes
 DEDUP_WINDOW: Final = 4096
 #: Private messages kept per recipient until it confirms them; older ones are dropped.
 UNCONFIRMED_LIMIT: Final = 1000
+#: What became of its private messages (DELIVERED, ERROR 504): the last ones sent to a
+#: client are kept, and sent again when it resumes on a new connection, in case the old one
+#: was already dead when they went out.
+OUTCOMES_KEPT: Final = 100
+
+#: An outcome of a private message, for its sender.
+Outcome = ev.Delivered | ev.Error
 
 
 def receipt_key(sender: str, msg_id: str) -> tuple[str, str]:
@@ -46,6 +53,8 @@ class Session:
     unconfirmed: OrderedDict[tuple[str, str], tuple[ev.PrivateMessage, str]] = field(
         default_factory=OrderedDict
     )
+    #: The last outcomes of its private messages sent to this client (see OUTCOMES_KEPT).
+    outcomes: deque[Outcome] = field(default_factory=lambda: deque(maxlen=OUTCOMES_KEPT))
     _recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def seen(self, msg_id: str) -> bool:
@@ -58,9 +67,13 @@ class Session:
         if len(self._recent_ids) > DEDUP_WINDOW:
             self._recent_ids.popitem(last=False)
 
-    def await_receipt(self, private: ev.PrivateMessage, sender_token: str) -> None:
-        """Keep `private` until this client confirms it."""
+    def await_receipt(
+        self, private: ev.PrivateMessage, sender_token: str
+    ) -> tuple[ev.PrivateMessage, str] | None:
+        """Keep `private` until this client confirms it; return the oldest unconfirmed
+        message (with its sender's token) if it had to make room by dropping it."""
         # Ids are unique per sender only: keyed by both, no sender can displace another's.
         self.unconfirmed[receipt_key(private.sender, private.msg_id)] = (private, sender_token)
         if len(self.unconfirmed) > UNCONFIRMED_LIMIT:
-            self.unconfirmed.popitem(last=False)
+            return self.unconfirmed.popitem(last=False)[1]
+        return None

@@ -4,6 +4,8 @@ lines as one asyncio TaskGroup.
 """
 
 import asyncio
+import logging
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Final
 
@@ -15,6 +17,8 @@ from .connection import CurveKeys
 from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session, new_session_token
 from .state import Ending, LinkState
 from .ui import ChatUI
+
+log = logging.getLogger(__name__)
 
 #: How long QUIT may take to leave once the UI has closed, in milliseconds.
 QUIT_LINGER_MS: Final = 1000
@@ -75,22 +79,42 @@ class InteractiveClient:
         session.show = self.ui.show
         self.quit_sent = False
 
-    async def run(self) -> Ending:
-        """Run until the user leaves or the broker ends the session; return why it ended."""
+    async def run(self, hung_up: asyncio.Event | None = None) -> Ending:
+        """Run until the user leaves, the broker ends the session or `hung_up` is set (the
+        terminal is gone); return why it ended."""
         async with asyncio.TaskGroup() as tasks:
             background = [
                 tasks.create_task(self._run_session()),
                 tasks.create_task(self._inputs()),
             ]
+            if hung_up is not None:
+                background.append(tasks.create_task(self._hang_up_on(hung_up)))
             ui = tasks.create_task(self._run_ui(background))
         return ui.result()
+
+    async def _hang_up_on(self, hung_up: asyncio.Event) -> None:
+        await hung_up.wait()
+        await self.hang_up()
 
     async def _run_ui(self, background: list[asyncio.Task[None]]) -> Ending:
         try:
             return await self.ui.run()
+        except (EOFError, OSError) as exc:
+            # The terminal is gone (window closed): its input ends, or drawing fails.
+            log.info("terminal gone (%r): leaving", exc)
+            await self.hang_up()
+            return self.state.ending or Ending("", 0)
         finally:
             for task in background:
                 task.cancel()
+
+    async def hang_up(self) -> None:
+        """The terminal is gone (SIGHUP, closed window): leave as /quit does, so that
+        others see a normal leave rather than a heartbeat expiry, and end the UI."""
+        if not self.quit_sent and await self.session.quit(""):
+            self.quit_sent = True
+        self.state.link = LinkState.CLOSED
+        self.ui.exit(self.state.ending or Ending("", 0))
 
     async def _run_session(self) -> None:
         ending = await self.session.run()
@@ -135,14 +159,21 @@ async def run_interactive(
         # Refusals quote the broker: escaped, like everything else shown.
         print(sanitize(text))
 
+    # SIGHUP (the window closed) ends the client with a QUIT, however early it comes.
+    loop = asyncio.get_running_loop()
+    hung_up = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, hung_up.set)
     try:
-        session = await connect_and_register(server, nick, ask_nick, say, timeout_s, keys)
-    except (RegistrationError, ValueError) as exc:
-        return Ending(str(exc), 1)
-    except (EOFError, KeyboardInterrupt):
-        return Ending("", 1)
-    client = InteractiveClient(session)
-    try:
-        return await client.run()
+        try:
+            session = await connect_and_register(server, nick, ask_nick, say, timeout_s, keys)
+        except (RegistrationError, ValueError) as exc:
+            return Ending(str(exc), 1)
+        except (EOFError, KeyboardInterrupt):
+            return Ending("", 1)
+        client = InteractiveClient(session)
+        try:
+            return await client.run(hung_up)
+        finally:
+            session.close(QUIT_LINGER_MS if client.quit_sent else 0)
     finally:
-        session.close(QUIT_LINGER_MS if client.quit_sent else 0)
+        loop.remove_signal_handler(signal.SIGHUP)

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import contextlib
 import io
 import logging
 import os
@@ -155,6 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 1
     if ending.reason:
-        # The reason may quote the broker or an operator (KICK, SHUTDOWN): escaped, as on screen.
-        print(sanitize(ending.reason), file=sys.stderr if ending.exit_code else sys.stdout)
+        # The reason may quote the broker or an operator (KICK, SHUTDOWN): escaped, as on
+        # screen. The terminal may be gone (the window was closed): nobody to tell then.
+        with contextlib.suppress(OSError):
+            print(sanitize(ending.reason), file=sys.stderr if ending.exit_code else sys.stdout)
     return ending.exit_code

@@ -13,9 +13,13 @@ gap and the session fetches it over the DEALER.
 
 With CurveZMQ (`CurveKeys`) every connection is encrypted and the broker authenticated by
 its public key; a wrong key makes the handshake fail silently, so the broker never answers.
+While registering, a socket monitor tells that apart from a broker that is not there:
+`handshake_failure` says how the handshake failed (one side encrypts and the other does not,
+or the encrypted handshake was refused).
 """
 
 import contextlib
+import enum
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +29,7 @@ import zmq
 import zmq.asyncio
 import zmq.auth
 from zmq.utils import z85
+from zmq.utils.monitor import recv_monitor_message
 
 from messages import (
     HEARTBEAT_LIVENESS,
@@ -57,6 +62,24 @@ RECEIVE_HWM_MESSAGES: Final = 10_000
 RECEIVE_BATCH_MESSAGES: Final = 256
 #: TCP ports are below this.
 MAX_PORT: Final = 65536
+
+
+#: Monitor events that tell how each ZMTP handshake with the broker went.
+_HANDSHAKE_EVENTS: Final = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+)
+
+
+class HandshakeFailure(enum.Enum):
+    """Why the broker never answered: the connection was made, the handshake was not."""
+
+    #: One side encrypts (CurveZMQ) and the other does not.
+    ENCRYPTION_MISMATCH = "encryption mismatch"
+    #: The encrypted handshake failed: the server key is wrong, most likely.
+    REFUSED = "refused"
 
 
 class ServerKeyError(Exception):
@@ -171,6 +194,7 @@ class Connection:
         keys: CurveKeys | None = None,
         *,
         stream_buffers: StreamBuffers | None = None,
+        watch_handshakes: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.keys = keys
@@ -190,6 +214,12 @@ class Connection:
         self._poller.register(self._socket, zmq.POLLIN)
         self._stream: zmq.asyncio.Socket | None = None
         self._sub: zmq.Socket[bytes] | None = None
+        # With `watch_handshakes`, until `stop_watching_handshakes`: a monitor of the
+        # DEALER, so that a broker that never answers can be told from one that refuses
+        # our handshake (started with --secure, say).
+        self._monitor: zmq.asyncio.Socket | None = None
+        if watch_handshakes:
+            self._monitor = self._socket.get_monitor_socket(_HANDSHAKE_EVENTS)
         try:
             self._socket.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -210,6 +240,35 @@ class Connection:
             sock.curve_publickey = self.keys.public
             sock.curve_secretkey = self.keys.secret
         return sock
+
+    def handshake_failure(self) -> HandshakeFailure | None:
+        """How the last handshake with the broker failed, if the last one did (None too
+        when the handshakes are not watched)."""
+        if self._monitor is None:
+            return None
+        monitor: zmq.Socket[bytes] = zmq.Socket.shadow(self._monitor.underlying)
+        failure: HandshakeFailure | None = None
+        with contextlib.suppress(zmq.Again):
+            while True:
+                report = recv_monitor_message(monitor, zmq.NOBLOCK)
+                assert isinstance(report, dict)  # a plain socket answers at once
+                if report["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    failure = None
+                elif report["value"] == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+                    failure = HandshakeFailure.ENCRYPTION_MISMATCH
+                elif failure is None:
+                    # Vaguer: the broker may close first, before we see the mismatch; a
+                    # mismatch seen on an earlier attempt says more.
+                    failure = HandshakeFailure.REFUSED
+        return failure
+
+    def stop_watching_handshakes(self) -> None:
+        """Close the handshake monitor, if any."""
+        if self._monitor is None:
+            return
+        self._socket.disable_monitor()
+        self._monitor.close(linger=0)
+        self._monitor = None
 
     @property
     def closed(self) -> bool:
@@ -306,6 +365,7 @@ class Connection:
             return
         self._closed = True
         self.unsubscribe()
+        self.stop_watching_handshakes()
         self._socket.close(linger=linger_ms)
         self._context.term()
 

@@ -19,11 +19,14 @@ as their own lines, only where they tell something new:
     HH:MM -!- delivered to bob: text                  bob's client confirmed a private message
     HH:MM -!- error 404: not sent to bob: text (no such nick: bob)
     HH:MM -!- error 413: not sent: text (reason)      the broker refused it; it is not retried
+    HH:MM -!- error 504: not delivered to bob: text (bob left before receiving it (...))
 
-Messages waiting for the broker (pending) print nothing. Right after registering, the user
-list prints as `HH:MM -!- 3 users: alice bob carol`. If the link is lost, the client
-registers again by itself (keeping its nick and the messages not yet acknowledged); that
-shows as two lines and nothing else:
+Messages waiting for the broker (pending) print nothing. What answers a typed line (its own
+message coming back, an error about it, a local answer such as `unknown command`) prints
+after the answers to the lines typed before it, whichever reached the client first. Right
+after registering, the user list prints as `HH:MM -!- 3 users: alice bob carol`. If the link
+is lost, the client registers again by itself (keeping its nick and the messages not yet
+acknowledged); that shows as two lines and nothing else:
 
     HH:MM -!- connection lost (no answer from tcp://host:5555 for 6.0 s): reconnecting
     HH:MM -!- reconnected to tcp://host:5555 as alice
@@ -52,6 +55,8 @@ import contextlib
 import dataclasses
 import logging
 import threading
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Final, TextIO
 
 from messages import ProtocolError, normalize_nick, sanitize
@@ -70,6 +75,8 @@ QUIT_LINGER_MS: Final = 1000
 #: After the end of input, give up when nothing moved forward (no acknowledgement, no
 #: registration) for this many liveness bounds.
 DRAIN_STALL_BOUNDS: Final = 2
+#: The kinds of entry that show an own message as typed.
+_TYPED: Final = (EntryKind.MESSAGE, EntryKind.PRIVATE)
 
 
 def _read_lines(
@@ -99,21 +106,73 @@ def printed(entry: Entry) -> bool:
     return entry.delivery is None
 
 
+@dataclass(slots=True)
+class _Held:
+    """Output held back until the lines typed before it have had their answer: the answer
+    to own message `msg_id` (empty for output that is ready), once `ready`."""
+
+    msg_id: str
+    lines: list[str] = field(default_factory=list)
+    ready: bool = False
+
+
 class LinePrinter:
     """The output lines of entries, each own private message printed once (when the broker
     acknowledges it, or confirms its delivery, or it comes back to a sender who sent it to
-    themselves: whichever is first)."""
+    themselves: whichever is first).
+
+    What answers a typed line prints after what answers the lines typed before it: a
+    message's own line comes back over the broadcast stream, while an error about a later
+    line comes straight over the connection (and a local hint at once), so the answer to
+    each own message keeps its place in typing order, and so do errors and what a line
+    typed after it shows at once. Others' messages, joins and the like print as they come.
+    """
 
     def __init__(self) -> None:
         self._told = RecentIds()
+        #: Set while a typed line is carried out: what it shows at once answers it.
+        self.typing = False
+        # Answers in typing order, oldest first; the first not ready holds the rest back.
+        self._held: deque[_Held] = deque()
+        self._by_id: dict[str, _Held] = {}
 
     def lines(self, entries: list[Entry]) -> list[str]:
-        """The lines for `entries` (see the module docstring), without line ends."""
+        """The lines to print now for `entries` (see the module docstring), without line
+        ends."""
         out: list[str] = []
         for entry in entries:
-            if printed(entry):
-                out.extend(self._lines_of(entry))
+            if entry.own and entry.delivery is Delivery.PENDING and entry.kind in _TYPED:
+                # An own message as typed: its answer is to print in this place.
+                self._by_id[entry.msg_id] = _Held(entry.msg_id)
+                self._held.append(self._by_id[entry.msg_id])
+                continue
+            if not printed(entry):
+                continue
+            lines = self._lines_of(entry)
+            held = self._by_id.get(entry.msg_id) if entry.own else None
+            if held is not None:
+                held.lines += lines
+                held.ready = True
+            elif self._held and (self.typing or entry.kind is EntryKind.ERROR):
+                self._held.append(_Held("", lines, ready=True))
+            else:
+                out += lines
+        while self._held and self._held[0].ready:
+            out += self._release()
         return out
+
+    def flush(self) -> list[str]:
+        """Everything held back, in order (at the end: answers that never came are not
+        waited for)."""
+        out: list[str] = []
+        while self._held:
+            out += self._release()
+        return out
+
+    def _release(self) -> list[str]:
+        held = self._held.popleft()
+        self._by_id.pop(held.msg_id, None)
+        return held.lines
 
     def _lines_of(self, entry: Entry) -> list[str]:
         if entry.kind is EntryKind.PRIVATE and entry.own:
@@ -155,7 +214,9 @@ class LineClient:
     def show(self, entries: list[Entry]) -> None:
         """Print `entries` that line mode prints, one line each, and flush so pipes see
         them at once."""
-        lines = self._printer.lines(entries)
+        self._write(self._printer.lines(entries))
+
+    def _write(self, lines: list[str]) -> None:
         if lines:
             self.stdout.write("\n".join(lines) + "\n")
             self.stdout.flush()
@@ -188,6 +249,7 @@ class LineClient:
                 return 0
             return self.fail(ending.reason, ending.exit_code)
         finally:
+            self._write(self._printer.flush())
             session.close(linger_ms)
 
     async def _relay(self, session: Session) -> Ending:
@@ -212,7 +274,11 @@ class LineClient:
     async def _inputs(self, session: Session, lines: asyncio.Queue[str | None]) -> Ending:
         reason = ""
         while (line := await lines.get()) is not None:
-            leave = await session.handle_line(line)
+            self._printer.typing = True
+            try:
+                leave = await session.handle_line(line)
+            finally:
+                self._printer.typing = False
             if leave is not None:
                 reason = leave.reason
                 break

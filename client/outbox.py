@@ -5,8 +5,10 @@ session token, which every recipient would otherwise learn) and goes through the
 delivery states:
 
     PENDING --ACK--> SENT --DELIVERED--> DELIVERED      (DELIVERED: TELL only)
-       |
-       +--ERROR--> FAILED                               (any code but 401 and 429)
+       |              |
+       +--ERROR--> FAILED <--ERROR 504--+               (any code but 401 and 429)
+
+(ERROR 504: the broker dropped a TELL it had acknowledged, unconfirmed: its recipient left.)
 
 A PENDING message is (re)sent after every registration, in the order it was typed, and again
 if no ACK came within `ack_timeout_s` while connected. ERROR 401 and 429 keep it PENDING: the
@@ -238,9 +240,13 @@ class Outbox:
     def on_error(self, msg_id: str, code: int, reason: str, now: float) -> OutgoingMessage | None:
         """ERROR about `msg_id`. Returns the message if it FAILED (and is forgotten);
         None if it stays PENDING (401, 429, a recipient that should be back soon) or is
-        not ours."""
+        not ours. A SENT TELL fails on ERROR 504 only."""
         message = self._messages.get(msg_id)
-        if message is None or message.state is not Delivery.PENDING:
+        if message is None:
+            return None
+        # ERROR 504 comes after the ACK: the broker dropped a TELL it had accepted.
+        undelivered = code == ErrorCode.UNDELIVERED and message.recipient is not None
+        if message.state is not Delivery.PENDING and not undelivered:
             return None
         if code == ErrorCode.NOT_REGISTERED:
             message.sent_at = None  # sent again once registered

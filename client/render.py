@@ -13,7 +13,7 @@ from typing import Final
 from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.utils import get_cwidth
 
-from messages import nick_key
+from messages import ErrorCode, nick_key
 from messages import sanitize as sanitize  # the client's modules draw with it from here
 
 from .outbox import Delivery
@@ -70,7 +70,8 @@ def plain_line(entry: Entry) -> str:
     - `HH:MM -!- error CODE: reason` for errors (`-!- error: reason` for local ones);
     - for delivery changes of own messages: `HH:MM -!- delivered to bob: text`,
       `HH:MM -!- error CODE: not sent to bob: text (reason)` (`not sent: text` for a message
-      to everyone), `HH:MM -!- sent: text`, `HH:MM -!- pending: text`.
+      to everyone; `not delivered to bob` for ERROR 504, dropped after it was sent),
+      `HH:MM -!- sent: text`, `HH:MM -!- pending: text`.
     """
     stamp = clock(entry.time_ms)
     text = sanitize(entry.text)
@@ -97,7 +98,9 @@ def _delivery_text(entry: Entry) -> str:
     match entry.delivery:
         case Delivery.FAILED:
             code = f" {entry.code}" if entry.code else ""
-            return f"error{code}: not sent{to}: {text} ({sanitize(entry.reason)})"
+            # 504: the broker had it, but dropped it before the recipient confirmed it.
+            what = "not delivered" if entry.code == ErrorCode.UNDELIVERED else "not sent"
+            return f"error{code}: {what}{to}: {text} ({sanitize(entry.reason)})"
         case Delivery.DELIVERED:
             return f"delivered{to}: {text}"
         case Delivery.SENT:

@@ -66,7 +66,14 @@ from messages.events import (
 )
 
 from .commands import Hint, Leave, Nothing, Post, Send, SetTarget, ShowHelp, help_lines, parse_line
-from .connection import Connection, CurveKeys, StreamBuffers, StreamItem, StreamReady
+from .connection import (
+    Connection,
+    CurveKeys,
+    HandshakeFailure,
+    StreamBuffers,
+    StreamItem,
+    StreamReady,
+)
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .state import ChatState, Ending, Entry
 from .stream import BroadcastStream
@@ -220,23 +227,53 @@ class Session:
         broker refuses the nick (exit code 2, with its reason) or does not answer within
         `timeout_s` seconds (exit code 1); ValueError if the server is not a valid endpoint.
         """
-        self._open()
+        self._open(watch_handshakes=True)
         answer = await self._hello(timeout_s)
+        assert self.connection is not None
+        failure = self.connection.handshake_failure()
+        self.connection.stop_watching_handshakes()
         if isinstance(answer, Welcome):
             self._first_welcome = answer
             return answer
         if answer is None:
-            hint = ": is it running, and is the key right?" if self.keys else ": is it running?"
-            raise RegistrationError(f"no answer from {self.server} within {timeout_s:g} s{hint}", 1)
+            raise RegistrationError(self._no_answer(timeout_s, failure), 1)
         code = 2 if answer.code in NICK_REFUSED or answer.code == BARRED else 1
         raise RegistrationError(
             f"nick {self.state.nick!r} refused ({answer.code}): {answer.reason}", code
         )
 
-    def _open(self) -> None:
+    def _no_answer(self, timeout_s: float, failure: HandshakeFailure | None) -> str:
+        """Why registration got no answer, with a hint at what to do."""
+        where = self.server
+        match failure, self.keys:
+            case HandshakeFailure(), None:
+                # Without a key only the mechanism can fail (however libzmq reports it).
+                return (
+                    f"{where} requires encryption (its broker runs with --secure): "
+                    "connect with SECURE=1 (--secure), or give the public key the broker "
+                    "printed with --server-key=KEY"
+                )
+            case HandshakeFailure.ENCRYPTION_MISMATCH, _:
+                return f"{where} does not use encryption: connect without SECURE=1/--server-key"
+            case HandshakeFailure.REFUSED, _:
+                # libzmq does not always tell a wrong key from a broker without --secure.
+                return (
+                    f"{where} refused the encrypted handshake: is the server key right (the "
+                    "broker prints its public key when it starts), and does it run with "
+                    "--secure?"
+                )
+        hint = ": is it running, and is the key right?" if self.keys else ": is it running?"
+        return f"no answer from {where} within {timeout_s:g} s{hint}"
+
+    def _open(self, watch_handshakes: bool = False) -> None:
         """A fresh connection in place of the current one."""
         self._close_connection()
-        self.connection = Connection(self.server, self.keys, stream_buffers=self.stream_buffers)
+        self.connection = Connection(
+            self.server,
+            self.keys,
+            stream_buffers=self.stream_buffers,
+            watch_handshakes=watch_handshakes,
+        )
         self.streaming = self.streaming and self.connection.can_stream
         self.connections += 1
 
@@ -784,9 +821,10 @@ class Session:
         return True
 
     async def quit(self, reason: str) -> bool:
-        """Send QUIT if registered; True if it was sent."""
-        if not self.registered:
+        """Send QUIT if registered (`run` need not have started); True if it was sent."""
+        if not self.registered and self._first_welcome is None:
             return False
+        self.state.quitting = True
         return await self._send_now(Quit(reason))
 
     def close(self, linger_ms: int = 0) -> None:

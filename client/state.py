@@ -131,12 +131,17 @@ class ChatState:
         #: While RECONNECTING: which attempt this is (1, 2, ...).
         self.reconnect_attempt = 0
         #: Where plain lines go: None for everyone, else a nick (as the broker spells it).
+        #: It stays while that nick is away: only the user turns a query public.
         self.target: str | None = None
+        # The user was told the query target is not here (told once until it is back).
+        self._target_gone_told = False
         self.operator = False
         self.link = LinkState.CONNECTING
         self.heartbeat_ms = HEARTBEAT_INTERVAL_MS
         #: Set once the broker has ended the session (kick, shutdown) or stopped answering.
         self.ending: Ending | None = None
+        #: Set once this client sent QUIT: its own LEAVE may still come back.
+        self.quitting = False
         self._clock = clock
         #: Whether `users` is everyone (a USERS answer came), not just who was seen joining.
         self.users_known = False
@@ -194,6 +199,7 @@ class ChatState:
 
     def set_target(self, nick: str | None) -> list[Entry]:
         """Send plain lines to `nick` from now on (None: to everyone)."""
+        self._target_gone_told = False
         if nick is None:
             self.target = None
             return [self.info("messages go to everyone")]
@@ -268,6 +274,7 @@ class ChatState:
         self.link = LinkState.CONNECTED
         self.reconnect_attempt = 0
         self._users.setdefault(nick_key(self.nick), self.nick)
+        lost_rights = restarted and self.operator
         if restarted:
             self.operator = False
             # The new run numbers its broadcasts from 1 again.
@@ -275,7 +282,10 @@ class ChatState:
         if first:
             return [self.info(f"connected to {self.server} as {self.nick}")]
         restart = "; the server was restarted" if restarted else ""
-        return [self.info(f"reconnected to {self.server} as {self.nick}{restart}")]
+        entries = [self.info(f"reconnected to {self.server} as {self.nick}{restart}")]
+        if lost_rights:
+            entries.append(self._operator_lost("the server restarted"))
+        return entries
 
     def user_list(self, event: UserList, announce: bool = True) -> list[Entry]:
         """Everyone present as of broadcast `event.seq` (a USERS answer): the user list from
@@ -309,13 +319,24 @@ class ChatState:
                 self._presence.append((seq, nick_key(nick), nick))
                 self._users[nick_key(nick)] = nick
                 self._joined[nick_key(nick)] = self._next()
-                return [self.info(f"{nick} joined")]
+                entries = [self.info(f"{nick} joined")]
+                if self.target is not None and nick_key(self.target) == nick_key(nick):
+                    self.target = nick
+                    if self._target_gone_told:
+                        self._target_gone_told = False
+                        entries.append(self.info(f"your lines go to {nick} again"))
+                return entries
             case Left(seq=seq, nick=nick, reason=reason):
+                if self.is_self(nick) and self.quitting:
+                    return []  # our own QUIT, coming back on the stream
                 if self.is_self(nick):
                     # Seen in a replay: the broker dropped our earlier session, and with it
                     # whatever it knew about us (we are registered again by now).
-                    self.operator = False
-                    return [self.info(_with_reason("the server dropped your session", reason))]
+                    entries = [self.info(_with_reason("the server dropped your session", reason))]
+                    if self.operator:
+                        self.operator = False
+                        entries.append(self._operator_lost("it dropped your session"))
+                    return entries
                 self._presence.append((seq, nick_key(nick), None))
                 return self._left(nick, reason)
             case Message(msg_id=msg_id, sender=sender, text=text, time_ms=time_ms):
@@ -377,6 +398,10 @@ class ChatState:
                 return [self.error(self.ending.reason)]
         return []  # pragma: no cover - every event type is matched above
 
+    def _operator_lost(self, why: str) -> Entry:
+        # The status line loses its "operator" mark too, but that is easy to miss.
+        return self.error(f"operator rights were lost when {why}: /admin TOKEN again")
+
     def _next(self) -> int:
         self._sequence += 1
         return self._sequence
@@ -388,8 +413,7 @@ class ChatState:
         self._joined.pop(key, None)
         entries = [self.info(_with_reason(f"{nick} left", reason))]
         if self.target is not None and nick_key(self.target) == key:
-            self.target = None
-            entries.append(self.info(f"{nick} left; messages go to everyone again"))
+            entries.append(self._target_gone_entry())
         return entries
 
     def _check_target(self) -> list[Entry]:
@@ -398,10 +422,20 @@ class ChatState:
         present = self.find_user(self.target)
         if present is not None:
             self.target = present  # as the broker spells it
+            self._target_gone_told = False
             return []
-        gone = self.target
-        self.target = None
-        return [self.info(f"{gone} is gone; messages go to everyone again")]
+        if self._target_gone_told:
+            return []
+        return [self._target_gone_entry()]
+
+    def _target_gone_entry(self) -> Entry:
+        # A private conversation never turns public by itself: the target stays (lines to it
+        # fail with "no such nick" until it is back), and the user decides.
+        self._target_gone_told = True
+        return self.info(
+            f"{self.target} is not here; your lines still go to {self.target} only "
+            "(they fail until it is back): /all to talk to everyone"
+        )
 
     def _set_users(self, users: Iterable[str]) -> None:
         self._users = {nick_key(n): n for n in users}

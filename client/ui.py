@@ -59,6 +59,8 @@ from .state import ChatState, Ending, Entry, EntryKind, LinkState
 from .uilog import logs_in_pane
 from .userlist import UserList
 
+#: What Ctrl-C on a typed line says.
+INPUT_CLEARED: Final = "input cleared (Up brings it back); Ctrl-C again leaves"
 #: Shortest time between two redraws, in seconds: messages arriving by the thousand redraw
 #: the screen 50 times a second, not once each; a key press shows within this.
 REDRAW_INTERVAL_S: Final = 0.02
@@ -312,6 +314,16 @@ class ChatUI:
         # The cursor stays before what followed it (its last line, if it spanned several).
         self.input.document = Document(last, len(last) - len(after.rsplit("\n", 1)[-1]))
 
+    def _cycle_completion(self, step: int) -> bool:
+        """Move `step` candidates on in the completion under way, round the end; False if
+        none is."""
+        state = self.input.complete_state
+        if state is None or not state.completions:
+            return False
+        index = -1 if state.complete_index is None else state.complete_index
+        self.input.go_to_completion((index + step) % len(state.completions))
+        return True
+
     def _key_bindings(self) -> KeyBindings:
         bindings = KeyBindings()
         empty_line = Condition(lambda: not self.input.text)
@@ -358,7 +370,26 @@ class ChatUI:
             self.input.reset()
             self.show([self.state.info("pasted lines dropped")])
 
-        @bindings.add("c-c")
+        @bindings.add("tab")
+        def _complete(event: KeyPressEvent) -> None:
+            # weechat's way: the first candidate in full (the menu shows the others), then
+            # each Tab the next one, round and round; not prompt_toolkit's common prefix
+            # ("/q" -> "/qu").
+            if not self._cycle_completion(+1):
+                self.input.start_completion(select_first=True)
+
+        @bindings.add("s-tab")
+        def _complete_back(event: KeyPressEvent) -> None:
+            self._cycle_completion(-1)
+
+        @bindings.add("c-c", filter=~empty_line)
+        def _clear(event: KeyPressEvent) -> None:
+            # As in a shell: the line goes (into the history: Up brings it back), the chat
+            # stays; Ctrl-C on the empty line leaves.
+            self.input.reset(append_to_history=True)
+            self.show([self.state.info(INPUT_CLEARED)])
+
+        @bindings.add("c-c", filter=empty_line)
         @bindings.add("c-d", filter=empty_line)
         def _quit(event: KeyPressEvent) -> None:
             self._submit("/quit")

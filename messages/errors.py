@@ -18,6 +18,9 @@ class ErrorCode(IntEnum):
     INVALID_NICK = 422
     UNSUPPORTED_VERSION = 426
     RATE_LIMITED = 429
+    #: A private message the broker accepted (ACK) was dropped before its recipient
+    #: confirmed it: the recipient's session ended, or it had too many unconfirmed.
+    UNDELIVERED = 504
 
 
 class ProtocolError(Exception):

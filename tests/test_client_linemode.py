@@ -25,6 +25,11 @@ Connect = Callable[..., Peer]
 ROOT = Path(__file__).resolve().parent.parent
 #: Bound on a line-mode run in these tests (interpreter start-up included), in seconds.
 RUN_TIMEOUT_S = 20
+#: What a client says when the broker refuses its encrypted handshake.
+REFUSED = (
+    "refused the encrypted handshake: is the server key right (the broker prints its public "
+    "key when it starts), and does it run with --secure?"
+)
 
 
 def client_command(endpoint: str, nick: str) -> list[str]:
@@ -83,6 +88,34 @@ def test_lines_are_delivered_before_leaving_at_end_of_input(
     assert any(line[5:] == " [alice -> bob] psst" for line in lines), lines
     assert any(line[5:] == " <alice> last" for line in lines), lines
     assert result.stderr == ""
+
+
+def test_answers_print_in_the_order_the_lines_were_typed(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    connect("bob")
+    # Each public line comes back over the broadcast stream, while the error about the line
+    # after it comes straight over the connection and the local answers at once.
+    script = "".join(
+        f"first {n}\n/msg nobody second {n}\n/bogus{n}\n/query bob\n/all\n" for n in range(5)
+    )
+    result = run_client(broker.endpoint, "alice", script + "last\n")
+    assert result.returncode == 0, result.stderr
+    answers = [
+        line[6:]
+        for line in result.stdout.splitlines()
+        if "users:" not in line and "connected to" not in line
+    ]
+    expected: list[str] = []
+    for n in range(5):
+        expected += [
+            f"<alice> first {n}",
+            f"-!- error 404: not sent to nobody: second {n} (no such nick: nobody)",
+            f"-!- unknown command /bogus{n} — /help lists commands",
+            "-!- messages go to bob only; /all to talk to everyone",
+            "-!- messages go to everyone",
+        ]
+    assert answers == [*expected, "<alice> last"]
 
 
 def test_events_are_printed_one_sanitized_line_each(
@@ -312,9 +345,38 @@ def test_secure_connection_with_a_wrong_key_never_registers(tmp_path: Path) -> N
     finally:
         running.stop()
     assert result.returncode == 1
+    assert result.stderr == f"zmq-chat-client: {running.endpoint} {REFUSED}\n"
+
+
+def test_a_client_without_the_key_is_told_the_broker_requires_encryption(
+    tmp_path: Path,
+) -> None:
+    running = secure_broker(tmp_path)
+    try:
+        result = run_client(running.endpoint, "alice", "x\n", "--timeout", "0.5")
+    finally:
+        running.stop()
+    assert result.returncode == 1
     assert result.stderr == (
-        f"zmq-chat-client: no answer from {running.endpoint} within 0.5 s: "
-        "is it running, and is the key right?\n"
+        f"zmq-chat-client: {running.endpoint} requires encryption (its broker runs with "
+        "--secure): connect with SECURE=1 (--secure), or give the public key the broker "
+        "printed with --server-key=KEY\n"
+    )
+
+
+def test_a_client_with_a_key_is_told_the_broker_does_not_encrypt(
+    broker: RunningBroker,
+) -> None:
+    public, _ = zmq.curve_keypair()
+    result = run_client(
+        broker.endpoint, "alice", "x\n", f"--server-key={public.decode()}", "--timeout", "0.5"
+    )
+    assert result.returncode == 1
+    # libzmq reports the mismatch, or (when the broker hangs up first) no detail.
+    assert result.stderr in (
+        f"zmq-chat-client: {broker.endpoint} does not use encryption: "
+        "connect without SECURE=1/--server-key\n",
+        f"zmq-chat-client: {broker.endpoint} {REFUSED}\n",
     )
 
 

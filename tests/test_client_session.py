@@ -5,7 +5,7 @@ dropped links and broker restarts."""
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -441,13 +441,26 @@ def restart_broker(old: RunningBroker) -> RunningBroker:
     return RunningBroker(server, thread)
 
 
-@pytest.mark.timeout(60)
-def test_after_a_broker_restart_clients_come_back_and_nothing_is_lost_or_doubled() -> None:
+@contextlib.contextmanager
+def restartable_broker() -> Iterator[tuple[Relay, list[RunningBroker]]]:
+    """A short-heartbeat broker behind a relay (clients connect to the relay), and the list
+    of its runs: append `restart_broker(runs[0])` to restart it. All are stopped at the end."""
     first = start_broker(heartbeat_ms=SHORT_HEARTBEAT_MS)
     relay = Relay(port_of(first.endpoint))
-    brokers = [first]
+    runs = [first]
+    try:
+        yield relay, runs
+    finally:
+        relay.stop()
+        for running in runs:
+            if running.thread.is_alive():
+                running.stop()
 
-    async def scenario() -> None:
+
+@pytest.mark.timeout(60)
+def test_after_a_broker_restart_clients_come_back_and_nothing_is_lost_or_doubled() -> None:
+    async def scenario(relay: Relay, brokers: list[RunningBroker]) -> None:
+        first = brokers[0]
         async with (
             bot_client(relay.endpoint, "alice") as alice,
             bot_client(relay.endpoint, "bob") as bob,
@@ -493,13 +506,31 @@ def test_after_a_broker_restart_clients_come_back_and_nothing_is_lost_or_doubled
                 assert lines.count(line) == 1, (line, lines)
             assert any("the server was restarted" in line for line in alice.lines())
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        relay.stop()
-        for running in brokers:
-            if running.thread.is_alive():
-                running.stop()
+    with restartable_broker() as (relay, brokers):
+        asyncio.run(scenario(relay, brokers))
+
+
+@pytest.mark.timeout(60)
+def test_an_operator_is_told_its_rights_are_gone_after_a_broker_restart() -> None:
+    async def scenario(relay: Relay, brokers: list[RunningBroker]) -> None:
+        first = brokers[0]
+        async with bot_client(relay.endpoint, "alice") as alice:
+            state = alice.session.state
+            await eventually(lambda: alice.session.registered, "alice registered")
+            await alice.session.handle_line(f"/admin {ADMIN_TOKEN}")
+            await eventually(lambda: state.operator, "alice an operator")
+            relay.close()
+            brokers.append(restart_broker(first))
+            await eventually(lambda: state.link is LinkState.RECONNECTING, "alice reconnecting")
+            relay.open()
+            await eventually(lambda: state.link is LinkState.CONNECTED, "alice back", timeout=20)
+            assert not state.operator
+            assert (
+                "-!- error: operator rights were lost when the server restarted: /admin TOKEN again"
+            ) in alice.lines()
+
+    with restartable_broker() as (relay, brokers):
+        asyncio.run(scenario(relay, brokers))
 
 
 def test_one_ack_settles_every_message_it_names() -> None:

@@ -65,12 +65,50 @@ def test_a_query_target_before_the_user_list_is_checked_when_it_comes() -> None:
     # ... spelled as the broker spells it once known ...
     state.apply(ev.UserList(5, ("alice", "bob")))
     assert state.target == "bob"
-    # ... and dropped if nobody has it.
+    # ... and refused once known if nobody has it.
     state.set_target(None)
     state.set_target("nobody")
     assert state.target is None
+    # Taken before the list came, it stays: never does a private line turn public.
     other = welcomed()
     other.set_target("nobody")
     entries = other.apply(ev.UserList(5, ("alice",)))
-    assert other.target is None
-    assert entries[-1].text == "nobody is gone; messages go to everyone again"
+    assert other.target == "nobody"
+    assert entries[-1].text == (
+        "nobody is not here; your lines still go to nobody only (they fail until it is "
+        "back): /all to talk to everyone"
+    )
+    # Said once, not again with every user list.
+    assert other.apply(ev.UserList(5, ("alice",))) == [other._users_entry()]
+
+
+def test_a_query_target_that_leaves_stays_the_target_until_the_user_changes_it() -> None:
+    state = welcomed()
+    state.apply(ev.UserList(5, ("alice", "bob")))
+    state.set_target("bob")
+    entries = state.apply(ev.Left(6, "bob", "quit"))
+    assert state.target == "bob"
+    assert [e.text for e in entries] == [
+        "bob left (quit)",
+        "bob is not here; your lines still go to bob only (they fail until it is back): "
+        "/all to talk to everyone",
+    ]
+    entries = state.apply(ev.Joined(7, "Bob"))
+    assert state.target == "Bob"
+    assert [e.text for e in entries] == ["Bob joined", "your lines go to Bob again"]
+    state.set_target(None)
+    assert state.target is None
+
+
+def test_own_leave_after_quit_is_not_taken_for_a_dropped_session() -> None:
+    state = welcomed()
+    state.apply(ev.Operator())
+    dropped = state.apply(ev.Left(6, "alice", "no heartbeat for 6 s"))
+    assert [e.text for e in dropped] == [
+        "the server dropped your session (no heartbeat for 6 s)",
+        "operator rights were lost when it dropped your session: /admin TOKEN again",
+    ]
+    # After our own QUIT, our LEAVE may come back on the stream before we close: nothing.
+    state.apply(ev.Operator())
+    state.quitting = True
+    assert state.apply(ev.Left(7, "alice", "quit")) == []

@@ -81,10 +81,18 @@ def test_query_target_from_command_key_and_mouse(broker: RunningBroker, connect:
             alice.type(f"\x1b[<0;{column};4M\x1b[<0;{column};4m")
             await eventually(lambda: alice.client.state.target == "bob", "click on bob")
 
-            # The query target leaves: lines go to everyone again, and the pane says so.
+            # The query target leaves: the conversation stays private, and the pane says so.
             bob.send(cmd.Quit("bye"))
-            await alice.wait_for_pane("bob left; messages go to everyone again")
-            assert alice.client.state.target is None
+            await alice.wait_for_pane("bob is not here; your lines still go to bob only")
+            assert alice.client.state.target == "bob"
+            assert ui.prompt_fragments() == [("class:prompt", "[to bob] > ")]
+            carol = connect("carol")
+            alice.type("still private\r")
+            await alice.wait_for_pane("still private ✗ no such nick: bob")
+            # Nothing went to everyone: carol's next event is alice's deliberate line.
+            alice.type("/all\r")
+            alice.type("now public\r")
+            await expect(carol, ev.Message, sender="alice", text="now public")
 
     asyncio.run(scenario())
 
@@ -105,7 +113,7 @@ def test_tab_completes_who_joined_since_start_and_not_who_left(
             alice.type("\x15")  # Ctrl-U clears the line
             carol.send(cmd.Quit("bye"))
             await eventually(lambda: state.find_user("carol") is None, "carol gone")
-            # Only cecil still matches "c": with carol offered too, the line would stay "c".
+            # Only cecil still matches "c": with carol offered too, she could come first.
             alice.type("c\t")
             await eventually(lambda: alice.input_text == "cecil: ", "'c' completed to 'cecil: '")
             alice.type("\x15/msg D\t")
