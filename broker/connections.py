@@ -32,6 +32,12 @@ Identity = bytes
 ASSIGNED_ID_BYTES: Final = 5
 #: Routing ids of closed connections remembered so that a peer reusing one is caught.
 RETIRED_IDS_KEPT: Final = 65_536
+#: Defaults of ConnectionLimits, named as docs/PROTOCOL.md names them.
+MAX_CONNECTIONS: Final = 4096
+MAX_CONNECTIONS_PER_ADDRESS: Final = 256
+REGISTER_WITHIN_S: Final = 10.0
+REFUSED_WITHIN_S: Final = 5.0
+REFUSAL_GRACE_S: Final = 0.5
 
 
 @dataclass(frozen=True)
@@ -39,17 +45,17 @@ class ConnectionLimits:
     """How many connections the broker holds, and for how long unregistered ones."""
 
     #: Open connections in all (chat and stream sockets together).
-    total: int = 4096
+    total: int = MAX_CONNECTIONS
     #: Open connections from one network address (loopback included).
-    per_address: int = 256
+    per_address: int = MAX_CONNECTIONS_PER_ADDRESS
     #: Seconds a chat connection may stay open without registering (HELLO accepted).
-    register_within_s: float = 10.0
+    register_within_s: float = REGISTER_WITHIN_S
     #: Seconds a connection over a limit has to send its first message and read why it
     #: is refused, before it is cut off without a word.
-    refused_within_s: float = 5.0
+    refused_within_s: float = REFUSED_WITHIN_S
     #: Seconds between sending a refusal and cutting the connection off: cut at once, the
     #: connection would take the refusal with it.
-    refusal_grace_s: float = 0.5
+    refusal_grace_s: float = REFUSAL_GRACE_S
 
 
 class Verdict(Enum):

@@ -191,7 +191,11 @@ def routing_id_collision(context: Context, chosen: int) -> Result:
             refused = sum(
                 isinstance(squatter.next_event(), ev.Error) for squatter in squatters[::2]
             )
-            newcomers = [Peer(context, broker.endpoint) for _ in range(chosen)]
+            # From several addresses: joins are limited per address.
+            newcomers = [
+                Peer(context, _from_address(broker.endpoint, f"127.0.1.{n % 8 + 1}"))
+                for n in range(chosen)
+            ]
             for n, newcomer in enumerate(newcomers):
                 newcomer.register(f"newcomer{n}")
         result = _outcome(
