@@ -37,6 +37,7 @@ from messages import (
 from messages import events as ev
 
 from .acks import PendingAcks
+from .addresses import address_key
 from .connections import Connection, ConnectionLimits, ConnectionTable, Verdict
 from .console import run_console_line
 from .core import STREAM, ChatCore, Outgoing
@@ -412,7 +413,8 @@ class BrokerServer:
 
     def _accepted(self, fd: int, kind: str) -> None:
         now = time.monotonic()
-        address = peer_address(fd)
+        # Counted as the limits per address count: an IPv6 host holds a whole /64.
+        address = address_key(peer_address(fd))
         connection = self._connections.accepted(fd, address, kind, now)
         if connection.refusal and (kind == STREAM_SOCKET or self._connections.banned(address, now)):
             # A stream subscriber cannot be told why, and a banned address is not listened
