@@ -126,11 +126,16 @@ class Peer:
         self.send(cmd.Fetch(from_seq))
         wanted = min(FETCH_LIMIT, last_seq - from_seq + 1)
         replay: list[BroadcastEvent] = []
+        other: list[ev.BrokerEvent] = []
         while len(replay) < wanted:
-            assert self.socket.poll(int(EXPECT_TIMEOUT_S * 1000)), f"{self.nick}: FETCH unanswered"
+            assert self.socket.poll(int(EXPECT_TIMEOUT_S * 1000)), (
+                f"{self.nick}: FETCH unanswered after {len(replay)}; also got {other[:5]}"
+            )
             event = decode_event(self.socket.recv_multipart())
             if isinstance(event, BroadcastEvent):
                 replay.append(event)
+            else:
+                other.append(event)
         return replay
 
     def next_event(self, timeout: float = EXPECT_TIMEOUT_S) -> ev.BrokerEvent:

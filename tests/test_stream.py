@@ -27,6 +27,9 @@ BURST = 5000
 BURST_TEXT = "x" * (MAX_TEXT_BYTES // 2)
 #: The stalled subscriber's own queue, in messages.
 SMALL_HWM = 10
+#: Messages of the burst between two of the stalled subscriber's PINGs: a peer that says
+#: nothing for a liveness bound is removed, however busy the machine.
+KEEPALIVE_EVERY = 100
 #: Flood limits out of the way of a deliberate burst.
 UNLIMITED = FloodPolicy(burst=10**9, per_second=10**9)
 
@@ -63,7 +66,9 @@ def test_a_new_subscriber_fetches_what_was_said_before_its_subscription(
 
 @pytest.fixture
 def unlimited() -> Iterator[RunningBroker]:
-    running = start_broker(heartbeat_ms=200, flood=UNLIMITED)
+    # The default heartbeat: TICKs every 2 s, and a peer that PINGs as a client does is
+    # never taken for gone on a busy machine.
+    running = start_broker(flood=UNLIMITED)
     yield running
     running.stop()
 
@@ -74,7 +79,11 @@ def test_a_stalled_subscriber_loses_nothing_and_sees_nothing_twice(
     alice, bob = Peer(context, unlimited.endpoint), Peer(context, unlimited.endpoint)
     alice.register("alice", stream=True)
     bob.register("bob", stream=True, stream_hwm=SMALL_HWM)
-    sent = [alice.say(f"{i} {BURST_TEXT}") for i in range(BURST)]
+    sent = []
+    for i in range(BURST):
+        sent.append(alice.say(f"{i} {BURST_TEXT}"))
+        if i % KEEPALIVE_EVERY == 0:
+            bob.send(cmd.Ping())  # bob reads nothing, but he is still there
     alice.sync()  # the broker has published the whole burst; bob has read none of it
     last = alice.last_seq()
 
@@ -83,6 +92,7 @@ def test_a_stalled_subscriber_loses_nothing_and_sees_nothing_twice(
     by_seq: dict[int, ev.BrokerEvent] = {}
     caught_up = False
     while not caught_up:
+        bob.send(cmd.Ping())
         for event in bob.read_stream():
             if isinstance(event, ev.Tick) and event.seq >= last:
                 caught_up = True
