@@ -64,6 +64,30 @@ def test_a_new_subscriber_fetches_what_was_said_before_its_subscription(
     assert bob.expect_after_presence(ev.Message).text == "said before bob subscribed"
 
 
+def test_the_pong_after_a_fetch_ends_its_answer(connect: Connect) -> None:
+    alice = connect("alice")
+    bob = connect()
+    # Broadcasts on the stream, which bob does not read: his connection has only replies.
+    bob.send(cmd.Hello("bob", bob.token, True))
+    bob.expect(ev.Welcome)
+    said = [alice.say(f"line {n}") for n in range(3)]
+    alice.sync()
+    last = bob.last_seq()
+    bob.send(cmd.Fetch(1))
+    bob.send(cmd.Ping())
+    answer = []
+    while not isinstance(event := bob.next_event(), ev.Pong):
+        answer.append(event)
+    assert [event.seq for event in answer if isinstance(event, ev.Message)] == [3, 4, 5]
+    assert [event.msg_id for event in answer if isinstance(event, ev.Message)] == said
+    assert [type(event) for event in answer] == [ev.Joined, ev.Joined] + [ev.Message] * 3
+    assert last == 5
+    # Nothing past the last broadcast: the PONG comes alone.
+    bob.send(cmd.Fetch(last + 1))
+    bob.send(cmd.Ping())
+    bob.expect(ev.Pong)
+
+
 @pytest.fixture
 def unlimited() -> Iterator[RunningBroker]:
     # The default heartbeat: TICKs every 2 s, and a peer that PINGs as a client does is
