@@ -26,8 +26,9 @@ from messages import decode_event
 from messages import events as ev
 from tests.peers import EXPECT_TIMEOUT_S, Peer
 
-#: Upper bound on any single wait in the client tests, in seconds.
-WAIT_S = 5.0
+#: Upper bound on any single wait in the client tests, in seconds: generous, since a wait
+#: ends as soon as what it waits for happens, and a busy machine is slow.
+WAIT_S = 15.0
 #: Bytes a relay reads at once.
 RELAY_CHUNK = 65536
 #: How often an idle test peer that must stay registered PINGs, in seconds: well within
@@ -153,7 +154,7 @@ async def running_client(
         session = Session(endpoint, nick, keys=keys)
         task: asyncio.Task[Ending] | None = None
         try:
-            await session.register()
+            await session.register(WAIT_S)
             client = InteractiveClient(session)
             task = asyncio.create_task(client.run())
             await eventually(lambda: client.ui.app.is_running, "the application to start")
@@ -201,7 +202,7 @@ async def bot_client(
     session = Session(endpoint, nick, record, stream_buffers=stream_buffers)
     task: asyncio.Task[Ending] | None = None
     try:
-        await session.register()
+        await session.register(WAIT_S)
         task = asyncio.create_task(session.run())
         yield BotClient(session, task, entries)
     finally:
