@@ -12,6 +12,7 @@ import pytest
 import zmq
 
 from broker.ratelimit import FloodPolicy
+from broker.server import endpoint_port
 from messages import MAX_TEXT_BYTES
 from messages import commands as cmd
 from messages import events as ev
@@ -47,6 +48,18 @@ def test_broadcasts_reach_stream_readers_and_direct_readers_alike(connect: Conne
     bob.send(cmd.Quit("bye"))
     assert alice.expect_after_presence(ev.Left).nick == "bob"
     assert carol.expect_after_presence(ev.Left).nick == "bob"
+
+
+def test_a_subscriber_drops_its_own_join_as_already_applied(
+    connect: Connect, broker: RunningBroker
+) -> None:
+    alice = connect()
+    # Subscribed before registering: her own JOIN reaches her on the stream, as it may
+    # whenever the broker publishes it after her subscription is in place.
+    alice.open_stream(endpoint_port(broker.server.stream_endpoint))
+    alice.register("alice", stream=True)
+    connect("bob")
+    alice.expect_after_presence(ev.Joined, nick="bob")
 
 
 def test_a_new_subscriber_fetches_what_was_said_before_its_subscription(
