@@ -2,7 +2,11 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# Running the chat needs only the runtime dependencies (seconds to install); the checks and
+# tools (make test, reliability, bench) need the dev extras too. One stamp each, so that a
+# first `make broker` does not wait for mypy and ruff.
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
 
 BIND        ?= tcp://127.0.0.1:5555
 SERVER      ?= tcp://127.0.0.1:5555
@@ -31,56 +35,62 @@ help:
 	@echo "make bench-typing  key latency in the full-screen client, quiet and under 1,000 msgs/s"
 	@echo "make screenshots   docs/screenshots/*.png from a real broker and clients in tmux"
 
-$(STAMP): pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+# The dev extras include the runtime dependencies: the runtime stamp is good too.
+$(DEV_STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	@touch $(STAMP)
+	@touch $@ $(RUN_STAMP)
 
-venv: $(STAMP)
+venv: $(DEV_STAMP)
 
-broker: $(STAMP)
+broker: $(RUN_STAMP)
 	$(if $(ADMIN_TOKEN),$(error ADMIN_TOKEN= puts the operator token in the process list, for \
 		every user to read: run ZMQ_CHAT_ADMIN_TOKEN=... make broker, or make broker \
 		ADMIN_TOKEN_FILE=path))
 	$(PY) -m broker --bind '$(BIND)' $(if $(ADMIN_TOKEN_FILE),--admin-token-file '$(ADMIN_TOKEN_FILE)') $(SECURITY)
 
-client: $(STAMP)
+client: $(RUN_STAMP)
 	$(PY) -m client --server '$(SERVER)' $(if $(NICK),--nick '$(NICK)') $(SECURITY)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(STAMP)
+unit: $(DEV_STAMP)
 	$(PY) -m pytest -q
 
 test: lint typecheck unit
 
-reliability: $(STAMP)
+reliability: $(DEV_STAMP)
 	$(PY) -m tests.figures
 
-attack: $(STAMP)
+attack: $(DEV_STAMP)
 	$(PY) -m tests.attacks $(ATTACK_ARGS)
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-bench-full: $(STAMP)
+bench-full: $(DEV_STAMP)
 	$(PY) -m bench.run --idle-clients 10000 --idle-limit 60 --window 3 $(BENCH_ARGS)
 
-bench-profile: $(STAMP)
+bench-profile: $(DEV_STAMP)
 	mkdir -p /tmp/zmq-chat-profiles
 	$(PY) -m bench.run --systems chat --runs 1 --scenarios direct-50,fanout-1000,idle \
 		--profile /tmp/zmq-chat-profiles --json /tmp/zmq-chat-profiles/results.json $(BENCH_ARGS)
 
-bench-typing: $(STAMP)
+bench-typing: $(DEV_STAMP)
 	$(PY) -m bench.typing $(BENCH_ARGS)
 
-bench-peers: $(STAMP)
+bench-peers: $(DEV_STAMP)
 	@if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ngircd inspircd; \
 	else \
@@ -88,7 +98,7 @@ bench-peers: $(STAMP)
 	fi
 	$(PY) -m bench.peers --check
 
-screenshots: $(STAMP)
+screenshots: $(DEV_STAMP)
 	$(PY) -m pip install --quiet -e '.[screenshots]'
 	$(PY) docs/screenshots/make_screenshots.py
 

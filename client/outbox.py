@@ -39,9 +39,13 @@ from messages import (
 )
 from messages.commands import Say, Tell
 
-#: Tokens the client keeps below the broker's burst: the broker counts a message when it
-#: arrives, we count it when we send, and the network may bunch messages together.
-PACING_SLACK_TOKENS: Final = 2
+#: How far behind the broker may fall, in seconds, just as we spend our burst, without
+#: refusing anything: it counts a message when it reads it, we count it when we send it,
+#: so what we paced over a stall of the broker (a busy machine, a slow network) reaches
+#: it at once.
+PACING_LAG_S: Final = 2.0
+#: Tokens the client keeps below the broker's burst, for that.
+PACING_SLACK_TOKENS: Final = math.ceil(PACING_LAG_S * FLOOD_PER_SECOND)
 #: The pacing bucket: at most this many messages at once ...
 PACING_BURST: Final = FLOOD_BURST - PACING_SLACK_TOKENS
 #: ... and this many per second after that (the broker's rate).

@@ -3,8 +3,10 @@ the test's event loop, a TCP relay whose connections a test can cut, and waiting
 
 import asyncio
 import contextlib
+import math
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -21,26 +23,76 @@ from client.render import plain_line
 from client.session import Session
 from client.state import Ending, Entry
 from messages import commands as cmd
+from messages import decode_event
 from messages import events as ev
-from tests.peers import Peer
+from tests.peers import EXPECT_TIMEOUT_S, Peer
 
-#: Upper bound on any single wait in the client tests, in seconds.
-WAIT_S = 5.0
+#: Upper bound on any single wait in the client tests, in seconds: generous, since a wait
+#: ends as soon as what it waits for happens, and a busy machine is slow.
+WAIT_S = 15.0
 #: Bytes a relay reads at once.
 RELAY_CHUNK = 65536
+#: How often an idle test peer that must stay registered PINGs, in seconds: well within
+#: the shortest liveness bound the tests give a broker.
+KEEPALIVE_S = 0.1
 
 E = TypeVar("E", bound=ev.BrokerEvent)
 
 
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    """Wait until `condition()` holds, checking after each turn of the event loop's work."""
+async def eventually(
+    condition: Callable[[], bool],
+    what: str,
+    timeout: float = WAIT_S,
+    meanwhile: Callable[[], None] | None = None,
+) -> None:
+    """Wait until `condition()` holds, checking after each turn of the event loop's work;
+    `meanwhile()` is called before each check (a `KeepAlive`, say)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not condition():
+    while True:
+        if meanwhile is not None:
+            meanwhile()
+        if condition():
+            return
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         # The client's tasks run between checks; 10 ms bounds the cost of a check.
         await asyncio.sleep(0.01)
+
+
+class KeepAlive:
+    """Keeps a test peer registered while the test waits on something else: called, it
+    PINGs if it has not for KEEPALIVE_S (a broker removes a peer silent for a liveness
+    bound, however busy the machine), and reads and drops what came on the peer's
+    connection meanwhile, so that nothing piles up there. For a peer whose connection
+    carries nothing the test needs (one that reads broadcasts from the stream, or not at
+    all). `settle` before the peer is used again."""
+
+    def __init__(self, peer: Peer) -> None:
+        self.peer = peer
+        self._pinged_at = -math.inf
+        self._unanswered = 0
+
+    def __call__(self) -> None:
+        with contextlib.suppress(zmq.Again):
+            while True:
+                self._drop(self.peer.socket.recv_multipart(zmq.NOBLOCK))
+        now = time.monotonic()
+        if now - self._pinged_at >= KEEPALIVE_S:
+            self.peer.send(cmd.Ping())
+            self._pinged_at = now
+            self._unanswered += 1
+
+    def settle(self) -> None:
+        """Wait until every PING sent is answered, dropping what comes before: a PONG the
+        peer reads from now on answers a PING of its own."""
+        while self._unanswered:
+            assert self.peer.socket.poll(int(EXPECT_TIMEOUT_S * 1000)), "PING unanswered"
+            self._drop(self.peer.socket.recv_multipart())
+
+    def _drop(self, frames: list[bytes]) -> None:
+        if isinstance(decode_event(frames), ev.Pong):
+            self._unanswered -= 1
 
 
 async def expect(peer: Peer, kind: type[E], **fields: Any) -> E:
@@ -139,7 +191,7 @@ async def running_client(
         session = Session(endpoint, nick, keys=keys)
         task: asyncio.Task[Ending] | None = None
         try:
-            await session.register()
+            await session.register(WAIT_S)
             client = InteractiveClient(session)
             task = asyncio.create_task(client.run())
             await eventually(lambda: client.ui.app.is_running, "the application to start")
@@ -187,7 +239,7 @@ async def bot_client(
     session = Session(endpoint, nick, record, stream_buffers=stream_buffers)
     task: asyncio.Task[Ending] | None = None
     try:
-        await session.register()
+        await session.register(WAIT_S)
         task = asyncio.create_task(session.run())
         yield BotClient(session, task, entries)
     finally:

@@ -56,6 +56,8 @@ def restart_scenario(clients: int, lines: int, restarts: int) -> dict[str, objec
     with running_broker(heartbeat_ms=HEARTBEAT_MS) as broker:
         chat = LineClients(broker.endpoint, nicks)
         try:
+            # Nobody is sent what was said before they joined: everyone in first.
+            assert chat.wait_until_all_present(timeout=60), "not everyone joined"
             for n in range(lines):
                 if n in kill_rounds:
                     broker.kill()

@@ -4,7 +4,9 @@ Written to read like a conversation: `alice.say("hi")`, then `bob.expect(Message
 """
 
 import itertools
+import math
 import secrets
+import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -15,8 +17,9 @@ from messages import FETCH_LIMIT, STREAM_READY, decode_event, encode, unpack_eve
 from messages import commands as cmd
 from messages import events as ev
 
-#: How long a peer waits for an expected event before the test fails, in seconds.
-EXPECT_TIMEOUT_S = 5.0
+#: How long a peer waits for an expected event before the test fails, in seconds:
+#: generous, since a wait ends as soon as the event comes, and a busy machine is slow.
+EXPECT_TIMEOUT_S = 15.0
 
 E = TypeVar("E", bound=ev.BrokerEvent)
 BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice
@@ -126,24 +129,41 @@ class Peer:
         self.send(cmd.Fetch(from_seq))
         wanted = min(FETCH_LIMIT, last_seq - from_seq + 1)
         replay: list[BroadcastEvent] = []
+        other: list[ev.BrokerEvent] = []
         while len(replay) < wanted:
-            assert self.socket.poll(int(EXPECT_TIMEOUT_S * 1000)), f"{self.nick}: FETCH unanswered"
+            assert self.socket.poll(int(EXPECT_TIMEOUT_S * 1000)), (
+                f"{self.nick}: FETCH unanswered after {len(replay)}; also got {other[:5]}"
+            )
             event = decode_event(self.socket.recv_multipart())
             if isinstance(event, BroadcastEvent):
                 replay.append(event)
+            else:
+                other.append(event)
         return replay
 
     def next_event(self, timeout: float = EXPECT_TIMEOUT_S) -> ev.BrokerEvent:
-        """The next event from the connection or, if open, the stream (whichever is first)."""
-        if self._unread:
-            return self._unread.popleft()
-        ready = dict(self._poller.poll(int(timeout * 1000)))
-        if not ready:
-            raise AssertionError(f"{self.nick or 'peer'}: no event within {timeout} s")
-        if self.socket in ready:
-            return decode_event(self.socket.recv_multipart())
-        self._unread.extend(self.read_stream())
+        """The next event from the connection or, if open, the stream (whichever is first).
+
+        Stream broadcasts numbered up to our WELCOME's `seq` are dropped as already applied,
+        as PROTOCOL.md says: our own JOIN among them, which the stream may deliver if the
+        broker publishes it after we subscribed."""
+        deadline = time.monotonic() + timeout
+        while not self._unread:
+            left_ms = max(0, math.ceil((deadline - time.monotonic()) * 1000))
+            ready = dict(self._poller.poll(left_ms))
+            if not ready:
+                raise AssertionError(f"{self.nick or 'peer'}: no event within {timeout} s")
+            if self.socket in ready:
+                return decode_event(self.socket.recv_multipart())
+            self._unread.extend(e for e in self.read_stream() if not self._applied(e))
         return self._unread.popleft()
+
+    def _applied(self, event: ev.BrokerEvent) -> bool:
+        """Whether `event` is a broadcast our WELCOME's `seq` already covers."""
+        welcome = self.welcome
+        return (
+            welcome is not None and isinstance(event, BroadcastEvent) and event.seq <= welcome.seq
+        )
 
     def read_stream(self) -> list[ev.BrokerEvent]:
         """The events of the next stream message (one frame packs one or more)."""

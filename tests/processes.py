@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from broker.admin_token import ADMIN_TOKEN_ENV
 
@@ -82,6 +83,12 @@ class BrokerProcess:
 
 #: A chat line in line mode's output: "HH:MM <sender> text".
 CHAT_LINE = re.compile(r"<(?P<sender>[^>]+)> (?P<text>.*?)\s*$")
+#: Line mode's user list after registering ("HH:MM -!- 3 users: alice bob carol") and a
+#: join ("HH:MM -!- dave joined").
+USER_LIST_LINE = re.compile(r"-!- \d+ users?: (?P<nicks>.*?)\s*$")
+JOIN_LINE = re.compile(r"-!- (?P<nick>\S+) joined\s*$")
+#: How often a wait on the clients' output looks again, in seconds.
+OUTPUT_POLL_S = 0.05
 
 
 class LineClients:
@@ -129,13 +136,39 @@ class LineClients:
             if (match := CHAT_LINE.search(line)) and match["sender"] != nick
         )
 
+    def present(self, nick: str) -> set[str]:
+        """Who `nick`'s client printed as present: its user list and the joins after it."""
+        seen: set[str] = set()
+        for line in list(self.outputs[nick]):
+            if match := USER_LIST_LINE.search(line):
+                seen.update(match["nicks"].split())
+            elif match := JOIN_LINE.search(line):
+                seen.add(match["nick"])
+        return seen
+
+    def wait_until_all_present(self, timeout: float) -> bool:
+        """Until every client printed every other as present (or `timeout` seconds): only
+        then is each one sure to be sent what the others say. Whether they all are."""
+        everyone = set(self.processes)
+        return self._wait(
+            lambda: all(everyone <= self.present(nick) | {nick} for nick in everyone), timeout
+        )
+
     def wait_for(self, expected: dict[str, Counter[tuple[str, str]]], timeout: float) -> None:
         """Until every client printed what `expected` lists for it (or `timeout` seconds)."""
+        self._wait(
+            lambda: all(not (want - self.chat_seen(nick)) for nick, want in expected.items()),
+            timeout,
+        )
+
+    def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Look at the output until `done()` (True) or for `timeout` seconds (False)."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(not (want - self.chat_seen(nick)) for nick, want in expected.items()):
-                return
-            time.sleep(0.05)
+        while not done():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(OUTPUT_POLL_S)
+        return True
 
     def finish(self, timeout: float) -> dict[str, int]:
         """End every client's input; their exit codes once they have left."""

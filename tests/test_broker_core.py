@@ -117,6 +117,15 @@ def test_invalid_nick_is_refused_with_reason(core: ChatCore, nick: str) -> None:
     assert core.users() == ()
 
 
+def test_a_nick_frame_over_its_byte_limit_is_413_and_over_32_characters_is_422(
+    core: ChatCore,
+) -> None:
+    # The frame's limit is checked while decoding, the characters once it is a nick.
+    assert error_code(hello(core, ALICE, "a" * 129)) == ErrorCode.TOO_LARGE
+    assert error_code(hello(core, ALICE, "é" * 64)) == ErrorCode.INVALID_NICK  # 128 bytes
+    assert core.users() == ()
+
+
 @pytest.mark.parametrize("nick", ["operator", "Operator", "flood-control", "server", "broker"])
 def test_names_the_broker_signs_with_are_reserved(core: ChatCore, nick: str) -> None:
     assert error_code(hello(core, ALICE, nick)) == ErrorCode.INVALID_NICK
@@ -168,6 +177,8 @@ def test_same_token_resumes_quietly_on_a_new_connection(chat: ChatCore) -> None:
     assert chat.session(BOB) is None
     alice_says = send(chat, ALICE, cmd.Say("a1", "welcome back"))
     assert (new_connection, ev.Message(4, "a1", "alice", "welcome back", NOW_MS)) in alice_says
+    # The old connection was told nothing; its next command learns it.
+    assert error_code(send(chat, BOB, cmd.Ping())) == ErrorCode.NOT_REGISTERED
 
 
 def test_another_token_cannot_take_over_a_session(chat: ChatCore) -> None:
@@ -265,6 +276,27 @@ def test_bad_frames_get_an_error_and_change_nothing(chat: ChatCore) -> None:
         assert isinstance(out[0][1], ev.Error)
     assert error(chat.receive(ALICE, [SIGNATURE, b"SAY", b"m9", b"\xff"], T0)).ref == "m9"
     assert chat.users() == ("alice", "bob", "carol")
+
+
+@pytest.mark.parametrize(
+    ("frames", "ref"),
+    [
+        # Read as a SAY or TELL: its msg_id comes back, whatever else is wrong with it.
+        ([SIGNATURE, b"SAY", b"m1", b"hi", b"extra"], "m1"),
+        ([SIGNATURE, b"TELL", b"m1", b"bob"], "m1"),
+        ([SIGNATURE, b"SAY", b"m1", *[b"x"] * 7], "m1"),
+        ([SIGNATURE, b"SAY", b"m1", b"\xff"], "m1"),
+        # Not read as one: a bad signature or verb, or no readable msg_id.
+        ([b"ZCHAT02", b"SAY", b"m1", b"hi"], ""),
+        ([b"junk", b"SAY", b"m1", b"hi"], ""),
+        ([SIGNATURE, b"say", b"m1", b"hi"], ""),
+        ([SIGNATURE, b"SAY", b"m 1", b"hi"], ""),
+    ],
+)
+def test_an_error_names_a_say_or_tell_only_when_it_reads_as_one(
+    chat: ChatCore, frames: list[bytes], ref: str
+) -> None:
+    assert error(chat.receive(ALICE, frames, T0)).ref == ref
 
 
 # -- the broadcast log: filling gaps ----------------------------------------------------

@@ -24,7 +24,14 @@ from client.state import Entry, EntryKind
 from messages import MAX_TEXT_BYTES
 from messages import commands as cmd
 from messages import events as ev
-from tests.client_helpers import WAIT_S, BotClient, bot_client, eventually, streaming_peer
+from tests.client_helpers import (
+    WAIT_S,
+    BotClient,
+    KeepAlive,
+    bot_client,
+    eventually,
+    streaming_peer,
+)
 from tests.conftest import RunningBroker, start_broker
 from tests.peers import Peer
 
@@ -51,15 +58,16 @@ def text(number: int) -> str:
     return head + "x" * (MESSAGE_BYTES - len(head))
 
 
-def flood(bob: Peer, numbers: range) -> None:
+def flood(bob: KeepAlive, numbers: range) -> None:
     """Bob says messages `numbers`, then waits until the broker has broadcast them all."""
+    bob.settle()
     for number in numbers:
-        bob.say(text(number))
+        bob.peer.say(text(number))
         if number % ACK_READ_INTERVAL == 0:
             with contextlib.suppress(zmq.Again):
                 while True:
-                    bob.socket.recv_multipart(zmq.NOBLOCK)
-    bob.sync()  # PING after the last SAY: its PONG means the broker has handled them all
+                    bob.peer.socket.recv_multipart(zmq.NOBLOCK)
+    bob.peer.sync()  # PING after the last SAY: its PONG means the broker has handled them all
 
 
 def bobs_numbers(alice: BotClient) -> list[int]:
@@ -104,12 +112,16 @@ def running() -> Iterator[Callable[..., RunningBroker]]:
         broker.stop()
 
 
-async def ready(alice: BotClient) -> int:
-    """Wait until alice's stream is in place and she knows who is here; return how many
-    FETCHes she asked for so far."""
+async def ready(alice: BotClient, bob: KeepAlive) -> int:
+    """Wait until alice's stream is in place and she knows who is here (bob staying
+    meanwhile); return how many FETCHes she asked for so far."""
     session = alice.session
-    await eventually(lambda: session.state.users == ["alice", "bob"], "alice knows bob")
-    await eventually(lambda: session.stream_ready and not session.stream.gap, "stream ready")
+    await eventually(
+        lambda: session.state.users == ["alice", "bob"], "alice knows bob", meanwhile=bob
+    )
+    await eventually(
+        lambda: session.stream_ready and not session.stream.gap, "stream ready", meanwhile=bob
+    )
     return session.stream.fetches
 
 
@@ -118,7 +130,7 @@ def test_a_slow_subscriber_misses_nothing_and_sees_nothing_twice(
     running: Callable[..., RunningBroker], context: zmq.Context[zmq.Socket[bytes]]
 ) -> None:
     broker = running(heartbeat_ms=SHORT_HEARTBEAT_MS)
-    bob = streaming_peer(context, broker.endpoint, "bob")
+    bob = KeepAlive(streaming_peer(context, broker.endpoint, "bob"))
     display = StallingDisplay()
     stalled_through, total = 3000, 4000
 
@@ -131,11 +143,11 @@ def test_a_slow_subscriber_misses_nothing_and_sees_nothing_twice(
     async def scenario() -> None:
         async with bot_client(broker.endpoint, "alice", SMALL_BUFFERS, display.show) as alice:
             stream = alice.session.stream
-            fetches = await ready(alice)
+            fetches = await ready(alice, bob)
             await asyncio.to_thread(bob_floods_while_alice_is_stuck)
             # She reads what the broker kept for her, learns from a TICK how much more there
             # was and asks for it ...
-            await eventually(lambda: stream.fetches > fetches, "a FETCH", CATCH_UP_S)
+            await eventually(lambda: stream.fetches > fetches, "a FETCH", CATCH_UP_S, meanwhile=bob)
             # ... while bob goes on: his next messages come on the stream, and in the
             # answers to her FETCHes too, before the gap is filled.
             await asyncio.to_thread(flood, bob, range(stalled_through, total))
@@ -154,7 +166,7 @@ def test_a_tail_lost_on_the_stream_is_fetched_after_the_next_tick(
     running: Callable[..., RunningBroker], context: zmq.Context[zmq.Socket[bytes]]
 ) -> None:
     broker = running(heartbeat_ms=SHORT_HEARTBEAT_MS)
-    bob = streaming_peer(context, broker.endpoint, "bob")
+    bob = KeepAlive(streaming_peer(context, broker.endpoint, "bob"))
     display = StallingDisplay()
     total = 2500
 
@@ -167,7 +179,7 @@ def test_a_tail_lost_on_the_stream_is_fetched_after_the_next_tick(
 
     async def scenario() -> None:
         async with bot_client(broker.endpoint, "alice", SMALL_BUFFERS, display.show) as alice:
-            fetches = await ready(alice)
+            fetches = await ready(alice, bob)
             await asyncio.to_thread(bob_floods)
             await eventually(
                 lambda: len(bobs_numbers(alice)) >= total, "all of bob's messages", CATCH_UP_S
@@ -213,7 +225,7 @@ def test_a_backlog_is_shown_in_batches_with_the_ui_running_between_them(
     running: Callable[..., RunningBroker], context: zmq.Context[zmq.Socket[bytes]]
 ) -> None:
     broker = running()
-    bob = streaming_peer(context, broker.endpoint, "bob")
+    bob = KeepAlive(streaming_peer(context, broker.endpoint, "bob"))
     display = StallingDisplay()
     total = 2000
     # For each `show` after the stall: how many of bob's messages, and how many turns the
@@ -239,7 +251,7 @@ def test_a_backlog_is_shown_in_batches_with_the_ui_running_between_them(
 
     async def scenario() -> None:
         async with bot_client(broker.endpoint, "alice", show=show) as alice:
-            await ready(alice)
+            await ready(alice, bob)
             other = asyncio.create_task(other_task())
             await asyncio.to_thread(bob_floods)
             await eventually(lambda: len(bobs_numbers(alice)) >= total, "all of bob's messages")

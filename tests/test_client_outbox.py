@@ -7,6 +7,7 @@ import pytest
 
 from client.outbox import (
     PACING_BURST,
+    PACING_LAG_S,
     Delivery,
     Outbox,
     OutgoingMessage,
@@ -240,6 +241,27 @@ def test_pacing_100_messages_never_trips_the_brokers_flood_control(jitter_s: flo
     # The burst goes at once, then the broker's rate.
     assert sum(1 for at, _ in sent if at == 0.0) == PACING_BURST
     assert sent[-1][0] == pytest.approx((100 - PACING_BURST) / FLOOD_PER_SECOND, abs=0.01)
+
+
+@pytest.mark.parametrize("lag_s", [1.0, 1.5, PACING_LAG_S])
+def test_a_broker_that_falls_behind_as_the_burst_starts_refuses_nothing(lag_s: float) -> None:
+    """The broker reads nothing for `lag_s` (a busy machine) just as the pacer lets the
+    burst go: what was paced meanwhile reaches it at once, and its bucket takes it all."""
+    box = Outbox(TOKEN)
+    broker = TokenBucket(FLOOD_BURST, FLOOD_PER_SECOND)
+    messages = [box.add(f"line {n}", None) for n in range(100)]
+    now = 0.0
+    arrivals: list[float] = []
+    while len(arrivals) < len(messages):
+        for message in box.due(now):
+            arrivals.append(max(now, lag_s))
+            box.on_ack(message.msg_id, now)
+        wait = box.next_wakeup(now)
+        if wait is None:
+            break
+        now += max(wait, 0.001)
+    assert len(arrivals) == len(messages)
+    assert all(broker.take(at) for at in arrivals)
 
 
 def test_a_429_drains_the_pacer() -> None:

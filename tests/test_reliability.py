@@ -20,6 +20,8 @@ KILL_BEFORE_ROUND = 8
 DOWNTIME_S = 0.8
 #: A short heartbeat so that clients notice the dead broker quickly (ms).
 HEARTBEAT_MS = 200
+#: Bound on every client being registered and seeing the others, in seconds.
+JOIN_TIMEOUT_S = 40
 #: Bound on everything finishing after the last line, in seconds.
 FINISH_TIMEOUT_S = 40
 
@@ -48,6 +50,11 @@ def test_broker_killed_and_restarted_mid_conversation(broker: BrokerProcess) -> 
     }
     clients = LineClients(broker.endpoint, nicks)
     try:
+        # A user who joins later is not sent what was said before: everyone must be in
+        # before the first line, and the first broker must be the one they joined (a
+        # client process can take seconds to start on a busy machine).
+        joined = clients.wait_until_all_present(JOIN_TIMEOUT_S)
+        assert joined, f"not everyone joined: {clients.outputs}"
         for line_number in range(LINES_PER_CLIENT):
             if line_number == KILL_BEFORE_ROUND:
                 broker.kill()

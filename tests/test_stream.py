@@ -12,6 +12,7 @@ import pytest
 import zmq
 
 from broker.ratelimit import FloodPolicy
+from broker.server import endpoint_port
 from messages import MAX_TEXT_BYTES
 from messages import commands as cmd
 from messages import events as ev
@@ -27,6 +28,9 @@ BURST = 5000
 BURST_TEXT = "x" * (MAX_TEXT_BYTES // 2)
 #: The stalled subscriber's own queue, in messages.
 SMALL_HWM = 10
+#: Messages of the burst between two of the stalled subscriber's PINGs: a peer that says
+#: nothing for a liveness bound is removed, however busy the machine.
+KEEPALIVE_EVERY = 100
 #: Flood limits out of the way of a deliberate burst.
 UNLIMITED = FloodPolicy(burst=10**9, per_second=10**9)
 
@@ -46,6 +50,18 @@ def test_broadcasts_reach_stream_readers_and_direct_readers_alike(connect: Conne
     assert carol.expect_after_presence(ev.Left).nick == "bob"
 
 
+def test_a_subscriber_drops_its_own_join_as_already_applied(
+    connect: Connect, broker: RunningBroker
+) -> None:
+    alice = connect()
+    # Subscribed before registering: her own JOIN reaches her on the stream, as it may
+    # whenever the broker publishes it after her subscription is in place.
+    alice.open_stream(endpoint_port(broker.server.stream_endpoint))
+    alice.register("alice", stream=True)
+    connect("bob")
+    alice.expect_after_presence(ev.Joined, nick="bob")
+
+
 def test_a_new_subscriber_fetches_what_was_said_before_its_subscription(
     connect: Connect,
 ) -> None:
@@ -61,9 +77,35 @@ def test_a_new_subscriber_fetches_what_was_said_before_its_subscription(
     assert bob.expect_after_presence(ev.Message).text == "said before bob subscribed"
 
 
+def test_the_pong_after_a_fetch_ends_its_answer(connect: Connect) -> None:
+    alice = connect("alice")
+    bob = connect()
+    # Broadcasts on the stream, which bob does not read: his connection has only replies.
+    bob.send(cmd.Hello("bob", bob.token, True))
+    bob.expect(ev.Welcome)
+    said = [alice.say(f"line {n}") for n in range(3)]
+    alice.sync()
+    last = bob.last_seq()
+    bob.send(cmd.Fetch(1))
+    bob.send(cmd.Ping())
+    answer = []
+    while not isinstance(event := bob.next_event(), ev.Pong):
+        answer.append(event)
+    assert [event.seq for event in answer if isinstance(event, ev.Message)] == [3, 4, 5]
+    assert [event.msg_id for event in answer if isinstance(event, ev.Message)] == said
+    assert [type(event) for event in answer] == [ev.Joined, ev.Joined] + [ev.Message] * 3
+    assert last == 5
+    # Nothing past the last broadcast: the PONG comes alone.
+    bob.send(cmd.Fetch(last + 1))
+    bob.send(cmd.Ping())
+    bob.expect(ev.Pong)
+
+
 @pytest.fixture
 def unlimited() -> Iterator[RunningBroker]:
-    running = start_broker(heartbeat_ms=200, flood=UNLIMITED)
+    # The default heartbeat: TICKs every 2 s, and a peer that PINGs as a client does is
+    # never taken for gone on a busy machine.
+    running = start_broker(flood=UNLIMITED)
     yield running
     running.stop()
 
@@ -74,7 +116,11 @@ def test_a_stalled_subscriber_loses_nothing_and_sees_nothing_twice(
     alice, bob = Peer(context, unlimited.endpoint), Peer(context, unlimited.endpoint)
     alice.register("alice", stream=True)
     bob.register("bob", stream=True, stream_hwm=SMALL_HWM)
-    sent = [alice.say(f"{i} {BURST_TEXT}") for i in range(BURST)]
+    sent = []
+    for i in range(BURST):
+        sent.append(alice.say(f"{i} {BURST_TEXT}"))
+        if i % KEEPALIVE_EVERY == 0:
+            bob.send(cmd.Ping())  # bob reads nothing, but he is still there
     alice.sync()  # the broker has published the whole burst; bob has read none of it
     last = alice.last_seq()
 
@@ -83,6 +129,7 @@ def test_a_stalled_subscriber_loses_nothing_and_sees_nothing_twice(
     by_seq: dict[int, ev.BrokerEvent] = {}
     caught_up = False
     while not caught_up:
+        bob.send(cmd.Ping())
         for event in bob.read_stream():
             if isinstance(event, ev.Tick) and event.seq >= last:
                 caught_up = True
