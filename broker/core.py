@@ -18,6 +18,7 @@ from typing import Final
 
 from messages import (
     FETCH_LIMIT,
+    FETCH_REPLY_BYTES,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     MAX_REASON_BYTES,
@@ -27,6 +28,7 @@ from messages import (
     TokenBucket,
     command_verbs,
     decode_command,
+    encode,
     message_ref,
     nick_key,
     nick_skeleton,
@@ -73,6 +75,11 @@ _METERED: Final = (
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
 )
+
+
+def event_bytes(event: ev.BrokerEvent) -> int:
+    """What `event` weighs on the wire: its frames, signature and verb included."""
+    return sum(map(len, encode(event)))
 
 
 class ChatCore:
@@ -225,7 +232,7 @@ class ChatCore:
             case cmd.Received(msg_id, sender):
                 return self._confirm(session, sender, msg_id)
             case cmd.Fetch(from_seq):
-                return self._replay(me, from_seq)
+                return self._replay(session, from_seq, now)
             case cmd.ListUsers():
                 return [(me, ev.UserList(self.history.last_seq, self.users()))]
             case cmd.Ping():
@@ -273,6 +280,7 @@ class ChatCore:
             messages=flood.message_bucket(),
             strikes=flood.strike_bucket(),
             admin_tries=flood.admin_bucket(),
+            replies=flood.reply_bucket(),
             stream=stream,
         )
         self._by_identity[identity] = session
@@ -364,9 +372,21 @@ class ChatCore:
             return []  # the sender left; someone else may hold the nick now
         return [(sender.identity, ev.Delivered(msg_id, session.nick))]
 
-    def _replay(self, identity: Identity, from_seq: int) -> list[Outgoing]:
+    def _replay(self, session: Session, from_seq: int, now: float) -> list[Outgoing]:
+        identity = session.identity
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1
-        replay = self.history.since(from_seq, FETCH_LIMIT)
+        replay = self.history.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
+        # Answers are metered by their bytes: a few bytes of FETCH must not buy megabytes.
+        # (A policy whose burst is smaller than one answer lets one through when full.)
+        cost = min(replay.size, session.replies.capacity)
+        if not session.replies.take(now, cost):
+            flood = self.flood
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"FETCH answers are limited to {flood.reply_burst_bytes} bytes at once, "
+                f"{flood.reply_bytes_per_second:g} bytes per second; this one "
+                f"({replay.size} bytes) in {session.replies.wait(now, cost):.1f} s",
+            )
         out: list[Outgoing] = []
         if replay.gone_until:
             reason = (

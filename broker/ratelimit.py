@@ -2,7 +2,13 @@
 
 from dataclasses import dataclass
 
-from messages import FLOOD_BURST, FLOOD_PER_SECOND, TokenBucket
+from messages import (
+    FLOOD_BURST,
+    FLOOD_PER_SECOND,
+    REPLY_BURST_BYTES,
+    REPLY_BYTES_PER_SECOND,
+    TokenBucket,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,9 @@ class FloodPolicy:
     joins_per_second: float = 2.0
     #: Loopback clients are not join-limited (tests, benchmarks, bots on the same host).
     exempt_loopback_joins: bool = True
+    #: Bytes of FETCH answers one session may draw: a burst, then so many per second.
+    reply_burst_bytes: int = REPLY_BURST_BYTES
+    reply_bytes_per_second: float = REPLY_BYTES_PER_SECOND
 
     def message_bucket(self) -> TokenBucket:
         return TokenBucket(self.burst, self.per_second)
@@ -36,6 +45,9 @@ class FloodPolicy:
 
     def admin_bucket(self) -> TokenBucket:
         return TokenBucket(self.admin_attempts, 1 / self.admin_retry_seconds)
+
+    def reply_bucket(self) -> TokenBucket:
+        return TokenBucket(self.reply_burst_bytes, self.reply_bytes_per_second)
 
     def join_bucket(self) -> TokenBucket:
         return TokenBucket(self.join_burst, self.joins_per_second)

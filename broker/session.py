@@ -30,10 +30,11 @@ class Session:
     token: str
     #: Monotonic time of the last message from this client.
     last_heard: float
-    #: Flood control: chat commands, refusals, failed operator logins.
+    #: Flood control: chat commands, refusals, failed operator logins, bytes of answers.
     messages: TokenBucket
     strikes: TokenBucket
     admin_tries: TokenBucket
+    replies: TokenBucket
     operator: bool = False
     #: The client reads broadcasts from the stream, not from its connection.
     stream: bool = False

@@ -35,7 +35,14 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from messages import ErrorCode, ProtocolError
+from messages import (
+    FETCH_REPLY_BYTES,
+    REPLY_BURST_BYTES,
+    REPLY_BYTES_PER_SECOND,
+    ErrorCode,
+    ProtocolError,
+    TokenBucket,
+)
 from messages.commands import (
     ClientCommand,
     Fetch,
@@ -83,6 +90,12 @@ SESSION_TOKEN_BYTES: Final = 8
 NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
 #: Commands the broker's flood control counts (chat text aside): paced like chat text.
 _METERED: Final = (ListUsers, Kick, Wall, Fetch)
+#: FETCHes sent at once, then per second: the broker meters their answers by bytes
+#: (REPLY_BURST_BYTES, then REPLY_BYTES_PER_SECOND) and an answer weighs at most
+#: FETCH_REPLY_BYTES, so counting each as that much the client is never refused; one
+#: answer's worth is kept in hand for requests the network bunches together.
+FETCH_PACING_BURST: Final = REPLY_BURST_BYTES // FETCH_REPLY_BYTES - 1
+FETCH_PACING_PER_SECOND: Final = REPLY_BYTES_PER_SECOND / FETCH_REPLY_BYTES
 
 Show = Callable[[list[Entry]], None]
 
@@ -143,6 +156,8 @@ class Session:
         # Message ids are seen by every recipient: they must not reveal the session token,
         # which is all it takes to resume (take over) this session.
         self.outbox = Outbox(new_session_token())
+        #: Paces FETCHes to the broker's byte budget for their answers.
+        self.fetch_pacer = TokenBucket(FETCH_PACING_BURST, FETCH_PACING_PER_SECOND)
         self.stream = BroadcastStream()
         self.connection: Connection | None = None
         #: Registered on the current connection (WELCOME received, no 401 since).
@@ -645,8 +660,16 @@ class Session:
     async def _pump_once(self, now: float) -> float | None:
         """Send what is due; return how long until something may be due (None: never)."""
         pacer = self.outbox.pacer
-        while self._controls and pacer.take(now):
-            command = self._controls.popleft()
+        while self._controls:
+            command = self._controls[0]
+            fetch = isinstance(command, Fetch)
+            if fetch and (fetch_wait := self.fetch_pacer.wait(now)) > 0:
+                return fetch_wait
+            if not pacer.take(now):
+                break
+            if fetch:
+                self.fetch_pacer.take(now)
+            self._controls.popleft()
             await self._send_now(command)
             if isinstance(command, Fetch):
                 # The broker answers one client's commands in order: this PING's PONG
@@ -740,6 +763,8 @@ class Session:
                     # The stream may still be bringing broadcasts (our own MESSAGEs among
                     # them) after the broker has answered on the connection: ask for them
                     # there too, ahead of the PING, so they are in before its PONG.
+                    await asyncio.sleep(self.fetch_pacer.wait(self._now()))
+                    self.fetch_pacer.take(self._now())
                     await self._send_now(Fetch(self.stream.resync(self._now())))
                 if await self._barrier(min(remaining, self.liveness_s)):
                     return True

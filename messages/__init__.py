@@ -17,6 +17,7 @@ from .codec import (
 from .errors import ErrorCode, ProtocolError
 from .limits import (
     FETCH_LIMIT,
+    FETCH_REPLY_BYTES,
     FLOOD_BURST,
     FLOOD_PER_SECOND,
     HEARTBEAT_INTERVAL_MS,
@@ -32,6 +33,8 @@ from .limits import (
     MAX_TOKEN_BYTES,
     MAX_WIRE_FRAME_BYTES,
     MIN_HEARTBEAT_MS,
+    REPLY_BURST_BYTES,
+    REPLY_BYTES_PER_SECOND,
     SIGNATURE,
     STREAM_READY,
 )
@@ -40,6 +43,7 @@ from .ratelimit import TokenBucket
 
 __all__ = [
     "FETCH_LIMIT",
+    "FETCH_REPLY_BYTES",
     "FLOOD_BURST",
     "FLOOD_PER_SECOND",
     "HEARTBEAT_INTERVAL_MS",
@@ -55,6 +59,8 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "MAX_WIRE_FRAME_BYTES",
     "MIN_HEARTBEAT_MS",
+    "REPLY_BURST_BYTES",
+    "REPLY_BYTES_PER_SECOND",
     "SIGNATURE",
     "STREAM_READY",
     "ErrorCode",
