@@ -21,8 +21,10 @@ from messages import (
     FETCH_REPLY_BYTES,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
+    MAX_NICK_CHARS,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
+    USERS_PAGE_BYTES,
     ErrorCode,
     ProtocolError,
     TokenBucket,
@@ -97,6 +99,7 @@ class ChatCore:
         wall_clock: Callable[[], float] = time.time,
         epoch: str | None = None,
         stream_port: int = 0,
+        users_page_bytes: int = USERS_PAGE_BYTES,
     ) -> None:
         if not admin_token:
             raise ValueError("the operator token must not be empty")
@@ -105,6 +108,8 @@ class ChatCore:
         self.flood = flood or FloodPolicy()
         #: Where clients subscribe to the broadcast stream (announced in WELCOME).
         self.stream_port = stream_port
+        #: Most bytes of nicks in one USERS page (a longer list comes in pages).
+        self.users_page_bytes = max(users_page_bytes, 4 * MAX_NICK_CHARS)
         #: Names this run of the broker: broadcast numbers start again with each epoch.
         self.epoch = epoch or secrets.token_hex(4)
         self.history = BroadcastLog(HISTORY_EVENTS)
@@ -233,8 +238,8 @@ class ChatCore:
                 return self._confirm(session, sender, msg_id)
             case cmd.Fetch(from_seq):
                 return self._replay(session, from_seq, now)
-            case cmd.ListUsers():
-                return [(me, ev.UserList(self.history.last_seq, self.users()))]
+            case cmd.ListUsers(after):
+                return self._users_page(session, after, now)
             case cmd.Ping():
                 return [(me, ev.Pong())]
             case cmd.Quit(reason):
@@ -376,17 +381,7 @@ class ChatCore:
         identity = session.identity
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1
         replay = self.history.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
-        # Answers are metered by their bytes: a few bytes of FETCH must not buy megabytes.
-        # (A policy whose burst is smaller than one answer lets one through when full.)
-        cost = min(replay.size, session.replies.capacity)
-        if not session.replies.take(now, cost):
-            flood = self.flood
-            raise ProtocolError(
-                ErrorCode.RATE_LIMITED,
-                f"FETCH answers are limited to {flood.reply_burst_bytes} bytes at once, "
-                f"{flood.reply_bytes_per_second:g} bytes per second; this one "
-                f"({replay.size} bytes) in {session.replies.wait(now, cost):.1f} s",
-            )
+        self._charge_reply(session, "FETCH", replay.size, now)
         out: list[Outgoing] = []
         if replay.gone_until:
             reason = (
@@ -395,6 +390,27 @@ class ChatCore:
             )
             out.append((identity, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
         return out + [(identity, event) for event in replay.events]
+
+    def _users_page(self, session: Session, after: str, now: float) -> list[Outgoing]:
+        users, more = self._roster.page(after, self.users_page_bytes)
+        page = ev.UserList(self.history.last_seq, tuple(users), after, more)
+        # A page costs the bytes of its nick list (at most users_page_bytes).
+        self._charge_reply(session, "USERS", len(" ".join(users).encode()), now)
+        return [(session.identity, page)]
+
+    def _charge_reply(self, session: Session, what: str, size: int, now: float) -> None:
+        """Take an answer of `size` bytes from the session's reply budget, or refuse it."""
+        # Answers are metered by their bytes: a few bytes of request must not buy megabytes.
+        # (A policy whose burst is smaller than one answer lets one through when full.)
+        cost = min(size, session.replies.capacity)
+        if not session.replies.take(now, cost):
+            flood = self.flood
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"{what} answers are limited to {flood.reply_burst_bytes} bytes at once, "
+                f"{flood.reply_bytes_per_second:g} bytes per second; this one "
+                f"({size} bytes) in {session.replies.wait(now, cost):.1f} s",
+            )
 
     # -- operator actions (from an operator client or the broker's terminal) ------------
 

@@ -27,6 +27,7 @@ from messages import (
     HEARTBEAT_LIVENESS,
     MAX_WIRE_FRAME_BYTES,
     STREAM_READY,
+    USERS_PAGE_BYTES,
     ErrorCode,
     encode,
     pack_events,
@@ -96,6 +97,8 @@ class BrokerConfig:
     #: Read operator commands from this file descriptor (normally the terminal's); None
     #: for none.
     console_fd: int | None = None
+    #: Most bytes of nicks in one USERS page.
+    users_page_bytes: int = USERS_PAGE_BYTES
 
 
 class BrokerServer:
@@ -147,7 +150,11 @@ class BrokerServer:
             self._context.term()
             raise
         self.core = ChatCore(
-            config.admin_token, config.heartbeat_ms, config.flood, stream_port=stream_port
+            config.admin_token,
+            config.heartbeat_ms,
+            config.flood,
+            stream_port=stream_port,
+            users_page_bytes=config.users_page_bytes,
         )
         self._acks = PendingAcks()
         # Broadcasts (encoded) waiting to be published together at the end of this turn

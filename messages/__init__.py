@@ -37,6 +37,7 @@ from .limits import (
     REPLY_BYTES_PER_SECOND,
     SIGNATURE,
     STREAM_READY,
+    USERS_PAGE_BYTES,
 )
 from .nicks import nick_key, nick_scripts, nick_skeleton, normalize_nick
 from .ratelimit import TokenBucket
@@ -63,6 +64,7 @@ __all__ = [
     "REPLY_BYTES_PER_SECOND",
     "SIGNATURE",
     "STREAM_READY",
+    "USERS_PAGE_BYTES",
     "ErrorCode",
     "ProtocolError",
     "TokenBucket",

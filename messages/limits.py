@@ -28,6 +28,9 @@ MAX_FRAME_BYTES: Final = 65536
 MAX_ACK_IDS: Final = 64
 #: Longest nick list (USERS), in bytes: room for about 30,000 nicks.
 MAX_LIST_BYTES: Final = 1024 * 1024
+#: Most bytes of nicks (their UTF-8 and the spaces between them) in one page of the user
+#: list: a longer list comes in pages (USERS `more`). At least one longest nick fits.
+USERS_PAGE_BYTES: Final = 64 * 1024
 #: Longest frame the broker's socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a longer
 #: one is disconnected by libzmq before the broker sees it. Leaves room above
 #: MAX_TEXT_BYTES so that an over-long text still gets a readable error.

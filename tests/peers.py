@@ -115,6 +115,11 @@ class Peer:
         self.send(cmd.ListUsers())
         return self.expect_after_presence(ev.UserList).users
 
+    def users_page(self, after: str = "") -> ev.UserList:
+        """The page of the user list after `after`, asked with USERS."""
+        self.send(cmd.ListUsers(after))
+        return self.on_connection(ev.UserList)
+
     def last_seq(self) -> int:
         """The number of the last broadcast so far (a USERS reply names it)."""
         self.send(cmd.ListUsers())
