@@ -7,12 +7,15 @@ to every subscriber. Everything else is decided by `ChatCore`.
 """
 
 import contextlib
+import fcntl
 import gc
 import logging
 import math
 import os
 import queue
 import socket
+import sys
+import termios
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -47,6 +50,12 @@ DEFAULT_BIND: Final = "tcp://127.0.0.1:5555"
 #: for two whole answers to FETCH, so that a client catching up is not taken for one that
 #: stopped reading.
 SEND_HWM_MESSAGES: Final = 2 * FETCH_LIMIT
+#: The kernel's send buffer of each client connection, in bytes (ZMQ_SNDBUF; Linux doubles
+#: it): a fixed size, where the default grows to megabytes for a peer that does not read.
+SEND_BUFFER_BYTES: Final = 256 * 1024
+#: Commands answered with up to FETCH_REPLY_BYTES: the core needs to know whether the
+#: client reads what it was sent.
+_LARGE_ANSWERS: Final = ([b"FETCH"], [b"USERS"])
 #: Messages queued from one client before libzmq stops reading its connection.
 RECEIVE_HWM_MESSAGES: Final = 1000
 #: Pending TCP connections the listening socket holds (ZMQ_BACKLOG); the default of 100
@@ -75,6 +84,8 @@ RECEIVE_BATCH: Final = 256
 #: libzmq starts the routing ids it assigns with a zero byte; ids peers set never do.
 ROUTER_ASSIGNED_PREFIX: Final = b"\x00"
 _MORE_FLAGS: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
+#: Size of the C int the TIOCOUTQ ioctl fills in.
+_INT_BYTES: Final = 4
 _LAST_FLAGS: Final = int(zmq.NOBLOCK)
 _CHOSEN_ROUTING_ID: Final = ev.Error(
     ErrorCode.MALFORMED, "", "clients must not set a routing id (ZMQ_ROUTING_ID)"
@@ -118,6 +129,7 @@ class BrokerServer:
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE_FRAME_BYTES)
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM_MESSAGES)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM_MESSAGES)
+        self._socket.setsockopt(zmq.SNDBUF, SEND_BUFFER_BYTES)
         self._socket.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
         self._stream = self._context.socket(zmq.XPUB)
         self._stream.setsockopt(zmq.SNDHWM, STREAM_HWM_MESSAGES)
@@ -236,7 +248,8 @@ class BrokerServer:
             # Only HELLO needs the address (joins are limited per address); the lookup
             # is not free, so skip it for everything else.
             peer = str(identity.get("Peer-Address")) if frames[1:2] == [b"HELLO"] else ""
-            outgoing = self.core.receive(identity.bytes, frames, time.monotonic(), peer)
+            unsent = unsent_bytes(identity) if frames[1:2] in _LARGE_ANSWERS else 0
+            outgoing = self.core.receive(identity.bytes, frames, time.monotonic(), peer, unsent)
             if self.core.stopped:
                 # Nothing may follow SHUTDOWN: what was accepted before it is ACKed first.
                 self._send(self._acks.flush())
@@ -352,6 +365,18 @@ class BrokerServer:
         self._context.term()
         self._wake_reader.close()
         self._wake_writer.close()
+
+
+def unsent_bytes(frame: zmq.Frame) -> int:
+    """Bytes the kernel still holds for the connection `frame` came from (sent, not yet
+    acknowledged by the peer, or not yet sent): a peer that does not read shows as a full
+    buffer. 0 where the platform cannot tell."""
+    try:
+        fd = frame.get(zmq.SRCFD)
+        packed = fcntl.ioctl(fd, termios.TIOCOUTQ, bytes(_INT_BYTES))
+    except (OSError, zmq.ZMQError, AttributeError):
+        return 0
+    return int.from_bytes(packed, sys.byteorder, signed=True)
 
 
 def tune_gc_for_serving() -> None:

@@ -11,8 +11,11 @@ Identity = bytes
 
 #: Message ids remembered per session to drop resent duplicates.
 DEDUP_WINDOW: Final = 4096
-#: Private messages kept per recipient until it confirms them; older ones are dropped.
+#: Private messages kept per recipient until it confirms them: past this many, or this many
+#: bytes (their frames), a TELL to it is refused (ERROR 507), so that a recipient that reads
+#: but never confirms pins no more.
 UNCONFIRMED_LIMIT: Final = 1000
+UNCONFIRMED_BYTES: Final = 256 * 1024
 
 
 def receipt_key(sender: str, msg_id: str) -> tuple[str, str]:
@@ -40,10 +43,15 @@ class Session:
     stream: bool = False
     #: Private messages sent to this client and not yet confirmed with RECEIVED, by
     #: (sender's nick key, msg_id), with the session token of their sender (DELIVERED goes
-    #: to that session only).
-    unconfirmed: OrderedDict[tuple[str, str], tuple[ev.PrivateMessage, str]] = field(
+    #: to that session only) and their size in bytes.
+    unconfirmed: OrderedDict[tuple[str, str], tuple[ev.PrivateMessage, str, int]] = field(
         default_factory=OrderedDict
     )
+    #: The sizes of `unconfirmed` added up.
+    unconfirmed_bytes: int = 0
+    #: Bytes sent to this client still unread in the network, as of its last message (0
+    #: when not known).
+    unsent_bytes: int = 0
     _recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def seen(self, msg_id: str) -> bool:
@@ -56,9 +64,19 @@ class Session:
         if len(self._recent_ids) > DEDUP_WINDOW:
             self._recent_ids.popitem(last=False)
 
-    def await_receipt(self, private: ev.PrivateMessage, sender_token: str) -> None:
-        """Keep `private` until this client confirms it."""
+    def await_receipt(self, private: ev.PrivateMessage, sender_token: str, size: int) -> int:
+        """Keep `private` (of `size` bytes) until this client confirms it; returns by how
+        many bytes what is kept grew."""
         # Ids are unique per sender only: keyed by both, no sender can displace another's.
-        self.unconfirmed[receipt_key(private.sender, private.msg_id)] = (private, sender_token)
-        if len(self.unconfirmed) > UNCONFIRMED_LIMIT:
-            self.unconfirmed.popitem(last=False)
+        key = receipt_key(private.sender, private.msg_id)
+        replaced = self.confirmed(key)  # a copy sent again by a new session of its sender
+        self.unconfirmed[key] = (private, sender_token, size)
+        self.unconfirmed_bytes += size
+        return size - replaced[2] if replaced is not None else size
+
+    def confirmed(self, key: tuple[str, str]) -> tuple[ev.PrivateMessage, str, int] | None:
+        """Forget the private message `key` (see `receipt_key`); it, if it was kept."""
+        waiting = self.unconfirmed.pop(key, None)
+        if waiting is not None:
+            self.unconfirmed_bytes -= waiting[2]
+        return waiting

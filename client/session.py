@@ -91,7 +91,7 @@ SESSION_TOKEN_BYTES: Final = 8
 #: ERROR codes that refuse a nick for good (as opposed to "try again later").
 NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
 #: Commands the broker's flood control counts (chat text aside): paced like chat text.
-_METERED: Final = (ListUsers, Kick, Wall, Fetch)
+_METERED: Final = (ListUsers, Kick, Wall)
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
 _REPLY_METERED: Final = (Fetch, ListUsers)
@@ -711,7 +711,8 @@ class Session:
         replies = isinstance(command, _REPLY_METERED)
         if replies and (wait := self.reply_pacer.wait(now)) > 0:
             return wait
-        if not pacer.take(now):
+        # FETCH is metered by the bytes of its answers only (it does not slow chat down).
+        if not isinstance(command, Fetch) and not pacer.take(now):
             return pacer.wait(now)
         if replies:
             self.reply_pacer.take(now)

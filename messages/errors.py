@@ -18,6 +18,7 @@ class ErrorCode(IntEnum):
     INVALID_NICK = 422
     UNSUPPORTED_VERSION = 426
     RATE_LIMITED = 429
+    INSUFFICIENT_STORAGE = 507
 
 
 class ProtocolError(Exception):

@@ -56,12 +56,12 @@ HEARTBEAT_LIVENESS: Final = 3
 FETCH_LIMIT: Final = 1000
 #: Most bytes of events in one answer to FETCH (each event counted as its frames, signature
 #: and verb included): the answer stops before the event that would pass it.
-FETCH_REPLY_BYTES: Final = 64 * 1024
-#: What the answers to one session's FETCHes may add up to, in bytes: a burst of
-#: REPLY_BURST_BYTES, then REPLY_BYTES_PER_SECOND. A FETCH whose answer would pass it is
-#: refused (ERROR 429, with the time to wait). Clients pace their FETCHes to these.
-REPLY_BURST_BYTES: Final = 1024 * 1024
-REPLY_BYTES_PER_SECOND: Final = 256 * 1024
+FETCH_REPLY_BYTES: Final = 256 * 1024
+#: What the answers to one session's FETCHes and USERS may add up to, in bytes: a burst of
+#: REPLY_BURST_BYTES, then REPLY_BYTES_PER_SECOND. A request whose answer would pass it is
+#: refused (ERROR 429, with the time to wait). Clients pace these requests to them.
+REPLY_BURST_BYTES: Final = 4 * 1024 * 1024
+REPLY_BYTES_PER_SECOND: Final = 2 * 1024 * 1024
 
 #: Flood control defaults (a broker may be started with others): chat commands one
 #: client may send at once, and per second after that. Clients pace themselves to these.
