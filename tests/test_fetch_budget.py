@@ -91,7 +91,8 @@ def test_many_fetches_bring_no_more_than_the_byte_budget() -> None:
         for _ in range(40):
             mallory.send(cmd.Fetch(1))
         mallory.send(cmd.Ping())
-        received, refusals = 0, []
+        received = 0
+        refusals: list[ev.Error] = []
         while True:
             assert mallory.socket.poll(int(WAIT_S * 1000)), "no PONG after the FETCHes"
             frames = mallory.socket.recv_multipart()

@@ -76,7 +76,8 @@ def test_a_recipient_that_never_confirms_pins_no_more_than_its_share() -> None:
         count = 4 * UNCONFIRMED_BYTES // MAX_TEXT_BYTES
         for _ in range(count):
             alice.tell("mallory", BIG_TEXT)
-        acked, refused = 0, []
+        acked = 0
+        refused: list[ev.Error] = []
         while acked + len(refused) < count:  # each is acknowledged or refused
             event = alice.next_event()
             if isinstance(event, ev.Ack):
@@ -123,7 +124,8 @@ def test_a_connection_that_fetches_and_never_reads_gets_no_more_than_its_buffers
         grown = rss_bytes() - before
         # Before the bound, 400 FETCHes put 2000 messages (8 MiB) in the broker's queue.
         assert grown <= UNREAD_ANSWERS_BOUND, f"the broker grew {grown} bytes"
-        answered, refusals = 0, []
+        answered = 0
+        refusals: list[ev.Error] = []
         while True:
             assert mallory.poll(10_000), "no PONG after the FETCHes"
             frames = mallory.recv_multipart()
