@@ -629,6 +629,11 @@ class Session:
                 self.outbox.pacer.drain(now)
                 if not error.ref:
                     self._show(self.state.apply(error))
+                    self.reply_pacer.drain(now)
+                    if (cursor := self._user_pages.cursor) is not None:
+                        # Maybe the next page of the user list was refused: ask again (a
+                        # page that comes twice is taken once).
+                        self._queue(ListUsers(cursor))
             case _:
                 # An error about one of our messages was shown with that message.
                 if not (error.ref and self.outbox.owns(error.ref)):

@@ -22,6 +22,11 @@ class UserListPages:
         """Whether an answer has started and its last page has not come yet."""
         return self._cursor is not None
 
+    @property
+    def cursor(self) -> str | None:
+        """The nick the next page is asked after; None: no answer in progress."""
+        return self._cursor
+
     def reset(self) -> None:
         """Give up the answer in progress (its last pages will never come)."""
         self._pages = []

@@ -174,3 +174,30 @@ def test_a_real_client_follows_the_pages_of_a_real_broker() -> None:
     finally:
         broker.stop()
         context.destroy(linger=0)
+
+
+def test_a_refused_page_is_asked_for_again() -> None:
+    # A reply budget that holds one page at a time: the client's next page is refused
+    # until it refills.
+    flood = FloodPolicy(reply_burst_bytes=1500, reply_bytes_per_second=1500.0)
+    config = BrokerConfig(
+        bind=RANDOM_LOOPBACK, admin_token=ADMIN_TOKEN, flood=flood, users_page_bytes=SMALL_PAGE
+    )
+    broker = serve(BrokerServer(config))
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    nicks = [f"user{n:02d}-" + "x" * 25 for n in range(12)]
+    try:
+        for nick in nicks:
+            Peer(context, broker.endpoint).register(nick)
+
+        async def scenario() -> None:
+            async with bot_client(broker.endpoint, "bob") as bob:
+                everyone = sorted([*nicks, "bob"], key=nick_key)
+                await eventually(lambda: bob.session.state.users == everyone, "every user", 15)
+                refusals = [line for line in bob.lines() if "USERS answers are limited" in line]
+                assert refusals  # it was refused on the way, and went on
+
+        asyncio.run(scenario())
+    finally:
+        broker.stop()
+        context.destroy(linger=0)
