@@ -32,17 +32,26 @@ UNMETERED_COMMANDS = FloodPolicy(burst=100_000, per_second=100_000.0)
 BIG_TEXT = "x" * (MAX_TEXT_BYTES - 96)
 #: The broker's heartbeat where a client must notice a lost link quickly: 3 x 200 ms.
 SHORT_HEARTBEAT_MS = 200
+#: Longest wait for the broker to handle a big history, in seconds.
+HISTORY_WAIT_S = 20.0
+#: A history a little larger than the reply budget's burst: catching it up takes pacing.
+HISTORY_BYTES = REPLY_BURST_BYTES + REPLY_BURST_BYTES // 4
 #: A small byte budget for the core test: three answers of FETCH_REPLY_BYTES.
 BURST = 3 * FETCH_REPLY_BYTES
 
 
 def big_history(peer: Peer, total_bytes: int) -> int:
-    """`peer` says big messages until they weigh `total_bytes`; returns how many."""
+    """`peer` says big messages until they weigh `total_bytes`; returns how many once the
+    broker has handled them all."""
     count = total_bytes // len(BIG_TEXT) + 1
     for n in range(count):
         peer.say(f"{n} {BIG_TEXT}")
-    peer.sync()
-    return count
+    # The PONG follows the broadcasts; on a busy machine they may take a while.
+    peer.send(cmd.Ping())
+    while True:
+        assert peer.socket.poll(int(HISTORY_WAIT_S * 1000)), "the broker did not answer"
+        if isinstance(decode_event(peer.socket.recv_multipart()), ev.Pong):
+            return count
 
 
 def test_core_refuses_a_fetch_past_the_byte_budget_and_says_when_to_come_back() -> None:
@@ -84,7 +93,7 @@ def test_many_fetches_bring_no_more_than_the_byte_budget() -> None:
     try:
         alice = Peer(context, broker.endpoint)
         alice.register("alice", stream=True)  # broadcasts do not queue up for her
-        big_history(alice, 2 * REPLY_BURST_BYTES)
+        big_history(alice, HISTORY_BYTES)
         mallory = Peer(context, broker.endpoint)
         mallory.register("mallory")
         started = time.monotonic()
@@ -133,7 +142,7 @@ def test_the_client_catches_up_a_long_gap_without_being_refused() -> None:
             relay.close()
             await eventually(lambda: not bob.registered, "bob's link lost")
             # More than the byte budget's burst is said while bob is away.
-            count = await asyncio.to_thread(big_history, alice, 2 * REPLY_BURST_BYTES)
+            count = await asyncio.to_thread(big_history, alice, HISTORY_BYTES)
             relay.open()
 
             def shown() -> int:
