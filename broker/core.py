@@ -19,15 +19,19 @@ from typing import Final
 from messages import (
     DEFAULT_KICK_BAR_SECONDS,
     FETCH_LIMIT,
+    FETCH_REPLY_BYTES,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     MAX_BAR_SECONDS,
+    MAX_NICK_CHARS,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
+    USERS_PAGE_BYTES,
     ErrorCode,
     ProtocolError,
     command_verbs,
     decode_command,
+    encode,
     format_duration,
     message_ref,
     nick_key,
@@ -44,7 +48,14 @@ from .bans import Bans
 from .history import BroadcastEvent, BroadcastLog
 from .ratelimit import FloodPolicy
 from .roster import Roster
-from .session import Identity, Outcome, Session, receipt_key
+from .session import (
+    UNCONFIRMED_BYTES,
+    UNCONFIRMED_LIMIT,
+    Identity,
+    Outcome,
+    Session,
+    receipt_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +74,16 @@ RESERVED_NICKS: Final = frozenset({CONSOLE_OPERATOR, FLOOD_CONTROL, "server", "b
 _RESERVED_SKELETONS: Final = frozenset(nick_skeleton(nick) for nick in RESERVED_NICKS)
 #: Broadcast events kept for clients that FETCH what they missed.
 HISTORY_EVENTS: Final = 10_000
+#: Bytes of unconfirmed private messages kept for all recipients together: past it, a TELL
+#: is refused (ERROR 507) until recipients confirm or leave.
+TOTAL_UNCONFIRMED_BYTES: Final = 64 * 1024 * 1024
+#: The least a FETCH or USERS costs from the reply budget, in bytes, whatever its answer:
+#: asking is not free either.
+MIN_REPLY_CHARGE_BYTES: Final = 1024
+#: FETCH and USERS are refused while more than this many bytes sent to the client wait in
+#: the network unread (as the socket loop measures it): a client that asks for answers and
+#: never reads them gets no more than its kernel buffers hold.
+UNSENT_LIMIT_BYTES: Final = 128 * 1024
 #: Identities of removed sessions remembered, so their next message learns why.
 DEPARTED_LIMIT: Final = 1024
 #: Outcomes of private messages (DELIVERED, ERROR 504) whose sender was away, kept (in
@@ -79,10 +100,15 @@ _METERED: Final = (
     cmd.Kick,
     cmd.Ban,
     cmd.Unban,
-    cmd.Fetch,
+    # (FETCH draws on the reply budget instead: by the bytes of its answer.)
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
 )
+
+
+def event_bytes(event: ev.BrokerEvent) -> int:
+    """What `event` weighs on the wire: its frames, signature and verb included."""
+    return sum(map(len, encode(event)))
 
 
 class ChatCore:
@@ -100,6 +126,9 @@ class ChatCore:
         wall_clock: Callable[[], float] = time.time,
         epoch: str | None = None,
         stream_port: int = 0,
+        users_page_bytes: int = USERS_PAGE_BYTES,
+        unconfirmed_bytes: int = UNCONFIRMED_BYTES,
+        total_unconfirmed_bytes: int = TOTAL_UNCONFIRMED_BYTES,
     ) -> None:
         check_admin_token(admin_token)
         self.admin_token = admin_token
@@ -107,6 +136,13 @@ class ChatCore:
         self.flood = flood or FloodPolicy()
         #: Where clients subscribe to the broadcast stream (announced in WELCOME).
         self.stream_port = stream_port
+        #: Most bytes of nicks in one USERS page (a longer list comes in pages).
+        self.users_page_bytes = max(users_page_bytes, 4 * MAX_NICK_CHARS)
+        #: Bytes of unconfirmed private messages kept for one recipient, and for all.
+        self.unconfirmed_limit_bytes = unconfirmed_bytes
+        self.total_unconfirmed_limit_bytes = total_unconfirmed_bytes
+        #: Bytes of unconfirmed private messages kept now, for every recipient together.
+        self.unconfirmed_bytes = 0
         #: Names this run of the broker: broadcast numbers start again with each epoch.
         self.epoch = epoch or secrets.token_hex(4)
         self.history = BroadcastLog(HISTORY_EVENTS)
@@ -158,16 +194,24 @@ class ChatCore:
     # -- input -------------------------------------------------------------------------
 
     def receive(
-        self, identity: Identity, frames: Sequence[bytes], now: float, peer: str = ""
+        self,
+        identity: Identity,
+        frames: Sequence[bytes],
+        now: float,
+        peer: str = "",
+        unsent: int = 0,
     ) -> list[Outgoing]:
         """Handle one multipart message from `identity` (the ROUTER identity frame removed).
 
-        `peer` is the sender's network address, when known (joins are limited per address).
+        `peer` is the sender's network address, when known (joins are limited per address);
+        `unsent` the bytes sent to it that still wait in the network to be read, when known
+        (FETCH and USERS are answered only to a client that reads).
         """
         session = self._by_identity.get(identity)
         if session is not None:
             # Any traffic counts as a heartbeat.
             session.last_heard = now
+            session.unsent_bytes = unsent
         try:
             command = decode_command(frames)
         except ProtocolError as exc:
@@ -238,21 +282,18 @@ class ChatCore:
                 return [*self._broadcast(message), (me, ev.Ack((msg_id,)))]
             case cmd.Tell(msg_id, recipient, text):
                 target = self._require(recipient)
-                session.accept(msg_id)
                 private = ev.PrivateMessage(msg_id, session.nick, target.nick, text, self._now_ms())
-                dropped = target.await_receipt(private, session.token)
+                size = self._room_for(target, private)
+                session.accept(msg_id)
+                self.unconfirmed_bytes += target.await_receipt(private, session.token, size)
                 # The sender already has the text: the ACK is all it needs.
-                out: list[Outgoing] = [(target.identity, private), (me, ev.Ack((msg_id,)))]
-                if dropped is not None:
-                    why = f"{target.nick} has too many unconfirmed private messages"
-                    out += self._undelivered(*dropped, why)
-                return out
+                return [(target.identity, private), (me, ev.Ack((msg_id,)))]
             case cmd.Received(msg_id, sender):
                 return self._confirm(session, sender, msg_id)
             case cmd.Fetch(from_seq):
-                return self._replay(me, from_seq)
-            case cmd.ListUsers():
-                return [(me, ev.UserList(self.history.last_seq, self.users()))]
+                return self._replay(session, from_seq, now)
+            case cmd.ListUsers(after):
+                return self._users_page(session, after, now)
             case cmd.Ping():
                 return [(me, ev.Pong())]
             case cmd.Quit(reason):
@@ -307,6 +348,7 @@ class ChatCore:
             messages=flood.message_bucket(),
             strikes=flood.strike_bucket(),
             admin_tries=flood.admin_bucket(),
+            replies=flood.reply_bucket(),
             stream=stream,
             address=address,
         )
@@ -358,7 +400,7 @@ class ChatCore:
         # became of its own (it drops those it already knows).
         return [
             (me, welcome),
-            *((me, private) for private, _ in session.unconfirmed.values()),
+            *((me, private) for private, *_ in session.unconfirmed.values()),
             *((me, outcome) for outcome in session.outcomes),
         ]
 
@@ -373,6 +415,7 @@ class ChatCore:
         if session is None:
             return []
         self._direct.pop(identity, None)
+        self.unconfirmed_bytes -= session.unconfirmed_bytes
         del self._by_key[nick_key(session.nick)]
         self._roster.remove(session.nick)
         del self._by_skeleton[nick_skeleton(session.nick)]
@@ -388,9 +431,10 @@ class ChatCore:
         # Its unconfirmed private messages go with it: each sender still here learns so,
         # rather than taking its ACK for a delivery to come.
         why = f"{session.nick} left before receiving it ({reason})"
-        for private, sender_token in session.unconfirmed.values():
+        for private, sender_token, _ in session.unconfirmed.values():
             left += self._undelivered(private, sender_token, why)
         session.unconfirmed.clear()
+        session.unconfirmed_bytes = 0
         return left
 
     def expire(self, now: float) -> list[Outgoing]:
@@ -411,10 +455,11 @@ class ChatCore:
     # -- receipts and gaps ---------------------------------------------------------------
 
     def _confirm(self, session: Session, sender_nick: str, msg_id: str) -> list[Outgoing]:
-        waiting = session.unconfirmed.pop(receipt_key(sender_nick, msg_id), None)
+        waiting = session.confirmed(receipt_key(sender_nick, msg_id))
         if waiting is None:
             return []  # a repeated or unknown receipt: nothing left to do
-        private, sender_token = waiting
+        private, sender_token, size = waiting
+        self.unconfirmed_bytes -= size
         return self._tell_sender(private, sender_token, ev.Delivered(msg_id, session.nick))
 
     def _tell_sender(
@@ -443,9 +488,11 @@ class ChatCore:
         error = ev.Error(ErrorCode.UNDELIVERED, private.msg_id, reason)
         return self._tell_sender(private, sender_token, error)
 
-    def _replay(self, identity: Identity, from_seq: int) -> list[Outgoing]:
+    def _replay(self, session: Session, from_seq: int, now: float) -> list[Outgoing]:
+        identity = session.identity
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1
-        replay = self.history.since(from_seq, FETCH_LIMIT)
+        replay = self.history.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
+        self._charge_reply(session, "FETCH", replay.size, now)
         out: list[Outgoing] = []
         if replay.gone_until:
             reason = (
@@ -454,6 +501,51 @@ class ChatCore:
             )
             out.append((identity, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
         return out + [(identity, event) for event in replay.events]
+
+    def _room_for(self, target: Session, private: ev.PrivateMessage) -> int:
+        """The size of `private` in bytes, if `target` may keep it until it confirms; else
+        ERROR 507: a recipient that reads but never confirms pins no more memory."""
+        size = event_bytes(private)
+        if len(target.unconfirmed) >= UNCONFIRMED_LIMIT or (
+            target.unconfirmed_bytes + size > self.unconfirmed_limit_bytes
+        ):
+            why = (
+                f"{target.nick} has not confirmed {len(target.unconfirmed)} private messages "
+                f"({target.unconfirmed_bytes} bytes); try again once they have"
+            )
+        elif self.unconfirmed_bytes + size > self.total_unconfirmed_limit_bytes:
+            why = "the server holds too many unconfirmed private messages; try again later"
+        else:
+            return size
+        raise ProtocolError(ErrorCode.INSUFFICIENT_STORAGE, truncate_utf8(why, MAX_REASON_BYTES))
+
+    def _users_page(self, session: Session, after: str, now: float) -> list[Outgoing]:
+        users, more = self._roster.page(after, self.users_page_bytes)
+        page = ev.UserList(self.history.last_seq, tuple(users), after, more)
+        # A page costs the bytes of its nick list (at most users_page_bytes).
+        self._charge_reply(session, "USERS", len(" ".join(users).encode()), now)
+        return [(session.identity, page)]
+
+    def _charge_reply(self, session: Session, what: str, size: int, now: float) -> None:
+        """Take an answer of `size` bytes from the session's reply budget, or refuse it."""
+        if session.unsent_bytes > UNSENT_LIMIT_BYTES:
+            # Answers to a client that does not read would pile up in the broker's memory.
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"{what} refused: {session.unsent_bytes} bytes sent to you are still unread; "
+                "read them first",
+            )
+        # Answers are metered by their bytes: a few bytes of request must not buy megabytes.
+        # (A policy whose burst is smaller than one answer lets one through when full.)
+        cost = min(max(size, MIN_REPLY_CHARGE_BYTES), session.replies.capacity)
+        if not session.replies.take(now, cost):
+            flood = self.flood
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"{what} answers are limited to {flood.reply_burst_bytes} bytes at once, "
+                f"{flood.reply_bytes_per_second:g} bytes per second; this one "
+                f"({size} bytes) in {session.replies.wait(now, cost):.1f} s",
+            )
 
     # -- operator actions (from an operator client or the broker's terminal) ------------
 
@@ -565,6 +657,7 @@ class ChatCore:
         self._by_key.clear()
         self._roster.clear()
         self._by_skeleton.clear()
+        self.unconfirmed_bytes = 0
         self.stopped = True
         return out
 

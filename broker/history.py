@@ -1,7 +1,9 @@
 """The broadcast log: the last broadcast events, kept so that clients can fill gaps."""
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from messages import events as ev
 
@@ -15,6 +17,8 @@ class Replay:
     events: list[BroadcastEvent]
     #: If > 0, events numbered from the requested one up to this (excluded) are gone.
     gone_until: int
+    #: The events' sizes added up (0 unless asked for).
+    size: int = 0
 
 
 class BroadcastLog:
@@ -39,11 +43,24 @@ class BroadcastLog:
         """The number of the oldest event still kept."""
         return self.last_seq - len(self._events) + 1
 
-    def since(self, from_seq: int, limit: int) -> Replay:
-        """At most `limit` events numbered `from_seq` or later, oldest first."""
+    def since(
+        self, from_seq: int, limit: int, max_bytes: int = 0, size: Callable[[Any], int] = len
+    ) -> Replay:
+        """At most `limit` events numbered `from_seq` or later, oldest first; with
+        `max_bytes`, only as many as keep their `size`s within it (one at least)."""
         first = self.first_kept
         start = max(from_seq, first, 1)
         gone_until = first if from_seq < first else 0
         offset = start - first
         end = min(len(self._events), offset + limit)
-        return Replay([self._events[i] for i in range(offset, end)], gone_until)
+        events: list[BroadcastEvent] = []
+        total = 0
+        for i in range(offset, end):
+            event = self._events[i]
+            if max_bytes:
+                cost = size(event)
+                if total + cost > max_bytes and events:
+                    break
+                total += cost
+            events.append(event)
+        return Replay(events, gone_until, total)

@@ -3,7 +3,13 @@
 from dataclasses import dataclass
 from typing import Final
 
-from messages import FLOOD_BURST, FLOOD_PER_SECOND, TokenBucket
+from messages import (
+    FLOOD_BURST,
+    FLOOD_PER_SECOND,
+    REPLY_BURST_BYTES,
+    REPLY_BYTES_PER_SECOND,
+    TokenBucket,
+)
 
 #: By default one network address may send as much as this many sessions at full speed.
 ADDRESS_SHARE: Final = 10
@@ -46,6 +52,9 @@ class FloodPolicy:
     #: the per-session limit allows, far more than a few dozen people chatting).
     address_burst: float | None = None
     address_per_second: float | None = None
+    #: Bytes of FETCH answers one session may draw: a burst, then so many per second.
+    reply_burst_bytes: int = REPLY_BURST_BYTES
+    reply_bytes_per_second: float = REPLY_BYTES_PER_SECOND
 
     def message_bucket(self) -> TokenBucket:
         return TokenBucket(self.burst, self.per_second)
@@ -58,6 +67,9 @@ class FloodPolicy:
 
     def global_admin_bucket(self) -> TokenBucket:
         return TokenBucket(self.admin_global_attempts, 1 / self.admin_global_retry_seconds)
+
+    def reply_bucket(self) -> TokenBucket:
+        return TokenBucket(self.reply_burst_bytes, self.reply_bytes_per_second)
 
     def join_bucket(self) -> TokenBucket:
         return TokenBucket(self.join_burst, self.joins_per_second)

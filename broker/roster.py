@@ -1,6 +1,6 @@
 """The nicks present, kept sorted case-insensitively as users come and go."""
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 
 from messages import nick_key
 
@@ -30,3 +30,18 @@ class Roster:
     def values(self) -> list[str]:
         """The nicks, sorted."""
         return self._nicks
+
+    def page(self, after: str, max_bytes: int) -> tuple[list[str], bool]:
+        """The nicks sorted after `after` (from the first if it is empty) that fit in
+        `max_bytes` as UTF-8 joined by spaces (one at least), and whether more follow."""
+        start = bisect_right(self._keys, nick_key(after)) if after else 0
+        page: list[str] = []
+        size = 0
+        for index in range(start, len(self._nicks)):
+            nick = self._nicks[index]
+            cost = len(nick.encode()) + (1 if page else 0)
+            if size + cost > max_bytes and page:
+                return page, True
+            size += cost
+            page.append(nick)
+        return page, False

@@ -7,12 +7,15 @@ to every subscriber. Everything else is decided by `ChatCore`.
 """
 
 import contextlib
+import fcntl
 import gc
 import logging
 import math
 import os
 import queue
 import socket
+import sys
+import termios
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -29,6 +32,7 @@ from messages import (
     MAX_FRAMES,
     MAX_WIRE_FRAME_BYTES,
     STREAM_READY,
+    USERS_PAGE_BYTES,
     ErrorCode,
     encode,
     pack_events,
@@ -62,6 +66,12 @@ DEFAULT_BIND: Final = "tcp://127.0.0.1:5555"
 #: for two whole answers to FETCH, so that a client catching up is not taken for one that
 #: stopped reading.
 SEND_HWM_MESSAGES: Final = 2 * FETCH_LIMIT
+#: The kernel's send buffer of each client connection, in bytes (ZMQ_SNDBUF; Linux doubles
+#: it): a fixed size, where the default grows to megabytes for a peer that does not read.
+SEND_BUFFER_BYTES: Final = 256 * 1024
+#: Commands answered with up to FETCH_REPLY_BYTES: the core needs to know whether the
+#: client reads what it was sent.
+_LARGE_ANSWERS: Final = ([b"FETCH"], [b"USERS"])
 #: Messages queued from one client before libzmq stops reading its connection.
 RECEIVE_HWM_MESSAGES: Final = 1000
 #: Pending TCP connections the listening socket holds (ZMQ_BACKLOG); the default of 100
@@ -114,6 +124,8 @@ MONITORED_EVENTS: Final = int(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
 CHAT: Final = "chat"
 STREAM_SOCKET: Final = "stream"
 _MORE_FLAGS: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
+#: Size of the C int the TIOCOUTQ ioctl fills in.
+_INT_BYTES: Final = 4
 _LAST_FLAGS: Final = int(zmq.NOBLOCK)
 
 
@@ -135,6 +147,8 @@ class BrokerConfig:
     console_fd: int | None = None
     #: Caps on connections (the total is lowered to what the descriptor limit allows).
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    #: Most bytes of nicks in one USERS page.
+    users_page_bytes: int = USERS_PAGE_BYTES
 
 
 class BrokerServer:
@@ -165,6 +179,7 @@ class BrokerServer:
         self._socket.setsockopt(zmq.MAXMSGSIZE, MAX_WIRE_FRAME_BYTES)
         self._socket.setsockopt(zmq.SNDHWM, SEND_HWM_MESSAGES)
         self._socket.setsockopt(zmq.RCVHWM, RECEIVE_HWM_MESSAGES)
+        self._socket.setsockopt(zmq.SNDBUF, SEND_BUFFER_BYTES)
         self._socket.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
         self._stream = self._context.socket(zmq.XPUB)
         self._stream.setsockopt(zmq.SNDHWM, STREAM_HWM_MESSAGES)
@@ -208,7 +223,11 @@ class BrokerServer:
         self._memory = ResidentMemory()
         self._growth = GrowthWatch(self._memory.rss_bytes())
         self.core = ChatCore(
-            config.admin_token, config.heartbeat_ms, config.flood, stream_port=stream_port
+            config.admin_token,
+            config.heartbeat_ms,
+            config.flood,
+            stream_port=stream_port,
+            users_page_bytes=config.users_page_bytes,
         )
         self._acks = PendingAcks()
         # Broadcasts (encoded) waiting to be published together at the end of this turn
@@ -328,7 +347,8 @@ class BrokerServer:
             # Only HELLO needs the address (joins are limited per address); the lookup
             # is not free, so skip it for everything else.
             peer = str(identity.get("Peer-Address")) if frames[1:2] == [b"HELLO"] else ""
-            outgoing = self.core.receive(sender, frames, time.monotonic(), peer)
+            unsent = unsent_bytes(identity) if frames[1:2] in _LARGE_ANSWERS else 0
+            outgoing = self.core.receive(sender, frames, time.monotonic(), peer, unsent)
             if connection is not None and not connection.registered:
                 connection.registered = self.core.session(sender) is not None
             if self.core.stopped:
@@ -571,6 +591,18 @@ class BrokerServer:
         self._wake_reader.close()
         self._wake_writer.close()
         self._memory.close()
+
+
+def unsent_bytes(frame: zmq.Frame) -> int:
+    """Bytes the kernel still holds for the connection `frame` came from (sent, not yet
+    acknowledged by the peer, or not yet sent): a peer that does not read shows as a full
+    buffer. 0 where the platform cannot tell."""
+    try:
+        fd = frame.get(zmq.SRCFD)
+        packed = fcntl.ioctl(fd, termios.TIOCOUTQ, bytes(_INT_BYTES))
+    except (OSError, zmq.ZMQError, AttributeError):
+        return 0
+    return int.from_bytes(packed, sys.byteorder, signed=True)
 
 
 def tune_gc_for_serving() -> None:

@@ -11,7 +11,9 @@ Identity = bytes
 
 #: Message ids remembered per session to drop resent duplicates.
 DEDUP_WINDOW: Final = 4096
-#: Private messages kept per recipient until it confirms them; older ones are dropped.
+#: Private messages kept per recipient until it confirms them: past this many, or this many
+#: bytes (their frames), a TELL to it is refused (ERROR 507), so that a recipient that reads
+#: but never confirms pins no more.
 UNCONFIRMED_LIMIT: Final = 1000
 #: What became of its private messages (DELIVERED, ERROR 504): the last ones sent to a
 #: client are kept, and sent again when it resumes on a new connection, in case the old one
@@ -20,6 +22,7 @@ OUTCOMES_KEPT: Final = 100
 
 #: An outcome of a private message, for its sender.
 Outcome = ev.Delivered | ev.Error
+UNCONFIRMED_BYTES: Final = 256 * 1024
 
 
 def receipt_key(sender: str, msg_id: str) -> tuple[str, str]:
@@ -37,10 +40,11 @@ class Session:
     token: str
     #: Monotonic time of the last message from this client.
     last_heard: float
-    #: Flood control: chat commands, refusals, failed operator logins.
+    #: Flood control: chat commands, refusals, failed operator logins, bytes of answers.
     messages: TokenBucket
     strikes: TokenBucket
     admin_tries: TokenBucket
+    replies: TokenBucket
     operator: bool = False
     #: The client reads broadcasts from the stream, not from its connection.
     stream: bool = False
@@ -49,12 +53,17 @@ class Session:
     address: str = ""
     #: Private messages sent to this client and not yet confirmed with RECEIVED, by
     #: (sender's nick key, msg_id), with the session token of their sender (DELIVERED goes
-    #: to that session only).
-    unconfirmed: OrderedDict[tuple[str, str], tuple[ev.PrivateMessage, str]] = field(
+    #: to that session only) and their size in bytes.
+    unconfirmed: OrderedDict[tuple[str, str], tuple[ev.PrivateMessage, str, int]] = field(
         default_factory=OrderedDict
     )
     #: The last outcomes of its private messages sent to this client (see OUTCOMES_KEPT).
     outcomes: deque[Outcome] = field(default_factory=lambda: deque(maxlen=OUTCOMES_KEPT))
+    #: The sizes of `unconfirmed` added up.
+    unconfirmed_bytes: int = 0
+    #: Bytes sent to this client still unread in the network, as of its last message (0
+    #: when not known).
+    unsent_bytes: int = 0
     _recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def seen(self, msg_id: str) -> bool:
@@ -67,13 +76,19 @@ class Session:
         if len(self._recent_ids) > DEDUP_WINDOW:
             self._recent_ids.popitem(last=False)
 
-    def await_receipt(
-        self, private: ev.PrivateMessage, sender_token: str
-    ) -> tuple[ev.PrivateMessage, str] | None:
-        """Keep `private` until this client confirms it; return the oldest unconfirmed
-        message (with its sender's token) if it had to make room by dropping it."""
+    def await_receipt(self, private: ev.PrivateMessage, sender_token: str, size: int) -> int:
+        """Keep `private` (of `size` bytes) until this client confirms it; returns by how
+        many bytes what is kept grew."""
         # Ids are unique per sender only: keyed by both, no sender can displace another's.
-        self.unconfirmed[receipt_key(private.sender, private.msg_id)] = (private, sender_token)
-        if len(self.unconfirmed) > UNCONFIRMED_LIMIT:
-            return self.unconfirmed.popitem(last=False)[1]
-        return None
+        key = receipt_key(private.sender, private.msg_id)
+        replaced = self.confirmed(key)  # a copy sent again by a new session of its sender
+        self.unconfirmed[key] = (private, sender_token, size)
+        self.unconfirmed_bytes += size
+        return size - replaced[2] if replaced is not None else size
+
+    def confirmed(self, key: tuple[str, str]) -> tuple[ev.PrivateMessage, str, int] | None:
+        """Forget the private message `key` (see `receipt_key`); it, if it was kept."""
+        waiting = self.unconfirmed.pop(key, None)
+        if waiting is not None:
+            self.unconfirmed_bytes -= waiting[2]
+        return waiting

@@ -1,8 +1,10 @@
 """The outbox: every chat message the user typed, until the broker has it (sans-IO).
 
-Each SAY or TELL gets a message id (`{random prefix}-{counter}`; the prefix is not the
-session token, which every recipient would otherwise learn) and goes through these
-delivery states:
+Each SAY or TELL gets a message id (`{random prefix}-{counter}-{random part}`; the prefix is
+not the session token, which every recipient would otherwise learn, and the random part,
+new for each message, makes the next id impossible to guess from the last one: nobody can
+send an id first so that receivers drop ours as a repeat) and goes through these delivery
+states:
 
     PENDING --ACK--> SENT --DELIVERED--> DELIVERED      (DELIVERED: TELL only)
        |              |
@@ -25,6 +27,7 @@ piping many lines never trips ERROR 429. Times are monotonic seconds passed in b
 import enum
 import itertools
 import math
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
@@ -61,6 +64,9 @@ RATE_LIMIT_RETRY_S: Final = 1.0
 #: Sent TELLs kept while waiting for DELIVERED (for resending after a broker restart);
 #: the oldest are forgotten beyond this.
 MAX_AWAITING_DELIVERY: Final = 1000
+#: Random bytes in each message id (hex-encoded: twice as many characters), new for each
+#: message: whoever sees our ids cannot tell the next one.
+MSG_ID_RANDOM_BYTES: Final = 8
 
 
 def liveness_bound_s(heartbeat_ms: int) -> float:
@@ -173,7 +179,8 @@ class Outbox:
     def add(self, text: str, recipient: str | None) -> OutgoingMessage:
         """A new PENDING message to everyone (`recipient` None) or to `recipient`."""
         number = next(self._counter)
-        message = OutgoingMessage(f"{self.id_prefix}-{number}", text, recipient, number)
+        msg_id = f"{self.id_prefix}-{number}-{secrets.token_hex(MSG_ID_RANDOM_BYTES)}"
+        message = OutgoingMessage(msg_id, text, recipient, number)
         self._messages[message.msg_id] = message
         self.last_number = number
         return message

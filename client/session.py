@@ -35,7 +35,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-from messages import ErrorCode, ProtocolError
+from messages import (
+    FETCH_REPLY_BYTES,
+    REPLY_BURST_BYTES,
+    REPLY_BYTES_PER_SECOND,
+    USERS_PAGE_BYTES,
+    ErrorCode,
+    ProtocolError,
+    TokenBucket,
+)
 from messages.commands import (
     Ban,
     ClientCommand,
@@ -77,6 +85,7 @@ from .connection import (
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .state import ChatState, Ending, Entry
 from .stream import BroadcastStream
+from .userpages import UserListPages
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +104,17 @@ NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
 #: nick: the session is over, and trying again would only be refused again.
 BARRED: Final = ErrorCode.FORBIDDEN
 #: Commands the broker's flood control counts (chat text aside): paced like chat text.
-_METERED: Final = (ListUsers, Kick, Ban, Unban, Wall, Fetch)
+_METERED: Final = (ListUsers, Kick, Ban, Unban, Wall)
+#: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
+#: REPLY_BYTES_PER_SECOND): paced to that budget too.
+_REPLY_METERED: Final = (Fetch, ListUsers)
+#: The most one answer to them costs: a FETCH answer or a USERS page.
+_LARGEST_REPLY_BYTES: Final = max(FETCH_REPLY_BYTES, USERS_PAGE_BYTES)
+#: Such commands sent at once, then per second: counting each as the largest answer, the
+#: client is never refused; one answer's worth is kept in hand for requests the network
+#: bunches together.
+REPLY_PACING_BURST: Final = REPLY_BURST_BYTES // _LARGEST_REPLY_BYTES - 1
+REPLY_PACING_PER_SECOND: Final = REPLY_BYTES_PER_SECOND / _LARGEST_REPLY_BYTES
 
 Show = Callable[[list[Entry]], None]
 
@@ -156,6 +175,8 @@ class Session:
         # Message ids are seen by every recipient: they must not reveal the session token,
         # which is all it takes to resume (take over) this session.
         self.outbox = Outbox(new_session_token())
+        #: Paces FETCH and USERS to the broker's byte budget for their answers.
+        self.reply_pacer = TokenBucket(REPLY_PACING_BURST, REPLY_PACING_PER_SECOND)
         self.stream = BroadcastStream()
         self.connection: Connection | None = None
         #: Registered on the current connection (WELCOME received, no 401 since).
@@ -196,6 +217,9 @@ class Session:
         self._last_from_stream = 0.0
         # USERS answers still to come that are not to be shown (asked for after a reconnect).
         self._quiet_user_lists = 0
+        # The pages of the USERS answer coming in, and whether to show it once complete.
+        self._user_pages = UserListPages()
+        self._announce_users = True
         # While a batch of events is handled: the entries to show at its end.
         self._batch_entries: list[Entry] | None = None
 
@@ -295,6 +319,7 @@ class Session:
         self._pings_sent = self._pongs_received = 0
         self._fetch_pong = 0
         self._quiet_user_lists = 0
+        self._user_pages.reset()
         self._fail_waiters()
 
     async def _hello(self, timeout_s: float) -> Welcome | Error | None:
@@ -592,12 +617,24 @@ class Session:
             case Pong():
                 self._pong()
             case UserList():
-                quiet = self._quiet_user_lists > 0
-                if quiet:
-                    self._quiet_user_lists -= 1
-                self._show(self.state.user_list(event, announce=not quiet))
+                self._user_list_page(event)
             case _:
                 self._show(self.state.apply(event))
+
+    def _user_list_page(self, page: UserList) -> None:
+        if not page.after:  # an answer starts
+            quiet = self._quiet_user_lists > 0
+            if quiet:
+                self._quiet_user_lists -= 1
+            # An answer that replaces one in progress is shown if either was to be.
+            shown_before = self._user_pages.in_progress and self._announce_users
+            self._announce_users = shown_before or not quiet
+        pages, cursor = self._user_pages.add(page)
+        if cursor is not None:
+            # A long list comes in pages: ask for the next one.
+            self._queue(ListUsers(cursor))
+        if pages is not None:
+            self._show(self.state.user_list(*pages, announce=self._announce_users))
 
     def _broadcast(
         self, event: Joined | Left | Message | Notice, now: float, on_connection: bool = True
@@ -647,6 +684,11 @@ class Session:
                 self.outbox.pacer.drain(now)
                 if not error.ref:
                     self._show(self.state.apply(error))
+                    self.reply_pacer.drain(now)
+                    if (cursor := self._user_pages.cursor) is not None:
+                        # Maybe the next page of the user list was refused: ask again (a
+                        # page that comes twice is taken once).
+                        self._queue(ListUsers(cursor))
             case _:
                 # An error about one of our messages was shown with that message.
                 if not (error.ref and self.outbox.owns(error.ref)):
@@ -699,29 +741,42 @@ class Session:
 
     async def _pump_once(self, now: float) -> float | None:
         """Send what is due; return how long until something may be due (None: never)."""
-        pacer = self.outbox.pacer
-        while self._controls and pacer.take(now):
-            command = self._controls.popleft()
+        while self._controls:
+            command = self._controls[0]
+            if (wait := self._wait_to_send(command, now)) > 0:
+                return wait
+            self._controls.popleft()
             await self._send_now(command)
             if isinstance(command, Fetch):
                 # The broker answers one client's commands in order: this PING's PONG
                 # comes once the whole answer to the FETCH has.
                 await self._send_now(Ping())
                 self._fetch_pong = self._pings_sent
-        if self._controls:
-            return pacer.wait(now)
         while self._typed:
             after, command = self._typed[0]
             await self._send_messages(now, after)
             if not self.outbox.all_sent(after):
                 return self.outbox.next_wakeup(now)
-            if not pacer.take(now):
-                return pacer.wait(now)
+            if (wait := self._wait_to_send(command, now)) > 0:
+                return wait
             self._typed.popleft()
             await self._send_now(command)
             self._made_progress(now)
         await self._send_messages(now, None)
         return self.outbox.next_wakeup(now)
+
+    def _wait_to_send(self, command: ClientCommand, now: float) -> float:
+        """0 if metered `command` may go now (its tokens are taken), else seconds to wait."""
+        pacer = self.outbox.pacer
+        replies = isinstance(command, _REPLY_METERED)
+        if replies and (wait := self.reply_pacer.wait(now)) > 0:
+            return wait
+        # FETCH is metered by the bytes of its answers only (it does not slow chat down).
+        if not isinstance(command, Fetch) and not pacer.take(now):
+            return pacer.wait(now)
+        if replies:
+            self.reply_pacer.take(now)
+        return 0.0
 
     async def _send_messages(self, now: float, up_to: int | None) -> None:
         for message in self.outbox.due(now, up_to):
@@ -795,6 +850,8 @@ class Session:
                     # The stream may still be bringing broadcasts (our own MESSAGEs among
                     # them) after the broker has answered on the connection: ask for them
                     # there too, ahead of the PING, so they are in before its PONG.
+                    await asyncio.sleep(self.reply_pacer.wait(self._now()))
+                    self.reply_pacer.take(self._now())
                     await self._send_now(Fetch(self.stream.resync(self._now())))
                 if await self._barrier(min(remaining, self.liveness_s)):
                     return True

@@ -287,22 +287,31 @@ class ChatState:
             entries.append(self._operator_lost("the server restarted"))
         return entries
 
-    def user_list(self, event: UserList, announce: bool = True) -> list[Entry]:
-        """Everyone present as of broadcast `event.seq` (a USERS answer): the user list from
-        now on, with the joins and leaves numbered after it that were applied already.
-        Returns the entries for it: the list itself unless not `announce`, and a note if
-        the query target is gone."""
-        users = {nick_key(n): n for n in event.users}
-        # Presence broadcasts after the answer's number were applied to the old list before
-        # the answer arrived: they come on top of it. Those numbered up to it are in it (and
-        # any not applied yet change nothing when they are: the answer already shows them).
-        for seq, key, nick in self._presence:
-            if seq <= event.seq:
-                continue
-            if nick is None:
-                users.pop(key, None)
-            else:
-                users[key] = nick
+    def user_list(self, *pages: UserList, announce: bool = True) -> list[Entry]:
+        """Everyone present, from the pages of a USERS answer in order (one for a short
+        list), each as of its broadcast `seq`: the user list from now on, with the joins and
+        leaves numbered after each page that were applied already. Returns the entries for
+        it: the list itself unless not `announce`, and a note if the query target is gone."""
+        users: dict[str, str] = {}
+        for page in pages:
+            users.update((nick_key(n), n) for n in page.users)
+            # The page names everyone whose key is after its `after` and up to its last nick
+            # (to the end, on the last page).
+            low = nick_key(page.after) if page.after else None
+            high = nick_key(page.users[-1]) if page.more and page.users else None
+            # Presence broadcasts after the page's number were applied to the old list
+            # before the page arrived: they come on top of it. Those numbered up to it are in
+            # it (and any not applied yet change nothing when they are: the page already
+            # shows them).
+            for seq, key, nick in self._presence:
+                if seq <= page.seq or (low is not None and key <= low):
+                    continue
+                if high is not None and key > high:
+                    continue
+                if nick is None:
+                    users.pop(key, None)
+                else:
+                    users[key] = nick
         self._set_users(users.values())
         self.users_known = True
         entries = [self._users_entry()] if announce else []

@@ -13,8 +13,12 @@ epoch (one run of the broker). `BroadcastStream` applies them in that order:
 - after ERROR 410 (the broker no longer keeps the missing ones), the stream skips to what
   arrives next and reports how many were lost.
 
-It also remembers the last `SEEN_IDS_LIMIT` message ids (MESSAGE and PRIVATE) so that a
-message delivered twice (sent again across a broker restart) is shown once.
+Within one epoch a broadcast is a repeat only by its number: the broker gives each number
+once, and nobody else can. A MESSAGE is also dropped when its sender and id were shown under
+an earlier epoch (sent again across a broker restart), and a PRIVATE when its sender and id
+were shown at all (the broker resends unconfirmed ones). Ids alone never drop a new broadcast
+of the same run: whoever holds a nick later could otherwise send its owner's next ids first
+and hide what the owner says after.
 """
 
 from collections import OrderedDict
@@ -93,6 +97,9 @@ class BroadcastStream:
         #: The highest number known to exist (from WELCOME or events seen).
         self.known_seq = 0
         self.seen = RecentIds(seen_limit)
+        # (sender's uniqueness key, msg_id) of MESSAGEs applied -> the epoch they came in.
+        self._shown_in: OrderedDict[str, str] = OrderedDict()
+        self._shown_limit = seen_limit
         self._held: dict[int, BroadcastEvent] = {}
         # The FETCH in flight: (from_seq, when sent).
         self._fetch: tuple[int, float] | None = None
@@ -196,11 +203,23 @@ class BroadcastStream:
         return from_seq
 
     def first_time(self, sender: str, msg_id: str) -> bool:
-        """Remember `msg_id` from `sender` (of a MESSAGE or PRIVATE); False if seen before.
+        """Remember `msg_id` from `sender` (of a PRIVATE); False if seen before.
 
         Ids are unique per sender only, so the sender is part of what is remembered.
         """
         return self.seen.add(f"{nick_key(sender)} {msg_id}")
+
+    def _resent_across_restart(self, message: Message) -> bool:
+        """Whether `message` was shown before under an earlier epoch (its sender sent it
+        again to the restarted broker, which numbered it anew)."""
+        key = f"{nick_key(message.sender)} {message.msg_id}"
+        shown_in = self._shown_in.get(key)
+        if shown_in is None:
+            self._shown_in[key] = self.epoch or ""
+            if len(self._shown_in) > self._shown_limit:
+                self._shown_in.popitem(last=False)
+            return False
+        return shown_in != self.epoch
 
     def _skip_to(self, seq: int) -> int:
         lost = seq - self.last_seq - 1
@@ -211,6 +230,6 @@ class BroadcastStream:
     def _release(self, result: Accepted) -> None:
         while (event := self._held.pop(self.last_seq + 1, None)) is not None:
             self.last_seq = event.seq
-            if isinstance(event, Message) and not self.first_time(event.sender, event.msg_id):
-                continue  # a repeat under a new number: the broker got it twice
+            if isinstance(event, Message) and self._resent_across_restart(event):
+                continue  # the old run's copy was shown already
             result.events.append(event)

@@ -49,6 +49,7 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
     "recipient": 4 * MAX_NICK_CHARS,
     "sender": 4 * MAX_NICK_CHARS,
     "by": 4 * MAX_NICK_CHARS,
+    "after": 4 * MAX_NICK_CHARS,
     "msg_id": MAX_ID_BYTES,
     "msg_ids": MAX_ACK_IDS * (MAX_ID_BYTES + 1),
     "session": MAX_ID_BYTES,

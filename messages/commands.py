@@ -44,9 +44,11 @@ class Tell:
 
 @dataclass(frozen=True, slots=True)
 class ListUsers:
-    """Ask for the current user list."""
+    """Ask for a page of the user list: the nicks sorted after `after` (by uniqueness key),
+    or from the first if it is empty."""
 
     VERB: ClassVar[bytes] = b"USERS"
+    after: str = ""
 
 
 @dataclass(frozen=True, slots=True)

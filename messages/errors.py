@@ -21,6 +21,7 @@ class ErrorCode(IntEnum):
     #: A private message the broker accepted (ACK) was dropped before its recipient
     #: confirmed it: the recipient's session ended, or it had too many unconfirmed.
     UNDELIVERED = 504
+    INSUFFICIENT_STORAGE = 507
 
 
 class ProtocolError(Exception):

@@ -76,11 +76,15 @@ class PrivateMessage:
 
 @dataclass(frozen=True, slots=True)
 class UserList:
-    """Everyone present as of broadcast `seq`, in answer to USERS."""
+    """A page of everyone present as of broadcast `seq`, in answer to USERS: the nicks sorted
+    after `after` (all from the first if it is empty), as many as USERS_PAGE_BYTES hold. With
+    `more`, others follow the last of `users`: ask for them with USERS naming it."""
 
     VERB: ClassVar[bytes] = b"USERS"
     seq: int
     users: tuple[str, ...]
+    after: str = ""
+    more: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,9 @@ MAX_FRAME_BYTES: Final = 65536
 MAX_ACK_IDS: Final = 64
 #: Longest nick list (USERS), in bytes: room for about 30,000 nicks.
 MAX_LIST_BYTES: Final = 1024 * 1024
+#: Most bytes of nicks (their UTF-8 and the spaces between them) in one page of the user
+#: list: a longer list comes in pages (USERS `more`). At least one longest nick fits.
+USERS_PAGE_BYTES: Final = 64 * 1024
 #: Longest frame the broker's socket accepts (ZMQ_MAXMSGSIZE); a peer that sends a longer
 #: one is disconnected by libzmq before the broker sees it. Leaves room above
 #: MAX_TEXT_BYTES so that an over-long text still gets a readable error.
@@ -55,6 +58,14 @@ HEARTBEAT_LIVENESS: Final = 3
 #: Most broadcast events the broker sends in answer to one FETCH; a longer gap takes
 #: several FETCHes.
 FETCH_LIMIT: Final = 1000
+#: Most bytes of events in one answer to FETCH (each event counted as its frames, signature
+#: and verb included): the answer stops before the event that would pass it.
+FETCH_REPLY_BYTES: Final = 256 * 1024
+#: What the answers to one session's FETCHes and USERS may add up to, in bytes: a burst of
+#: REPLY_BURST_BYTES, then REPLY_BYTES_PER_SECOND. A request whose answer would pass it is
+#: refused (ERROR 429, with the time to wait). Clients pace these requests to them.
+REPLY_BURST_BYTES: Final = 4 * 1024 * 1024
+REPLY_BYTES_PER_SECOND: Final = 2 * 1024 * 1024
 
 #: How long a kick bars the kicked nick by default, in seconds (an operator may say otherwise).
 DEFAULT_KICK_BAR_SECONDS: Final = 60

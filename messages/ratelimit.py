@@ -29,18 +29,19 @@ class TokenBucket:
             self.tokens = min(self.capacity, self.tokens + elapsed * self.per_second)
             self.updated = now
 
-    def take(self, now: float) -> bool:
-        """Take a token if there is one; False means the action is over the limit."""
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        """Take `amount` tokens if there are that many; False means the action is over the
+        limit (and takes nothing)."""
         self._refill(now)
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= amount:
+            self.tokens -= amount
             return True
         return False
 
-    def wait(self, now: float) -> float:
-        """Seconds until a token is available again."""
+    def wait(self, now: float, amount: float = 1.0) -> float:
+        """Seconds until `amount` tokens are available again."""
         self._refill(now)
-        return max(0.0, (1 - self.tokens) / self.per_second)
+        return max(0.0, (amount - self.tokens) / self.per_second)
 
     def drain(self, now: float) -> None:
         """Empty the bucket (a client told it went too fast starts over slowly)."""

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import zmq
 
-from messages import FETCH_LIMIT, STREAM_READY, decode_event, encode, unpack_events
+from messages import STREAM_READY, decode_event, encode, unpack_events
 from messages import commands as cmd
 from messages import events as ev
 
@@ -118,6 +118,11 @@ class Peer:
         self.send(cmd.ListUsers())
         return self.expect_after_presence(ev.UserList).users
 
+    def users_page(self, after: str = "") -> ev.UserList:
+        """The page of the user list after `after`, asked with USERS."""
+        self.send(cmd.ListUsers(after))
+        return self.on_connection(ev.UserList)
+
     def last_seq(self) -> int:
         """The number of the last broadcast so far (a USERS reply names it)."""
         self.send(cmd.ListUsers())
@@ -125,21 +130,23 @@ class Peer:
 
     def fetch(self, from_seq: int, last_seq: int) -> list[BroadcastEvent]:
         """FETCH from `from_seq`: the broadcasts up to `last_seq` the broker sends back (at
-        most FETCH_LIMIT), read from the connection only."""
+        most FETCH_LIMIT, and FETCH_REPLY_BYTES), read from the connection only."""
         self.send(cmd.Fetch(from_seq))
-        wanted = min(FETCH_LIMIT, last_seq - from_seq + 1)
+        # The broker answers in order: the answer is complete when the PONG comes.
+        self.send(cmd.Ping())
         replay: list[BroadcastEvent] = []
         other: list[ev.BrokerEvent] = []
-        while len(replay) < wanted:
+        while True:
             assert self.socket.poll(int(EXPECT_TIMEOUT_S * 1000)), (
                 f"{self.nick}: FETCH unanswered after {len(replay)}; also got {other[:5]}"
             )
             event = decode_event(self.socket.recv_multipart())
+            if isinstance(event, ev.Pong):
+                return [e for e in replay if e.seq <= last_seq]
             if isinstance(event, BroadcastEvent):
                 replay.append(event)
             else:
                 other.append(event)
-        return replay
 
     def next_event(self, timeout: float = EXPECT_TIMEOUT_S) -> ev.BrokerEvent:
         """The next event from the connection or, if open, the stream (whichever is first).

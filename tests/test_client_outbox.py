@@ -13,7 +13,13 @@ from client.outbox import (
     OutgoingMessage,
     liveness_bound_s,
 )
-from messages import FLOOD_BURST, FLOOD_PER_SECOND, HEARTBEAT_INTERVAL_MS, TokenBucket
+from messages import (
+    FLOOD_BURST,
+    FLOOD_PER_SECOND,
+    HEARTBEAT_INTERVAL_MS,
+    MAX_ID_BYTES,
+    TokenBucket,
+)
 from messages import commands as cmd
 
 TOKEN = "t0k3n"
@@ -34,13 +40,24 @@ def test_messages_get_ids_in_typing_order_and_start_pending() -> None:
     box = outbox()
     say = box.add("hi all", None)
     tell = box.add("psst", "bob")
-    assert (say.msg_id, tell.msg_id) == (f"{TOKEN}-1", f"{TOKEN}-2")
-    assert say.command == cmd.Say(f"{TOKEN}-1", "hi all")
-    assert tell.command == cmd.Tell(f"{TOKEN}-2", "bob", "psst")
+    assert say.msg_id.startswith(f"{TOKEN}-1-") and tell.msg_id.startswith(f"{TOKEN}-2-")
+    assert say.command == cmd.Say(say.msg_id, "hi all")
+    assert tell.command == cmd.Tell(tell.msg_id, "bob", "psst")
     assert say.state is tell.state is Delivery.PENDING
     assert ids(box.due(0.0)) == [say.msg_id, tell.msg_id]
     # Sent, not yet acknowledged: nothing more is due.
     assert box.due(0.1) == []
+
+
+def test_message_ids_cannot_be_told_from_the_ids_before() -> None:
+    # Two runs with the same prefix (as if an attacker knew it) number alike, but their
+    # ids differ: the random part, new for every message, is what no one can guess.
+    first, second = outbox(), outbox()
+    ids_one = [first.add(f"line {n}", None).msg_id for n in range(3)]
+    ids_two = [second.add(f"line {n}", None).msg_id for n in range(3)]
+    assert not set(ids_one) & set(ids_two)
+    assert all(len(msg_id) <= MAX_ID_BYTES for msg_id in ids_one)
+    assert all(first.owns(msg_id) for msg_id in ids_one)
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,15 @@ def test_a_message_seen_before_is_dropped_under_any_number() -> None:
     assert [e.seq for e in stream.accept(event(2, "alice-2")).events] == [2]
 
 
+def test_within_one_run_only_the_number_makes_a_repeat() -> None:
+    # Whoever holds alice's nick after her sends an id first: it cannot hide hers, which
+    # the broker numbers anew.
+    stream = started(0)
+    assert [e.seq for e in stream.accept(event(1, "alice-2")).events] == [1]
+    assert [e.seq for e in stream.accept(event(2, "alice-2")).events] == [2]
+    assert stream.accept(event(2, "alice-2")).events == []  # the same number again
+
+
 def test_presence_and_notices_go_through_in_order() -> None:
     stream = started(0)
     joined, notice, left = ev.Joined(1, "bob"), ev.Notice(2, "hi"), ev.Left(3, "bob", "quit")

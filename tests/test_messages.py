@@ -35,6 +35,7 @@ COMMANDS: list[cmd.ClientCommand] = [
     cmd.Say("tok-2", "émoji 🎉 and 中文"),
     cmd.Tell("tok-3", "bob", "psst"),
     cmd.ListUsers(),
+    cmd.ListUsers("Анна"),
     cmd.Ping(),
     cmd.Quit(""),
     cmd.Quit("gone fishing"),
@@ -104,7 +105,13 @@ def test_event_round_trip(event: ev.BrokerEvent) -> None:
         ),
         (ev.Ack(("m1", "m2")), [b"ZCHAT01", b"ACK", b"m1 m2"]),
         (ev.Tick(42), [b"ZCHAT01", b"TICK", b"42"]),
-        (ev.UserList(0, ()), [b"ZCHAT01", b"USERS", b"0", b""]),
+        (ev.UserList(0, ()), [b"ZCHAT01", b"USERS", b"0", b"", b"", b"0"]),
+        (
+            ev.UserList(5, ("carol", "dave"), "bob", more=True),
+            [b"ZCHAT01", b"USERS", b"5", b"carol dave", b"bob", b"1"],
+        ),
+        (cmd.ListUsers(), [b"ZCHAT01", b"USERS", b""]),
+        (cmd.ListUsers("bob"), [b"ZCHAT01", b"USERS", b"bob"]),
         (
             ev.Error(404, "m1", "no such nick: x"),
             [b"ZCHAT01", b"ERROR", b"404", b"m1", b"no such nick: x"],
