@@ -503,6 +503,12 @@ class BrokerServer:
                 self._send_frames(identity, cached[1])
             except zmq.ZMQError as exc:
                 pending.extend(self._unreachable(identity, exc))
+                connection = bound(identity)
+                if exc.errno == zmq.EAGAIN and connection is not None:
+                    # Removed for not reading: cut off too, so that libzmq frees the
+                    # messages queued for it (up to SEND_HWM_MESSAGES) now, not whenever
+                    # its TCP connection ends.
+                    self._cut(connection)
 
     def _send_frames(self, identity: Identity, frames: list[bytes]) -> None:
         # send_multipart combines enum flags for every frame, a quarter of the broker's time
@@ -558,12 +564,11 @@ class BrokerServer:
                 continue
             allowed = STREAM_HONEST_BYTES + STREAM_HONEST_BYTES_PER_S * (now - connection.since)
             if tcp_bytes_received(connection.fd) > allowed:
-                log.warning(
-                    "cut off a stream connection from %s: subscriptions the protocol does "
-                    "not define",
-                    connection.address,
-                )
+                # libzmq's subscribers subscribe again whenever they reconnect: refused.
+                self._ban(connection.address, "subscriptions the protocol does not define")
                 self._cut(connection)
+                # libzmq frees what it kept of those subscriptions when the connection ends.
+                self._memory.trim_pending = True
 
     def _unreachable(self, identity: Identity, exc: zmq.ZMQError) -> list[Outgoing]:
         if exc.errno == zmq.EHOSTUNREACH:

@@ -23,7 +23,7 @@ from messages import (
 from messages import commands as cmd
 from messages import events as ev
 from tests.client_helpers import WAIT_S, Relay, eventually, port_of
-from tests.conftest import start_broker
+from tests.conftest import ADMIN_TOKEN, start_broker
 from tests.peers import Peer
 
 #: A flood policy that lets any number of commands through: only bytes are metered.
@@ -56,8 +56,8 @@ def big_history(peer: Peer, total_bytes: int) -> int:
 
 def test_core_refuses_a_fetch_past_the_byte_budget_and_says_when_to_come_back() -> None:
     policy = FloodPolicy(burst=1000, per_second=1000.0, reply_burst_bytes=BURST)
-    core = ChatCore("op", flood=policy, epoch="e0")
-    core.receive(b"\0a", encode(cmd.Hello("alice", "s-alice")), 0.0)
+    core = ChatCore(ADMIN_TOKEN, flood=policy, epoch="e0")
+    core.receive(b"\0a", encode(cmd.Hello("alice", "s-alice-0123456789abcdef")), 0.0)
     for n in range(20):
         core.receive(b"\0a", encode(cmd.Say(f"m{n}", "y" * 4000)), 0.0)
     answered = 0
@@ -78,8 +78,8 @@ def test_core_refuses_a_fetch_past_the_byte_budget_and_says_when_to_come_back() 
 
 
 def test_an_answer_holds_at_most_fetch_reply_bytes() -> None:
-    core = ChatCore("op", flood=UNMETERED_COMMANDS, epoch="e0")
-    core.receive(b"\0a", encode(cmd.Hello("alice", "s-alice")), 0.0)
+    core = ChatCore(ADMIN_TOKEN, flood=UNMETERED_COMMANDS, epoch="e0")
+    core.receive(b"\0a", encode(cmd.Hello("alice", "s-alice-0123456789abcdef")), 0.0)
     for n in range(100):
         core.receive(b"\0a", encode(cmd.Say(f"m{n}", BIG_TEXT)), 0.0)
     out = core.receive(b"\0a", encode(cmd.Fetch(1)), 0.0)

@@ -9,7 +9,7 @@ from broker.session import UNCONFIRMED_BYTES
 from messages import MAX_TEXT_BYTES, ErrorCode, decode_event, encode
 from messages import commands as cmd
 from messages import events as ev
-from tests.conftest import start_broker
+from tests.conftest import ADMIN_TOKEN, start_broker
 from tests.peers import Peer
 
 #: Lets any number of commands and answers through: only memory bounds refuse.
@@ -31,9 +31,9 @@ def rss_bytes() -> int:
 
 
 def test_core_refuses_privates_past_the_recipients_bytes_and_frees_them_on_receipt() -> None:
-    core = ChatCore("op", flood=UNLIMITED, epoch="e0", unconfirmed_bytes=20_000)
-    core.receive(b"\0a", encode(cmd.Hello("alice", "s-alice")), 0.0)
-    core.receive(b"\0b", encode(cmd.Hello("bob", "s-bob")), 0.0)
+    core = ChatCore(ADMIN_TOKEN, flood=UNLIMITED, epoch="e0", unconfirmed_bytes=20_000)
+    core.receive(b"\0a", encode(cmd.Hello("alice", "s-alice-0123456789abcdef")), 0.0)
+    core.receive(b"\0b", encode(cmd.Hello("bob", "s-bob-0123456789abcdef00")), 0.0)
     outcomes = [
         core.receive(b"\0a", encode(cmd.Tell(f"m{n}", "bob", BIG_TEXT)), 0.0) for n in range(8)
     ]
@@ -53,10 +53,10 @@ def test_core_refuses_privates_past_the_recipients_bytes_and_frees_them_on_recei
 
 
 def test_core_bounds_what_all_recipients_together_keep() -> None:
-    core = ChatCore("op", flood=UNLIMITED, epoch="e0", total_unconfirmed_bytes=30_000)
-    core.receive(b"\0a", encode(cmd.Hello("alice", "s-alice")), 0.0)
+    core = ChatCore(ADMIN_TOKEN, flood=UNLIMITED, epoch="e0", total_unconfirmed_bytes=30_000)
+    core.receive(b"\0a", encode(cmd.Hello("alice", "s-alice-0123456789abcdef")), 0.0)
     for n in range(10):
-        core.receive(b"\0%d" % n, encode(cmd.Hello(f"r{n}", f"s-{n}")), 0.0)
+        core.receive(b"\0%d" % n, encode(cmd.Hello(f"r{n}", f"session-{n:016d}")), 0.0)
     codes = []
     for n in range(10):
         out = core.receive(b"\0a", encode(cmd.Tell(f"m{n}", f"r{n}", BIG_TEXT)), 0.0)
@@ -109,7 +109,7 @@ def test_a_connection_that_fetches_and_never_reads_gets_no_more_than_its_buffers
         mallory.setsockopt(zmq.RCVBUF, 4096)
         mallory.connect(broker.endpoint)
         # Broadcasts do not come on its connection: only what it asks for.
-        mallory.send_multipart(encode(cmd.Hello("mallory", "s-mallory", True)))
+        mallory.send_multipart(encode(cmd.Hello("mallory", "s-mallory-0123456789abcdef", True)))
         assert mallory.poll(10_000)
         assert isinstance(decode_event(mallory.recv_multipart()), ev.Welcome)
         before = rss_bytes()

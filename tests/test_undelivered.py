@@ -111,7 +111,7 @@ def test_a_confirmed_private_is_not_reported_when_its_recipient_leaves(
     alice.sync()  # nothing but the PONG on the way: no ERROR about the confirmed message
 
 
-def test_the_oldest_unconfirmed_private_dropped_for_room_comes_back(
+def test_a_recipient_that_holds_its_share_refuses_new_privates_and_drops_none(
     context: zmq.Context[zmq.Socket[bytes]],
 ) -> None:
     unlimited = start_broker(flood=NO_FLOOD_LIMIT)
@@ -119,13 +119,25 @@ def test_the_oldest_unconfirmed_private_dropped_for_room_comes_back(
         alice, bob, carol = (Peer(context, unlimited.endpoint) for _ in range(3))
         for peer, nick in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
             peer.register(nick)
-        oldest = carol.tell("bob", "first")
+        carol.tell("bob", "first")
         carol.sync()
+        # bob reads but confirms nothing: his share fills up (by count or by bytes).
+        refused = None
         for number in range(UNCONFIRMED_LIMIT):
-            alice.tell("bob", f"more {number}")
-        error = carol.expect_after_presence(ev.Error, ref=oldest)
-        assert error.code == ErrorCode.UNDELIVERED
-        assert error.reason == "bob has too many unconfirmed private messages"
+            msg_id = alice.tell("bob", f"more {number}")
+            while True:  # its ACK, or the refusal
+                event = alice.next_event()
+                if isinstance(event, ev.Ack) and msg_id in event.msg_ids:
+                    break
+                if isinstance(event, ev.Error) and event.ref == msg_id:
+                    refused = event
+                    break
+            if refused is not None:
+                break
+        assert refused is not None and refused.code == ErrorCode.INSUFFICIENT_STORAGE
+        # What bob holds stays: carol's message is not dropped to make room.
+        carol.sync()
+        assert not carol.socket.poll(200)
     finally:
         unlimited.stop()
 

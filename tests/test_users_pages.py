@@ -35,10 +35,10 @@ MANY_USERS = 16_500
 
 
 def registered(nicks: list[str], page_bytes: int = USERS_PAGE_BYTES) -> ChatCore:
-    core = ChatCore("op", flood=UNLIMITED, epoch="e0", users_page_bytes=page_bytes)
+    core = ChatCore(ADMIN_TOKEN, flood=UNLIMITED, epoch="e0", users_page_bytes=page_bytes)
     for n, nick in enumerate(nicks):
         # Stream readers: a join is published once, not sent to everyone registered so far.
-        core.receive(b"\0%d" % n, encode(cmd.Hello(nick, f"s{n}", True)), 0.0)
+        core.receive(b"\0%d" % n, encode(cmd.Hello(nick, f"session-{n:016d}", True)), 0.0)
     return core
 
 
