@@ -85,6 +85,9 @@ class Connection:
     #: Why it is refused: set when accepted over a limit, or when its first message
     #: showed a chosen routing id. Nothing more from it reaches the core.
     refusal: str = ""
+    #: Refused in a way that allows no courtesy: cut off as soon as it is accepted (the
+    #: broker is full, or its address is banned).
+    refused_outright: bool = False
     #: Monotonic time the refusal was sent to it; it is cut off a little later, once the
     #: refusal has had time to leave.
     refused_at: float | None = None
@@ -121,6 +124,9 @@ class ConnectionTable:
     _retired: OrderedDict[Identity, int] = field(default_factory=OrderedDict)
     #: Addresses refused until a monotonic time, and why.
     _banned: dict[str, tuple[float, str]] = field(default_factory=dict)
+    #: Open connections not cut off: what counts against the total.
+    _live: int = 0
+    _evicted: list[Connection] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self._by_fd)
@@ -146,21 +152,55 @@ class ConnectionTable:
             ban = None
         if ban is not None:
             connection.refusal = ban[1]
-        elif len(self._by_fd) >= self.limits.total:
+            connection.refused_outright = True
+        elif self._live >= self.limits.total and not self._evict_for(address):
+            # Each connection costs a descriptor: one over the total gets no time to be told.
             connection.refusal = f"the broker is full ({self.limits.total} connections)"
+            connection.refused_outright = True
         elif self.from_address(address) >= self.limits.per_address:
             connection.refusal = (
                 f"too many connections from {address} (at most {self.limits.per_address})"
             )
         self._by_fd[fd] = connection
         self._per_address[address] = self.from_address(address) + 1
+        self._live += 1
         return connection
+
+    def _evict_for(self, address: str) -> bool:
+        """Make room for a connection from `address` in a full broker: pick the oldest
+        connection that has not registered, of the address holding the most connections
+        (if it holds more than `address` does); True if one was picked (see `evicted`).
+
+        Idle connections would otherwise lock every new user out until they expire: the
+        one who holds the most gives way first, never a user."""
+        candidates = [
+            c
+            for c in self._by_fd.values()
+            if not c.cut and not c.registered and c not in self._evicted
+        ]
+        if not candidates:
+            return False
+        mine = self.from_address(address)
+        victim = min(candidates, key=lambda c: (-self.from_address(c.address), c.since))
+        if self.from_address(victim.address) <= mine:
+            return False
+        self._evicted.append(victim)
+        return True
+
+    def evicted(self) -> list[Connection]:
+        """Connections picked to make room since the last call: to cut off now."""
+        picked, self._evicted = self._evicted, []
+        return picked
 
     def closed(self, fd: int) -> Connection | None:
         """The connection on `fd` closed; its routing id is retired."""
         connection = self._by_fd.pop(fd, None)
         if connection is None:
             return None
+        if connection in self._evicted:
+            self._evicted.remove(connection)
+        if not connection.cut:
+            self._live -= 1
         left = self._per_address[connection.address] - 1
         if left:
             self._per_address[connection.address] = left
@@ -188,9 +228,11 @@ class ConnectionTable:
         """Refuse new connections from `address` until monotonic time `until`."""
         self._banned[address] = (until, reason)
 
-    def banned(self, address: str, now: float) -> bool:
-        ban = self._banned.get(address)
-        return ban is not None and ban[0] > now
+    def cutting(self, connection: Connection) -> None:
+        """`connection` is being cut off: it no longer counts against the total."""
+        if not connection.cut:
+            self._live -= 1
+        connection.cut = True
 
     def refused(self, connection: Connection, reason: str, now: float) -> None:
         """`connection` was sent a refusal for `reason`: nothing more from it counts."""

@@ -408,7 +408,7 @@ class BrokerServer:
         self._drain_monitors()
         if connection.cut or self._connections.bound_fd(connection.fd) is not connection:
             return
-        connection.cut = True
+        self._connections.cutting(connection)
         cut_off(connection.fd)
 
     def _cut_overdue(self, now: float) -> None:
@@ -436,9 +436,12 @@ class BrokerServer:
         # Counted as the limits per address count: an IPv6 host holds a whole /64.
         address = address_key(peer_address(fd))
         connection = self._connections.accepted(fd, address, kind, now)
-        if connection.refusal and (kind == STREAM_SOCKET or self._connections.banned(address, now)):
-            # A stream subscriber cannot be told why, and a banned address is not listened
-            # to: cut off at once.
+        for idle in self._connections.evicted():
+            log.info("cut off a %s connection from %s to make room", idle.kind, idle.address)
+            self._cut(idle)
+        if connection.refusal and (kind == STREAM_SOCKET or connection.refused_outright):
+            # A stream subscriber cannot be told why; a banned address is not listened to;
+            # past the total, descriptors run short: cut off at once.
             log.info("cut off a %s connection from %s: %s", kind, address, connection.refusal)
             self._cut(connection)
 

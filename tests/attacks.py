@@ -9,6 +9,7 @@ scale.
 """
 
 import argparse
+import os
 import socket
 import threading
 import time
@@ -33,6 +34,8 @@ UNSEEDED_FIRST_ID = 0x6B8B4567
 PING_TIMEOUT_S = 30.0
 #: Heartbeat of the attacked brokers (ms): long, so that the test peers need not PING.
 QUIET_HEARTBEAT_MS = 60_000
+#: How long the broker's CPU use is sampled while a connection flood stays, in s.
+CPU_SAMPLE_S = 2.0
 #: How long the broker is left alone after an attack before its memory is read, in s.
 SETTLE_S = 1.0
 #: How long to wait for the broker to show it acted (cut a peer off), in s.
@@ -53,8 +56,9 @@ class Result:
 
     def row(self) -> str:
         verdict = "held" if self.held else "BROKE"
+        what = "; ".join([self.what, *self.notes])
         return (
-            f"| {self.attack} | {verdict} | {self.what} | {self.worst_ping_ms:.0f} ms | "
+            f"| {self.attack} | {verdict} | {what} | {self.worst_ping_ms:.0f} ms | "
             f"{self.rss_before_mib:.0f} -> {self.rss_after_mib:.0f} MiB |"
         )
 
@@ -116,10 +120,11 @@ def disconnected(socket: zmq.Socket[bytes]) -> Callable[[float], bool]:
 
 
 @contextmanager
-def broker_process(*extra_args: str) -> Iterator[BrokerProcess]:
+def broker_process(*extra_args: str, descriptors: int | None = None) -> Iterator[BrokerProcess]:
     broker = BrokerProcess(
         f"tcp://127.0.0.1:{free_port()}", QUIET_HEARTBEAT_MS, "--flood-burst", "1000", *extra_args
     )
+    broker.descriptors = descriptors
     broker.start()
     try:
         yield broker
@@ -372,6 +377,50 @@ def connection_flood(context: Context, connections: int, per_address: int) -> Re
         return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time process `pid` has used so far (user and system), in seconds."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descriptor_limit(context: Context, descriptors: int, connections: int) -> Result:
+    """A broker allowed `descriptors` file descriptors; `connections` idle connections from
+    several addresses, more than it can hold; then a new user."""
+    addresses = [f"127.0.2.{n}" for n in range(1, 9)]
+    with broker_process(descriptors=descriptors) as broker:
+        assert broker.process is not None
+        pid = broker.process.pid
+        bystander = Bystander(context, broker.endpoint)
+        rss_before = rss_mib(pid)
+        with bystander:
+            idle = [
+                Peer(context, _from_address(broker.endpoint, addresses[n % len(addresses)]))
+                for n in range(connections)
+            ]
+            # Time for libzmq to accept them all (and the broker to cut off the excess).
+            for peer in idle[-8:]:
+                peer.socket.send_multipart(encode(cmd.Ping()))
+                peer.socket.poll(int(ACT_TIMEOUT_S * 1000))
+            used_before = cpu_seconds(pid)
+            start = time.monotonic()
+            newcomer = Peer(context, _from_address(broker.endpoint, "127.0.3.1"))
+            welcome = newcomer.register("newcomer")
+            time.sleep(CPU_SAMPLE_S)
+            busy = (cpu_seconds(pid) - used_before) / (time.monotonic() - start)
+        result = _outcome(
+            f"descriptor limit ({connections} connections, {descriptors} descriptors)",
+            broker,
+            bystander,
+            rss_before,
+            {"a new user still gets in": welcome.nick == "newcomer"},
+        )
+        result.notes.append(f"broker CPU while the flood stays: {busy:.0%} of a core")
+        for peer in [*idle, newcomer, bystander.peer]:
+            peer.close()
+        return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="multiply attack sizes")
@@ -383,6 +432,7 @@ def main() -> None:
         lambda: session_hijack(context),
         lambda: frame_bomb(context, frames=int(5_000_000 * scale)),
         lambda: subscription_bomb(context, subscriptions=int(20_000 * scale), size=1000),
+        lambda: descriptor_limit(context, descriptors=256, connections=int(400 * scale) or 300),
         lambda: connection_flood(
             context, connections=int(200 * scale), per_address=max(4, int(64 * scale))
         ),

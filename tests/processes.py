@@ -2,6 +2,7 @@
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -44,6 +45,12 @@ class BrokerProcess:
         bound = int(endpoint.rpartition(":")[2])
         self.stream_endpoint = f"{host}:{free_port(avoid=bound)}"
         self.process: subprocess.Popen[str] | None = None
+        #: When set, the broker runs with at most this many file descriptors (soft and hard).
+        self.descriptors: int | None = None
+
+    def _limit_descriptors(self) -> None:
+        if self.descriptors is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.descriptors, self.descriptors))
 
     def start(self) -> None:
         """Start the broker and wait until it listens."""
@@ -66,6 +73,7 @@ class BrokerProcess:
             text=True,
             # The operator token from the environment, as an operator would give it.
             env={**os.environ, ADMIN_TOKEN_ENV: OPERATOR_TOKEN},
+            preexec_fn=self._limit_descriptors,
         )
         assert self.process.stdout is not None
         assert "listening on" in self.process.stdout.readline()

@@ -104,6 +104,8 @@ def test_sessions_per_address_are_capped_with_a_clear_refusal(context: Context) 
         )
         # A session that leaves makes room; resuming one's own session is not a new one.
         present[0].send(cmd.Quit("bye"))
+        # Connections are not ordered with each other: wait until the QUIT is handled.
+        present[1].expect_after_presence(ev.Left, nick="u0")
         assert one_more.register("extra").nick == "extra"
         back = Peer(context, broker.endpoint)
         back.token = present[1].token

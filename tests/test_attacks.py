@@ -137,8 +137,11 @@ def test_connections_over_a_cap_are_refused_with_429() -> None:
         assert not table.accepted(fd, "10.0.0.1", "chat", now=0.0).refusal
     over_address = table.accepted(12, "10.0.0.1", "chat", now=0.0)
     assert "10.0.0.1" in over_address.refusal
-    over_total = table.accepted(13, "10.0.0.2", "chat", now=0.0)
-    assert "full" in over_total.refusal
+    # Full: the busiest address's oldest idle connection makes room for another address.
+    other = table.accepted(13, "10.0.0.2", "chat", now=0.0)
+    assert not other.refusal
+    [evicted] = table.evicted()
+    assert evicted.fd == 10
     decision = table.place(BOB, 12)
     assert (decision.verdict, decision.code) == (Verdict.REFUSE, ErrorCode.RATE_LIMITED)
     for fd in (10, 12, 13):
@@ -207,3 +210,28 @@ def test_no_culprit_without_a_memory_jump_or_across_a_busy_loop() -> None:
     assert watch.reading(121 * MIB, 1.04, [bomber], lambda c: ahead[c.fd]) == []
     ahead[10] = 6 * MIB
     assert watch.reading(122 * MIB, 1.06, [bomber], lambda c: ahead[c.fd]) == [bomber]
+
+
+def test_a_full_broker_makes_room_with_the_oldest_idle_connection_of_the_busiest_address() -> None:
+    table = _table(total=3)
+    flood = [table.accepted(fd, "10.0.0.66", "chat", now=float(fd)) for fd in (10, 11)]
+    user = table.accepted(12, "10.0.0.1", "chat", now=0.0)
+    user.registered = True
+    newcomer = table.accepted(13, "10.0.0.2", "chat", now=5.0)
+    assert not newcomer.refusal
+    assert table.evicted() == [flood[0]]
+    table.cutting(flood[0])
+    late = table.accepted(14, "10.0.0.2", "chat", now=6.0)
+    assert table.evicted() == [flood[1]]
+    table.cutting(flood[1])
+    assert not late.refusal
+    # Full again, of registered users only: nobody gives way, the new connection is
+    # refused outright.
+    newcomer.registered = late.registered = True
+    last = table.accepted(15, "10.0.0.3", "chat", now=7.0)
+    assert last.refused_outright and "full" in last.refusal
+    assert table.evicted() == []
+
+
+def test_a_broker_at_its_descriptor_limit_still_lets_a_new_user_in(context: Context) -> None:
+    _held(attacks.descriptor_limit(context, descriptors=160, connections=150))
