@@ -173,17 +173,20 @@ class ConnectionTable:
 
         Idle connections would otherwise lock every new user out until they expire: the
         one who holds the most gives way first, never a user."""
+        mine = self.from_address(address)
+        # Cheap while the newcomer's address is as busy as any (a flood reconnecting): one
+        # look per address, not per connection.
+        busiest = max(self._per_address, key=self._per_address.__getitem__, default=address)
+        if self._per_address.get(busiest, 0) <= mine:
+            return False
         candidates = [
             c
             for c in self._by_fd.values()
-            if not c.cut and not c.registered and c not in self._evicted
+            if c.address == busiest and not c.cut and not c.registered and c not in self._evicted
         ]
         if not candidates:
             return False
-        mine = self.from_address(address)
-        victim = min(candidates, key=lambda c: (-self.from_address(c.address), c.since))
-        if self.from_address(victim.address) <= mine:
-            return False
+        victim = min(candidates, key=lambda c: c.since)
         self._evicted.append(victim)
         return True
 

@@ -442,7 +442,8 @@ class BrokerServer:
         if connection.refusal and (kind == STREAM_SOCKET or connection.refused_outright):
             # A stream subscriber cannot be told why; a banned address is not listened to;
             # past the total, descriptors run short: cut off at once.
-            log.info("cut off a %s connection from %s: %s", kind, address, connection.refusal)
+            # (A flood brings thousands a second: not one log line each.)
+            log.debug("cut off a %s connection from %s: %s", kind, address, connection.refusal)
             self._cut(connection)
 
     def _ban(self, address: str, reason: str) -> None:
