@@ -26,6 +26,7 @@ from messages import (
     MAX_NICK_CHARS,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
+    SIGNATURE,
     USERS_PAGE_BYTES,
     ErrorCode,
     ProtocolError,
@@ -109,6 +110,22 @@ _METERED: Final = (
 def event_bytes(event: ev.BrokerEvent) -> int:
     """What `event` weighs on the wire: its frames, signature and verb included."""
     return sum(map(len, encode(event)))
+
+
+#: The frames of a PRIVATE that do not depend on it: signature and verb.
+_PRIVATE_FIXED_BYTES: Final = len(SIGNATURE) + len(ev.PrivateMessage.VERB)
+
+
+def private_bytes(private: ev.PrivateMessage) -> int:
+    """`event_bytes(private)`, without encoding it (the socket loop encodes it once, later)."""
+    return (
+        _PRIVATE_FIXED_BYTES
+        + len(private.msg_id)  # ASCII
+        + len(private.sender.encode())
+        + len(private.recipient.encode())
+        + len(private.text.encode())
+        + len(str(private.time_ms))
+    )
 
 
 class ChatCore:
@@ -505,7 +522,7 @@ class ChatCore:
     def _room_for(self, target: Session, private: ev.PrivateMessage) -> int:
         """The size of `private` in bytes, if `target` may keep it until it confirms; else
         ERROR 507: a recipient that reads but never confirms pins no more memory."""
-        size = event_bytes(private)
+        size = private_bytes(private)
         if len(target.unconfirmed) >= UNCONFIRMED_LIMIT or (
             target.unconfirmed_bytes + size > self.unconfirmed_limit_bytes
         ):

@@ -7,7 +7,9 @@ see its effects: the process grows, and one connection has handed libzmq bytes t
 become a message the broker reads.
 
 `GrowthWatch` is fed a reading of the resident memory every MEMORY_WATCH_S. When memory
-has grown by RSS_JUMP_BYTES, it samples, for a few readings, how far each chat connection
+has grown by RSS_JUMP_BYTES within the last GROWTH_WINDOW_READINGS readings (fast: a
+broker that slowly fills its history never gets there), it samples, for a few readings, how
+far each chat connection
 is ahead of the broker: bytes libzmq took from the kernel (received minus still queued in
 the kernel) minus bytes of the messages the broker read. A connection is a culprit when,
 between two samples, that gap grew past UNREAD_LIMIT_BYTES while the broker read nothing
@@ -16,6 +18,7 @@ at every turn; one whose messages wait because the broker is slow stops being re
 by libzmq at its high-water mark, so its gap stops growing.
 """
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
@@ -26,8 +29,11 @@ from .connections import Connection
 MEMORY_WATCH_S: Final = 0.02
 #: Growth of the resident memory that starts sampling connections, in bytes.
 RSS_JUMP_BYTES: Final = 8 * 1024 * 1024
-#: Readings for which connections are sampled after a jump.
-SAMPLED_READINGS: Final = 25
+#: Readings within which that growth must happen (with MEMORY_WATCH_S: 200 ms).
+GROWTH_WINDOW_READINGS: Final = 10
+#: Readings for which connections are sampled after a jump (each samples every chat
+#: connection: two syscalls apiece).
+SAMPLED_READINGS: Final = 10
 #: Bytes a connection may be ahead of the broker (a message on its way, the handshake,
 #: heartbeats) before its growth counts.
 UNREAD_LIMIT_BYTES: Final = 256 * 1024
@@ -40,8 +46,8 @@ STALE_AFTER_READINGS: Final = 5
 class GrowthWatch:
     """Memory readings in, culprit connections out."""
 
-    #: Lowest reading since the last jump, in bytes.
-    baseline: int
+    #: The last readings, in bytes.
+    _recent: deque[int] = field(default_factory=lambda: deque(maxlen=GROWTH_WINDOW_READINGS))
     _readings_left: int = 0
     _sampled_at: float = 0.0
     #: Per descriptor: (bytes the broker had read, bytes libzmq was ahead) at last sample.
@@ -51,15 +57,16 @@ class GrowthWatch:
         self,
         rss: int,
         now: float,
-        connections: Iterable[Connection],
+        connections: Callable[[], Iterable[Connection]],
         ahead_of_broker: Callable[[Connection], int],
     ) -> list[Connection]:
-        """Take one memory reading; the connections to cut off now."""
-        if rss - self.baseline >= RSS_JUMP_BYTES:
-            self.baseline = rss
+        """Take one memory reading; the connections to cut off now. `connections` gives the
+        chat connections, asked for only while sampling."""
+        recent = self._recent
+        if recent and rss - min(recent) >= RSS_JUMP_BYTES:
+            recent.clear()
             self._readings_left = SAMPLED_READINGS
-        else:
-            self.baseline = min(self.baseline, rss)
+        recent.append(rss)
         if not self._readings_left:
             self._samples.clear()
             return []
@@ -68,7 +75,7 @@ class GrowthWatch:
         self._sampled_at = now
         samples: dict[int, tuple[int, int]] = {}
         culprits = []
-        for connection in connections:
+        for connection in connections():
             ahead = ahead_of_broker(connection)
             before = self._samples.get(connection.fd) if fresh else None
             if (

@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
 import zmq
 from zmq.utils.monitor import parse_monitor_message
@@ -127,6 +127,8 @@ _MORE_FLAGS: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
 #: Size of the C int the TIOCOUTQ ioctl fills in.
 _INT_BYTES: Final = 4
 _LAST_FLAGS: Final = int(zmq.NOBLOCK)
+_EVENTS: Final = int(zmq.EVENTS)
+_POLLIN: Final = int(zmq.POLLIN)
 
 
 @dataclass(frozen=True)
@@ -221,7 +223,7 @@ class BrokerServer:
             STREAM_SOCKET: self._stream.get_monitor_socket(MONITORED_EVENTS),
         }
         self._memory = ResidentMemory()
-        self._growth = GrowthWatch(self._memory.rss_bytes())
+        self._growth = GrowthWatch()
         self.core = ChatCore(
             config.admin_token,
             config.heartbeat_ms,
@@ -322,7 +324,7 @@ class BrokerServer:
             sender = identity.bytes
             # What the monitor said before this message could be read: whether the
             # connection this id was bound to has closed since (then this is not it).
-            self._drain_monitors()
+            self._drain_monitor(CHAT)
             connection = connections.bound(sender)
             verdict, reason, code = Verdict.ACCEPT, "", ErrorCode.MALFORMED
             if connection is None:
@@ -423,13 +425,18 @@ class BrokerServer:
 
     def _drain_monitors(self) -> None:
         """Apply what the socket monitors reported: connections accepted and closed."""
-        for kind, monitor in self._monitors.items():
-            while int(monitor.get(zmq.EVENTS)) & zmq.POLLIN:
-                event, value = _monitor_event(monitor.recv_multipart())
-                if event == zmq.EVENT_ACCEPTED:
-                    self._accepted(value, kind)
-                elif event == zmq.EVENT_DISCONNECTED:
-                    self._connections.closed(value)
+        for kind in self._monitors:
+            self._drain_monitor(kind)
+
+    def _drain_monitor(self, kind: str) -> None:
+        monitor = self._monitors[kind]
+        # Plain ints: pyzmq's enums cost more than the check itself, once per message.
+        while cast(int, monitor.get(_EVENTS)) & _POLLIN:
+            event, value = _monitor_event(monitor.recv_multipart())
+            if event == zmq.EVENT_ACCEPTED:
+                self._accepted(value, kind)
+            elif event == zmq.EVENT_DISCONNECTED:
+                self._connections.closed(value)
 
     def _accepted(self, fd: int, kind: str) -> None:
         now = time.monotonic()
@@ -454,7 +461,10 @@ class BrokerServer:
     def _watch_memory(self, now: float) -> None:
         """Cut off connections building a huge message inside libzmq (broker.growth)."""
         memory = self._memory
-        chat = [c for c in self._connections.connections() if c.kind == CHAT and not c.cut]
+
+        def chat() -> list[Connection]:
+            return [c for c in self._connections.connections() if c.kind == CHAT and not c.cut]
+
         culprits = self._growth.reading(memory.rss_bytes(), now, chat, _ahead_of_broker)
         for connection in culprits:
             self._ban(connection.address, "sent a message that never ends")

@@ -184,32 +184,42 @@ def _watched(fd: int, bytes_read: int = 0) -> Connection:
 
 
 def test_a_connection_whose_unread_bytes_grow_while_memory_jumps_is_the_culprit() -> None:
-    watch = GrowthWatch(baseline=100 * MIB)
+    watch = GrowthWatch()
     bomber, talker = _watched(10), _watched(11)
     ahead = {10: 0, 11: 0}
-    assert watch.reading(101 * MIB, 0.00, [bomber, talker], lambda c: ahead[c.fd]) == []
+
+    def reading(rss_mib: int, now: float) -> list[Connection]:
+        return watch.reading(rss_mib * MIB, now, lambda: [bomber, talker], lambda c: ahead[c.fd])
+
+    assert reading(100, 0.00) == []
     ahead.update({10: 2 * MIB, 11: 2 * MIB})
     # Memory jumped: sampling starts, nothing to compare with yet.
-    assert watch.reading(120 * MIB, 0.02, [bomber, talker], lambda c: ahead[c.fd]) == []
+    assert reading(120, 0.02) == []
     ahead.update({10: 3 * MIB, 11: 3 * MIB})
     talker.bytes_read += 1 * MIB  # the broker read the talker's messages meanwhile
-    culprits = watch.reading(130 * MIB, 0.04, [bomber, talker], lambda c: ahead[c.fd])
-    assert culprits == [bomber]
+    assert reading(130, 0.04) == [bomber]
 
 
-def test_no_culprit_without_a_memory_jump_or_across_a_busy_loop() -> None:
-    watch = GrowthWatch(baseline=100 * MIB)
+def test_no_culprit_for_slow_growth_or_across_a_busy_loop() -> None:
+    watch = GrowthWatch()
     bomber = _watched(10)
     ahead = {10: 2 * MIB}
-    assert watch.reading(101 * MIB, 0.00, [bomber], lambda c: ahead[c.fd]) == []
-    ahead[10] = 4 * MIB
-    assert watch.reading(102 * MIB, 0.02, [bomber], lambda c: ahead[c.fd]) == []
-    assert watch.reading(120 * MIB, 0.04, [bomber], lambda c: ahead[c.fd]) == []
-    ahead[10] = 5 * MIB
+
+    def reading(rss_mib: float, now: float) -> list[Connection]:
+        rss = int(rss_mib * MIB)
+        return watch.reading(rss, now, lambda: [bomber], lambda c: ahead[c.fd])
+
+    # A broker that grows half a MiB a reading (25 MiB/s: its history filling fast) is not
+    # searched: 8 MiB within 10 readings is what starts a search.
+    for step in range(30):
+        ahead[10] += MIB
+        assert reading(100 + step / 2, step * 0.02) == []
+    assert reading(140, 0.62) == []  # a jump: sampling starts
+    ahead[10] += MIB
     # A second later: the loop was busy; the samples say nothing about each other.
-    assert watch.reading(121 * MIB, 1.04, [bomber], lambda c: ahead[c.fd]) == []
-    ahead[10] = 6 * MIB
-    assert watch.reading(122 * MIB, 1.06, [bomber], lambda c: ahead[c.fd]) == [bomber]
+    assert reading(141, 1.62) == []
+    ahead[10] += MIB
+    assert reading(142, 1.64) == [bomber]
 
 
 def test_a_full_broker_makes_room_with_the_oldest_idle_connection_of_the_busiest_address() -> None:

@@ -1,9 +1,10 @@
 """Nobody pins the broker's memory for free (issue 10, finding 8): a recipient that reads
 but never confirms, and a connection that asks for answers and never reads them."""
 
+import pytest
 import zmq
 
-from broker.core import ChatCore
+from broker.core import ChatCore, event_bytes, private_bytes
 from broker.ratelimit import FloodPolicy
 from broker.session import UNCONFIRMED_BYTES
 from messages import MAX_TEXT_BYTES, ErrorCode, decode_event, encode
@@ -142,3 +143,17 @@ def test_a_connection_that_fetches_and_never_reads_gets_no_more_than_its_buffers
     finally:
         broker.stop()
         context.destroy(linger=0)
+
+
+@pytest.mark.parametrize(
+    "private",
+    [
+        ev.PrivateMessage("a-1", "alice", "bob", "hi", 1),
+        ev.PrivateMessage("x" * 64, "ålice", "böb", "日本語 " * 100, 1_796_123_616_452),
+        ev.PrivateMessage("id.9_z", "a" * 32, "b", "", 0),
+    ],
+)
+def test_a_privates_size_is_counted_as_its_frames_without_encoding_it(
+    private: ev.PrivateMessage,
+) -> None:
+    assert private_bytes(private) == event_bytes(private)
