@@ -32,6 +32,9 @@ Identity = bytes
 ASSIGNED_ID_BYTES: Final = 5
 #: Routing ids of closed connections remembered so that a peer reusing one is caught.
 RETIRED_IDS_KEPT: Final = 65_536
+#: Which socket of the broker a connection belongs to.
+CHAT: Final = "chat"
+STREAM_SOCKET: Final = "stream"
 #: Defaults of ConnectionLimits, named as docs/PROTOCOL.md names them.
 MAX_CONNECTIONS: Final = 4096
 MAX_CONNECTIONS_PER_ADDRESS: Final = 256
@@ -101,7 +104,7 @@ class Connection:
 class Decision:
     verdict: Verdict
     reason: str = ""
-    #: The connection to cut off, when refused.
+    #: The connection it came in on, when known (the one to cut off, when refused).
     connection: Connection | None = None
     #: The ERROR code a refusal is sent with.
     code: ErrorCode = ErrorCode.MALFORMED
@@ -127,9 +130,6 @@ class ConnectionTable:
     #: Open connections not cut off: what counts against the total.
     _live: int = 0
     _evicted: list[Connection] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self._by_fd)
 
     def connections(self) -> tuple[Connection, ...]:
         return tuple(self._by_fd.values())
@@ -270,7 +270,7 @@ class ConnectionTable:
         if connection.refusal:
             return Decision(Verdict.REFUSE, connection.refusal, connection, ErrorCode.RATE_LIMITED)
         self._by_identity[identity] = connection
-        return Decision(Verdict.ACCEPT)
+        return Decision(Verdict.ACCEPT, connection=connection)
 
     def overdue(self, now: float) -> list[Connection]:
         """Open connections to cut off now: refused ones, and chat connections that have
@@ -284,7 +284,7 @@ class ConnectionTable:
                 deadline = c.refused_at + limits.refusal_grace_s
             elif c.refusal:
                 deadline = c.since + limits.refused_within_s
-            elif c.kind == "chat":
+            elif c.kind == CHAT:
                 deadline = c.since + limits.register_within_s
             else:
                 continue

@@ -19,6 +19,7 @@ import socket
 import struct
 import sys
 import termios
+from collections.abc import Iterator
 from typing import Final
 
 log = logging.getLogger(__name__)
@@ -46,18 +47,25 @@ def _libc() -> ctypes.CDLL | None:
 _LIBC: Final = _libc()
 
 
+@contextlib.contextmanager
+def _borrowed(fd: int) -> Iterator[socket.socket]:
+    """A socket object on libzmq's descriptor `fd`, detached (never closed) on the way out.
+
+    Raises OSError if `fd` is no socket (any more)."""
+    sock = socket.socket(fileno=fd)
+    try:
+        yield sock
+    finally:
+        sock.detach()  # the descriptor stays libzmq's
+
+
 def peer_address(fd: int) -> str:
     """The network address at the other end of connection `fd` ('' if not known)."""
     try:
-        sock = socket.socket(fileno=fd)
+        with _borrowed(fd) as sock:
+            peer = sock.getpeername()
     except OSError:
         return ""
-    try:
-        peer = sock.getpeername()
-    except OSError:
-        return ""
-    finally:
-        sock.detach()  # the descriptor stays libzmq's
     if isinstance(peer, tuple):
         return str(peer[0])
     return str(peer)
@@ -69,44 +77,44 @@ def cut_off(fd: int) -> None:
     Abortively: when libzmq closes it, the peer gets a reset at once, and whatever it had
     sent and was still queued is dropped. A plain close would leave a peer that keeps
     sending stuck against a zero window for a minute."""
-    try:
-        sock = socket.socket(fileno=fd)
-    except OSError:
-        return  # already gone
-    try:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            sock.shutdown(socket.SHUT_RDWR)
-    finally:
-        sock.detach()
+    with contextlib.suppress(OSError), _borrowed(fd) as sock:  # OSError: already gone
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def tcp_bytes_received(fd: int) -> int:
     """Bytes TCP connection `fd` has received so far (Linux's tcp_info), or 0 if unknown."""
     try:
-        sock = socket.socket(fileno=fd)
+        with _borrowed(fd) as sock:
+            info = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, TCP_INFO_BYTES)
     except OSError:
         return 0
-    try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, TCP_INFO, TCP_INFO_BYTES)
-    except (OSError, AttributeError):
-        return 0
-    finally:
-        sock.detach()
     end = TCPI_BYTES_RECEIVED_OFFSET + 8
     if len(info) < end:
         return 0
     return int.from_bytes(info[TCPI_BYTES_RECEIVED_OFFSET:end], sys.byteorder)
 
 
-def tcp_bytes_unread(fd: int) -> int:
-    """Bytes waiting in the kernel for the reader of connection `fd` (FIONREAD), or 0."""
+def _queued(fd: int, request: int) -> int:
+    """The count an ioctl such as FIONREAD fills in for descriptor `fd`, or 0 if unknown."""
     buffer = array.array("i", [0])
     try:
-        fcntl.ioctl(fd, termios.FIONREAD, buffer)
+        fcntl.ioctl(fd, request, buffer)
     except OSError:
         return 0
     return buffer[0]
+
+
+def tcp_bytes_unread(fd: int) -> int:
+    """Bytes waiting in the kernel for the reader of connection `fd` (FIONREAD), or 0."""
+    return _queued(fd, termios.FIONREAD)
+
+
+def tcp_bytes_unsent(fd: int) -> int:
+    """Bytes the kernel still holds to send on connection `fd` (not yet sent, or not yet
+    acknowledged by the peer: a peer that does not read shows as a full buffer), or 0 if
+    unknown (TIOCOUTQ)."""
+    return _queued(fd, termios.TIOCOUTQ)
 
 
 def connection_budget() -> int:

@@ -7,19 +7,16 @@ to every subscriber. Everything else is decided by `ChatCore`.
 """
 
 import contextlib
-import fcntl
 import gc
 import logging
 import math
 import os
 import queue
 import socket
-import sys
-import termios
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, cast
 
 import zmq
@@ -42,7 +39,14 @@ from messages import events as ev
 
 from .acks import PendingAcks
 from .addresses import address_key
-from .connections import Connection, ConnectionLimits, ConnectionTable, Verdict
+from .connections import (
+    CHAT,
+    STREAM_SOCKET,
+    Connection,
+    ConnectionLimits,
+    ConnectionTable,
+    Verdict,
+)
 from .console import run_console_line
 from .core import STREAM, ChatCore, Outgoing
 from .descriptors import (
@@ -53,6 +57,7 @@ from .descriptors import (
     release_free_memory,
     tcp_bytes_received,
     tcp_bytes_unread,
+    tcp_bytes_unsent,
     unpredictable_routing_ids,
 )
 from .growth import MEMORY_WATCH_S, GrowthWatch
@@ -121,12 +126,9 @@ BAN_SECONDS: Final = 60
 CONNECTION_SWEEP_S: Final = 0.5
 #: What the socket monitors report: connections accepted and ended.
 MONITORED_EVENTS: Final = int(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
-CHAT: Final = "chat"
-STREAM_SOCKET: Final = "stream"
 _MORE_FLAGS: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
-#: Size of the C int the TIOCOUTQ ioctl fills in.
-_INT_BYTES: Final = 4
 _LAST_FLAGS: Final = int(zmq.NOBLOCK)
+_CHAT_ONLY: Final = (CHAT,)
 _EVENTS: Final = int(zmq.EVENTS)
 _POLLIN: Final = int(zmq.POLLIN)
 
@@ -167,12 +169,7 @@ class BrokerServer:
         unpredictable_routing_ids()
         limits = config.connections
         self._connections = ConnectionTable(
-            ConnectionLimits(
-                total=min(limits.total, connection_budget()),
-                per_address=limits.per_address,
-                register_within_s=limits.register_within_s,
-                refused_within_s=limits.refused_within_s,
-            )
+            replace(limits, total=min(limits.total, connection_budget()))
         )
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
@@ -224,6 +221,9 @@ class BrokerServer:
         }
         self._memory = ResidentMemory()
         self._growth = GrowthWatch()
+        # Connections to cut off once the monitors are read, and whether they are being.
+        self._cuts: list[Connection] = []
+        self._draining = False
         self.core = ChatCore(
             config.admin_token,
             config.heartbeat_ms,
@@ -324,7 +324,7 @@ class BrokerServer:
             sender = identity.bytes
             # What the monitor said before this message could be read: whether the
             # connection this id was bound to has closed since (then this is not it).
-            self._drain_monitor(CHAT)
+            self._drain_monitors(_CHAT_ONLY)
             connection = connections.bound(sender)
             verdict, reason, code = Verdict.ACCEPT, "", ErrorCode.MALFORMED
             if connection is None:
@@ -349,7 +349,9 @@ class BrokerServer:
             # Only HELLO needs the address (joins are limited per address); the lookup
             # is not free, so skip it for everything else.
             peer = str(identity.get("Peer-Address")) if frames[1:2] == [b"HELLO"] else ""
-            unsent = unsent_bytes(identity) if frames[1:2] in _LARGE_ANSWERS else 0
+            unsent = 0
+            if frames[1:2] in _LARGE_ANSWERS:
+                unsent = tcp_bytes_unsent(int(identity.get(zmq.SRCFD)))
             outgoing = self.core.receive(sender, frames, time.monotonic(), peer, unsent)
             if connection is not None and not connection.registered:
                 connection.registered = self.core.session(sender) is not None
@@ -406,12 +408,19 @@ class BrokerServer:
             self._cut(connection)
 
     def _cut(self, connection: Connection) -> None:
-        # Only a connection the table still holds open: its descriptor is not reused yet.
-        self._drain_monitors()
-        if connection.cut or self._connections.bound_fd(connection.fd) is not connection:
-            return
-        self._connections.cutting(connection)
-        cut_off(connection.fd)
+        """Cut `connection` off, once the monitors are read: only a connection the table
+        still holds open, whose descriptor is not reused yet."""
+        self._cuts.append(connection)
+        if not self._draining:
+            self._drain_monitors()
+
+    def _cut_pending(self) -> None:
+        while self._cuts:
+            connection = self._cuts.pop()
+            if connection.cut or self._connections.bound_fd(connection.fd) is not connection:
+                continue
+            self._connections.cutting(connection)
+            cut_off(connection.fd)
 
     def _cut_overdue(self, now: float) -> None:
         for connection in self._connections.overdue(now):
@@ -423,20 +432,24 @@ class BrokerServer:
             )
             self._cut(connection)
 
-    def _drain_monitors(self) -> None:
-        """Apply what the socket monitors reported: connections accepted and closed."""
-        for kind in self._monitors:
-            self._drain_monitor(kind)
-
-    def _drain_monitor(self, kind: str) -> None:
-        monitor = self._monitors[kind]
-        # Plain ints: pyzmq's enums cost more than the check itself, once per message.
-        while cast(int, monitor.get(_EVENTS)) & _POLLIN:
-            event, value = _monitor_event(monitor.recv_multipart())
-            if event == zmq.EVENT_ACCEPTED:
-                self._accepted(value, kind)
-            elif event == zmq.EVENT_DISCONNECTED:
-                self._connections.closed(value)
+    def _drain_monitors(self, kinds: tuple[str, ...] = (CHAT, STREAM_SOCKET)) -> None:
+        """Apply what the socket monitors of `kinds` reported (connections accepted and
+        closed), then make the cut-offs decided meanwhile: a cut-off decided while an event
+        is applied waits for the rest, which may say its descriptor was reused."""
+        self._draining = True
+        try:
+            for kind in kinds:
+                monitor = self._monitors[kind]
+                # Plain ints: pyzmq's enums cost more than the check, once per message.
+                while cast(int, monitor.get(_EVENTS)) & _POLLIN:
+                    event, value = _monitor_event(monitor.recv_multipart())
+                    if event == zmq.EVENT_ACCEPTED:
+                        self._accepted(value, kind)
+                    elif event == zmq.EVENT_DISCONNECTED:
+                        self._connections.closed(value)
+        finally:
+            self._draining = False
+        self._cut_pending()
 
     def _accepted(self, fd: int, kind: str) -> None:
         now = time.monotonic()
@@ -610,18 +623,6 @@ class BrokerServer:
         self._wake_reader.close()
         self._wake_writer.close()
         self._memory.close()
-
-
-def unsent_bytes(frame: zmq.Frame) -> int:
-    """Bytes the kernel still holds for the connection `frame` came from (sent, not yet
-    acknowledged by the peer, or not yet sent): a peer that does not read shows as a full
-    buffer. 0 where the platform cannot tell."""
-    try:
-        fd = frame.get(zmq.SRCFD)
-        packed = fcntl.ioctl(fd, termios.TIOCOUTQ, bytes(_INT_BYTES))
-    except (OSError, zmq.ZMQError, AttributeError):
-        return 0
-    return int.from_bytes(packed, sys.byteorder, signed=True)
 
 
 def tune_gc_for_serving() -> None:
