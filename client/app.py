@@ -103,7 +103,7 @@ class InteractiveClient:
             # The terminal is gone (window closed): its input ends, or drawing fails.
             log.info("terminal gone (%r): leaving", exc)
             await self.hang_up()
-            return self.state.ending or Ending("", 0)
+            return self._ending()
         finally:
             for task in background:
                 task.cancel()
@@ -111,10 +111,17 @@ class InteractiveClient:
     async def hang_up(self) -> None:
         """The terminal is gone (SIGHUP, closed window): leave as /quit does, so that
         others see a normal leave rather than a heartbeat expiry, and end the UI."""
-        if not self.quit_sent and await self.session.quit(""):
+        await self._leave("", self._ending())
+
+    def _ending(self) -> Ending:
+        return self.state.ending or Ending("", 0)
+
+    async def _leave(self, reason: str, ending: Ending) -> None:
+        """QUIT with `reason` (once), and close the UI with `ending`."""
+        if not self.quit_sent and await self.session.quit(reason):
             self.quit_sent = True
         self.state.link = LinkState.CLOSED
-        self.ui.exit(self.state.ending or Ending("", 0))
+        self.ui.exit(ending)
 
     async def _run_session(self) -> None:
         ending = await self.session.run()
@@ -130,15 +137,12 @@ class InteractiveClient:
             leave = await self.session.handle_line(line)
             if leave is None:
                 continue
-            ending = self.state.ending or Ending("", 0)
+            ending = self._ending()
             unsent = self.session.undelivered
-            if await self.session.quit(leave.reason):
-                self.quit_sent = True
             if unsent and ending.exit_code == 0:
                 noun = "message was" if unsent == 1 else "messages were"
                 ending = Ending(f"{unsent} {noun} not sent", 0)
-            self.state.link = LinkState.CLOSED
-            self.ui.exit(ending)
+            await self._leave(leave.reason, ending)
             return
 
 

@@ -253,9 +253,11 @@ class Session:
         """
         self._open(watch_handshakes=True)
         answer = await self._hello(timeout_s)
-        assert self.connection is not None
-        failure = self.connection.handshake_failure()
-        self.connection.stop_watching_handshakes()
+        connection = self.connection
+        assert connection is not None
+        # Only a HELLO that got no answer needs to know how the handshake went.
+        failure = connection.handshake_failure() if answer is None else None
+        connection.stop_watching_handshakes()
         if isinstance(answer, Welcome):
             self._first_welcome = answer
             return answer
@@ -447,16 +449,23 @@ class Session:
                 self._welcomed(answer, self._now())
                 return
             if isinstance(answer, Error):
-                if answer.code in NICK_REFUSED:
-                    self._refused(answer)
-                    return
-                if answer.code == BARRED:
-                    self._barred(answer)
+                if self._ended_by(answer):
                     return
                 # Refused for now (too many joins, say): wait before the next attempt.
                 log.info("registration refused (%d): %s", answer.code, answer.reason)
                 self._close_connection()
                 await asyncio.sleep(max(backoff_s(attempt + 1), RECONNECT_BACKOFF_INITIAL_S))
+
+    def _ended_by(self, answer: Error) -> bool:
+        """End the session if `answer` to our HELLO refuses it for good (the nick, or a
+        kick or bar); True if it did."""
+        if answer.code in NICK_REFUSED:
+            self._refused(answer)
+            return True
+        if answer.code == BARRED:
+            self._barred(answer)
+            return True
+        return False
 
     def _refused(self, error: Error) -> None:
         self._close_connection()
@@ -675,11 +684,9 @@ class Session:
                 await self._register_again(now)
             case ErrorCode.HISTORY_GONE:
                 self.stream.history_gone()
-            case code if code in NICK_REFUSED and not self.registered:
-                self._refused(error)
-            case ErrorCode.FORBIDDEN if not self.registered:
+            case code if (code in NICK_REFUSED or code == BARRED) and not self.registered:
                 # The answer to our HELLO (nothing else is sent unregistered).
-                self._barred(error)
+                self._ended_by(error)
             case ErrorCode.RATE_LIMITED:
                 self.outbox.pacer.drain(now)
                 if not error.ref:

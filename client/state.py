@@ -329,7 +329,7 @@ class ChatState:
                 self._users[nick_key(nick)] = nick
                 self._joined[nick_key(nick)] = self._next()
                 entries = [self.info(f"{nick} joined")]
-                if self.target is not None and nick_key(self.target) == nick_key(nick):
+                if self.is_target(nick):
                     self.target = nick
                     if self._target_gone_told:
                         self._target_gone_told = False
@@ -421,9 +421,13 @@ class ChatState:
         self._spoke.pop(key, None)
         self._joined.pop(key, None)
         entries = [self.info(_with_reason(f"{nick} left", reason))]
-        if self.target is not None and nick_key(self.target) == key:
+        if self.is_target(nick):
             entries.append(self._target_gone_entry())
         return entries
+
+    def is_target(self, nick: str) -> bool:
+        """Whether `nick` is the current private target (case-insensitively)."""
+        return self.target is not None and nick_key(self.target) == nick_key(nick)
 
     def _check_target(self) -> list[Entry]:
         if self.target is None:

@@ -53,29 +53,40 @@ class UserList(UIControl):
         """The rows for a panel `width` columns wide and `height` rows high (None: as many
         as needed)."""
         state = self._state
+        users = state.users  # sorted anew on each read: once per redraw
         columns = None if width is None else max(1, width - 2)
+        target_key = None if state.target is None else nick_key(state.target)
+
+        def entries(start: int, stop: int) -> list[Row]:
+            # Entry 0 is "all", entry i the (i-1)th user: only the rows shown are built.
+            return [
+                self._entry("all", None, columns, target_key)
+                if i == 0
+                else self._entry(users[i - 1], users[i - 1], columns, target_key)
+                for i in range(start, stop)
+            ]
+
         # Until the first USERS answer, only who was seen joining is known.
-        count = str(len(state.users)) if state.users_known else "…"
+        count = str(len(users)) if state.users_known else "…"
         title = Row("class:users.title", self._cut(f" {count} here", width))
-        entries = [self._entry("all", None, columns)]
-        entries += [self._entry(nick, nick, columns) for nick in state.users]
-        room = len(entries) if height is None else max(1, height - 1)
-        if len(entries) <= room:
+        total = len(users) + 1
+        room = total if height is None else max(1, height - 1)
+        if total <= room:
             self.offset = 0
             self._page = room
-            return [title, *entries]
+            return [title, *entries(0, total)]
         # The last entries fill the panel once scrolled to the end; `+N above` takes a row.
-        self.offset = max(0, min(self.offset, len(entries) - room + 1))
+        self.offset = max(0, min(self.offset, total - room + 1))
         rows = [title]
         if self.offset > 0:
             rows.append(self._more(f"+{self.offset} above", -1, width))
             room -= 1
-        remaining = len(entries) - self.offset
+        remaining = total - self.offset
         if remaining <= room:
-            shown = entries[self.offset :]
+            shown = entries(self.offset, total)
             rows += shown
         else:
-            shown = entries[self.offset : self.offset + max(1, room - 1)]
+            shown = entries(self.offset, self.offset + max(1, room - 1))
             rows += shown
             rows.append(self._more(f"+{remaining - len(shown)} more", +1, width))
         self._page = max(1, len(shown))
@@ -89,15 +100,19 @@ class UserList(UIControl):
     def _cut(text: str, width: int | None) -> str:
         return text if width is None else fit(text, width)
 
-    def _entry(self, label: str, target: str | None, columns: int | None) -> Row:
+    def _entry(
+        self, label: str, target: str | None, columns: int | None, target_key: str | None
+    ) -> Row:
+        """The row of `target` (None: everyone), selected if it is the one `target_key`
+        names."""
         state = self._state
-        name = sanitize(label) if columns is None else fit(sanitize(label), columns)
+        name = self._cut(sanitize(label), columns)
         if target is not None and state.is_self(target):
             return Row("class:users.self", f"  {name}")
         if target is None:
-            selected = state.target is None
+            selected = target_key is None
         else:
-            selected = state.target is not None and nick_key(state.target) == nick_key(target)
+            selected = target_key is not None and target_key == nick_key(target)
         style = "class:users.selected" if selected else ""
         if target is not None:
             style += f" fg:{nick_color(target)}"
