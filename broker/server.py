@@ -115,6 +115,9 @@ SUBSCRIBE_ALL: Final = b"\x01"
 UNSUBSCRIBE_ALL: Final = b"\x00"
 #: Most messages handled per socket per poll, so the terminal and timers are not starved.
 RECEIVE_BATCH: Final = 256
+#: Messages handled between two commits (and releases of what they produced), at most:
+#: fewer commits cost less, but whatever the messages produced waits for the commit.
+COMMIT_EVERY: Final = 32
 #: After discarding a message of more frames than this, hand freed memory back to the
 #: system (libzmq held every frame of it, about 64 bytes each).
 TRIM_AFTER_FRAMES: Final = 100_000
@@ -378,7 +381,7 @@ class BrokerServer:
 
     def _receive_some(self, held: list[Outgoing]) -> None:
         connections = self._connections
-        for _ in range(RECEIVE_BATCH):
+        for handled in range(1, RECEIVE_BATCH + 1):
             try:
                 # The identity part as a Frame: it knows the peer's address and descriptor.
                 identity = self._socket.recv(zmq.NOBLOCK, copy=False)
@@ -426,9 +429,11 @@ class BrokerServer:
             held.extend(self._acks.hold(outgoing))
             if self.core.stopped:
                 return
-            if unsent_checked:
+            if unsent_checked or handled % COMMIT_EVERY == 0:
                 # A large answer leaves now, not with the batch: it is sent while the
                 # client's unread bytes are still measured, and is not held in memory.
+                # And clients wait for their answers while they are held: a batch is
+                # committed in parts, so that they work while the broker goes on.
                 self._release(held)
                 held.clear()
 
