@@ -57,6 +57,7 @@ from .session import (
     Session,
     receipt_key,
 )
+from .store import Page, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,8 @@ DEPARTED_LIMIT: Final = 1024
 AWAY_OUTCOMES_LIMIT: Final = 1000
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell)
+#: Commands that carry a client's reference for their answer.
+_REFERRED: Final = (cmd.History, cmd.Search)
 #: Commands that draw on a client's flood-control bucket.
 _METERED: Final = (
     cmd.Say,
@@ -102,6 +105,9 @@ _METERED: Final = (
     cmd.Ban,
     cmd.Unban,
     # (FETCH draws on the reply budget instead: by the bytes of its answer.)
+    # HISTORY and SEARCH draw on both: each reads the store, whatever its answer weighs.
+    cmd.History,
+    cmd.Search,
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
 )
@@ -146,6 +152,7 @@ class ChatCore:
         users_page_bytes: int = USERS_PAGE_BYTES,
         unconfirmed_bytes: int = UNCONFIRMED_BYTES,
         total_unconfirmed_bytes: int = TOTAL_UNCONFIRMED_BYTES,
+        store: Store | None = None,
     ) -> None:
         check_admin_token(admin_token)
         self.admin_token = admin_token
@@ -163,6 +170,8 @@ class ChatCore:
         #: Names this run of the broker: broadcast numbers start again with each epoch.
         self.epoch = epoch or secrets.token_hex(4)
         self.history = BroadcastLog(HISTORY_EVENTS)
+        #: What the broker remembers: broadcasts and privates, for HISTORY and SEARCH.
+        self.store = store if store is not None else Store(":memory:")
         self.stopped = False
         #: Barred nicks and the tokens of sessions ended by a kick.
         self.bans = Bans()
@@ -246,10 +255,11 @@ class ChatCore:
         try:
             if session is None:
                 return self._unregistered(identity, command, now, peer)
-            return self._registered(session, command, now)
+            return self._stand_in_record(
+                self._registered(session, command, now), isinstance(command, cmd.Tell)
+            )
         except ProtocolError as exc:
-            ref = command.msg_id if isinstance(command, _CHAT) else ""
-            return [(identity, ev.Error(exc.code, ref, exc.reason))]
+            return [(identity, ev.Error(exc.code, _ref(command), exc.reason))]
 
     def _unregistered(
         self, identity: Identity, command: cmd.ClientCommand, now: float, peer: str
@@ -311,6 +321,12 @@ class ChatCore:
                 return self._replay(session, from_seq, now)
             case cmd.ListUsers(after):
                 return self._users_page(session, after, now)
+            case cmd.History():
+                return self._history(session, command, now)
+            case cmd.Search(_, words, limit):
+                return self._page(
+                    session, command, now, lambda: self.store.search(session.nick, words, limit)
+                )
             case cmd.Ping():
                 return [(me, ev.Pong())]
             case cmd.Quit(reason):
@@ -543,8 +559,49 @@ class ChatCore:
         self._charge_reply(session, "USERS", len(" ".join(users).encode()), now)
         return [(session.identity, page)]
 
-    def _charge_reply(self, session: Session, what: str, size: int, now: float) -> None:
-        """Take an answer of `size` bytes from the session's reply budget, or refuse it."""
+    def _history(self, session: Session, command: cmd.History, now: float) -> list[Outgoing]:
+        """A page of the room's broadcasts (no target) or of the privates between the
+        session's nick and the target: LOG events, then PAGE."""
+        target, before, limit = command.target, command.before, command.limit
+
+        def read() -> Page:
+            if target:
+                return self.store.conversation(session.nick, target, before, limit)
+            return self.store.history(before, limit)
+
+        return self._page(session, command, now, read)
+
+    def _page(
+        self,
+        session: Session,
+        command: cmd.History | cmd.Search,
+        now: float,
+        read: Callable[[], Page],
+    ) -> list[Outgoing]:
+        """The answer to `command`: the page `read` from the store, as LOG events and a PAGE,
+        charged to the session's reply budget."""
+        what = command.VERB.decode()
+        self._require_reading(session, what)
+        try:
+            page = read()
+        except StoreError as exc:
+            log.error("history unreadable: %s", exc)
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                truncate_utf8(f"history cannot be read now: {exc}", MAX_REASON_BYTES),
+            ) from None
+        ref = command.ref
+        logs = [
+            ev.LogEntry(ref, e.id, e.sender, e.recipient, e.text, e.time_ms) for e in page.entries
+        ]
+        self._charge_reply(session, what, sum(map(event_bytes, logs)), now)
+        me = session.identity
+        out: list[Outgoing] = [(me, entry) for entry in logs]
+        out.append((me, ev.Page(ref, len(logs), page.next_before)))
+        return out
+
+    def _require_reading(self, session: Session, what: str) -> None:
+        """ERROR 429 unless the client reads what is sent to it."""
         if session.unsent_bytes > UNSENT_LIMIT_BYTES:
             # Answers to a client that does not read would pile up in the broker's memory.
             raise ProtocolError(
@@ -552,6 +609,10 @@ class ChatCore:
                 f"{what} refused: {session.unsent_bytes} bytes sent to you are still unread; "
                 "read them first",
             )
+
+    def _charge_reply(self, session: Session, what: str, size: int, now: float) -> None:
+        """Take an answer of `size` bytes from the session's reply budget, or refuse it."""
+        self._require_reading(session, what)
         # Answers are metered by their bytes: a few bytes of request must not buy megabytes.
         # (A policy whose burst is smaller than one answer lets one through when full.)
         cost = min(max(size, MIN_REPLY_CHARGE_BYTES), session.replies.capacity)
@@ -635,7 +696,20 @@ class ChatCore:
 
     def wall(self, text: str, by: str = CONSOLE_OPERATOR) -> list[Outgoing]:
         """A notice to everyone, signed by `by`."""
-        return self._notice(f"{by}: {text}")
+        return self._stand_in_record(self._notice(f"{by}: {text}"))
+
+    def _stand_in_record(self, out: list[Outgoing], told: bool = False) -> list[Outgoing]:
+        """Stand-in until the store lands: what the store keeps, from what is sent."""
+        for to, event in out:
+            if isinstance(event, ev.Message | ev.Notice) and event.seq <= self.store.last_seq:
+                continue
+            if isinstance(event, ev.Message) and to == STREAM:
+                self.store.add_broadcast(event.seq, event.sender, event.text, event.time_ms)
+            elif isinstance(event, ev.Notice) and to == STREAM:
+                self.store.add_broadcast(event.seq, "", event.text, self._now_ms())
+            elif isinstance(event, ev.PrivateMessage) and told:
+                self.store.add_private(event.sender, event.recipient, event.text, event.time_ms)
+        return out
 
     def _notice(self, text: str) -> list[Outgoing]:
         text = truncate_utf8(text, MAX_TEXT_BYTES)
@@ -740,6 +814,15 @@ class ChatCore:
     def _who(self, identity: Identity) -> str:
         session = self._by_identity.get(identity)
         return session.nick if session else f"identity {identity.hex()}"
+
+
+def _ref(command: cmd.ClientCommand) -> str:
+    """What an ERROR about `command` names in its ref."""
+    if isinstance(command, _CHAT):
+        return command.msg_id
+    if isinstance(command, _REFERRED):
+        return command.ref
+    return ""
 
 
 def _check_bar(seconds: int) -> None:
