@@ -19,6 +19,7 @@ from prompt_toolkit.output import DummyOutput
 
 from client.app import InteractiveClient
 from client.connection import CurveKeys, StreamBuffers
+from client.history import InputHistory
 from client.render import plain_line
 from client.session import Session
 from client.state import Ending, Entry
@@ -182,17 +183,23 @@ async def running_client(
     keys: CurveKeys | None = None,
     users: bool = True,
     size: Size | None = None,
+    history_lines: int = 0,
+    last_seen: Callable[[str], int | None] | None = None,
+    input_history: InputHistory | None = None,
 ) -> AsyncIterator[RunningClient]:
     """Register `nick` and run the real Application on a pipe input and a dummy output (of
     a terminal of `size` if given); with `users`, wait until the user list has come too
-    (nothing else is then on its way)."""
+    (nothing else is then on its way). The session shows `history_lines` of history on
+    joining (unread after `last_seen`); `input_history` keeps the typed lines."""
     output = DummyOutput() if size is None else SizedOutput(size)
     with create_pipe_input() as keyboard, create_app_session(input=keyboard, output=output):
-        session = Session(endpoint, nick, keys=keys)
+        session = Session(
+            endpoint, nick, keys=keys, history_lines=history_lines, last_seen=last_seen
+        )
         task: asyncio.Task[Ending] | None = None
         try:
             await session.register(WAIT_S)
-            client = InteractiveClient(session)
+            client = InteractiveClient(session, input_history)
             task = asyncio.create_task(client.run())
             await eventually(lambda: client.ui.app.is_running, "the application to start")
             if users:
