@@ -221,6 +221,8 @@ class Session:
         self.older_before: int | None = None
         # The history shown on joining is shown (or was not asked for).
         self._backlog_shown = history_lines <= 0
+        # Some of the room's history is on top of the pane.
+        self._history_on_top = False
         # Message ids are seen by every recipient: they must not reveal the session token,
         # which is all it takes to resume (take over) this session.
         self.outbox = Outbox(new_session_token())
@@ -704,12 +706,16 @@ class Session:
                 self.older_before = page.next_before
                 seen = self.last_seen(state.epoch) if self.last_seen is not None else None
                 self._show_older(state.backlog(logs, seen, more=page.next_before > 0))
+                self._history_on_top = bool(logs)
             case Purpose.OLDER, _:
                 self.older_before = page.next_before
                 entries = state.history(logs)
-                if not page.next_before:
+                self._history_on_top = self._history_on_top or bool(logs)
+                if not page.next_before and self._history_on_top:
                     entries.insert(0, state.marker("the history begins here"))
                 self._show_older(entries)
+            case Purpose.SHOW, History(target=target) if target and not logs:
+                pass  # /query NICK with nobody new to talk to: nothing to show
             case Purpose.SHOW, History(target=target):
                 with_whom = f" with {target}" if target else ""
                 noun = "message" if len(logs) == 1 else "messages"
