@@ -4,6 +4,7 @@ real broker."""
 from collections.abc import Callable
 
 from broker.core import UNSENT_LIMIT_BYTES, ChatCore
+from broker.ratelimit import FloodPolicy
 from messages import ErrorCode, encode
 from messages import commands as cmd
 from messages import events as ev
@@ -20,9 +21,11 @@ def _core() -> ChatCore:
     return core
 
 
-def _ask(core: ChatCore, identity: bytes, command: cmd.ClientCommand) -> list[ev.BrokerEvent]:
+def _ask(
+    core: ChatCore, identity: bytes, command: cmd.ClientCommand, now: float = 1.0
+) -> list[ev.BrokerEvent]:
     """What `identity` gets for `command`: the LOG events and the PAGE (or an ERROR)."""
-    return [event for to, event in core.receive(identity, encode(command), 1.0) if to == identity]
+    return [event for to, event in core.receive(identity, encode(command), now) if to == identity]
 
 
 def _texts(events: list[ev.BrokerEvent]) -> list[str]:
@@ -91,6 +94,24 @@ def test_history_needs_registration_and_a_client_that_reads() -> None:
     [(_, error)] = unread
     assert isinstance(error, ev.Error) and error.code == ErrorCode.RATE_LIMITED
     assert error.ref == "s1" and "unread" in error.reason
+
+
+def test_history_answers_are_charged_to_the_reply_budget_by_their_bytes() -> None:
+    policy = FloodPolicy(burst=1000, per_second=1000.0, reply_burst_bytes=45_000)
+    core = ChatCore(ADMIN_TOKEN, flood=policy, epoch="e0")
+    core.receive(ALICE, encode(cmd.Hello("alice", "s-alice-0123456789abcdefgh")), 0.0)
+    for n in range(20):
+        core.receive(ALICE, encode(cmd.Say(f"m{n}", "y" * 4000)), 0.0)
+    answered = [_ask(core, ALICE, cmd.History(f"h{n}", "", 0, 5)) for n in range(3)]
+    # Two pages of 5 x 4000 bytes and more fit in 45,000 bytes; the third does not.
+    assert [len(answer) for answer in answered[:2]] == [6, 6]
+    [refusal] = answered[2]
+    assert isinstance(refusal, ev.Error) and refusal.code == ErrorCode.RATE_LIMITED
+    assert refusal.ref == "h2" and "bytes" in refusal.reason
+    # An empty answer costs little, but not nothing.
+    assert _ask(core, ALICE, cmd.Search("s1", "nothing-like-this", 5), 30.0)[-1] == ev.Page(
+        "s1", 0, 0
+    )
 
 
 def test_a_bad_limit_is_refused_naming_the_ref() -> None:
