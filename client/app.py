@@ -85,8 +85,16 @@ async def connect_and_register(
 class InteractiveClient:
     """A registered session driven by the full-screen UI."""
 
-    def __init__(self, session: Session, input_history: InputHistory | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        input_history: InputHistory | None = None,
+        seen: SeenFile | None = None,
+    ) -> None:
+        """`input_history` keeps the lines typed; `seen`, when the run ends, the last
+        broadcast shown (the next run counts the unread from there)."""
         self.session = session
+        self.seen = seen
         self.state = session.state
         self._lines: asyncio.Queue[str] = asyncio.Queue()
         self.ui = ChatUI(
@@ -107,6 +115,9 @@ class InteractiveClient:
             if hung_up is not None:
                 background.append(tasks.create_task(self._hang_up_on(hung_up)))
             ui = tasks.create_task(self._run_ui(background))
+        state = self.state
+        if self.seen is not None and state.epoch:
+            self.seen.save(self.session.server, state.epoch, state.last_seq)
         return ui.result()
 
     async def _hang_up_on(self, hung_up: asyncio.Event) -> None:
@@ -203,12 +214,10 @@ async def run_interactive(
                 input_history = InputHistory(state_dir / INPUT_HISTORY_FILE)
             except OSError as exc:
                 say(f"the input history is not kept: {exc}")
-        client = InteractiveClient(session, input_history)
+        client = InteractiveClient(session, input_history, seen)
         try:
             return await client.run(hung_up)
         finally:
             session.close(QUIT_LINGER_MS if client.quit_sent else 0)
-            if seen is not None and session.state.epoch:
-                seen.save(server, session.state.epoch, session.state.last_seq)
     finally:
         loop.remove_signal_handler(signal.SIGHUP)

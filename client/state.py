@@ -300,6 +300,8 @@ class ChatState:
         lost_rights = restarted and self.operator
         if event.epoch != self.epoch:
             self.epoch, self.last_seq = event.epoch, 0
+        # Everything before it is history, shown on joining (as much as asked for).
+        self.last_seq = max(self.last_seq, event.seq)
         if restarted:
             self.operator = False
             # The new run numbers its broadcasts from 1 again.

@@ -33,7 +33,12 @@ def said(peer: Peer, *texts: str) -> list[int]:
     """`peer` says each of `texts`; returns their broadcast numbers once all are handled."""
     for text in texts:
         peer.say(text)
-    return [peer.expect_after_presence(ev.Message, text=text).seq for text in texts]
+    seqs = []
+    for text in texts:
+        while (message := peer.expect_after_presence(ev.Message)).text != text:
+            pass  # said before
+        seqs.append(message.seq)
+    return seqs
 
 
 def index(lines: list[str], needle: str) -> int:
@@ -82,6 +87,31 @@ def test_joining_shows_the_earlier_conversation_dimmed_above_where_now_begins(
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def test_the_next_run_marks_what_came_since_as_unread(
+    broker: RunningBroker, connect: Connect, tmp_path: Path
+) -> None:
+    bob = connect("bob")
+    said(bob, "seen one")
+    seen = SeenFile(tmp_path / "seen.json")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", history_lines=50, seen=seen) as a:
+            await a.wait_for_pane("now ──")
+            assert "unread" not in a.pane_text()  # a first run: nothing is known unread
+            bob.say("seen two")
+            await a.wait_for_pane("<bob> seen two")
+        await asyncio.to_thread(said, bob, "missed one", "missed two")
+        # (The first run's session is still registered: another nick, the same state.)
+        async with running_client(broker.endpoint, "alice2", history_lines=50, seen=seen) as a:
+            await a.wait_for_pane("now ──")
+            lines = a.pane_lines()
+            assert index(lines, "seen two") < index(lines, "── 2 unread ──")
+            assert index(lines, "── 2 unread ──") < index(lines, "missed one")
+            assert " 2 unread " in status_text(a.client)
+
+    asyncio.run(scenario())
 
 
 def test_scrolling_up_past_the_top_fetches_the_older_page_above(
@@ -220,7 +250,11 @@ def test_history_commands_parse_and_help_lists_them() -> None:
     text = "\n".join(help_lines())
     assert "/history [N]" in text and "/search WORDS" in text
     state = ChatState("alice", "tcp://127.0.0.1:5555")
+    state.apply(ev.Welcome("alice", 2000, "e1", 7, (), 5556))
     state.apply(ev.UserList(0, ("alice", "bob")))
+    state.apply(ev.Message(9, "m1", "bob", "hi", 5))
+    # What the next run counts unread from: all before joining, and what came since.
+    assert (state.epoch, state.last_seq) == ("e1", 9)
     completer = ChatCompleter(state)
 
     def completions(line: str) -> list[str]:
