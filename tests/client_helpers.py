@@ -237,9 +237,11 @@ async def bot_client(
     nick: str,
     stream_buffers: StreamBuffers | None = None,
     show: Callable[[list[Entry]], None] | None = None,
+    history_lines: int = 0,
 ) -> AsyncIterator[BotClient]:
     """Register `nick` and run its session (no UI) until the block ends. What the session
-    shows is recorded, then passed on to `show` if given."""
+    shows (`history_lines` of history on joining first) is recorded, then passed on to
+    `show` if given."""
     entries: list[Entry] = []
 
     def record(shown: list[Entry]) -> None:
@@ -247,7 +249,9 @@ async def bot_client(
         if show is not None:
             show(shown)
 
-    session = Session(endpoint, nick, record, stream_buffers=stream_buffers)
+    session = Session(
+        endpoint, nick, record, stream_buffers=stream_buffers, history_lines=history_lines
+    )
     task: asyncio.Task[Ending] | None = None
     try:
         await session.register(WAIT_S)

@@ -9,10 +9,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import zmq
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.document import Document
 
+from broker import BrokerConfig, BrokerServer
 from client.commands import SearchHistory, ShowHistory, help_lines, parse_line
 from client.completion import ChatCompleter
 from client.history import InputHistory, SeenFile
@@ -20,7 +22,7 @@ from client.render import plain_line
 from client.state import ChatState, day
 from messages import events as ev
 from tests.client_helpers import RunningClient, bot_client, eventually, running_client, status_text
-from tests.conftest import RunningBroker
+from tests.conftest import ADMIN_TOKEN, RANDOM_LOOPBACK, RunningBroker, serve
 from tests.peers import Peer
 
 Connect = Callable[..., Peer]
@@ -264,3 +266,33 @@ def test_history_commands_parse_and_help_lists_them() -> None:
     assert completions("/his") == ["/history "]
     assert completions("/se") == ["/search "]
     assert completions("/query b") == ["bob "]
+
+
+def test_after_a_restart_a_newcomer_sees_and_finds_what_was_said_before(
+    tmp_path: Path, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    config = BrokerConfig(bind=RANDOM_LOOPBACK, admin_token=ADMIN_TOKEN, db=str(tmp_path / "db"))
+    first = serve(BrokerServer(config))
+    alice = Peer(context, first.endpoint)
+    alice.register("alice")
+    said(alice, "said before the restart")
+    alice.close()
+    first.stop()
+    again = serve(BrokerServer(config))
+
+    async def scenario() -> None:
+        async with bot_client(again.endpoint, "carol", history_lines=10) as carol:
+            await eventually(lambda: any("now --" in line for line in carol.lines()), "history")
+            await carol.session.handle_line("/search restart")
+            await eventually(lambda: any("search 'restart'" in x for x in carol.lines()), "hits")
+            await carol.session.flush()
+            lines = carol.lines()
+            backlog = lines[: index(lines, "now --")]
+            assert any(line.endswith("<alice> said before the restart") for line in backlog)
+            hits = [plain_line(e) for e in carol.entries if e.dated]
+            assert [hit[17:] for hit in hits] == ["<alice> said before the restart"]
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        again.stop()
