@@ -115,9 +115,6 @@ class InteractiveClient:
             if hung_up is not None:
                 background.append(tasks.create_task(self._hang_up_on(hung_up)))
             ui = tasks.create_task(self._run_ui(background))
-        state = self.state
-        if self.seen is not None and state.epoch:
-            self.seen.save(self.session.server, state.epoch, state.last_seq)
         return ui.result()
 
     async def _hang_up_on(self, hung_up: asyncio.Event) -> None:
@@ -135,6 +132,13 @@ class InteractiveClient:
         finally:
             for task in background:
                 task.cancel()
+            self._save_seen()
+
+    def _save_seen(self) -> None:
+        """Keep the last broadcast shown, for the next run's unread count."""
+        state = self.state
+        if self.seen is not None and state.epoch:
+            self.seen.save(self.session.server, state.epoch, state.last_seq)
 
     async def hang_up(self) -> None:
         """The terminal is gone (SIGHUP, closed window): leave as /quit does, so that
