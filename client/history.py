@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ INPUT_HISTORY_FILE: Final = "input-history"
 SEEN_FILE: Final = "seen.json"
 #: Servers remembered in SEEN_FILE; the ones least recently used go first.
 SEEN_SERVERS: Final = 100
+#: Typed lines that hold a secret (the operator token): never written to the input history.
+_SECRET_LINE: Final = re.compile(r"\s*/(admin|oper)\b", re.IGNORECASE)
 #: Mode of the files the client writes in its state directory: the owner's only.
 PRIVATE_FILE_MODE: Final = 0o600
 
@@ -173,7 +176,7 @@ class SeenFile:
 class InputHistory(FileHistory):
     """The lines typed, kept in a file across runs (prompt_toolkit's FileHistory), private to
     the user (they include private messages) and bounded: at most `limit` lines, the file
-    rewritten with the newest when it holds many more."""
+    rewritten with the newest when it holds many more. `/admin TOKEN` is not kept."""
 
     def __init__(self, path: Path, limit: int = INPUT_HISTORY_LINES) -> None:
         self.limit = limit
@@ -183,6 +186,12 @@ class InputHistory(FileHistory):
         os.chmod(path, PRIVATE_FILE_MODE)
         super().__init__(path)
         self.path = path
+
+    def store_string(self, string: str) -> None:
+        # An operator token is a secret: Up brings it back in this run only.
+        if _SECRET_LINE.match(string):
+            return
+        super().store_string(string)
 
     def load_history_strings(self) -> Iterable[str]:
         newest_first = list(super().load_history_strings())

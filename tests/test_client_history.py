@@ -230,6 +230,10 @@ def test_the_input_history_file_is_private_and_bounded(tmp_path: Path) -> None:
     # The file was rewritten with the newest only, and reads the same.
     assert path.read_text().count("+line") == 3
     assert next(iter(InputHistory(path, limit=3).load_history_strings())) == "line 7\nsecond row"
+    # The operator token is a secret: not written.
+    again.store_string("/admin s3cret-operator-token")
+    again.store_string("/OPER s3cret-operator-token")
+    assert "s3cret" not in path.read_text()
 
 
 def test_the_last_broadcast_seen_is_kept_per_server_and_epoch(tmp_path: Path) -> None:
