@@ -18,6 +18,7 @@ from broker import BrokerConfig, BrokerServer
 from client.commands import SearchHistory, ShowHistory, help_lines, parse_line
 from client.completion import ChatCompleter
 from client.history import InputHistory, SeenFile
+from client.pane import MessagePane
 from client.render import plain_line
 from client.state import ChatState, day
 from messages import events as ev
@@ -300,3 +301,23 @@ def test_after_a_restart_a_newcomer_sees_and_finds_what_was_said_before(
         asyncio.run(scenario())
     finally:
         again.stop()
+
+
+def test_the_pane_takes_older_lines_on_top_keeping_its_numbers_and_view() -> None:
+    pane = MessagePane()
+    pane.resize(40, 3)
+    asked: list[str] = []
+    pane.on_top = lambda: asked.append("older")
+    numbers = [pane.add([[("", f"line {n}")]]) for n in range(6)]
+    pane.scroll_up(2)
+    assert asked == []  # the first row is not on screen yet
+    shown = pane.screen()
+    assert pane.prepend([[("", "older 0")], [("", "older 1")]]) == 2
+    assert pane.screen() == shown  # what a scrolled-up pane shows stays
+    assert pane.replace(numbers[0], [("", "line 0 again")])
+    assert pane.lines[2] == [("", "line 0 again")]
+    pane.drop_first()
+    assert pane.lines[0] == [("", "older 1")] and pane.screen() == shown
+    pane.scroll_up(10)  # to the top
+    pane.scroll_up(1)  # and past it
+    assert asked == ["older"]
