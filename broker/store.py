@@ -18,6 +18,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ RETRY_ROWS: Final = 10_000
 #: After a failed commit, how long until the rows it kept are tried again with no new
 #: ones, in seconds.
 RETRY_INTERVAL_S: Final = 1.0
+#: Messages added to the search index per `index` call, at most: a few milliseconds.
+INDEX_BATCH: Final = 1000
+#: How often the checkpointing thread moves the write-ahead log into the database, in s.
+CHECKPOINT_INTERVAL_S: Final = 1.0
 #: Words of a search used, at most; the rest are ignored.
 MAX_SEARCH_WORDS: Final = 16
 #: Hex digits of a new epoch.
@@ -95,7 +100,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE UNIQUE INDEX privates_msg_id ON privates (sender_key, msg_id);
     CREATE INDEX privates_pair ON privates (pair, id);
     CREATE INDEX privates_pending ON privates (recipient_key, id) WHERE pending = 1;
-    CREATE INDEX privates_waiting ON privates (id) WHERE pending = 1;
     CREATE TABLE owners (
         nick_key TEXT PRIMARY KEY,
         nick TEXT NOT NULL,
@@ -103,30 +107,30 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         since_ms INTEGER NOT NULL
     );
     """,
-    # 2: full-text search over chat messages (not joins, leaves or notices).
+    # 2: full-text search over chat messages (not joins, leaves or notices). Rows are
+    # indexed in slices by `Store.index`, not by a trigger on each insert: one insert into
+    # the index costs more than the message itself. `indexed_*` in meta says how far.
     """
     CREATE VIRTUAL TABLE broadcasts_text USING fts5(
         text, content='broadcasts', content_rowid='seq'
     );
-    CREATE TRIGGER broadcasts_text_add AFTER INSERT ON broadcasts WHEN new.kind = 1 BEGIN
-        INSERT INTO broadcasts_text (rowid, text) VALUES (new.seq, new.text);
-    END;
-    CREATE TRIGGER broadcasts_text_remove AFTER DELETE ON broadcasts WHEN old.kind = 1 BEGIN
+    CREATE TRIGGER broadcasts_text_remove AFTER DELETE ON broadcasts
+    WHEN old.kind = 1
+        AND old.seq <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_broadcasts')
+    BEGIN
         INSERT INTO broadcasts_text (broadcasts_text, rowid, text)
         VALUES ('delete', old.seq, old.text);
     END;
-    INSERT INTO broadcasts_text (rowid, text) SELECT seq, text FROM broadcasts WHERE kind = 1;
     CREATE VIRTUAL TABLE privates_text USING fts5(
         text, content='privates', content_rowid='id'
     );
-    CREATE TRIGGER privates_text_add AFTER INSERT ON privates BEGIN
-        INSERT INTO privates_text (rowid, text) VALUES (new.id, new.text);
-    END;
-    CREATE TRIGGER privates_text_remove AFTER DELETE ON privates BEGIN
+    CREATE TRIGGER privates_text_remove AFTER DELETE ON privates
+    WHEN old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_privates')
+    BEGIN
         INSERT INTO privates_text (privates_text, rowid, text)
         VALUES ('delete', old.id, old.text);
     END;
-    INSERT INTO privates_text (rowid, text) SELECT id, text FROM privates;
+    INSERT INTO meta (key, value) VALUES ('indexed_broadcasts', '0'), ('indexed_privates', '0');
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -223,6 +227,9 @@ class Store:
             if self.durable:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute(f"PRAGMA synchronous = {synchronous}")
+                # A checkpoint syncs the file to disk, milliseconds that would fall on the
+                # commit that crossed the threshold: a thread of its own does them.
+                self._db.execute("PRAGMA wal_autocheckpoint = 0")
             if max_pages is not None:
                 self._db.execute(f"PRAGMA max_page_count = {int(max_pages)}")
             self._upgrade()
@@ -231,6 +238,7 @@ class Store:
             self.last_seq: int = row[0] or 0
         except sqlite3.Error as exc:
             raise StoreUnusable(f"{path}: {exc}") from exc
+        self._checkpoints = _Checkpoints(path) if self.durable else None
 
     # -- schema ----------------------------------------------------------------------
 
@@ -477,17 +485,19 @@ class Store:
             return Page([], 0)
         key = nick_key(viewer)
         try:
+            # The index walked newest first (its rowid order): the newest hits come first
+            # and the walk stops at `limit`, however many older messages match.
             public = self._db.execute(
-                "SELECT seq, sender, '', broadcasts.text, time_ms FROM broadcasts "
-                "JOIN broadcasts_text ON broadcasts_text.rowid = broadcasts.seq "
-                "WHERE broadcasts_text MATCH ? ORDER BY seq DESC LIMIT ?",
+                "SELECT seq, sender, '', broadcasts.text, time_ms FROM broadcasts_text "
+                "CROSS JOIN broadcasts ON broadcasts.seq = broadcasts_text.rowid "
+                "WHERE broadcasts_text MATCH ? ORDER BY broadcasts_text.rowid DESC LIMIT ?",
                 (query, limit),
             ).fetchall()
             private = self._db.execute(
-                "SELECT id, sender, recipient, privates.text, time_ms FROM privates "
-                "JOIN privates_text ON privates_text.rowid = privates.id "
+                "SELECT id, sender, recipient, privates.text, time_ms FROM privates_text "
+                "CROSS JOIN privates ON privates.id = privates_text.rowid "
                 "WHERE privates_text MATCH ? AND (sender_key = ? OR recipient_key = ?) "
-                "ORDER BY id DESC LIMIT ?",
+                "ORDER BY privates_text.rowid DESC LIMIT ?",
                 (query, key, key, limit),
             ).fetchall()
         except sqlite3.Error as exc:
@@ -538,6 +548,41 @@ class Store:
             deleted += cursor.rowcount
         return deleted
 
+    def index(self) -> int:
+        """Add at most INDEX_BATCH of the chat messages written since the last call to the
+        search index, in a transaction of its own; how many. Searches find a message once
+        it is indexed: within a turn or two of the loop's upkeep."""
+        if self._db.in_transaction:
+            return 0  # a batch is open: next time
+        done = 0
+        try:
+            self._db.execute("BEGIN")
+            for table, column, kind in (("broadcasts", "seq", "kind"), ("privates", "id", "1")):
+                key = f"indexed_{table}"
+                upto = int(self._meta(key) or 0)
+                rows = self._db.execute(
+                    f"SELECT {column}, {kind}, text FROM {table} WHERE {column} > ? "
+                    f"ORDER BY {column} LIMIT ?",
+                    (upto, INDEX_BATCH),
+                ).fetchall()
+                if not rows:
+                    continue
+                chat = [(row[0], row[2]) for row in rows if row[1] == _MESSAGE]
+                self._db.executemany(f"INSERT INTO {table}_text (rowid, text) VALUES (?, ?)", chat)
+                self._db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(rows[-1][0]), key))
+                done += len(chat)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            log.error("indexing for search failed: %s", exc)
+            return 0
+        return done
+
+    def _meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row is not None else ""
+
     def _last_private_id(self) -> int:
         row = self._db.execute("SELECT max(id) FROM privates").fetchone()
         return int(row[0] or 0)
@@ -548,6 +593,8 @@ class Store:
             self.commit()
         except StoreError as exc:
             log.error("closing the store: last writes lost: %s", exc)
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         self._db.close()
 
     def _now_ms(self) -> int:
@@ -565,6 +612,37 @@ _INSERT_PRIVATE: Final = (
     "INSERT INTO privates (msg_id, sender, sender_key, recipient, recipient_key, pair, text, "
     "time_ms, sender_token, recipient_token, pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+class _Checkpoints:
+    """A thread that checkpoints the database at `path` every CHECKPOINT_INTERVAL_S, on a
+    connection of its own: the loop's commits only append to the write-ahead log, and the
+    disk syncs of a checkpoint happen here, outside the GIL (sqlite3 releases it)."""
+
+    def __init__(self, path: str) -> None:
+        self._stopping = threading.Event()
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
+            try:
+                # PASSIVE: copies what no reader needs, never waits for the writer.
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("checkpoint failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        try:
+            # The last one truncates the log: a stopped broker leaves one file behind.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("checkpoint failed: %s", exc)
+        self._db.close()
 
 
 def _create_private(path: str) -> None:

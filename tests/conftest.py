@@ -3,11 +3,13 @@
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import zmq
 
 from broker import BrokerConfig, BrokerServer
+from broker.keys import STATE_DIR_ENV
 from broker.ratelimit import FloodPolicy
 from messages import HEARTBEAT_INTERVAL_MS
 from tests.peers import Peer
@@ -59,6 +61,14 @@ def serve(server: BrokerServer) -> RunningBroker:
     thread = threading.Thread(target=server.run, name="broker", daemon=True)
     thread.start()
     return RunningBroker(server, thread)
+
+
+@pytest.fixture(autouse=True)
+def own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test, and every broker or client process it starts, has a state directory of
+    its own: none reads or writes the user's (its chat.db, keys, identity), nor another
+    test's."""
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
 
 
 @pytest.fixture

@@ -98,6 +98,8 @@ def test_search_sees_broadcasts_and_the_viewers_own_privates(path: str) -> None:
     store.add_private(private(1, "alice", "bob", "deploy secret for bob"), ALICE, BOB)
     store.add_private(private(2, "carol", "dave", "deploy secret for dave"), "", "")
     store.commit()
+    assert store.search("bob", "deploy", 10).entries == [], "found before it is indexed"
+    assert store.index() == 3
     texts = [e.text for e in store.search("bob", "deploy", 10).entries]
     assert texts == ["the deploy is done", "deploy secret for bob"]
     assert [e.text for e in store.search("bob", "deploy secret", 10).entries] == [
@@ -124,6 +126,7 @@ def test_search_takes_words_literally_whatever_they_are(path: str, words: str, h
     store = Store(path)
     store.add_broadcast(said(1, "alice", "the deploy is done"))
     store.commit()
+    store.index()
     assert len(store.search("bob", words, 10).entries) == hits
     assert store.search("bob", "deploy", 10).entries[0].text == "the deploy is done"
 
@@ -134,6 +137,8 @@ def test_pruning_takes_a_bounded_slice_per_call(path: str) -> None:
     for seq in range(1, count + 1):
         store.add_broadcast(said(seq, "alice", f"line {seq}", time_ms=int(time.time() * 1000)))
     store.commit()
+    while store.index():
+        pass
     assert store.prune() == PRUNE_BATCH
     store.commit()
     assert store.prune() == count - 10 - PRUNE_BATCH
@@ -189,6 +194,7 @@ def test_an_older_schema_is_upgraded_and_its_messages_found(path: str) -> None:
         db.execute("PRAGMA user_version = 1")
     store = Store(path)
     assert store.last_seq == 1
+    store.index()
     assert [e.text for e in store.search("bob", "kept", 10).entries] == ["kept words"]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
