@@ -22,7 +22,15 @@ from client.pane import MessagePane
 from client.render import plain_line
 from client.state import ChatState, day
 from messages import events as ev
-from tests.client_helpers import RunningClient, bot_client, eventually, running_client, status_text
+from tests.client_helpers import (
+    WAIT_S,
+    BotClient,
+    RunningClient,
+    bot_client,
+    eventually,
+    running_client,
+    status_text,
+)
 from tests.conftest import ADMIN_TOKEN, RANDOM_LOOPBACK, RunningBroker, serve
 from tests.peers import Peer
 
@@ -42,6 +50,33 @@ def said(peer: Peer, *texts: str) -> list[int]:
             pass  # said before
         seqs.append(message.seq)
     return seqs
+
+
+async def search(client: BotClient, words: str, hits: int) -> list[str]:
+    """The lines of the answer to `/search words` (header first) once it has `hits` hits:
+    the broker indexes what was said for search within a moment, so the search is made
+    again until then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    header = f"search {words!r}: {hits} hit"
+
+    start = 0
+
+    def answer() -> list[str]:
+        """The lines shown since the last search was typed, from its answer's header on."""
+        lines = [plain_line(entry) for entry in client.entries[start:]]
+        headers = [n for n, line in enumerate(lines) if f"search {words!r}:" in line]
+        return lines[headers[0] :] if headers else []
+
+    while True:
+        start = len(client.entries)
+        await client.session.handle_line(f"/search {words}")
+        await eventually(lambda: bool(answer()), f"an answer to /search {words}")
+        # The hits come with their header, in one batch.
+        lines = answer()
+        if header in lines[0]:
+            return lines[: hits + 1]
+        assert loop.time() < deadline, f"/search {words} never found {hits}"
 
 
 def index(lines: list[str], needle: str) -> int:
@@ -168,11 +203,8 @@ def test_history_search_and_query_show_what_this_user_may_see(
             await eventually(lambda: session.state.users_known, "the user list")
             await asyncio.to_thread(privates)
             await eventually(lambda: any("red alert" in x for x in alice.lines()), "the private")
-            await session.handle_line("/search red")
-            await eventually(lambda: any("search 'red'" in line for line in alice.lines()), "hits")
-            await session.flush()
-            lines = [plain_line(entry) for entry in alice.entries]
-            hits = lines[index(lines, "search 'red': 2 hits") + 1 :]
+            lines = await search(alice, "red", 2)
+            hits = lines[1:]
             assert hits[0].endswith("<bob> the red fox")
             assert hits[1].endswith("[bob -> alice] red alert for alice")
             assert hits[0][:10] == _date_today() and hits[0][10] == " "
@@ -288,13 +320,10 @@ def test_after_a_restart_a_newcomer_sees_and_finds_what_was_said_before(
     async def scenario() -> None:
         async with bot_client(again.endpoint, "carol", history_lines=10) as carol:
             await eventually(lambda: any("now --" in line for line in carol.lines()), "history")
-            await carol.session.handle_line("/search restart")
-            await eventually(lambda: any("search 'restart'" in x for x in carol.lines()), "hits")
-            await carol.session.flush()
             lines = carol.lines()
             backlog = lines[: index(lines, "now --")]
             assert any(line.endswith("<alice> said before the restart") for line in backlog)
-            hits = [plain_line(e) for e in carol.entries if e.dated]
+            hits = (await search(carol, "restart", 1))[1:]
             assert [hit[17:] for hit in hits] == ["<alice> said before the restart"]
 
     try:

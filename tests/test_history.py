@@ -75,6 +75,9 @@ def test_search_finds_broadcasts_and_the_askers_own_privates_only() -> None:
     core.receive(ALICE, encode(cmd.Say("m2", "a blue whale")), 0.0)
     core.receive(BOB, encode(cmd.Tell("t1", "alice", "red alert, alice")), 0.0)
     core.receive(BOB, encode(cmd.Tell("t2", "carol", "red herring for carol")), 0.0)
+    # What the socket loop does after each receive batch, and in its upkeep.
+    core.store.commit()
+    core.store.index()
     answer = _ask(core, ALICE, cmd.Search("s1", "red", 10))
     assert _texts(answer) == ["the red fox", "red alert, alice"]
     assert answer[-1] == ev.Page("s1", 2, 0)
