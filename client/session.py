@@ -942,7 +942,7 @@ class Session:
                     await self._send_now(command)
             case SetTarget(nick=nick):
                 self.show(self.state.set_target(nick))
-                if nick is not None:
+                if nick is not None and self.registered and self.state.ending is None:
                     # The conversation so far (the nick need not be here).
                     self._typed_command(
                         self.requests.history(Purpose.SHOW, nick, 0, QUERY_HISTORY_LINES)
