@@ -65,23 +65,18 @@ def fill(path: str, messages: int, privates: int) -> None:
         ),
     )
     db.executemany(
-        "INSERT INTO privates (msg_id, sender, sender_key, recipient, recipient_key, pair, "
-        "text, time_ms, sender_token, recipient_token, pending) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', '', 0)",
+        "INSERT INTO privates (msg_id, sender, sender_key, recipient, recipient_key, text, "
+        "time_ms, sender_token, recipient_token) VALUES (?, ?, ?, ?, ?, ?, ?, '', '')",
         (
-            (
-                f"p-{n}",
-                a,
-                a,
-                b,
-                b,
-                "\n".join(sorted((a, b))),
-                " ".join(rng.choices(WORDS, k=8)),
-                start_ms + n * 1000,
-            )
+            (f"p-{n}", a, a, b, b, " ".join(rng.choices(WORDS, k=8)), start_ms + n * 1000)
             for n in range(1, privates + 1)
             for a, b in ((NICKS[n % 7], NICKS[(n + 1) % 7]),)
         ),
+    )
+    db.execute("DELETE FROM waiting")  # all of them confirmed
+    db.execute(
+        "INSERT INTO conversations (pair, id) SELECT min(sender_key, recipient_key) || "
+        "char(10) || max(sender_key, recipient_key), id FROM privates"
     )
     db.execute("INSERT INTO broadcasts_text (rowid, text) SELECT seq, text FROM broadcasts")
     db.execute("INSERT INTO privates_text (rowid, text) SELECT id, text FROM privates")

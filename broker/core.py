@@ -59,7 +59,7 @@ from .session import (
     Session,
     receipt_key,
 )
-from .store import Page, Store, StoreError
+from .store import AlreadyStored, Page, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -655,6 +655,8 @@ class ChatCore:
         try:
             page = read()
         except (StoreError, sqlite3.Error) as exc:
+            # (Reads raise sqlite3's errors as they come: a damaged file must not stop the
+            # broker's loop.)
             log.error("history unreadable: %s", exc)
             raise ProtocolError(
                 ErrorCode.INSUFFICIENT_STORAGE,
@@ -843,7 +845,7 @@ class ChatCore:
         resend from before a restart), ERROR 507 if it cannot be written."""
         try:
             write(*args)
-        except sqlite3.IntegrityError:
+        except AlreadyStored:
             return False
         except StoreError as exc:
             log.error("a message was refused: %s", exc)

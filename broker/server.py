@@ -367,7 +367,8 @@ class BrokerServer:
         try:
             self.store.commit()
         except StoreError as exc:
-            log.error("commit failed: %s", exc)
+            # (The store logged the failure; until a commit succeeds it is tried again
+            # every second at most.)
             return truncate_utf8(
                 f"not stored ({exc}): it may have reached others, but a restart of the "
                 "server would lose it",
