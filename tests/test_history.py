@@ -1,10 +1,14 @@
 """HISTORY and SEARCH (issue 11): pages of what the store keeps, in the core and through a
 real broker."""
 
+import sqlite3
 from collections.abc import Callable
+
+import pytest
 
 from broker.core import UNSENT_LIMIT_BYTES, ChatCore
 from broker.ratelimit import FloodPolicy
+from broker.store import Page
 from messages import ErrorCode, encode
 from messages import commands as cmd
 from messages import events as ev
@@ -115,6 +119,21 @@ def test_history_answers_are_charged_to_the_reply_budget_by_their_bytes() -> Non
     assert _ask(core, ALICE, cmd.Search("s1", "nothing-like-this", 5), 30.0)[-1] == ev.Page(
         "s1", 0, 0
     )
+
+
+def test_an_unreadable_store_answers_507_and_the_broker_goes_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    core = _core()
+
+    def damaged(*args: object) -> Page:
+        raise sqlite3.DatabaseError("database disk image is malformed")
+
+    monkeypatch.setattr(core.store, "history", damaged)
+    [error] = _ask(core, ALICE, cmd.History("h1", "", 0, 5))
+    assert isinstance(error, ev.Error) and error.code == ErrorCode.INSUFFICIENT_STORAGE
+    assert error.ref == "h1" and "malformed" in error.reason
+    assert _ask(core, ALICE, cmd.Ping()) == [ev.Pong()]
 
 
 def test_a_bad_limit_is_refused_naming_the_ref() -> None:
