@@ -12,6 +12,7 @@ import hmac
 import logging
 import math
 import secrets
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -58,7 +59,7 @@ from .session import (
     Session,
     receipt_key,
 )
-from .store import AlreadyStored, Store, StoreError
+from .store import AlreadyStored, Page, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ AWAY_OUTCOMES_LIMIT: Final = 1000
 ORPHAN_SWEEP_LIMIT: Final = 10_000
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell)
+#: Commands that carry a client's reference for their answer.
+_REFERRED: Final = (cmd.History, cmd.Search)
 #: Commands that draw on a client's flood-control bucket.
 _METERED: Final = (
     cmd.Say,
@@ -108,6 +111,9 @@ _METERED: Final = (
     cmd.Ban,
     cmd.Unban,
     # (FETCH draws on the reply budget instead: by the bytes of its answer.)
+    # HISTORY and SEARCH draw on both: each reads the store, whatever its answer weighs.
+    cmd.History,
+    cmd.Search,
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
 )
@@ -269,8 +275,7 @@ class ChatCore:
                 return self._unregistered(identity, command, now, peer)
             return self._registered(session, command, now)
         except ProtocolError as exc:
-            ref = command.msg_id if isinstance(command, _CHAT) else ""
-            return [(identity, ev.Error(exc.code, ref, exc.reason))]
+            return [(identity, ev.Error(exc.code, _ref(command), exc.reason))]
 
     def _unregistered(
         self, identity: Identity, command: cmd.ClientCommand, now: float, peer: str
@@ -340,6 +345,12 @@ class ChatCore:
                 return self._replay(session, from_seq, now)
             case cmd.ListUsers(after):
                 return self._users_page(session, after, now)
+            case cmd.History():
+                return self._history(session, command, now)
+            case cmd.Search(_, words, limit):
+                return self._page(
+                    session, command, now, lambda: self.store.search(session.nick, words, limit)
+                )
             case cmd.Ping():
                 return [(me, ev.Pong())]
             case cmd.Quit(reason):
@@ -618,8 +629,51 @@ class ChatCore:
         self._charge_reply(session, "USERS", len(" ".join(users).encode()), now)
         return [(session.identity, page)]
 
-    def _charge_reply(self, session: Session, what: str, size: int, now: float) -> None:
-        """Take an answer of `size` bytes from the session's reply budget, or refuse it."""
+    def _history(self, session: Session, command: cmd.History, now: float) -> list[Outgoing]:
+        """A page of the room's broadcasts (no target) or of the privates between the
+        session's nick and the target: LOG events, then PAGE."""
+        target, before, limit = command.target, command.before, command.limit
+
+        def read() -> Page:
+            if target:
+                return self.store.conversation(session.nick, target, before, limit)
+            return self.store.history(before, limit)
+
+        return self._page(session, command, now, read)
+
+    def _page(
+        self,
+        session: Session,
+        command: cmd.History | cmd.Search,
+        now: float,
+        read: Callable[[], Page],
+    ) -> list[Outgoing]:
+        """The answer to `command`: the page `read` from the store, as LOG events and a PAGE,
+        charged to the session's reply budget."""
+        what = command.VERB.decode()
+        self._require_reading(session, what)
+        try:
+            page = read()
+        except (StoreError, sqlite3.Error) as exc:
+            # (Reads raise sqlite3's errors as they come: a damaged file must not stop the
+            # broker's loop.)
+            log.error("history unreadable: %s", exc)
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                truncate_utf8(f"history cannot be read now: {exc}", MAX_REASON_BYTES),
+            ) from None
+        ref = command.ref
+        logs = [
+            ev.LogEntry(ref, e.id, e.sender, e.recipient, e.text, e.time_ms) for e in page.entries
+        ]
+        self._charge_reply(session, what, sum(map(event_bytes, logs)), now)
+        me = session.identity
+        out: list[Outgoing] = [(me, entry) for entry in logs]
+        out.append((me, ev.Page(ref, len(logs), page.next_before)))
+        return out
+
+    def _require_reading(self, session: Session, what: str) -> None:
+        """ERROR 429 unless the client reads what is sent to it."""
         if session.unsent_bytes > UNSENT_LIMIT_BYTES:
             # Answers to a client that does not read would pile up in the broker's memory.
             raise ProtocolError(
@@ -627,6 +681,10 @@ class ChatCore:
                 f"{what} refused: {session.unsent_bytes} bytes sent to you are still unread; "
                 "read them first",
             )
+
+    def _charge_reply(self, session: Session, what: str, size: int, now: float) -> None:
+        """Take an answer of `size` bytes from the session's reply budget, or refuse it."""
+        self._require_reading(session, what)
         # Answers are metered by their bytes: a few bytes of request must not buy megabytes.
         # (A policy whose burst is smaller than one answer lets one through when full.)
         cost = min(max(size, MIN_REPLY_CHARGE_BYTES), session.replies.capacity)
@@ -835,6 +893,15 @@ class ChatCore:
     def _who(self, identity: Identity) -> str:
         session = self._by_identity.get(identity)
         return session.nick if session else f"identity {identity.hex()}"
+
+
+def _ref(command: cmd.ClientCommand) -> str:
+    """What an ERROR about `command` names in its ref."""
+    if isinstance(command, _CHAT):
+        return command.msg_id
+    if isinstance(command, _REFERRED):
+        return command.ref
+    return ""
 
 
 def _check_bar(seconds: int) -> None:

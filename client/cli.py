@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from messages import sanitize, sanitizing_handler
+from messages import HISTORY_PAGE_LIMIT, sanitize, sanitizing_handler
 
 from .connection import CurveKeys, ServerKeyError, load_server_key, parse_server_key
+from .history import DEFAULT_HISTORY_LINES, INPUT_HISTORY_FILE, SEEN_FILE
 from .session import REGISTRATION_TIMEOUT_S
 
 DEFAULT_SERVER: Final = "tcp://127.0.0.1:5555"
@@ -63,6 +64,16 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+def _history_lines(text: str) -> int:
+    try:
+        lines = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of messages: {text!r}") from None
+    if not 0 <= lines <= HISTORY_PAGE_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {HISTORY_PAGE_LIMIT}: {text!r}")
+    return lines
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; `--help` documents every option."""
     parser = argparse.ArgumentParser(
@@ -108,8 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help=f"where the broker keeps {SERVER_KEY_FILE} "
+        help=f"where the broker keeps {SERVER_KEY_FILE}, and the client the lines you typed "
+        f"({INPUT_HISTORY_FILE}) and the last message you saw on each server ({SEEN_FILE}) "
         f"(default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
+    )
+    parser.add_argument(
+        "--history",
+        type=_history_lines,
+        default=None,
+        metavar="N",
+        help=f"show the last N messages on joining, 0 for none (default: "
+        f"{DEFAULT_HISTORY_LINES} on a terminal, 0 in line mode)",
     )
     parser.add_argument(
         "-v",
@@ -145,14 +165,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.reconfigure(errors="backslashreplace")
         if isinstance(sys.stdin, io.TextIOWrapper):
             sys.stdin.reconfigure(errors="replace")
-        client = LineClient(args.server, args.nick, sys.stdin, sys.stdout, sys.stderr, keys)
+        client = LineClient(
+            args.server, args.nick, sys.stdin, sys.stdout, sys.stderr, keys, args.history or 0
+        )
         return asyncio.run(client.run(args.timeout))
 
     from .app import run_interactive
 
     logging.getLogger().setLevel(level)
     try:
-        ending = asyncio.run(run_interactive(args.server, args.nick, args.timeout, keys))
+        history = DEFAULT_HISTORY_LINES if args.history is None else args.history
+        state_dir = args.state_dir if args.state_dir is not None else default_state_dir()
+        ending = asyncio.run(
+            run_interactive(args.server, args.nick, args.timeout, keys, state_dir, history)
+        )
     except KeyboardInterrupt:
         return 1
     if ending.reason:

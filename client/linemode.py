@@ -175,7 +175,7 @@ class LinePrinter:
         return held.lines
 
     def _lines_of(self, entry: Entry) -> list[str]:
-        if entry.kind is EntryKind.PRIVATE and entry.own:
+        if entry.kind is EntryKind.PRIVATE and entry.own and not entry.history:
             # It comes back only to someone who sent it to themselves.
             return [plain_line(entry)] if self._told.add(entry.msg_id) else []
         told = entry.kind is EntryKind.DELIVERY and entry.delivery is not Delivery.FAILED
@@ -202,8 +202,11 @@ class LineClient:
         stdout: TextIO,
         stderr: TextIO,
         keys: CurveKeys | None = None,
+        history_lines: int = 0,
     ) -> None:
         self.server = server
+        #: Broadcasts of the stored history printed on joining.
+        self.history_lines = history_lines
         self.nick = nick
         self.stdin = stdin
         self.stdout = stdout
@@ -234,7 +237,9 @@ class LineClient:
             nick = normalize_nick(self.nick)
         except ProtocolError as exc:
             return self.fail(f"invalid nick {self.nick!r}: {exc.reason}", 2)
-        session = Session(self.server, nick, self.show, keys=self.keys)
+        session = Session(
+            self.server, nick, self.show, keys=self.keys, history_lines=self.history_lines
+        )
         linger_ms = 0
         try:
             try:

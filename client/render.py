@@ -61,6 +61,17 @@ def clock(time_ms: int) -> str:
     return time.strftime("%H:%M", time.localtime(time_ms / 1000))
 
 
+def stamp(entry: Entry) -> str:
+    """When `entry` was said: HH:MM, or YYYY-MM-DD HH:MM for a dated entry."""
+    if entry.dated:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.time_ms / 1000))
+    return clock(entry.time_ms)
+
+
+#: What surrounds the text of a marker line (`── now ──`).
+MARKER_RULE: Final = "──"
+
+
 def plain_line(entry: Entry) -> str:
     """`entry` as one sanitized line of text, the line-mode output format:
 
@@ -68,28 +79,32 @@ def plain_line(entry: Entry) -> str:
     - `HH:MM [alice -> bob] text` for a private message;
     - `HH:MM -!- text` for system lines, `HH:MM -!- notice: text` for notices;
     - `HH:MM -!- error CODE: reason` for errors (`-!- error: reason` for local ones);
+    - `HH:MM -- text --` for marker lines (a new day, where the unread part and now
+      begin); search hits start with the date: `YYYY-MM-DD HH:MM <alice> text`;
     - for delivery changes of own messages: `HH:MM -!- delivered to bob: text`,
       `HH:MM -!- error CODE: not sent to bob: text (reason)` (`not sent: text` for a message
       to everyone; `not delivered to bob` for ERROR 504, dropped after it was sent),
       `HH:MM -!- sent: text`, `HH:MM -!- pending: text`.
     """
-    stamp = clock(entry.time_ms)
+    when = stamp(entry)
     text = sanitize(entry.text)
     match entry.kind:
         case EntryKind.DELIVERY:
-            return f"{stamp} -!- {_delivery_text(entry)}"
+            return f"{when} -!- {_delivery_text(entry)}"
         case EntryKind.MESSAGE:
-            return f"{stamp} <{sanitize(entry.sender)}> {text}"
+            return f"{when} <{sanitize(entry.sender)}> {text}"
         case EntryKind.PRIVATE:
-            return f"{stamp} [{sanitize(entry.sender)} -> {sanitize(entry.recipient)}] {text}"
+            return f"{when} [{sanitize(entry.sender)} -> {sanitize(entry.recipient)}] {text}"
         case EntryKind.NOTICE:
-            return f"{stamp} -!- notice: {text}"
+            return f"{when} -!- notice: {text}"
         case EntryKind.ERROR:
             code = f" {entry.code}" if entry.code else ""
-            return f"{stamp} -!- error{code}: {text}"
+            return f"{when} -!- error{code}: {text}"
         case EntryKind.SYSTEM:
-            return f"{stamp} -!- {text}"
-    return f"{stamp} {text}"  # pragma: no cover - every kind is matched above
+            return f"{when} -!- {text}"
+        case EntryKind.MARKER:
+            return f"{when} -- {text} --"
+    return f"{when} {text}"  # pragma: no cover - every kind is matched above
 
 
 def _delivery_text(entry: Entry) -> str:
@@ -133,8 +148,9 @@ def _nick(nick: str, own_nick_style: bool) -> tuple[str, str]:
 
 
 def formatted_line(entry: Entry) -> StyleAndTextTuples:
-    """`entry` as styled fragments for the message pane (one line, sanitized)."""
-    line: StyleAndTextTuples = [("class:time", clock(entry.time_ms) + " ")]
+    """`entry` as styled fragments for the message pane (one line, sanitized); history
+    dimmed."""
+    line: StyleAndTextTuples = [("class:time", stamp(entry) + " ")]
     text_style = "class:text.highlight" if entry.highlight else "class:text"
     if entry.own:
         text_style = "class:text.own"
@@ -167,4 +183,10 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
         case EntryKind.DELIVERY:
             style = "class:error" if entry.delivery is Delivery.FAILED else "class:system"
             line += [(style, "-!- " + _delivery_text(entry))]
+        case EntryKind.MARKER:
+            rule = MARKER_RULE * 4
+            line += [("class:marker", f"{rule} {sanitize(entry.text)} {rule}")]
+    if entry.history:
+        # The class comes last: its color wins over the nick colors.
+        return [(f"{fragment[0]} class:history", fragment[1]) for fragment in line]
     return line

@@ -139,6 +139,31 @@ class Fetch:
     from_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class History:
+    """Ask for a page of stored history: at most `limit` entries numbered below `before`
+    (0: the latest), oldest first. `target` "" asks for the room's broadcasts; a nick for
+    the private messages between the asking client and that nick. The answer is LOG events
+    and a PAGE, each carrying the client-chosen `ref`."""
+
+    VERB: ClassVar[bytes] = b"HISTORY"
+    ref: str
+    target: str
+    before: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """Search stored history for `words`: the broadcasts and the asking client's own private
+    messages. The newest `limit` hits come as LOG events, oldest first, then a PAGE."""
+
+    VERB: ClassVar[bytes] = b"SEARCH"
+    ref: str
+    words: str
+    limit: int
+
+
 ClientCommand = (
     Hello
     | Say
@@ -154,6 +179,8 @@ ClientCommand = (
     | Shutdown
     | Received
     | Fetch
+    | History
+    | Search
 )
 
 #: Every command, in the order docs/PROTOCOL.md lists them.
@@ -172,4 +199,6 @@ CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
     Shutdown,
     Received,
     Fetch,
+    History,
+    Search,
 )

@@ -168,6 +168,32 @@ class ServerShutdown:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One entry of stored history, in answer to HISTORY or SEARCH `ref`: a broadcast
+    (`recipient` empty; `id` is its seq) or a private message (`id` numbers it in the store);
+    `sender` is empty for a notice. Ids increase with time."""
+
+    VERB: ClassVar[bytes] = b"LOG"
+    ref: str
+    id: int
+    sender: str
+    recipient: str
+    text: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Ends the answer to HISTORY or SEARCH `ref`: `count` LOG events came before it; ask
+    for older entries with HISTORY `before` = `next_before` (0: nothing older)."""
+
+    VERB: ClassVar[bytes] = b"PAGE"
+    ref: str
+    count: int
+    next_before: int
+
+
 BrokerEvent = (
     Welcome
     | Joined
@@ -184,6 +210,8 @@ BrokerEvent = (
     | Kicked
     | Tick
     | ServerShutdown
+    | LogEntry
+    | Page
 )
 
 #: Every event, in the order docs/PROTOCOL.md lists them.
@@ -203,4 +231,6 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     Kicked,
     Tick,
     ServerShutdown,
+    LogEntry,
+    Page,
 )
