@@ -11,6 +11,8 @@ and FETCH it again.
 from dataclasses import dataclass
 from typing import ClassVar
 
+from .identity import Nonce
+
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
@@ -168,6 +170,37 @@ class ServerShutdown:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The nick of your HELLO is registered: prove you hold its key (PROVE, signing
+    `nonce`) and the HELLO goes on. The nonce is good for one PROVE, for a while."""
+
+    VERB: ClassVar[bytes] = b"CHALLENGE"
+    nonce: Nonce
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The answer to REGISTER (`state` set) and UNREGISTER (cleared): `nick` is now owned
+    by your key, or free."""
+
+    VERB: ClassVar[bytes] = b"REGISTERED"
+    nick: str
+    state: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NickList:
+    """A page of the registered nicks, present or not, in answer to NICKS: those sorted
+    after `after`, as many as a page holds; with `more`, ask for the rest with NICKS naming
+    the last of `nicks`."""
+
+    VERB: ClassVar[bytes] = b"NICKS"
+    nicks: tuple[str, ...]
+    after: str = ""
+    more: bool = False
+
+
 BrokerEvent = (
     Welcome
     | Joined
@@ -184,6 +217,9 @@ BrokerEvent = (
     | Kicked
     | Tick
     | ServerShutdown
+    | Challenge
+    | Registered
+    | NickList
 )
 
 #: Every event, in the order docs/PROTOCOL.md lists them.
@@ -203,4 +239,7 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     Kicked,
     Tick,
     ServerShutdown,
+    Challenge,
+    Registered,
+    NickList,
 )
