@@ -14,6 +14,7 @@ from prompt_toolkit import PromptSession
 from messages import ProtocolError, normalize_nick, sanitize
 
 from .connection import CurveKeys
+from .identity import Identity
 from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session, new_session_token
 from .state import Ending, LinkState
 from .ui import ChatUI
@@ -34,6 +35,7 @@ async def connect_and_register(
     say: Say,
     timeout_s: float = REGISTRATION_TIMEOUT_S,
     keys: CurveKeys | None = None,
+    identity: Identity | None = None,
 ) -> Session:
     """A session registered on `server`, asking for another nick (through `ask_nick`) while
     the nick is missing, invalid or taken; `say` tells the user why. Raises
@@ -52,7 +54,7 @@ async def connect_and_register(
             nick = None
             continue
         # A fresh connection per attempt: nothing of a refused attempt lingers.
-        session = Session(server, nick, keys=keys, token=token)
+        session = Session(server, nick, keys=keys, token=token, identity=identity)
         try:
             await session.register(timeout_s)
         except RegistrationError as exc:
@@ -151,6 +153,7 @@ async def run_interactive(
     nick: str | None,
     timeout_s: float = REGISTRATION_TIMEOUT_S,
     keys: CurveKeys | None = None,
+    identity: Identity | None = None,
 ) -> Ending:
     """Ask for a nick if needed, register, and run the full-screen chat until it ends
     (logging at the root logger's level shows in its message pane meanwhile)."""
@@ -169,7 +172,9 @@ async def run_interactive(
     loop.add_signal_handler(signal.SIGHUP, hung_up.set)
     try:
         try:
-            session = await connect_and_register(server, nick, ask_nick, say, timeout_s, keys)
+            session = await connect_and_register(
+                server, nick, ask_nick, say, timeout_s, keys, identity
+            )
         except (RegistrationError, ValueError) as exc:
             return Ending(str(exc), 1)
         except (EOFError, KeyboardInterrupt):

@@ -14,6 +14,7 @@ from typing import Final
 from messages import sanitize, sanitizing_handler
 
 from .connection import CurveKeys, ServerKeyError, load_server_key, parse_server_key
+from .identity import IDENTITY_FILE, Identity, IdentityError, load_identity
 from .session import REGISTRATION_TIMEOUT_S
 
 DEFAULT_SERVER: Final = "tcp://127.0.0.1:5555"
@@ -51,6 +52,15 @@ def curve_keys(secure: bool, server_key: str | None, state_dir: Path | None) -> 
         return None
     directory = state_dir if state_dir is not None else default_state_dir()
     return CurveKeys.for_server(load_server_key(directory / SERVER_KEY_FILE))
+
+
+def identity_path(identity: Path | None, state_dir: Path | None) -> Path:
+    """Where the identity is kept: `identity` if given, else IDENTITY_FILE in the state
+    directory."""
+    if identity is not None:
+        return identity
+    directory = state_dir if state_dir is not None else default_state_dir()
+    return directory / IDENTITY_FILE
 
 
 def _positive_seconds(text: str) -> float:
@@ -108,8 +118,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help=f"where the broker keeps {SERVER_KEY_FILE} "
+        help=f"where the broker keeps {SERVER_KEY_FILE} and this client its {IDENTITY_FILE} "
         f"(default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
+    )
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        metavar="FILE",
+        help=f"the secret key that owns the nicks you /register (default: {IDENTITY_FILE} "
+        "in the state directory, made on first run); copy it to another machine to use your "
+        "nicks there",
     )
     parser.add_argument(
         "-v",
@@ -128,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING
     try:
         keys = curve_keys(args.secure, args.server_key, args.state_dir)
-    except ServerKeyError as exc:
+        identity: Identity = load_identity(identity_path(args.identity, args.state_dir))
+    except (ServerKeyError, IdentityError) as exc:
         print(f"zmq-chat-client: {exc}", file=sys.stderr)
         return 1
     if not interactive:
@@ -145,14 +164,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.reconfigure(errors="backslashreplace")
         if isinstance(sys.stdin, io.TextIOWrapper):
             sys.stdin.reconfigure(errors="replace")
-        client = LineClient(args.server, args.nick, sys.stdin, sys.stdout, sys.stderr, keys)
+        client = LineClient(
+            args.server, args.nick, sys.stdin, sys.stdout, sys.stderr, keys, identity
+        )
         return asyncio.run(client.run(args.timeout))
 
     from .app import run_interactive
 
     logging.getLogger().setLevel(level)
     try:
-        ending = asyncio.run(run_interactive(args.server, args.nick, args.timeout, keys))
+        ending = asyncio.run(run_interactive(args.server, args.nick, args.timeout, keys, identity))
     except KeyboardInterrupt:
         return 1
     if ending.reason:

@@ -62,6 +62,7 @@ from typing import Final, TextIO
 from messages import ProtocolError, normalize_nick, sanitize
 
 from .connection import CurveKeys
+from .identity import Identity
 from .outbox import Delivery
 from .render import plain_line
 from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session
@@ -202,8 +203,10 @@ class LineClient:
         stdout: TextIO,
         stderr: TextIO,
         keys: CurveKeys | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.server = server
+        self.identity = identity
         self.nick = nick
         self.stdin = stdin
         self.stdout = stdout
@@ -234,7 +237,7 @@ class LineClient:
             nick = normalize_nick(self.nick)
         except ProtocolError as exc:
             return self.fail(f"invalid nick {self.nick!r}: {exc.reason}", 2)
-        session = Session(self.server, nick, self.show, keys=self.keys)
+        session = Session(self.server, nick, self.show, keys=self.keys, identity=self.identity)
         linger_ms = 0
         try:
             try:

@@ -82,6 +82,7 @@ from .connection import (
     StreamItem,
     StreamReady,
 )
+from .identity import Identity
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .state import ChatState, Ending, Entry
 from .stream import BroadcastStream
@@ -162,9 +163,13 @@ class Session:
         keys: CurveKeys | None = None,
         token: str | None = None,
         stream_buffers: StreamBuffers | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.server = server
         self.keys = keys
+        #: The key that owns our registered nicks: it answers CHALLENGE and signs REGISTER.
+        #: Without one, a registered nick cannot be taken and none can be registered.
+        self.identity = identity
         #: How much of the broadcast stream may wait unread (default: plenty).
         self.stream_buffers = stream_buffers
         #: Repeated on every HELLO: the broker resumes the session that has it.

@@ -1,5 +1,6 @@
 """Shared fixtures: a real broker on a random loopback port, and real DEALER peers."""
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -8,6 +9,7 @@ import pytest
 import zmq
 
 from broker import BrokerConfig, BrokerServer
+from broker.keys import STATE_DIR_ENV
 from broker.ratelimit import FloodPolicy
 from messages import HEARTBEAT_INTERVAL_MS
 from tests.peers import Peer
@@ -59,6 +61,19 @@ def serve(server: BrokerServer) -> RunningBroker:
     thread = threading.Thread(target=server.run, name="broker", daemon=True)
     thread.start()
     return RunningBroker(server, thread)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Clients and brokers the tests start keep what they keep (a client's identity, say) in
+    a directory of the test run, never in the home directory."""
+    before = os.environ.get(STATE_DIR_ENV)
+    os.environ[STATE_DIR_ENV] = str(tmp_path_factory.mktemp("state"))
+    yield
+    if before is None:
+        del os.environ[STATE_DIR_ENV]
+    else:
+        os.environ[STATE_DIR_ENV] = before
 
 
 @pytest.fixture
