@@ -34,10 +34,13 @@ from messages import (
     decode_command,
     encode,
     format_duration,
+    from_b64url,
     message_ref,
     nick_key,
     nick_skeleton,
     normalize_nick,
+    prove_payload,
+    register_payload,
     truncate_utf8,
 )
 from messages import commands as cmd
@@ -47,6 +50,7 @@ from .addresses import AddressLimits, address_key
 from .admin_token import check_admin_token
 from .bans import Bans
 from .history import BroadcastEvent, BroadcastLog
+from .owners import Challenges, signed_by
 from .ratelimit import FloodPolicy
 from .roster import Roster
 from .session import (
@@ -57,6 +61,7 @@ from .session import (
     Session,
     receipt_key,
 )
+from .store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +95,8 @@ DEPARTED_LIMIT: Final = 1024
 #: Outcomes of private messages (DELIVERED, ERROR 504) whose sender was away, kept (in
 #: all) for its next session with the same token: the oldest beyond this are forgotten.
 AWAY_OUTCOMES_LIMIT: Final = 1000
+#: Owned nicks read from the store at a time, for a NICKS page.
+_OWNERS_BATCH: Final = 256
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell)
 #: Commands that draw on a client's flood-control bucket.
@@ -101,6 +108,9 @@ _METERED: Final = (
     cmd.Kick,
     cmd.Ban,
     cmd.Unban,
+    cmd.Register,
+    cmd.Unregister,
+    cmd.ListNicks,
     # (FETCH draws on the reply budget instead: by the bytes of its answer.)
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
@@ -146,6 +156,7 @@ class ChatCore:
         users_page_bytes: int = USERS_PAGE_BYTES,
         unconfirmed_bytes: int = UNCONFIRMED_BYTES,
         total_unconfirmed_bytes: int = TOTAL_UNCONFIRMED_BYTES,
+        store: Store | None = None,
     ) -> None:
         check_admin_token(admin_token)
         self.admin_token = admin_token
@@ -184,6 +195,10 @@ class ChatCore:
         # Outcomes for senders that were away, by session token (see AWAY_OUTCOMES_LIMIT).
         self._away_outcomes: OrderedDict[str, list[Outcome]] = OrderedDict()
         self._away_count = 0
+        #: Owned nicks (and the rest of what outlives a run of the broker).
+        self.store = store or Store()
+        #: HELLOs for owned nicks, waiting for their PROVE.
+        self.challenges = Challenges()
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -256,9 +271,12 @@ class ChatCore:
     ) -> list[Outgoing]:
         match command:
             case cmd.Hello(nick, token, stream):
+                self.challenges.discard(identity)
                 address = address_key(peer)
                 self._addresses.check_join(address, now)
                 return self._register(identity, nick, token, stream, now, address)
+            case cmd.Prove(public_key, signature):
+                return self._prove(identity, public_key, signature, now)
             case cmd.Quit():  # nothing to undo
                 return []
         # PING too: a client that lost its session must learn it from its heartbeat.
@@ -332,13 +350,32 @@ class ChatCore:
             case cmd.Shutdown(reason):
                 self._require_operator(session)
                 return self.shutdown(reason or f"shutdown by {session.nick}")
+            case cmd.Register(public_key, signature):
+                return self._own(session, public_key, signature)
+            case cmd.Unregister():
+                return self._disown(session)
+            case cmd.ListNicks(after):
+                return self._owned_page(session, after, now)
+            case cmd.Prove():
+                raise ProtocolError(
+                    ErrorCode.MALFORMED, "no challenge is pending: you are registered"
+                )
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
     # -- registration and presence -------------------------------------------------
 
     def _register(
-        self, identity: Identity, nick: str, token: str, stream: bool, now: float, address: str
+        self,
+        identity: Identity,
+        nick: str,
+        token: str,
+        stream: bool,
+        now: float,
+        address: str,
+        proven: bool = False,
     ) -> list[Outgoing]:
+        """HELLO from an unregistered connection; `proven`: it answered a CHALLENGE for an
+        owned nick with the right key."""
         nick = normalize_nick(nick)
         if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
             raise ProtocolError(ErrorCode.INVALID_NICK, f"nick {nick} is reserved")
@@ -356,6 +393,10 @@ class ChatCore:
                 ErrorCode.NICK_TAKEN, f"nick {nick} looks like {lookalike.nick}, who is here"
             )
         self._addresses.check_new_session(address)
+        if not proven and self.store.owner(nick) is not None:
+            # Owned: only the holder of its key may take it. No session before the PROVE.
+            nonce = self.challenges.challenge(identity, nick, token, stream, address, now)
+            return [(identity, ev.Challenge(nonce))]
         flood = self.flood
         session = Session(
             identity,
@@ -368,6 +409,7 @@ class ChatCore:
             replies=flood.reply_bucket(),
             stream=stream,
             address=address,
+            owns_nick=proven,
         )
         self._addresses.add_session(address)
         self._by_identity[identity] = session
@@ -383,6 +425,113 @@ class ChatCore:
         log.info("%s joined (%d users)", nick, len(self._by_key))
         joined = ev.Joined(self.history.next_seq(), nick)
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
+
+    # -- owned nicks -------------------------------------------------------------------
+
+    def _prove(
+        self, identity: Identity, public_key: str, signature: str, now: float
+    ) -> list[Outgoing]:
+        """PROVE: the HELLO pending on `identity` goes on if the key that owns its nick
+        signed the challenge."""
+        pending = self.challenges.take(identity, now)
+        owner = self.store.owner(pending.nick)
+        signed = prove_payload(pending.nonce, pending.nick, pending.token)
+        if owner is not None and not (
+            from_b64url(public_key) == owner and signed_by(owner, signature, signed)
+        ):
+            log.warning("%s: a proof for %s failed", self._who(identity), pending.nick)
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN, f"nick {pending.nick} is registered to another identity"
+            )
+        return self._register(
+            identity,
+            pending.nick,
+            pending.token,
+            pending.stream,
+            now,
+            pending.address,
+            proven=owner is not None,
+        )
+
+    def _own(self, session: Session, public_key: str, signature: str) -> list[Outgoing]:
+        """REGISTER: the session's nick belongs to `public_key` from now on."""
+        key = from_b64url(public_key)
+        if not signed_by(key, signature, register_payload(session.nick, session.token)):
+            raise ProtocolError(
+                ErrorCode.MALFORMED, "the signature does not verify with this public key"
+            )
+        owner = self.store.owner(session.nick)
+        if owner is not None and owner != key:
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN, f"nick {session.nick} is registered to another identity"
+            )
+        if owner is None:
+            try:
+                self.store.set_owner(session.nick, key)
+            except StoreError as exc:
+                raise ProtocolError(
+                    ErrorCode.INSUFFICIENT_STORAGE,
+                    truncate_utf8(f"nick {session.nick} not registered: {exc}", MAX_REASON_BYTES),
+                ) from None
+            log.info("%s registered its nick", session.nick)
+        session.owns_nick = True
+        return [(session.identity, ev.Registered(session.nick, True))]
+
+    def _disown(self, session: Session) -> list[Outgoing]:
+        """UNREGISTER: the session's nick is free again."""
+        if self.store.owner(session.nick) is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"nick {session.nick} is not registered")
+        if not session.owns_nick:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"this session has not proved it owns {session.nick}"
+            )
+        self._drop(session.nick)
+        log.info("%s unregistered its nick", session.nick)
+        return [(session.identity, ev.Registered(session.nick, False))]
+
+    def drop_owner(self, nick: str) -> tuple[bool, list[Outgoing]]:
+        """The operator frees `nick`: whether it was registered, and the REGISTERED for
+        its holder, if present. Raises StoreError."""
+        if not self.store.drop_owner(nick):
+            return False, []
+        holder = self.find(nick)
+        log.warning("the registration of %s was dropped", nick)
+        if holder is None:
+            return True, []
+        holder.owns_nick = False
+        return True, [(holder.identity, ev.Registered(holder.nick, False))]
+
+    def _drop(self, nick: str) -> None:
+        try:
+            self.store.drop_owner(nick)
+        except StoreError as exc:
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                truncate_utf8(f"nick {nick} not unregistered: {exc}", MAX_REASON_BYTES),
+            ) from None
+
+    def owned_page(self, after: str, max_bytes: int) -> tuple[list[str], bool]:
+        """The owned nicks sorted after `after` that fit in `max_bytes` as UTF-8 joined by
+        spaces (one at least), and whether more follow."""
+        page: list[str] = []
+        size = -1  # no space before the first
+        while True:
+            batch = self.store.owners(after, _OWNERS_BATCH)
+            for nick in batch:
+                cost = len(nick.encode()) + 1
+                if page and size + cost > max_bytes:
+                    return page, True
+                size += cost
+                page.append(nick)
+            if len(batch) < _OWNERS_BATCH:
+                return page, False
+            after = batch[-1]
+
+    def _owned_page(self, session: Session, after: str, now: float) -> list[Outgoing]:
+        nicks, more = self.owned_page(after, self.users_page_bytes)
+        # Charged like a USERS page: by the bytes of its nick list.
+        self._charge_reply(session, "NICKS", len(" ".join(nicks).encode()), now)
+        return [(session.identity, ev.NickList(tuple(nicks), after, more))]
 
     def _resume(
         self, session: Session, identity: Identity, stream: bool, now: float, address: str
@@ -461,6 +610,7 @@ class ChatCore:
         reason = f"no heartbeat for {self.expiry_seconds:g} s"
         self._addresses.sweep(now)
         self.bans.sweep(now)
+        self.challenges.sweep(now)
         return [out for identity in silent for out in self.remove(identity, reason)]
 
     def tick(self) -> list[Outgoing]:

@@ -46,6 +46,8 @@ class Session:
     admin_tries: TokenBucket
     replies: TokenBucket
     operator: bool = False
+    #: The session registered its nick (REGISTER) or proved it owns it (PROVE).
+    owns_nick: bool = False
     #: The client reads broadcasts from the stream, not from its connection.
     stream: bool = False
     #: The network address its connection comes from, as limits key it (`address_key`);
