@@ -26,6 +26,7 @@ from messages.commands import (
     ListUsers,
     Shutdown,
     Unban,
+    Unregister,
     Wall,
 )
 from messages.nicks import normalize_nick
@@ -67,6 +68,11 @@ class Hint:
 
 
 @dataclass(frozen=True, slots=True)
+class RegisterNick:
+    """Register the current nick to this client's identity (the session signs REGISTER)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Leave:
     """Leave the chat with `reason` and end the client."""
 
@@ -78,7 +84,7 @@ class Nothing:
     """An empty line: do nothing."""
 
 
-Action = Post | Send | SetTarget | ShowHelp | Hint | Leave | Nothing
+Action = Post | Send | SetTarget | ShowHelp | Hint | RegisterNick | Leave | Nothing
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,8 @@ COMMANDS: Final = (
     CommandInfo("query", "NICK", "send plain lines privately to NICK until /all", True),
     CommandInfo("all", "", "send plain lines to everyone again"),
     CommandInfo("users", "", "list who is here"),
+    CommandInfo("register", "", "own your nick: only your identity may take it"),
+    CommandInfo("unregister", "", "free your nick for anyone again"),
     CommandInfo("help", "", "show this list"),
     CommandInfo("quit", "[REASON]", "leave the chat"),
     CommandInfo("admin", "TOKEN", "become an operator"),
@@ -215,6 +223,10 @@ def parse_line(line: str, target: str | None) -> Action:
             return SetTarget(None)
         case "users" | "names" | "who":
             return Send(ListUsers())
+        case "register":
+            return RegisterNick()
+        case "unregister":
+            return Send(Unregister())
         case "help":
             return ShowHelp()
         case "quit" | "exit":

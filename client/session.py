@@ -50,16 +50,20 @@ from messages.commands import (
     Fetch,
     Hello,
     Kick,
+    ListNicks,
     ListUsers,
     Ping,
     Quit,
     Received,
+    Register,
     Unban,
+    Unregister,
     Wall,
 )
 from messages.events import (
     Ack,
     BrokerEvent,
+    Challenge,
     Delivered,
     Error,
     Joined,
@@ -73,7 +77,18 @@ from messages.events import (
     Welcome,
 )
 
-from .commands import Hint, Leave, Nothing, Post, Send, SetTarget, ShowHelp, help_lines, parse_line
+from .commands import (
+    Hint,
+    Leave,
+    Nothing,
+    Post,
+    RegisterNick,
+    Send,
+    SetTarget,
+    ShowHelp,
+    help_lines,
+    parse_line,
+)
 from .connection import (
     Connection,
     CurveKeys,
@@ -105,7 +120,7 @@ NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
 #: nick: the session is over, and trying again would only be refused again.
 BARRED: Final = ErrorCode.FORBIDDEN
 #: Commands the broker's flood control counts (chat text aside): paced like chat text.
-_METERED: Final = (ListUsers, Kick, Ban, Unban, Wall)
+_METERED: Final = (ListUsers, ListNicks, Register, Unregister, Kick, Ban, Unban, Wall)
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
 _REPLY_METERED: Final = (Fetch, ListUsers)
@@ -344,12 +359,29 @@ class Session:
                 match event:
                     case Welcome() | Error():
                         return event
+                    case Challenge():
+                        # Our nick is owned: the HELLO goes on once we prove it is ours.
+                        refusal = await self._prove(event)
+                        if refusal is not None:
+                            return refusal
                     case _:
                         # Nothing else can belong to a session on a fresh connection.
                         log.debug("ignored before registration: %r", event)
 
     def _hello_command(self) -> Hello:
         return Hello(self.state.nick, self.token, self.streaming)
+
+    async def _prove(self, challenge: Challenge) -> Error | None:
+        """Answer `challenge` to our HELLO with PROVE, signed by our identity; without an
+        identity, the refusal the broker would send (we cannot have the nick)."""
+        if self.identity is None:
+            return Error(
+                ErrorCode.NICK_TAKEN,
+                "",
+                f"nick {self.state.nick} is registered, and this client has no identity",
+            )
+        await self._send_now(self.identity.prove(challenge.nonce, self.state.nick, self.token))
+        return None
 
     # -- the session's life --------------------------------------------------------------
 
@@ -619,6 +651,11 @@ class Session:
                 self._broadcast(event, now)
             case Tick(seq=seq):
                 self.stream.on_tick(seq)
+            case Challenge():
+                # The answer to a HELLO on this connection (after a 401): our nick is owned.
+                refusal = await self._prove(event)
+                if refusal is not None:
+                    self._ended_by(refusal)
             case PrivateMessage():
                 await self._private(event, now)
             case Ack(msg_ids=msg_ids):
@@ -812,17 +849,16 @@ class Session:
             case Post(text=text, recipient=recipient):
                 self.post(text, recipient)
             case Send(command=command):
-                if not self.registered or self.state.ending is not None:
-                    self.show([self.state.error(f"not sent: {self.state.link.value}")])
-                elif isinstance(command, _METERED):
-                    self._typed.append((self.outbox.last_number, command))
-                    self._wake.set()
-                else:
-                    await self._send_now(command)
+                await self.handle_command(command)
             case SetTarget(nick=nick):
                 self.show(self.state.set_target(nick))
             case ShowHelp():
                 self.show([self.state.info(text) for text in help_lines()])
+            case RegisterNick():
+                if self.identity is None:
+                    self.show([self.state.error("not registered: this client has no identity")])
+                else:
+                    await self.handle_command(self.identity.register(self.state.nick, self.token))
             case Hint(text=text):
                 self.show([self.state.info(text)])
             case Leave():
@@ -830,6 +866,17 @@ class Session:
             case Nothing():
                 pass
         return None
+
+    async def handle_command(self, command: ClientCommand) -> None:
+        """Send `command` as typed: paced, after the messages typed before it, if the broker
+        meters it."""
+        if not self.registered or self.state.ending is not None:
+            self.show([self.state.error(f"not sent: {self.state.link.value}")])
+        elif isinstance(command, _METERED):
+            self._typed.append((self.outbox.last_number, command))
+            self._wake.set()
+        else:
+            await self._send_now(command)
 
     def post(self, text: str, recipient: str | None = None) -> OutgoingMessage | None:
         """Put chat text in the outbox (shown at once as pending, sent when possible)."""

@@ -19,16 +19,19 @@ from messages import nick_key
 from messages.events import (
     Ack,
     BrokerEvent,
+    Challenge,
     Delivered,
     Error,
     Joined,
     Kicked,
     Left,
     Message,
+    NickList,
     Notice,
     Operator,
     Pong,
     PrivateMessage,
+    Registered,
     ServerShutdown,
     Tick,
     UserList,
@@ -392,8 +395,17 @@ class ChatState:
                 return [self.error(reason, code)]
             case Ack() | Delivered():
                 return []  # delivery states are the outbox's business
-            case Pong() | Tick():
+            case Pong() | Tick() | Challenge() | NickList():
                 return []  # the session's business
+            case Registered(nick=nick, state=True):
+                return [
+                    self.info(
+                        f"{nick} is registered to your identity: while you are away, nobody "
+                        "else may take it"
+                    )
+                ]
+            case Registered(nick=nick):
+                return [self.info(f"{nick} is no longer registered: anyone may take it")]
             case Operator():
                 self.operator = True
                 return [self.info("you are now an operator")]

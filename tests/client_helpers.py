@@ -19,6 +19,7 @@ from prompt_toolkit.output import DummyOutput
 
 from client.app import InteractiveClient
 from client.connection import CurveKeys, StreamBuffers
+from client.identity import Identity
 from client.render import plain_line
 from client.session import Session
 from client.state import Ending, Entry
@@ -182,13 +183,14 @@ async def running_client(
     keys: CurveKeys | None = None,
     users: bool = True,
     size: Size | None = None,
+    identity: Identity | None = None,
 ) -> AsyncIterator[RunningClient]:
     """Register `nick` and run the real Application on a pipe input and a dummy output (of
     a terminal of `size` if given); with `users`, wait until the user list has come too
     (nothing else is then on its way)."""
     output = DummyOutput() if size is None else SizedOutput(size)
     with create_pipe_input() as keyboard, create_app_session(input=keyboard, output=output):
-        session = Session(endpoint, nick, keys=keys)
+        session = Session(endpoint, nick, keys=keys, identity=identity)
         task: asyncio.Task[Ending] | None = None
         try:
             await session.register(WAIT_S)
@@ -226,6 +228,7 @@ async def bot_client(
     nick: str,
     stream_buffers: StreamBuffers | None = None,
     show: Callable[[list[Entry]], None] | None = None,
+    identity: Identity | None = None,
 ) -> AsyncIterator[BotClient]:
     """Register `nick` and run its session (no UI) until the block ends. What the session
     shows is recorded, then passed on to `show` if given."""
@@ -236,7 +239,7 @@ async def bot_client(
         if show is not None:
             show(shown)
 
-    session = Session(endpoint, nick, record, stream_buffers=stream_buffers)
+    session = Session(endpoint, nick, record, stream_buffers=stream_buffers, identity=identity)
     task: asyncio.Task[Ending] | None = None
     try:
         await session.register(WAIT_S)
