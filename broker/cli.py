@@ -33,8 +33,16 @@ from .console import HELP
 from .keys import STATE_DIR_ENV, default_state_dir, server_key_pair
 from .ratelimit import ADDRESS_SHARE, FloodPolicy
 from .server import DEFAULT_BIND, BrokerConfig, BrokerServer, tune_gc_for_serving
+from .store import (
+    DEFAULT_RETAIN_DAYS,
+    DEFAULT_RETAIN_MESSAGES,
+    IN_MEMORY,
+    StoreUnusable,
+)
 
 log = logging.getLogger(__name__)
+#: The database's name in the state directory.
+DB_FILE_NAME = "chat.db"
 #: The default flood policy, whose numbers the options' help quotes.
 DEFAULTS = FloodPolicy()
 
@@ -166,6 +174,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             f"(default: {limits.register_within_s:g})"
         ),
     )
+    parser.add_argument(
+        "--db",
+        default=None,
+        metavar="PATH",
+        help=(
+            f"the SQLite file the chat is remembered in (default: {DB_FILE_NAME} in the state "
+            f"directory); {IN_MEMORY} remembers nothing past this run"
+        ),
+    )
+    parser.add_argument(
+        "--retain-days",
+        type=float,
+        default=DEFAULT_RETAIN_DAYS,
+        help=f"keep messages this many days (default: {DEFAULT_RETAIN_DAYS:g})",
+    )
+    parser.add_argument(
+        "--retain-messages",
+        type=int,
+        default=DEFAULT_RETAIN_MESSAGES,
+        help=(
+            "keep at most this many broadcasts, and as many private messages "
+            f"(default: {DEFAULT_RETAIN_MESSAGES})"
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
     if args.admin_token is not None:
@@ -174,6 +206,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--heartbeat-ms must be at least {MIN_HEARTBEAT_MS}")
     if min(args.max_connections, args.max_connections_per_address) < 1:
         parser.error("--max-connections and --max-connections-per-address must be positive")
+    if args.retain_days <= 0 or args.retain_messages < 1:
+        parser.error("--retain-days and --retain-messages must be positive")
     if args.register_within <= 0:
         parser.error("--register-within must be positive")
     if args.flood_burst < 1 or args.flood_rate <= 0:
@@ -215,6 +249,16 @@ def operator_token(token_file: Path | None, state_dir: Path | None) -> tuple[str
     return token, f"generated, in {path} (readable by you only)"
 
 
+def database_path(db: str | None, state_dir: Path | None) -> str:
+    """Where the store lives: `db`, else chat.db in the state directory (made if need be,
+    readable by its owner only)."""
+    if db is not None:
+        return db
+    where = state_dir or default_state_dir()
+    where.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return str(where / DB_FILE_NAME)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a broker until /shutdown, SIGINT or SIGTERM."""
     args = parse_args(argv)
@@ -234,6 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.secure:
         state_dir = args.state_dir or default_state_dir()
         public_key, secret_key = server_key_pair(state_dir)
+    try:
+        db = database_path(args.db, args.state_dir)
+    except OSError as exc:
+        print(f"database: {exc}", file=sys.stderr)
+        return 2
     config = BrokerConfig(
         bind=args.bind,
         stream=args.stream,
@@ -253,9 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             per_address=args.max_connections_per_address,
             register_within_s=args.register_within,
         ),
+        db=db,
+        retain_days=args.retain_days,
+        retain_messages=args.retain_messages,
     )
     try:
         server = BrokerServer(config)
+    except StoreUnusable as exc:
+        print(f"cannot use the database {exc}", file=sys.stderr)
+        return 1
     except (zmq.ZMQError, ValueError) as exc:
         where = args.bind if args.stream is None else f"{args.bind} and {args.stream}"
         print(f"cannot listen on {where}: {exc}", file=sys.stderr)
@@ -271,6 +326,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if public_key is not None:
         print(f"CurveZMQ on; server public key: {public_key.decode()}", flush=True)
     print(f"operator token: {where}", flush=True)
+    if db == IN_MEMORY:
+        print("remembering nothing past this run (--db :memory:)", flush=True)
+    else:
+        print(f"remembering the chat in {db}", flush=True)
     print("type /help for operator commands", flush=True)
     tune_gc_for_serving()
     server.run()

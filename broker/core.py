@@ -7,10 +7,12 @@ so every rule (registration, resumption, routing, receipts, presence, operators,
 flood control) can be tested without a socket.
 """
 
+import hashlib
 import hmac
 import logging
 import math
 import secrets
+import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -49,7 +51,7 @@ from messages import events as ev
 from .addresses import AddressLimits, address_key
 from .admin_token import check_admin_token
 from .bans import Bans
-from .history import BroadcastEvent, BroadcastLog
+from .history import BroadcastEvent, BroadcastLog, Replay
 from .owners import Challenges, signed_by
 from .ratelimit import FloodPolicy
 from .roster import Roster
@@ -97,6 +99,10 @@ DEPARTED_LIMIT: Final = 1024
 AWAY_OUTCOMES_LIMIT: Final = 1000
 #: Owned nicks read from the store at a time, for a NICKS page.
 _OWNERS_BATCH: Final = 256
+#: Private messages the store kept through a restart that are looked at in one sweep, once
+#: their recipients have had the time to come back: those whose recipient did not are
+#: returned to their senders (ERROR 504).
+ORPHAN_SWEEP_LIMIT: Final = 10_000
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell)
 #: Commands that draw on a client's flood-control bucket.
@@ -115,6 +121,11 @@ _METERED: Final = (
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
 )
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a session token: enough to recognize it, not to present it."""
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def event_bytes(event: ev.BrokerEvent) -> int:
@@ -171,9 +182,14 @@ class ChatCore:
         self.total_unconfirmed_limit_bytes = total_unconfirmed_bytes
         #: Bytes of unconfirmed private messages kept now, for every recipient together.
         self.unconfirmed_bytes = 0
-        #: Names this run of the broker: broadcast numbers start again with each epoch.
-        self.epoch = epoch or secrets.token_hex(4)
+        #: What the broker remembers (in memory only, unless given a file).
+        self.store = store or Store()
+        #: Names the numbering of broadcasts: the store's (a file keeps it across restarts,
+        #: and numbers go on from the last one stored); random for a store in memory.
+        self.epoch = epoch or self.store.epoch or secrets.token_hex(4)
+        #: The last broadcasts, in memory: most FETCHes are answered from here.
         self.history = BroadcastLog(HISTORY_EVENTS)
+        self.history.resume(self.store.recent(HISTORY_EVENTS), self.store.last_seq)
         self.stopped = False
         #: Barred nicks and the tokens of sessions ended by a kick.
         self.bans = Bans()
@@ -195,8 +211,10 @@ class ChatCore:
         # Outcomes for senders that were away, by session token (see AWAY_OUTCOMES_LIMIT).
         self._away_outcomes: OrderedDict[str, list[Outcome]] = OrderedDict()
         self._away_count = 0
-        #: Owned nicks (and the rest of what outlives a run of the broker).
-        self.store = store or Store()
+        # When private messages kept through a restart are given up on, if their
+        # recipient has not come back (monotonic s; None until the first expiry check).
+        self._orphans_due: float | None = None
+        self._orphans_swept = False
         #: HELLOs for owned nicks, waiting for their PROVE.
         self.challenges = Challenges()
 
@@ -311,16 +329,24 @@ class ChatCore:
                     ErrorCode.ALREADY_REGISTERED, f"already registered as {session.nick}"
                 )
             case cmd.Say(msg_id, text):
-                session.accept(msg_id)
                 seq = self.history.next_seq()
                 message = ev.Message(seq, msg_id, session.nick, text, self._now_ms())
-                return [*self._broadcast(message), (me, ev.Ack((msg_id,)))]
+                stored = self._store_chat(self.store.add_broadcast, message)
+                session.accept(msg_id)
+                if not stored:
+                    return [(me, ev.Ack((msg_id,)))]
+                return [*self._broadcast(message, stored=True), (me, ev.Ack((msg_id,)))]
             case cmd.Tell(msg_id, recipient, text):
                 target = self._require(recipient)
                 private = ev.PrivateMessage(msg_id, session.nick, target.nick, text, self._now_ms())
                 size = self._room_for(target, private)
+                stored = self._store_chat(
+                    self.store.add_private, private, session.token_hash, target.token_hash
+                )
                 session.accept(msg_id)
-                self.unconfirmed_bytes += target.await_receipt(private, session.token, size)
+                if not stored:
+                    return [(me, ev.Ack((msg_id,)))]
+                self.unconfirmed_bytes += target.await_receipt(private, session.token_hash, size)
                 # The sender already has the text: the ACK is all it needs.
                 return [(target.identity, private), (me, ev.Ack((msg_id,)))]
             case cmd.Received(msg_id, sender):
@@ -409,6 +435,7 @@ class ChatCore:
             replies=flood.reply_bucket(),
             stream=stream,
             address=address,
+            token_hash=token_hash(token),
             owns_nick=proven,
         )
         self._addresses.add_session(address)
@@ -419,9 +446,13 @@ class ChatCore:
         self._roster.add(nick)
         self._by_skeleton[skeleton] = session
         self._departed.pop(identity, None)
-        for outcome in self._away_outcomes.pop(token, ()):
+        for outcome in self._away_outcomes.pop(session.token_hash, ()):
             self._away_count -= 1
             session.outcomes.append(outcome)
+        # Private messages to this session that the store kept through a restart.
+        for private, sender_token in self.store.pending_for(nick, session.token_hash):
+            size = private_bytes(private)
+            self.unconfirmed_bytes += session.await_receipt(private, sender_token, size)
         log.info("%s joined (%d users)", nick, len(self._by_key))
         joined = ev.Joined(self.history.next_seq(), nick)
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
@@ -598,6 +629,7 @@ class ChatCore:
         # rather than taking its ACK for a delivery to come.
         why = f"{session.nick} left before receiving it ({reason})"
         for private, sender_token, _ in session.unconfirmed.values():
+            self.store.private_done(private.sender, private.msg_id)
             left += self._undelivered(private, sender_token, why)
         session.unconfirmed.clear()
         session.unconfirmed_bytes = 0
@@ -611,7 +643,29 @@ class ChatCore:
         self._addresses.sweep(now)
         self.bans.sweep(now)
         self.challenges.sweep(now)
-        return [out for identity in silent for out in self.remove(identity, reason)]
+        out = [out for identity in silent for out in self.remove(identity, reason)]
+        return out + self._sweep_orphans(now)
+
+    def _sweep_orphans(self, now: float) -> list[Outgoing]:
+        """Once, a session's lifetime after the broker started: the private messages the
+        store kept through a restart whose recipient did not come back go back to their
+        senders as ERROR 504, like those of a session that expired."""
+        if self._orphans_swept:
+            return []
+        if self._orphans_due is None:
+            self._orphans_due = now + self.expiry_seconds
+        if now < self._orphans_due:
+            return []
+        self._orphans_swept = True
+        out: list[Outgoing] = []
+        for private, sender_token, recipient_token in self.store.pending(ORPHAN_SWEEP_LIMIT):
+            recipient = self.find(private.recipient)
+            if recipient is not None and recipient.token_hash == recipient_token:
+                continue  # it came back: the message waits in its session
+            self.store.private_done(private.sender, private.msg_id)
+            why = f"{private.recipient} did not come back after the server restarted"
+            out += self._undelivered(private, sender_token, why)
+        return out
 
     def tick(self) -> list[Outgoing]:
         """The stream's periodic TICK: the last broadcast number, for gap detection."""
@@ -627,15 +681,17 @@ class ChatCore:
             return []  # a repeated or unknown receipt: nothing left to do
         private, sender_token, size = waiting
         self.unconfirmed_bytes -= size
+        self.store.private_done(private.sender, msg_id)
         return self._tell_sender(private, sender_token, ev.Delivered(msg_id, session.nick))
 
     def _tell_sender(
         self, private: ev.PrivateMessage, sender_token: str, outcome: Outcome
     ) -> list[Outgoing]:
-        """`outcome` of `private` for the session that sent it with `sender_token`: sent now
-        if it is here, else kept for when it registers again with that token."""
+        """`outcome` of `private` for the session that sent it (`sender_token` is its
+        token's hash): sent now if it is here, else kept for when it registers again with
+        that token."""
         sender = self.find(private.sender)
-        if sender is None or sender.token != sender_token:
+        if sender is None or sender.token_hash != sender_token:
             # Away (its laptop slept, say); someone else may hold the nick meanwhile.
             self._away_outcomes.setdefault(sender_token, []).append(outcome)
             self._away_count += 1
@@ -659,6 +715,9 @@ class ChatCore:
         identity = session.identity
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1
         replay = self.history.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
+        if replay.gone_until and self.store.durable:
+            # Older than what memory keeps: the store may have it.
+            replay = self._stored_replay(from_seq)
         self._charge_reply(session, "FETCH", replay.size, now)
         out: list[Outgoing] = []
         if replay.gone_until:
@@ -668,6 +727,19 @@ class ChatCore:
             )
             out.append((identity, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
         return out + [(identity, event) for event in replay.events]
+
+    def _stored_replay(self, from_seq: int) -> Replay:
+        """What a FETCH from `from_seq` gets from the store."""
+        first = self.store.first_seq()
+        events: list[BroadcastEvent] = []
+        total = 0
+        for event in self.store.broadcasts(max(from_seq, first), FETCH_LIMIT):
+            cost = event_bytes(event)
+            if total + cost > FETCH_REPLY_BYTES and events:
+                break
+            total += cost
+            events.append(event)
+        return Replay(events, first if from_seq < first else 0, total)
 
     def _room_for(self, target: Session, private: ev.PrivateMessage) -> int:
         """The size of `private` in bytes, if `target` may keep it until it confirms; else
@@ -857,9 +929,29 @@ class ChatCore:
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _broadcast(self, event: BroadcastEvent, skip: Identity | None = None) -> list[Outgoing]:
-        """Number `event` into the broadcast log and address it to the stream and to every
-        client that does not read the stream (but `skip`)."""
+    def _store_chat(self, write: Callable[..., None], *args: object) -> bool:
+        """Write a chat message with `write(*args)`: False if the store has it already (a
+        resend from before a restart), ERROR 507 if it cannot be written."""
+        try:
+            write(*args)
+        except sqlite3.IntegrityError:
+            return False
+        except StoreError as exc:
+            log.error("a message was refused: %s", exc)
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                truncate_utf8(f"not sent: {exc}; try again later", MAX_REASON_BYTES),
+            ) from exc
+        return True
+
+    def _broadcast(
+        self, event: BroadcastEvent, skip: Identity | None = None, stored: bool = False
+    ) -> list[Outgoing]:
+        """Number `event` into the broadcast log (and the store, unless `stored` already)
+        and address it to the stream and to every client that does not read the stream (but
+        `skip`)."""
+        if not stored:
+            self.store.keep_broadcast(event)
         self.history.append(event)
         out: list[Outgoing] = [(STREAM, event)]
         out.extend((identity, event) for identity in self._direct if identity != skip)

@@ -28,6 +28,15 @@ class BroadcastLog:
         self._events: deque[BroadcastEvent] = deque(maxlen=capacity)
         self.last_seq = 0
 
+    def resume(self, events: list[BroadcastEvent], last_seq: int) -> None:
+        """Start from a stored log: its last `events` (oldest first), numbered up to
+        `last_seq`."""
+        self._events.clear()
+        self._events.extend(events[-(self._events.maxlen or 0) :])
+        self.last_seq = last_seq
+        if self._events and self._events[-1].seq != last_seq:
+            raise ValueError(f"stored log ends at {self._events[-1].seq}, not {last_seq}")
+
     def next_seq(self) -> int:
         """The number the next broadcast event must carry."""
         return self.last_seq + 1

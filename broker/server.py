@@ -27,6 +27,7 @@ from messages import (
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     MAX_FRAMES,
+    MAX_REASON_BYTES,
     MAX_WIRE_FRAME_BYTES,
     STREAM_READY,
     USERS_PAGE_BYTES,
@@ -34,6 +35,7 @@ from messages import (
     encode,
     pack_events,
     sanitize,
+    truncate_utf8,
 )
 from messages import events as ev
 
@@ -63,6 +65,7 @@ from .descriptors import (
 from .growth import MEMORY_WATCH_S, GrowthWatch
 from .ratelimit import FloodPolicy
 from .session import Identity
+from .store import DEFAULT_RETAIN_DAYS, DEFAULT_RETAIN_MESSAGES, IN_MEMORY, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +125,8 @@ CUT_OFF_EXTRA_FRAMES: Final = 64
 FRAME_OVERHEAD_BYTES: Final = 9
 #: How long an address that sent a frame bomb is refused, in s.
 BAN_SECONDS: Final = 60
+#: How often the store deletes a slice of what is past retention, in s.
+PRUNE_INTERVAL_S: Final = 1.0
 #: How often connections are checked for being refused or late to register, in s.
 CONNECTION_SWEEP_S: Final = 0.5
 #: What the socket monitors report: connections accepted and ended.
@@ -153,6 +158,16 @@ class BrokerConfig:
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     #: Most bytes of nicks in one USERS page.
     users_page_bytes: int = USERS_PAGE_BYTES
+    #: The SQLite file the broker remembers in; IN_MEMORY for none (nothing outlives the
+    #: process).
+    db: str = IN_MEMORY
+    #: What the store keeps: messages younger than this many days, and at most this many of
+    #: each kind (broadcasts, private messages).
+    retain_days: float = DEFAULT_RETAIN_DAYS
+    retain_messages: int = DEFAULT_RETAIN_MESSAGES
+    #: Caps the database at this many pages (SQLite's max_page_count): a full disk, for
+    #: tests. None: no cap.
+    db_max_pages: int | None = None
 
 
 class BrokerServer:
@@ -167,6 +182,13 @@ class BrokerServer:
         self.config = config
         # Before the ROUTER exists: it takes the start of its id counter from rand().
         unpredictable_routing_ids()
+        # First: StoreUnusable goes to the caller, like a port in use, with nothing to close.
+        store = Store(
+            config.db,
+            retain_days=config.retain_days,
+            retain_messages=config.retain_messages,
+            max_pages=config.db_max_pages,
+        )
         limits = config.connections
         self._connections = ConnectionTable(
             replace(limits, total=min(limits.total, connection_budget()))
@@ -230,7 +252,9 @@ class BrokerServer:
             config.flood,
             stream_port=stream_port,
             users_page_bytes=config.users_page_bytes,
+            store=store,
         )
+        self.store = store
         self._acks = PendingAcks()
         # Broadcasts (encoded) waiting to be published together at the end of this turn
         # of the loop.
@@ -269,6 +293,7 @@ class BrokerServer:
         sweep_interval = min(heartbeat_interval, CONNECTION_SWEEP_S)
         next_sweep = time.monotonic() + sweep_interval
         next_watch = time.monotonic() + MEMORY_WATCH_S
+        next_prune = time.monotonic() + PRUNE_INTERVAL_S
         try:
             while not self.core.stopped:
                 wake = min(next_sweep, next_heartbeat, next_watch)
@@ -295,6 +320,10 @@ class BrokerServer:
                         release_free_memory()
                     self._cut_overdue(now)
                     next_sweep = now + sweep_interval
+                if now >= next_prune:
+                    self.store.prune()
+                    self._commit()
+                    next_prune = now + PRUNE_INTERVAL_S
                 if now >= next_heartbeat:
                     self._send(self.core.expire(now))
                     self._send(self.core.tick())
@@ -307,13 +336,44 @@ class BrokerServer:
                 self._close()
 
     def _receive_batch(self) -> None:
+        # Nothing of a batch leaves before the batch is committed: an ACK means stored, and
+        # no broadcast number is seen that a crash could give to another message.
+        held: list[Outgoing] = []
         try:
-            self._receive_some()
+            self._receive_some(held)
         finally:
-            # A client that sent several messages gets one ACK for all of them.
-            self._send(self._acks.flush())
+            self._release(held)
 
-    def _receive_some(self) -> None:
+    def _release(self, held: list[Outgoing]) -> None:
+        """Commit, then send `held` and the ACKs held (one per client for all its messages):
+        if the commit failed, an ERROR 507 instead of each ACK."""
+        failure = self._commit()
+        acks = self._acks.flush()
+        if failure is not None:
+            acks = [
+                (identity, ev.Error(ErrorCode.INSUFFICIENT_STORAGE, msg_id, failure))
+                for identity, ack in acks
+                if isinstance(ack, ev.Ack)
+                for msg_id in ack.msg_ids
+            ]
+        self._send(held)
+        self._send(acks)
+
+    def _commit(self) -> str | None:
+        """Commit the store's writes; the reason if that failed (the rows are kept and
+        written again with the next commit)."""
+        try:
+            self.store.commit()
+        except StoreError as exc:
+            log.error("commit failed: %s", exc)
+            return truncate_utf8(
+                f"not stored ({exc}): it may have reached others, but a restart of the "
+                "server would lose it",
+                MAX_REASON_BYTES,
+            )
+        return None
+
+    def _receive_some(self, held: list[Outgoing]) -> None:
         connections = self._connections
         for _ in range(RECEIVE_BATCH):
             try:
@@ -350,17 +410,24 @@ class BrokerServer:
             # is not free, so skip it for everything else.
             peer = str(identity.get("Peer-Address")) if frames[1:2] == [b"HELLO"] else ""
             unsent = 0
-            if frames[1:2] in _LARGE_ANSWERS:
+            unsent_checked = frames[1:2] in _LARGE_ANSWERS
+            if unsent_checked:
                 unsent = tcp_bytes_unsent(int(identity.get(zmq.SRCFD)))
             outgoing = self.core.receive(sender, frames, time.monotonic(), peer, unsent)
             if connection is not None and not connection.registered:
                 connection.registered = self.core.session(sender) is not None
             if self.core.stopped:
                 # Nothing may follow SHUTDOWN: what was accepted before it is ACKed first.
-                self._send(self._acks.flush())
-            self._send(self._acks.hold(outgoing))
+                self._release(held)
+                held.clear()
+            held.extend(self._acks.hold(outgoing))
             if self.core.stopped:
                 return
+            if unsent_checked:
+                # A large answer leaves now, not with the batch: it is sent while the
+                # client's unread bytes are still measured, and is not held in memory.
+                self._release(held)
+                held.clear()
 
     def _receive_rest(self, more: bool) -> tuple[list[bytes], int]:
         """The remaining frames of a message whose first frame was received, and how many
@@ -509,6 +576,8 @@ class BrokerServer:
         return True
 
     def _send(self, outgoing: Iterable[Outgoing]) -> None:
+        # What is sent is stored first (a LEAVE of an expiry, a console notice, ...).
+        self._commit()
         pending = deque(outgoing)
         # A broadcast is one event object for many identities: encode it once. The cache
         # holds the event too, so its id() cannot be reused by a newer event meanwhile.
@@ -530,6 +599,7 @@ class BrokerServer:
                 self._send_frames(identity, cached[1])
             except zmq.ZMQError as exc:
                 pending.extend(self._unreachable(identity, exc))
+                self._commit()  # its LEAVE
                 connection = bound(identity)
                 if exc.errno == zmq.EAGAIN and connection is not None:
                     # Removed for not reading: cut off too, so that libzmq frees the
@@ -623,6 +693,7 @@ class BrokerServer:
         self._wake_reader.close()
         self._wake_writer.close()
         self._memory.close()
+        self.store.close()
 
 
 def tune_gc_for_serving() -> None:

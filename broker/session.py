@@ -53,9 +53,12 @@ class Session:
     #: The network address its connection comes from, as limits key it (`address_key`);
     #: empty if unknown.
     address: str = ""
+    #: What the store keeps of `token` (see `core.token_hash`): private messages and their
+    #: outcomes are tied to it.
+    token_hash: str = ""
     #: Private messages sent to this client and not yet confirmed with RECEIVED, by
-    #: (sender's nick key, msg_id), with the session token of their sender (DELIVERED goes
-    #: to that session only) and their size in bytes.
+    #: (sender's nick key, msg_id), with the hash of their sender's session token (DELIVERED
+    #: goes to that session only) and their size in bytes.
     unconfirmed: OrderedDict[tuple[str, str], tuple[ev.PrivateMessage, str, int]] = field(
         default_factory=OrderedDict
     )

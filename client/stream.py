@@ -128,7 +128,9 @@ class BroadcastStream:
         messages sent again, among others) is not lost.
         """
         restarted = self.epoch is not None and epoch != self.epoch
-        if self.epoch is None:
+        if self.epoch is None or (not restarted and seq < self.last_seq):
+            # (The second: the broker's store lost its last broadcasts, a power loss say:
+            # numbers go on from its last one, and those we had above it are gone.)
             self.last_seq = seq
         elif restarted:
             self.last_seq = 0

@@ -3,12 +3,15 @@
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
 
@@ -45,6 +48,10 @@ class BrokerProcess:
         bound = int(endpoint.rpartition(":")[2])
         self.stream_endpoint = f"{host}:{free_port(avoid=bound)}"
         self.process: subprocess.Popen[str] | None = None
+        #: Its state directory, where it remembers the chat (chat.db): kept across restarts
+        #: of this broker, removed with this object.
+        self.state_dir = tempfile.mkdtemp(prefix="zmq-chat-broker-")
+        weakref.finalize(self, shutil.rmtree, self.state_dir, ignore_errors=True)
         #: When set, the broker runs with at most this many file descriptors (soft and hard).
         self.descriptors: int | None = None
 
@@ -65,6 +72,8 @@ class BrokerProcess:
                 self.stream_endpoint,
                 "--heartbeat-ms",
                 str(self.heartbeat_ms),
+                "--state-dir",
+                self.state_dir,
                 *self.extra_args,
             ],
             stdin=subprocess.DEVNULL,
