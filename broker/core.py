@@ -12,7 +12,6 @@ import hmac
 import logging
 import math
 import secrets
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -63,7 +62,7 @@ from .session import (
     Session,
     receipt_key,
 )
-from .store import Store, StoreError
+from .store import AlreadyStored, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -934,7 +933,7 @@ class ChatCore:
         resend from before a restart), ERROR 507 if it cannot be written."""
         try:
             write(*args)
-        except sqlite3.IntegrityError:
+        except AlreadyStored:
             return False
         except StoreError as exc:
             log.error("a message was refused: %s", exc)

@@ -125,8 +125,9 @@ CUT_OFF_EXTRA_FRAMES: Final = 64
 FRAME_OVERHEAD_BYTES: Final = 9
 #: How long an address that sent a frame bomb is refused, in s.
 BAN_SECONDS: Final = 60
-#: How often the store deletes a slice of what is past retention, in s.
-PRUNE_INTERVAL_S: Final = 1.0
+#: How often the store deletes a slice of what is past retention and indexes a slice of
+#: new messages for search, in s.
+UPKEEP_INTERVAL_S: Final = 0.25
 #: How often connections are checked for being refused or late to register, in s.
 CONNECTION_SWEEP_S: Final = 0.5
 #: What the socket monitors report: connections accepted and ended.
@@ -293,7 +294,7 @@ class BrokerServer:
         sweep_interval = min(heartbeat_interval, CONNECTION_SWEEP_S)
         next_sweep = time.monotonic() + sweep_interval
         next_watch = time.monotonic() + MEMORY_WATCH_S
-        next_prune = time.monotonic() + PRUNE_INTERVAL_S
+        next_prune = time.monotonic() + UPKEEP_INTERVAL_S
         try:
             while not self.core.stopped:
                 wake = min(next_sweep, next_heartbeat, next_watch)
@@ -323,7 +324,8 @@ class BrokerServer:
                 if now >= next_prune:
                     self.store.prune()
                     self._commit()
-                    next_prune = now + PRUNE_INTERVAL_S
+                    self.store.index()
+                    next_prune = now + UPKEEP_INTERVAL_S
                 if now >= next_heartbeat:
                     self._send(self.core.expire(now))
                     self._send(self.core.tick())
@@ -365,7 +367,8 @@ class BrokerServer:
         try:
             self.store.commit()
         except StoreError as exc:
-            log.error("commit failed: %s", exc)
+            # (The store logged the failure; until a commit succeeds it is tried again
+            # every second at most.)
             return truncate_utf8(
                 f"not stored ({exc}): it may have reached others, but a restart of the "
                 "server would lose it",
