@@ -102,6 +102,9 @@ _OWNERS_BATCH: Final = 256
 #: their recipients have had the time to come back: those whose recipient did not are
 #: returned to their senders (ERROR 504).
 ORPHAN_SWEEP_LIMIT: Final = 10_000
+#: Private messages kept for one owned nick while it is away: past this, a TELL to it is
+#: refused (ERROR 507) until its owner comes back and reads them.
+OFFLINE_LIMIT: Final = 1000
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell)
 #: Commands that draw on a client's flood-control bucket.
@@ -336,7 +339,9 @@ class ChatCore:
                     return [(me, ev.Ack((msg_id,)))]
                 return [*self._broadcast(message, stored=True), (me, ev.Ack((msg_id,)))]
             case cmd.Tell(msg_id, recipient, text):
-                target = self._require(recipient)
+                target = self.find(recipient)
+                if target is None:
+                    return self._tell_offline(session, msg_id, recipient, text)
                 private = ev.PrivateMessage(msg_id, session.nick, target.nick, text, self._now_ms())
                 size = self._room_for(target, private)
                 stored = self._store_chat(
@@ -448,8 +453,10 @@ class ChatCore:
         for outcome in self._away_outcomes.pop(session.token_hash, ()):
             self._away_count -= 1
             session.outcomes.append(outcome)
-        # Private messages to this session that the store kept through a restart.
-        for private, sender_token in self.store.pending_for(nick, session.token_hash):
+        # Private messages the store kept: through a restart for this session, and for
+        # the owner of the nick, every one that waits for it.
+        kept_for = None if session.owns_nick else session.token_hash
+        for private, sender_token in self.store.pending_for(nick, kept_for):
             size = private_bytes(private)
             self.unconfirmed_bytes += session.await_receipt(private, sender_token, size)
         log.info("%s joined (%d users)", nick, len(self._by_key))
@@ -527,7 +534,13 @@ class ChatCore:
         holder = self.find(nick)
         log.warning("the registration of %s was dropped", nick)
         if holder is None:
-            return True, []
+            # What was kept for its owner has no one to wait for now: back to the senders.
+            out: list[Outgoing] = []
+            why = f"the registration of {nick} was dropped before they came back"
+            for private, sender_token in self.store.pending_for(nick, None):
+                self.store.private_done(private.sender, private.msg_id)
+                out += self._undelivered(private, sender_token, why)
+            return True, out
         holder.owns_nick = False
         return True, [(holder.identity, ev.Registered(holder.nick, False))]
 
@@ -624,10 +637,17 @@ class ChatCore:
         left = self._broadcast(
             ev.Left(self.history.next_seq(), session.nick, truncate_utf8(reason, MAX_REASON_BYTES))
         )
-        # Its unconfirmed private messages go with it: each sender still here learns so,
-        # rather than taking its ACK for a delivery to come.
+        # Its unconfirmed private messages wait in the store for an owner, who comes back
+        # for them; a guest's go with it: each sender still here learns so, rather than
+        # taking its ACK for a delivery to come.
+        owned = session.owns_nick and self.store.owner(session.nick) is not None
         why = f"{session.nick} left before receiving it ({reason})"
         for private, sender_token, _ in session.unconfirmed.values():
+            if owned:
+                left += self._tell_sender(
+                    private, sender_token, ev.Stored(private.msg_id, session.nick)
+                )
+                continue
             self.store.private_done(private.sender, private.msg_id)
             left += self._undelivered(private, sender_token, why)
         session.unconfirmed.clear()
@@ -661,6 +681,8 @@ class ChatCore:
             recipient = self.find(private.recipient)
             if recipient is not None and recipient.token_hash == recipient_token:
                 continue  # it came back: the message waits in its session
+            if self.store.owner(private.recipient) is not None:
+                continue  # it waits for its owner
             self.store.private_done(private.sender, private.msg_id)
             why = f"{private.recipient} did not come back after the server restarted"
             out += self._undelivered(private, sender_token, why)
@@ -726,6 +748,30 @@ class ChatCore:
             )
             out.append((identity, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
         return out + [(identity, event) for event in replay.events]
+
+    def _tell_offline(
+        self, session: Session, msg_id: str, recipient: str, text: str
+    ) -> list[Outgoing]:
+        """TELL to a nick nobody holds: kept for its owner if it is owned (ACK, then
+        STORED), else ERROR 404."""
+        owned = self.store.registered_as(recipient)
+        if owned is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"no such nick: {recipient}")
+        waiting = self.store.waiting_for(owned)
+        if waiting >= OFFLINE_LIMIT:
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                f"{owned} is away with {waiting} private messages waiting; try again once "
+                "they have read them",
+            )
+        private = ev.PrivateMessage(msg_id, session.nick, owned, text, self._now_ms())
+        stored = self._store_chat(self.store.add_private, private, session.token_hash, "")
+        session.accept(msg_id)
+        ack: Outgoing = (session.identity, ev.Ack((msg_id,)))
+        if not stored:
+            return [ack]
+        log.debug("a private message for %s is kept until they come back", owned)
+        return [ack, *self._tell_sender(private, session.token_hash, ev.Stored(msg_id, owned))]
 
     def _stored_replay(self, from_seq: int) -> Replay:
         """What a FETCH from `from_seq` gets from the store."""

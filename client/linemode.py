@@ -17,6 +17,7 @@ broker acknowledges it (private messages go to their recipient only). Delivery s
 as their own lines, only where they tell something new:
 
     HH:MM -!- delivered to bob: text                  bob's client confirmed a private message
+    HH:MM -!- kept for bob until they are back: text  bob (an owned nick) is away
     HH:MM -!- error 404: not sent to bob: text (no such nick: bob)
     HH:MM -!- error 413: not sent: text (reason)      the broker refused it; it is not retried
     HH:MM -!- error 504: not delivered to bob: text (bob left before receiving it (...))
@@ -102,7 +103,7 @@ def printed(entry: Entry) -> bool:
     if entry.kind is EntryKind.DELIVERY:
         if entry.delivery is Delivery.SENT:
             return bool(entry.recipient)  # an own private message, printed as such
-        return entry.delivery in (Delivery.DELIVERED, Delivery.FAILED)
+        return entry.delivery in (Delivery.DELIVERED, Delivery.STORED, Delivery.FAILED)
     # Own messages as typed: printed once the broker has them.
     return entry.delivery is None
 
@@ -187,7 +188,7 @@ class LinePrinter:
         if self._told.add(entry.msg_id):
             message = dataclasses.replace(entry, kind=EntryKind.PRIVATE, delivery=None)
             out.append(plain_line(message))
-        if entry.delivery is Delivery.DELIVERED:
+        if entry.delivery in (Delivery.DELIVERED, Delivery.STORED):
             out.append(plain_line(entry))
         return out
 

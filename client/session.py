@@ -72,6 +72,7 @@ from messages.events import (
     Notice,
     Pong,
     PrivateMessage,
+    Stored,
     Tick,
     UserList,
     Welcome,
@@ -663,6 +664,8 @@ class Session:
                     self._settled(self.outbox.on_ack(msg_id, now), now)
             case Delivered(msg_id=msg_id):
                 self._settled(self.outbox.on_delivered(msg_id, now), now)
+            case Stored(msg_id=msg_id):
+                self._settled(self.outbox.on_stored(msg_id, now), now)
             case Error():
                 await self._error(event, now)
             case Pong():

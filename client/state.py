@@ -33,6 +33,7 @@ from messages.events import (
     PrivateMessage,
     Registered,
     ServerShutdown,
+    Stored,
     Tick,
     UserList,
     Welcome,
@@ -81,6 +82,11 @@ class EntryKind(enum.Enum):
     DELIVERY = "delivery"
 
 
+#: A private message received more than this long after it was sent (ms) is marked as
+#: delivered later: the broker kept it while its recipient was away.
+LATE_DELIVERY_MS: Final = 60_000
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One line of the message pane (or of line-mode output). Text is raw, not sanitized."""
@@ -103,6 +109,9 @@ class Entry:
     delivery: Delivery | None = None
     #: Why delivery FAILED.
     reason: str = ""
+    #: A private message that reached this client long after it was sent: the broker
+    #: kept it while its recipient was away.
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +393,7 @@ class ChatState:
                         recipient,
                         own=own,
                         highlight=not own,
+                        late=not own and self._clock() - time_ms > LATE_DELIVERY_MS,
                         msg_id=msg_id,
                     )
                 ]
@@ -393,7 +403,7 @@ class ChatState:
                 return [Entry(EntryKind.NOTICE, text, self._clock())]
             case Error(code=code, reason=reason):
                 return [self.error(reason, code)]
-            case Ack() | Delivered():
+            case Ack() | Delivered() | Stored():
                 return []  # delivery states are the outbox's business
             case Pong() | Tick() | Challenge() | NickList():
                 return []  # the session's business

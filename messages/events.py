@@ -129,6 +129,16 @@ class Delivered:
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """Your private message `msg_id` is kept for `recipient`, an owned nick that is not
+    here, and goes to it when it comes back (then DELIVERED follows)."""
+
+    VERB: ClassVar[bytes] = b"STORED"
+    msg_id: str
+    recipient: str
+
+
+@dataclass(frozen=True, slots=True)
 class Pong:
     """Answer to PING."""
 
@@ -212,6 +222,7 @@ BrokerEvent = (
     | Error
     | Ack
     | Delivered
+    | Stored
     | Pong
     | Operator
     | Kicked
@@ -234,6 +245,7 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     Error,
     Ack,
     Delivered,
+    Stored,
     Pong,
     Operator,
     Kicked,
