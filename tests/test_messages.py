@@ -76,6 +76,7 @@ EVENTS: list[ev.BrokerEvent] = [
     ev.Ack(("tok-1",)),
     ev.Ack(("tok-1", "tok-2", "x.y_z")),
     ev.Delivered("tok-3", "bob"),
+    ev.Stored("tok-4", "alice"),
     ev.Pong(),
     ev.Operator(),
     ev.Kicked("operator", "spam"),

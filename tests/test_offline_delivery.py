@@ -63,22 +63,6 @@ def test_a_private_to_an_absent_nick_nobody_owns_is_refused(connect: Connect) ->
     bob.expect_after_presence(ev.Error, ref=told, code=ErrorCode.NO_SUCH_NICK)
 
 
-def test_a_guest_taking_an_owners_nick_does_not_get_her_mail(connect: Connect) -> None:
-    alice_key = Identity.generate()
-    bob = connect("bob")
-    alice = owned(connect, "alice", alice_key)
-    alice.send(cmd.Quit("bye"))
-    bob.expect_after_presence(ev.Left, nick="alice")
-    told = bob.tell("alice", "for alice only")
-    ack_and_stored(bob, told)
-    # Another identity cannot even register as alice.
-    mallory = connect()
-    mallory.send(cmd.Hello("alice", mallory.token))
-    challenge = mallory.expect(ev.Challenge)
-    mallory.send(Identity.generate().prove(challenge.nonce, "alice", mallory.token))
-    mallory.expect(ev.Error, code=ErrorCode.NICK_TAKEN)
-
-
 def test_an_owner_whose_session_ends_unconfirmed_keeps_her_mail(connect: Connect) -> None:
     alice_key = Identity.generate()
     bob = connect("bob")
