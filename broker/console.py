@@ -12,6 +12,7 @@ from messages import (
 )
 
 from .core import CONSOLE_OPERATOR, ChatCore, Outgoing
+from .store import StoreError
 
 HELP: str = f"""\
 operator commands:
@@ -24,6 +25,7 @@ operator commands:
   /unban NICK                  lift the bar on NICK
   /bans                        list the barred nicks
   /wall TEXT                   send a notice to everyone
+  /drop NICK                   free a registered nick, whoever owns it
   /shutdown [reason]           tell everyone, then stop the broker
   /help                        this list
 TIME is a number and a unit, s m h d or w, or several largest first: 90s, 10m, 1h30m, 7d"""
@@ -67,6 +69,8 @@ def run_console_line(core: ChatCore, line: str, now: float) -> ConsoleResult:
             if not rest:
                 return ConsoleResult(["usage: /wall TEXT"])
             return ConsoleResult([f"notice sent to {len(core.users())} users"], core.wall(rest))
+        case "/drop":
+            return _drop(core, rest)
         case "/shutdown":
             return ConsoleResult(["shutting down"], core.shutdown(rest or "broker shutdown"))
         case "/help":
@@ -93,3 +97,16 @@ def _bar(core: ChatCore, verb: str, rest: str, now: float) -> ConsoleResult:
     done = "kicked" if verb == "/kick" else "banned"
     barred = f", barred for {format_duration(seconds)}" if seconds else ""
     return ConsoleResult([f"{done} {nick}{barred}"], outgoing)
+
+
+def _drop(core: ChatCore, nick: str) -> ConsoleResult:
+    """/drop NICK: free a registered nick."""
+    if not nick:
+        return ConsoleResult(["usage: /drop NICK"])
+    try:
+        dropped, outgoing = core.drop_owner(nick)
+    except StoreError as exc:
+        return ConsoleResult([f"the registration of {nick} was not dropped: {exc}"])
+    if not dropped:
+        return ConsoleResult([f"{nick} is not registered"])
+    return ConsoleResult([f"dropped the registration of {nick}: anyone may take it now"], outgoing)

@@ -36,10 +36,13 @@ from messages import (
     decode_command,
     encode,
     format_duration,
+    from_b64url,
     message_ref,
     nick_key,
     nick_skeleton,
     normalize_nick,
+    prove_payload,
+    register_payload,
     truncate_utf8,
 )
 from messages import commands as cmd
@@ -49,6 +52,7 @@ from .addresses import AddressLimits, address_key
 from .admin_token import check_admin_token
 from .bans import Bans
 from .history import BroadcastEvent, BroadcastLog, Replay
+from .owners import Challenges, signed_by
 from .ratelimit import FloodPolicy
 from .roster import Roster
 from .session import (
@@ -93,10 +97,15 @@ DEPARTED_LIMIT: Final = 1024
 #: Outcomes of private messages (DELIVERED, ERROR 504) whose sender was away, kept (in
 #: all) for its next session with the same token: the oldest beyond this are forgotten.
 AWAY_OUTCOMES_LIMIT: Final = 1000
+#: Owned nicks read from the store at a time, for a NICKS page.
+_OWNERS_BATCH: Final = 256
 #: Private messages the store kept through a restart that are looked at in one sweep, once
 #: their recipients have had the time to come back: those whose recipient did not are
 #: returned to their senders (ERROR 504).
 ORPHAN_SWEEP_LIMIT: Final = 10_000
+#: Private messages kept for one owned nick while it is away: past this, a TELL to it is
+#: refused (ERROR 507) until its owner comes back and reads them.
+OFFLINE_LIMIT: Final = 1000
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell)
 #: Commands that carry a client's reference for their answer.
@@ -110,6 +119,9 @@ _METERED: Final = (
     cmd.Kick,
     cmd.Ban,
     cmd.Unban,
+    cmd.Register,
+    cmd.Unregister,
+    cmd.ListNicks,
     # (FETCH draws on the reply budget instead: by the bytes of its answer.)
     # HISTORY and SEARCH draw on both: each reads the store, whatever its answer weighs.
     cmd.History,
@@ -211,6 +223,8 @@ class ChatCore:
         # recipient has not come back (monotonic s; None until the first expiry check).
         self._orphans_due: float | None = None
         self._orphans_swept = False
+        #: HELLOs for owned nicks, waiting for their PROVE.
+        self.challenges = Challenges()
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -282,9 +296,12 @@ class ChatCore:
     ) -> list[Outgoing]:
         match command:
             case cmd.Hello(nick, token, stream):
+                self.challenges.discard(identity)
                 address = address_key(peer)
                 self._addresses.check_join(address, now)
                 return self._register(identity, nick, token, stream, now, address)
+            case cmd.Prove(public_key, signature):
+                return self._prove(identity, public_key, signature, now)
             case cmd.Quit():  # nothing to undo
                 return []
         # PING too: a client that lost its session must learn it from its heartbeat.
@@ -327,7 +344,9 @@ class ChatCore:
                     return [(me, ev.Ack((msg_id,)))]
                 return [*self._broadcast(message, stored=True), (me, ev.Ack((msg_id,)))]
             case cmd.Tell(msg_id, recipient, text):
-                target = self._require(recipient)
+                target = self.find(recipient)
+                if target is None:
+                    return self._tell_offline(session, msg_id, recipient, text)
                 private = ev.PrivateMessage(msg_id, session.nick, target.nick, text, self._now_ms())
                 size = self._room_for(target, private)
                 stored = self._store_chat(
@@ -372,13 +391,32 @@ class ChatCore:
             case cmd.Shutdown(reason):
                 self._require_operator(session)
                 return self.shutdown(reason or f"shutdown by {session.nick}")
+            case cmd.Register(public_key, signature):
+                return self._own(session, public_key, signature)
+            case cmd.Unregister():
+                return self._disown(session)
+            case cmd.ListNicks(after):
+                return self._owned_page(session, after, now)
+            case cmd.Prove():
+                raise ProtocolError(
+                    ErrorCode.MALFORMED, "no challenge is pending: you are registered"
+                )
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
     # -- registration and presence -------------------------------------------------
 
     def _register(
-        self, identity: Identity, nick: str, token: str, stream: bool, now: float, address: str
+        self,
+        identity: Identity,
+        nick: str,
+        token: str,
+        stream: bool,
+        now: float,
+        address: str,
+        proven: bool = False,
     ) -> list[Outgoing]:
+        """HELLO from an unregistered connection; `proven`: it answered a CHALLENGE for an
+        owned nick with the right key."""
         nick = normalize_nick(nick)
         if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
             raise ProtocolError(ErrorCode.INVALID_NICK, f"nick {nick} is reserved")
@@ -396,6 +434,10 @@ class ChatCore:
                 ErrorCode.NICK_TAKEN, f"nick {nick} looks like {lookalike.nick}, who is here"
             )
         self._addresses.check_new_session(address)
+        if not proven and self.store.owner(nick) is not None:
+            # Owned: only the holder of its key may take it. No session before the PROVE.
+            nonce = self.challenges.challenge(identity, nick, token, stream, address, now)
+            return [(identity, ev.Challenge(nonce))]
         flood = self.flood
         session = Session(
             identity,
@@ -409,6 +451,7 @@ class ChatCore:
             stream=stream,
             address=address,
             token_hash=token_hash(token),
+            owns_nick=proven,
         )
         self._addresses.add_session(address)
         self._by_identity[identity] = session
@@ -421,13 +464,128 @@ class ChatCore:
         for outcome in self._away_outcomes.pop(session.token_hash, ()):
             self._away_count -= 1
             session.outcomes.append(outcome)
-        # Private messages to this session that the store kept through a restart.
-        for private, sender_token in self.store.pending_for(nick, session.token_hash):
+        # Private messages the store kept: through a restart for this session, and for
+        # the owner of the nick, every one that waits for it.
+        kept_for = None if session.owns_nick else session.token_hash
+        for private, sender_token in self.store.pending_for(nick, kept_for):
             size = private_bytes(private)
             self.unconfirmed_bytes += session.await_receipt(private, sender_token, size)
         log.info("%s joined (%d users)", nick, len(self._by_key))
         joined = ev.Joined(self.history.next_seq(), nick)
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
+
+    # -- owned nicks -------------------------------------------------------------------
+
+    def _prove(
+        self, identity: Identity, public_key: str, signature: str, now: float
+    ) -> list[Outgoing]:
+        """PROVE: the HELLO pending on `identity` goes on if the key that owns its nick
+        signed the challenge."""
+        pending = self.challenges.take(identity, now)
+        owner = self.store.owner(pending.nick)
+        signed = prove_payload(pending.nonce, pending.nick, pending.token)
+        if owner is not None and not (
+            from_b64url(public_key) == owner and signed_by(owner, signature, signed)
+        ):
+            log.warning("%s: a proof for %s failed", self._who(identity), pending.nick)
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN, f"nick {pending.nick} is registered to another identity"
+            )
+        return self._register(
+            identity,
+            pending.nick,
+            pending.token,
+            pending.stream,
+            now,
+            pending.address,
+            proven=owner is not None,
+        )
+
+    def _own(self, session: Session, public_key: str, signature: str) -> list[Outgoing]:
+        """REGISTER: the session's nick belongs to `public_key` from now on."""
+        key = from_b64url(public_key)
+        if not signed_by(key, signature, register_payload(session.nick, session.token)):
+            raise ProtocolError(
+                ErrorCode.MALFORMED, "the signature does not verify with this public key"
+            )
+        owner = self.store.owner(session.nick)
+        if owner is not None and owner != key:
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN, f"nick {session.nick} is registered to another identity"
+            )
+        if owner is None:
+            try:
+                self.store.set_owner(session.nick, key)
+            except StoreError as exc:
+                raise ProtocolError(
+                    ErrorCode.INSUFFICIENT_STORAGE,
+                    truncate_utf8(f"nick {session.nick} not registered: {exc}", MAX_REASON_BYTES),
+                ) from None
+            log.info("%s registered its nick", session.nick)
+        session.owns_nick = True
+        return [(session.identity, ev.Registered(session.nick, True))]
+
+    def _disown(self, session: Session) -> list[Outgoing]:
+        """UNREGISTER: the session's nick is free again."""
+        if self.store.owner(session.nick) is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"nick {session.nick} is not registered")
+        if not session.owns_nick:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"this session has not proved it owns {session.nick}"
+            )
+        self._drop(session.nick)
+        log.info("%s unregistered its nick", session.nick)
+        return [(session.identity, ev.Registered(session.nick, False))]
+
+    def drop_owner(self, nick: str) -> tuple[bool, list[Outgoing]]:
+        """The operator frees `nick`: whether it was registered, and the REGISTERED for
+        its holder, if present. Raises StoreError."""
+        if not self.store.drop_owner(nick):
+            return False, []
+        holder = self.find(nick)
+        log.warning("the registration of %s was dropped", nick)
+        if holder is None:
+            # What was kept for its owner has no one to wait for now: back to the senders.
+            out: list[Outgoing] = []
+            why = f"the registration of {nick} was dropped before they came back"
+            for private, sender_token in self.store.pending_for(nick, None):
+                self.store.private_done(private.sender, private.msg_id)
+                out += self._undelivered(private, sender_token, why)
+            return True, out
+        holder.owns_nick = False
+        return True, [(holder.identity, ev.Registered(holder.nick, False))]
+
+    def _drop(self, nick: str) -> None:
+        try:
+            self.store.drop_owner(nick)
+        except StoreError as exc:
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                truncate_utf8(f"nick {nick} not unregistered: {exc}", MAX_REASON_BYTES),
+            ) from None
+
+    def owned_page(self, after: str, max_bytes: int) -> tuple[list[str], bool]:
+        """The owned nicks sorted after `after` that fit in `max_bytes` as UTF-8 joined by
+        spaces (one at least), and whether more follow."""
+        page: list[str] = []
+        size = -1  # no space before the first
+        while True:
+            batch = self.store.owners(after, _OWNERS_BATCH)
+            for nick in batch:
+                cost = len(nick.encode()) + 1
+                if page and size + cost > max_bytes:
+                    return page, True
+                size += cost
+                page.append(nick)
+            if len(batch) < _OWNERS_BATCH:
+                return page, False
+            after = batch[-1]
+
+    def _owned_page(self, session: Session, after: str, now: float) -> list[Outgoing]:
+        nicks, more = self.owned_page(after, self.users_page_bytes)
+        # Charged like a USERS page: by the bytes of its nick list.
+        self._charge_reply(session, "NICKS", len(" ".join(nicks).encode()), now)
+        return [(session.identity, ev.NickList(tuple(nicks), after, more))]
 
     def _resume(
         self, session: Session, identity: Identity, stream: bool, now: float, address: str
@@ -490,10 +648,17 @@ class ChatCore:
         left = self._broadcast(
             ev.Left(self.history.next_seq(), session.nick, truncate_utf8(reason, MAX_REASON_BYTES))
         )
-        # Its unconfirmed private messages go with it: each sender still here learns so,
-        # rather than taking its ACK for a delivery to come.
+        # Its unconfirmed private messages wait in the store for an owner, who comes back
+        # for them; a guest's go with it: each sender still here learns so, rather than
+        # taking its ACK for a delivery to come.
+        owned = session.owns_nick and self.store.owner(session.nick) is not None
         why = f"{session.nick} left before receiving it ({reason})"
         for private, sender_token, _ in session.unconfirmed.values():
+            if owned:
+                left += self._tell_sender(
+                    private, sender_token, ev.Stored(private.msg_id, session.nick)
+                )
+                continue
             self.store.private_done(private.sender, private.msg_id)
             left += self._undelivered(private, sender_token, why)
         session.unconfirmed.clear()
@@ -507,6 +672,7 @@ class ChatCore:
         reason = f"no heartbeat for {self.expiry_seconds:g} s"
         self._addresses.sweep(now)
         self.bans.sweep(now)
+        self.challenges.sweep(now)
         out = [out for identity in silent for out in self.remove(identity, reason)]
         return out + self._sweep_orphans(now)
 
@@ -526,6 +692,8 @@ class ChatCore:
             recipient = self.find(private.recipient)
             if recipient is not None and recipient.token_hash == recipient_token:
                 continue  # it came back: the message waits in its session
+            if self.store.owner(private.recipient) is not None:
+                continue  # it waits for its owner
             self.store.private_done(private.sender, private.msg_id)
             why = f"{private.recipient} did not come back after the server restarted"
             out += self._undelivered(private, sender_token, why)
@@ -591,6 +759,30 @@ class ChatCore:
             )
             out.append((identity, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
         return out + [(identity, event) for event in replay.events]
+
+    def _tell_offline(
+        self, session: Session, msg_id: str, recipient: str, text: str
+    ) -> list[Outgoing]:
+        """TELL to a nick nobody holds: kept for its owner if it is owned (ACK, then
+        STORED), else ERROR 404."""
+        owned = self.store.registered_as(recipient)
+        if owned is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"no such nick: {recipient}")
+        waiting = self.store.waiting_for(owned)
+        if waiting >= OFFLINE_LIMIT:
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                f"{owned} is away with {waiting} private messages waiting; try again once "
+                "they have read them",
+            )
+        private = ev.PrivateMessage(msg_id, session.nick, owned, text, self._now_ms())
+        stored = self._store_chat(self.store.add_private, private, session.token_hash, "")
+        session.accept(msg_id)
+        ack: Outgoing = (session.identity, ev.Ack((msg_id,)))
+        if not stored:
+            return [ack]
+        log.debug("a private message for %s is kept until they come back", owned)
+        return [ack, *self._tell_sender(private, session.token_hash, ev.Stored(msg_id, owned))]
 
     def _stored_replay(self, from_seq: int) -> Replay:
         """What a FETCH from `from_seq` gets from the store."""

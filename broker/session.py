@@ -21,7 +21,7 @@ UNCONFIRMED_LIMIT: Final = 1000
 OUTCOMES_KEPT: Final = 100
 
 #: An outcome of a private message, for its sender.
-Outcome = ev.Delivered | ev.Error
+Outcome = ev.Delivered | ev.Stored | ev.Error
 UNCONFIRMED_BYTES: Final = 256 * 1024
 
 
@@ -46,6 +46,8 @@ class Session:
     admin_tries: TokenBucket
     replies: TokenBucket
     operator: bool = False
+    #: The session registered its nick (REGISTER) or proved it owns it (PROVE).
+    owns_nick: bool = False
     #: The client reads broadcasts from the stream, not from its connection.
     stream: bool = False
     #: The network address its connection comes from, as limits key it (`address_key`);

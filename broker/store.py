@@ -25,6 +25,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -246,9 +247,10 @@ class Store:
         # (sender's nick key, msg_id) of the last RECENT_IDS chat messages: a resend of one
         # is recognized (a client resends what was not acknowledged, which is recent).
         self._recent: dict[tuple[str, str], None] = {}
-        # The numbers of the private messages waiting for their RECEIVED, by (sender's
-        # nick key, msg_id).
-        self._waiting: dict[tuple[str, str], int] = {}
+        # The numbers and recipients' nick keys of the private messages waiting for their
+        # RECEIVED, by (sender's nick key, msg_id); how many wait for each recipient.
+        self._waiting: dict[tuple[str, str], tuple[int, str]] = {}
+        self._waiting_for: Counter[str] = Counter()
         if self.durable:
             _create_private(path)
         try:
@@ -281,10 +283,12 @@ class Store:
                 (RECENT_IDS // 2,),
             ).fetchall()
             self._recent.update((tuple(row), None) for row in reversed(rows))
-        for number, sender_key, msg_id in self._db.execute(
-            "SELECT id, sender_key, msg_id FROM waiting JOIN privates USING (id) ORDER BY id"
+        for number, sender_key, msg_id, recipient_key in self._db.execute(
+            "SELECT id, sender_key, msg_id, recipient_key FROM waiting JOIN privates USING (id) "
+            "ORDER BY id"
         ):
-            self._waiting[(sender_key, msg_id)] = number
+            self._waiting[(sender_key, msg_id)] = (number, recipient_key)
+            self._waiting_for[recipient_key] += 1
 
     # -- schema ----------------------------------------------------------------------
 
@@ -354,10 +358,11 @@ class Store:
         stored already (a resend)."""
         if self.failing is not None:
             raise StoreError(self.failing)
-        sender = nick_key(private.sender)
+        sender, recipient = nick_key(private.sender), nick_key(private.recipient)
         self._remember(sender, private.msg_id)
         self._last_private_id += 1
-        self._waiting[(sender, private.msg_id)] = self._last_private_id
+        self._waiting[(sender, private.msg_id)] = (self._last_private_id, recipient)
+        self._waiting_for[recipient] += 1
         self._rows.privates.append(
             (
                 self._last_private_id,
@@ -365,7 +370,7 @@ class Store:
                 private.sender,
                 sender,
                 private.recipient,
-                nick_key(private.recipient),
+                recipient,
                 private.text,
                 private.time_ms,
                 sender_token,
@@ -375,9 +380,17 @@ class Store:
 
     def private_done(self, sender: str, msg_id: str) -> None:
         """`sender`'s private `msg_id` is no longer waiting (confirmed, or given up)."""
-        number = self._waiting.pop((nick_key(sender), msg_id), None)
-        if number is not None:
+        waiting = self._waiting.pop((nick_key(sender), msg_id), None)
+        if waiting is not None:
+            number, recipient = waiting
             self._rows.done.append((number,))
+            self._waiting_for[recipient] -= 1
+            if not self._waiting_for[recipient]:
+                del self._waiting_for[recipient]
+
+    def waiting_for(self, recipient: str) -> int:
+        """How many private messages to `recipient` wait for its RECEIVED."""
+        return self._waiting_for.get(nick_key(recipient), 0)
 
     def _remember(self, sender_key: str, msg_id: str) -> None:
         """Note a chat message's (sender, id); AlreadyStored if it was noted before."""
@@ -596,6 +609,14 @@ class Store:
             return Page([], 0)
         hits = sorted(public + private, key=lambda row: (row[4], bool(row[2]), row[0]))[-limit:]
         return Page([Entry(*row) for row in hits], 0)
+
+    def registered_as(self, nick: str) -> str | None:
+        """The owned nick `nick` stands for, as it was registered; None if not owned."""
+        self._flush()
+        row = self._db.execute(
+            "SELECT nick FROM owners WHERE nick_key = ?", (nick_key(nick),)
+        ).fetchone()
+        return str(row[0]) if row is not None else None
 
     def owner(self, nick: str) -> bytes | None:
         """The public key that owns `nick`, if it is registered."""

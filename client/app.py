@@ -16,6 +16,7 @@ from messages import ProtocolError, normalize_nick, sanitize
 
 from .connection import CurveKeys
 from .history import INPUT_HISTORY_FILE, SEEN_FILE, InputHistory, SeenFile
+from .identity import Identity
 from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session, new_session_token
 from .state import Ending, LinkState
 from .ui import ChatUI
@@ -38,6 +39,7 @@ async def connect_and_register(
     keys: CurveKeys | None = None,
     history_lines: int = 0,
     seen: SeenFile | None = None,
+    identity: Identity | None = None,
 ) -> Session:
     """A session registered on `server`, asking for another nick (through `ask_nick`) while
     the nick is missing, invalid or taken; `say` tells the user why. It shows the last
@@ -66,6 +68,7 @@ async def connect_and_register(
             token=token,
             history_lines=history_lines,
             last_seen=last_seen,
+            identity=identity,
         )
         try:
             await session.register(timeout_s)
@@ -185,6 +188,7 @@ async def run_interactive(
     keys: CurveKeys | None = None,
     state_dir: Path | None = None,
     history_lines: int = 0,
+    identity: Identity | None = None,
 ) -> Ending:
     """Ask for a nick if needed, register, and run the full-screen chat until it ends
     (logging at the root logger's level shows in its message pane meanwhile). With a
@@ -206,7 +210,7 @@ async def run_interactive(
     try:
         try:
             session = await connect_and_register(
-                server, nick, ask_nick, say, timeout_s, keys, history_lines, seen
+                server, nick, ask_nick, say, timeout_s, keys, history_lines, seen, identity
             )
         except (RegistrationError, ValueError) as exc:
             return Ending(str(exc), 1)

@@ -15,6 +15,7 @@ from messages import HISTORY_PAGE_LIMIT, sanitize, sanitizing_handler
 
 from .connection import CurveKeys, ServerKeyError, load_server_key, parse_server_key
 from .history import DEFAULT_HISTORY_LINES, INPUT_HISTORY_FILE, SEEN_FILE
+from .identity import IDENTITY_FILE, Identity, IdentityError, load_identity
 from .session import REGISTRATION_TIMEOUT_S
 
 DEFAULT_SERVER: Final = "tcp://127.0.0.1:5555"
@@ -52,6 +53,15 @@ def curve_keys(secure: bool, server_key: str | None, state_dir: Path | None) -> 
         return None
     directory = state_dir if state_dir is not None else default_state_dir()
     return CurveKeys.for_server(load_server_key(directory / SERVER_KEY_FILE))
+
+
+def identity_path(identity: Path | None, state_dir: Path | None) -> Path:
+    """Where the identity is kept: `identity` if given, else IDENTITY_FILE in the state
+    directory."""
+    if identity is not None:
+        return identity
+    directory = state_dir if state_dir is not None else default_state_dir()
+    return directory / IDENTITY_FILE
 
 
 def _positive_seconds(text: str) -> float:
@@ -119,9 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help=f"where the broker keeps {SERVER_KEY_FILE}, and the client the lines you typed "
-        f"({INPUT_HISTORY_FILE}) and the last message you saw on each server ({SEEN_FILE}) "
-        f"(default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
+        help=f"where the broker keeps {SERVER_KEY_FILE}, and the client its {IDENTITY_FILE}, "
+        f"the lines you typed ({INPUT_HISTORY_FILE}) and the last message you saw on each "
+        f"server ({SEEN_FILE}) (default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
     )
     parser.add_argument(
         "--history",
@@ -130,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"show the last N messages on joining, 0 for none (default: "
         f"{DEFAULT_HISTORY_LINES} on a terminal, 0 in line mode)",
+    )
+    parser.add_argument(
+        "--identity",
+        type=Path,
+        metavar="FILE",
+        help=f"the secret key that owns the nicks you /register (default: {IDENTITY_FILE} "
+        "in the state directory, made on first run); copy it to another machine to use your "
+        "nicks there",
     )
     parser.add_argument(
         "-v",
@@ -148,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING
     try:
         keys = curve_keys(args.secure, args.server_key, args.state_dir)
-    except ServerKeyError as exc:
+        identity: Identity = load_identity(identity_path(args.identity, args.state_dir))
+    except (ServerKeyError, IdentityError) as exc:
         print(f"zmq-chat-client: {exc}", file=sys.stderr)
         return 1
     if not interactive:
@@ -166,7 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(sys.stdin, io.TextIOWrapper):
             sys.stdin.reconfigure(errors="replace")
         client = LineClient(
-            args.server, args.nick, sys.stdin, sys.stdout, sys.stderr, keys, args.history or 0
+            args.server,
+            args.nick,
+            sys.stdin,
+            sys.stdout,
+            sys.stderr,
+            keys,
+            args.history or 0,
+            identity,
         )
         return asyncio.run(client.run(args.timeout))
 
@@ -177,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         history = DEFAULT_HISTORY_LINES if args.history is None else args.history
         state_dir = args.state_dir if args.state_dir is not None else default_state_dir()
         ending = asyncio.run(
-            run_interactive(args.server, args.nick, args.timeout, keys, state_dir, history)
+            run_interactive(
+                args.server, args.nick, args.timeout, keys, state_dir, history, identity
+            )
         )
     except KeyboardInterrupt:
         return 1

@@ -28,6 +28,7 @@ from messages.commands import (
     ListUsers,
     Shutdown,
     Unban,
+    Unregister,
     Wall,
 )
 from messages.nicks import normalize_nick
@@ -83,6 +84,11 @@ class Hint:
 
 
 @dataclass(frozen=True, slots=True)
+class RegisterNick:
+    """Register the current nick to this client's identity (the session signs REGISTER)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Leave:
     """Leave the chat with `reason` and end the client."""
 
@@ -94,7 +100,18 @@ class Nothing:
     """An empty line: do nothing."""
 
 
-Action = Post | Send | SetTarget | ShowHistory | SearchHistory | ShowHelp | Hint | Leave | Nothing
+Action = (
+    Post
+    | Send
+    | SetTarget
+    | ShowHistory
+    | SearchHistory
+    | ShowHelp
+    | Hint
+    | RegisterNick
+    | Leave
+    | Nothing
+)
 
 #: How many messages `/history` shows unless told.
 DEFAULT_HISTORY_SHOWN: Final = 50
@@ -128,6 +145,8 @@ COMMANDS: Final = (
     ),
     CommandInfo("search", "WORDS", "find the messages that hold every one of WORDS"),
     CommandInfo("users", "", "list who is here"),
+    CommandInfo("register", "", "own your nick: only your identity may take it"),
+    CommandInfo("unregister", "", "free your nick for anyone again"),
     CommandInfo("help", "", "show this list"),
     CommandInfo("quit", "[REASON]", "leave the chat"),
     CommandInfo("admin", "TOKEN", "become an operator"),
@@ -262,6 +281,10 @@ def parse_line(line: str, target: str | None) -> Action:
             return hint if hint is not None else SearchHistory(rest)
         case "users" | "names" | "who":
             return Send(ListUsers())
+        case "register":
+            return RegisterNick()
+        case "unregister":
+            return Send(Unregister())
         case "help":
             return ShowHelp()
         case "quit" | "exit":

@@ -94,7 +94,8 @@ def plain_line(entry: Entry) -> str:
         case EntryKind.MESSAGE:
             return f"{when} <{sanitize(entry.sender)}> {text}"
         case EntryKind.PRIVATE:
-            return f"{when} [{sanitize(entry.sender)} -> {sanitize(entry.recipient)}] {text}"
+            late = "".join(text for _, text, *_ in late_mark(entry))
+            return f"{when} [{sanitize(entry.sender)} -> {sanitize(entry.recipient)}] {text}{late}"
         case EntryKind.NOTICE:
             return f"{when} -!- notice: {text}"
         case EntryKind.ERROR:
@@ -118,6 +119,8 @@ def _delivery_text(entry: Entry) -> str:
             return f"error{code}: {what}{to}: {text} ({sanitize(entry.reason)})"
         case Delivery.DELIVERED:
             return f"delivered{to}: {text}"
+        case Delivery.STORED:
+            return f"kept for{to} until they are back: {text}"
         case Delivery.SENT:
             return f"sent{to}: {text}"
     return f"pending{to}: {text}"
@@ -128,6 +131,7 @@ DELIVERY_MARKS: Final = {
     Delivery.PENDING: ("class:delivery.pending", " …"),
     Delivery.SENT: ("class:delivery.sent", " ✓"),
     Delivery.DELIVERED: ("class:delivery.delivered", " ✓✓"),
+    Delivery.STORED: ("class:delivery.stored", " ✉"),
     Delivery.FAILED: ("class:delivery.failed", " ✗"),
 }
 
@@ -140,6 +144,14 @@ def delivery_mark(entry: Entry) -> StyleAndTextTuples:
     if entry.delivery is Delivery.FAILED and entry.reason:
         mark += " " + sanitize(entry.reason)
     return [(style, mark)]
+
+
+def late_mark(entry: Entry) -> StyleAndTextTuples:
+    """For a private message delivered later: when it was sent (its line shows that time)."""
+    if not entry.late:
+        return []
+    sent = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.time_ms / 1000))
+    return [("class:delivery.late", f" (sent {sent}, delivered later)")]
 
 
 def _nick(nick: str, own_nick_style: bool) -> tuple[str, str]:
@@ -172,6 +184,7 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
                 ("class:private", "] "),
                 (f"{text_style} class:text.private", sanitize(entry.text)),
                 *delivery_mark(entry),
+                *late_mark(entry),
             ]
         case EntryKind.NOTICE:
             line += [("class:notice", "-!- notice: " + sanitize(entry.text))]

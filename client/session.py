@@ -55,17 +55,21 @@ from messages.commands import (
     Hello,
     History,
     Kick,
+    ListNicks,
     ListUsers,
     Ping,
     Quit,
     Received,
+    Register,
     Search,
     Unban,
+    Unregister,
     Wall,
 )
 from messages.events import (
     Ack,
     BrokerEvent,
+    Challenge,
     Delivered,
     Error,
     Joined,
@@ -76,6 +80,7 @@ from messages.events import (
     Page,
     Pong,
     PrivateMessage,
+    Stored,
     Tick,
     UserList,
     Welcome,
@@ -86,6 +91,7 @@ from .commands import (
     Leave,
     Nothing,
     Post,
+    RegisterNick,
     SearchHistory,
     Send,
     SetTarget,
@@ -103,6 +109,7 @@ from .connection import (
     StreamReady,
 )
 from .history import OLDER_PAGE_LINES, QUERY_HISTORY_LINES, Purpose, Request, Requests
+from .identity import Identity
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .state import ChatState, Ending, Entry
 from .stream import BroadcastStream
@@ -125,7 +132,18 @@ NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
 #: nick: the session is over, and trying again would only be refused again.
 BARRED: Final = ErrorCode.FORBIDDEN
 #: Commands the broker's flood control counts (chat text aside): paced like chat text.
-_METERED: Final = (ListUsers, Kick, Ban, Unban, Wall, History, Search)
+_METERED: Final = (
+    ListUsers,
+    ListNicks,
+    Register,
+    Unregister,
+    Kick,
+    Ban,
+    Unban,
+    Wall,
+    History,
+    Search,
+)
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
 _REPLY_METERED: Final = (Fetch, ListUsers, History, Search)
@@ -196,9 +214,13 @@ class Session:
         stream_buffers: StreamBuffers | None = None,
         history_lines: int = 0,
         last_seen: Callable[[str], int | None] | None = None,
+        identity: Identity | None = None,
     ) -> None:
         self.server = server
         self.keys = keys
+        #: The key that owns our registered nicks: it answers CHALLENGE and signs REGISTER.
+        #: Without one, a registered nick cannot be taken and none can be registered.
+        self.identity = identity
         #: How much of the broadcast stream may wait unread (default: plenty).
         self.stream_buffers = stream_buffers
         #: Repeated on every HELLO: the broker resumes the session that has it.
@@ -392,12 +414,29 @@ class Session:
                 match event:
                     case Welcome() | Error():
                         return event
+                    case Challenge():
+                        # Our nick is owned: the HELLO goes on once we prove it is ours.
+                        refusal = await self._prove(event)
+                        if refusal is not None:
+                            return refusal
                     case _:
                         # Nothing else can belong to a session on a fresh connection.
                         log.debug("ignored before registration: %r", event)
 
     def _hello_command(self) -> Hello:
         return Hello(self.state.nick, self.token, self.streaming)
+
+    async def _prove(self, challenge: Challenge) -> Error | None:
+        """Answer `challenge` to our HELLO with PROVE, signed by our identity; without an
+        identity, the refusal the broker would send (we cannot have the nick)."""
+        if self.identity is None:
+            return Error(
+                ErrorCode.NICK_TAKEN,
+                "",
+                f"nick {self.state.nick} is registered, and this client has no identity",
+            )
+        await self._send_now(self.identity.prove(challenge.nonce, self.state.nick, self.token))
+        return None
 
     # -- the session's life --------------------------------------------------------------
 
@@ -674,6 +713,11 @@ class Session:
                 self._broadcast(event, now)
             case Tick(seq=seq):
                 self.stream.on_tick(seq)
+            case Challenge():
+                # The answer to a HELLO on this connection (after a 401): our nick is owned.
+                refusal = await self._prove(event)
+                if refusal is not None:
+                    self._ended_by(refusal)
             case PrivateMessage():
                 await self._private(event, now)
             case Ack(msg_ids=msg_ids):
@@ -681,6 +725,8 @@ class Session:
                     self._settled(self.outbox.on_ack(msg_id, now), now)
             case Delivered(msg_id=msg_id):
                 self._settled(self.outbox.on_delivered(msg_id, now), now)
+            case Stored(msg_id=msg_id):
+                self._settled(self.outbox.on_stored(msg_id, now), now)
             case Error():
                 await self._error(event, now)
             case Pong():
@@ -934,25 +980,25 @@ class Session:
             case Post(text=text, recipient=recipient):
                 self.post(text, recipient)
             case Send(command=command):
-                if not self.registered or self.state.ending is not None:
-                    self.show([self.state.error(f"not sent: {self.state.link.value}")])
-                elif isinstance(command, _METERED):
-                    self._typed_command(command)
-                else:
-                    await self._send_now(command)
+                await self.handle_command(command)
             case SetTarget(nick=nick):
                 self.show(self.state.set_target(nick))
                 if nick is not None and self.registered and self.state.ending is None:
                     # The conversation so far (the nick need not be here).
-                    self._typed_command(
+                    await self.handle_command(
                         self.requests.history(Purpose.SHOW, nick, 0, QUERY_HISTORY_LINES)
                     )
             case ShowHistory(limit=limit):
-                self._typed_command(self.requests.history(Purpose.SHOW, "", 0, limit))
+                await self.handle_command(self.requests.history(Purpose.SHOW, "", 0, limit))
             case SearchHistory(words=words):
-                self._typed_command(self.requests.search(words))
+                await self.handle_command(self.requests.search(words))
             case ShowHelp():
                 self.show([self.state.info(text) for text in help_lines()])
+            case RegisterNick():
+                if self.identity is None:
+                    self.show([self.state.error("not registered: this client has no identity")])
+                else:
+                    await self.handle_command(self.identity.register(self.state.nick, self.token))
             case Hint(text=text):
                 self.show([self.state.info(text)])
             case Leave():
@@ -961,15 +1007,18 @@ class Session:
                 pass
         return None
 
-    def _typed_command(self, command: ClientCommand) -> None:
-        """Send metered `command`, paced, after every message typed before it."""
+    async def handle_command(self, command: ClientCommand) -> None:
+        """Send `command` as typed: paced, after the messages typed before it, if the broker
+        meters it."""
         if not self.registered or self.state.ending is not None:
             if isinstance(command, History | Search):
                 self.requests.fail(command.ref)
             self.show([self.state.error(f"not sent: {self.state.link.value}")])
-            return
-        self._typed.append((self.outbox.last_number, command))
-        self._wake.set()
+        elif isinstance(command, _METERED):
+            self._typed.append((self.outbox.last_number, command))
+            self._wake.set()
+        else:
+            await self._send_now(command)
 
     def post(self, text: str, recipient: str | None = None) -> OutgoingMessage | None:
         """Put chat text in the outbox (shown at once as pending, sent when possible)."""

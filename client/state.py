@@ -19,6 +19,7 @@ from messages import nick_key
 from messages.events import (
     Ack,
     BrokerEvent,
+    Challenge,
     Delivered,
     Error,
     Joined,
@@ -26,11 +27,14 @@ from messages.events import (
     Left,
     LogEntry,
     Message,
+    NickList,
     Notice,
     Operator,
     Pong,
     PrivateMessage,
+    Registered,
     ServerShutdown,
+    Stored,
     Tick,
     UserList,
     Welcome,
@@ -82,6 +86,11 @@ class EntryKind(enum.Enum):
     MARKER = "marker"
 
 
+#: A private message received more than this long after it was sent (ms) is marked as
+#: delivered later: the broker kept it while its recipient was away.
+LATE_DELIVERY_MS: Final = 60_000
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One line of the message pane (or of line-mode output). Text is raw, not sanitized."""
@@ -108,6 +117,9 @@ class Entry:
     history: bool = False
     #: Shown with its date as well as its time (search hits).
     dated: bool = False
+    #: A private message that reached this client long after it was sent: the broker
+    #: kept it while its recipient was away.
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +481,7 @@ class ChatState:
                         recipient,
                         own=own,
                         highlight=not own,
+                        late=not own and self._clock() - time_ms > LATE_DELIVERY_MS,
                         msg_id=msg_id,
                     )
                 ]
@@ -478,10 +491,19 @@ class ChatState:
                 return [Entry(EntryKind.NOTICE, text, self._clock())]
             case Error(code=code, reason=reason):
                 return [self.error(reason, code)]
-            case Ack() | Delivered():
+            case Ack() | Delivered() | Stored():
                 return []  # delivery states are the outbox's business
-            case Pong() | Tick():
+            case Pong() | Tick() | Challenge() | NickList():
                 return []  # the session's business
+            case Registered(nick=nick, state=True):
+                return [
+                    self.info(
+                        f"{nick} is registered to your identity: while you are away, nobody "
+                        "else may take it"
+                    )
+                ]
+            case Registered(nick=nick):
+                return [self.info(f"{nick} is no longer registered: anyone may take it")]
             case Operator():
                 self.operator = True
                 return [self.info("you are now an operator")]

@@ -104,6 +104,8 @@ STYLE: Final = Style.from_dict(
         "delivery.pending": "#888888",
         "delivery.sent": "#888888",
         "delivery.delivered": "ansigreen",
+        "delivery.stored": "ansiyellow",
+        "delivery.late": "#888888 italic",
         "delivery.failed": "ansired bold",
         "prompt": "bold",
     }

@@ -17,7 +17,9 @@ from .codec import (
 from .display import SanitizingFormatter, sanitize, sanitizing_handler
 from .durations import format_duration, parse_duration, split_duration
 from .errors import ErrorCode, ProtocolError
+from .identity import b64url, from_b64url, prove_payload, register_payload
 from .limits import (
+    CHALLENGE_SECONDS,
     DEFAULT_BAN_SECONDS,
     DEFAULT_KICK_BAR_SECONDS,
     FETCH_LIMIT,
@@ -41,9 +43,12 @@ from .limits import (
     MAX_WIRE_FRAME_BYTES,
     MIN_HEARTBEAT_MS,
     MIN_SESSION_TOKEN_BYTES,
+    NONCE_BYTES,
+    PUBLIC_KEY_BYTES,
     REPLY_BURST_BYTES,
     REPLY_BYTES_PER_SECOND,
     SIGNATURE,
+    SIGNATURE_BYTES,
     STREAM_READY,
     USERS_PAGE_BYTES,
 )
@@ -51,6 +56,7 @@ from .nicks import nick_key, nick_scripts, nick_skeleton, normalize_nick
 from .ratelimit import TokenBucket
 
 __all__ = [
+    "CHALLENGE_SECONDS",
     "DEFAULT_BAN_SECONDS",
     "DEFAULT_KICK_BAR_SECONDS",
     "FETCH_LIMIT",
@@ -74,15 +80,19 @@ __all__ = [
     "MAX_WIRE_FRAME_BYTES",
     "MIN_HEARTBEAT_MS",
     "MIN_SESSION_TOKEN_BYTES",
+    "NONCE_BYTES",
+    "PUBLIC_KEY_BYTES",
     "REPLY_BURST_BYTES",
     "REPLY_BYTES_PER_SECOND",
     "SIGNATURE",
+    "SIGNATURE_BYTES",
     "STREAM_READY",
     "USERS_PAGE_BYTES",
     "ErrorCode",
     "ProtocolError",
     "SanitizingFormatter",
     "TokenBucket",
+    "b64url",
     "command_verbs",
     "commands",
     "decode_command",
@@ -90,6 +100,7 @@ __all__ = [
     "encode",
     "events",
     "format_duration",
+    "from_b64url",
     "message_ref",
     "nick_key",
     "nick_scripts",
@@ -97,6 +108,8 @@ __all__ = [
     "normalize_nick",
     "pack_events",
     "parse_duration",
+    "prove_payload",
+    "register_payload",
     "sanitize",
     "sanitizing_handler",
     "split_duration",

@@ -1,12 +1,13 @@
 """Encoding and decoding of multipart messages: no sockets, no I/O.
 
 A message is a list of frames: the signature, the verb, then one frame per field of the
-command or event dataclass. A field is one of three kinds on the wire:
+command or event dataclass. A field is one of five kinds on the wire:
 
 - `str`: UTF-8 text;
 - `int`: ASCII decimal digits;
 - `bool`: `1` or `0`;
-- `tuple[str, ...]`: the items joined by single spaces (items never contain spaces).
+- `tuple[str, ...]`: the items joined by single spaces (items never contain spaces);
+- `Annotated[str, Base64Of(n)]`: `n` raw bytes as base64url text (keys, signatures, nonces).
 
 On the broadcast stream, events travel packed: one frame holds one or more events, each as
 its frame count (one byte) and then each frame as its length (4 bytes, big-endian) and
@@ -23,6 +24,7 @@ from typing import Any, Final
 from .commands import CLIENT_COMMANDS, ClientCommand
 from .errors import ErrorCode, ProtocolError
 from .events import BROKER_EVENTS, BrokerEvent
+from .identity import Base64Of
 from .limits import (
     HISTORY_PAGE_LIMIT,
     MAX_ACK_IDS,
@@ -61,6 +63,7 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
     "epoch": MAX_ID_BYTES,
     "users": MAX_LIST_BYTES,
     "commands": MAX_LIST_BYTES,
+    "nicks": MAX_LIST_BYTES,
 }
 #: Shortest value of each field, in bytes, for fields that have one (besides not empty).
 MIN_FIELD_BYTES: Final[Mapping[str, int]] = {"session": MIN_SESSION_TOKEN_BYTES}
@@ -213,10 +216,23 @@ class _Layout:
     encoders: tuple[Callable[[Any], bytes], ...]
 
 
+def _base64_kind(
+    hint: Any, kind: tuple[Decoder, Callable[[Any], bytes]]
+) -> tuple[Decoder, Callable[[Any], bytes]]:
+    """`kind`, unless `hint` is `Annotated[str, Base64Of(n)]`: base64url text of `n` bytes
+    (keys, signatures, nonces; see `messages.identity`)."""
+    for meta in getattr(hint, "__metadata__", ()):
+        if isinstance(meta, Base64Of):
+            return meta.decode, _encode_text
+    return kind
+
+
 def _layout(cls: type[Any]) -> _Layout:
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kinds = [_KINDS[hints[name]] for name in names]
+    annotated = typing.get_type_hints(cls, include_extras=True)
+    kinds = [_base64_kind(annotated[name], kind) for name, kind in zip(names, kinds, strict=True)]
     return _Layout(
         cls,
         tuple(

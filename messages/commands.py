@@ -6,6 +6,8 @@
 from dataclasses import dataclass
 from typing import ClassVar
 
+from .identity import PublicKey, Signature
+
 
 @dataclass(frozen=True, slots=True)
 class Hello:
@@ -164,6 +166,43 @@ class Search:
     limit: int
 
 
+@dataclass(frozen=True, slots=True)
+class Register:
+    """Own the session's nick from now on: only the holder of the Ed25519 key `public_key`
+    may take it (HELLO is then challenged). `signature` signs `register_payload`: the
+    nick's key and the session token, with that key."""
+
+    VERB: ClassVar[bytes] = b"REGISTER"
+    public_key: PublicKey
+    signature: Signature
+
+
+@dataclass(frozen=True, slots=True)
+class Unregister:
+    """Give up the ownership of the session's nick (it must be ours)."""
+
+    VERB: ClassVar[bytes] = b"UNREGISTER"
+
+
+@dataclass(frozen=True, slots=True)
+class Prove:
+    """The answer to CHALLENGE: `signature` signs `prove_payload` (the nonce, the nick's key
+    and the session token of the HELLO challenged) with the key `public_key`."""
+
+    VERB: ClassVar[bytes] = b"PROVE"
+    public_key: PublicKey
+    signature: Signature
+
+
+@dataclass(frozen=True, slots=True)
+class ListNicks:
+    """Ask for a page of the registered nicks (present or not): those sorted after `after`
+    (by uniqueness key), or from the first if it is empty."""
+
+    VERB: ClassVar[bytes] = b"NICKS"
+    after: str = ""
+
+
 ClientCommand = (
     Hello
     | Say
@@ -181,6 +220,10 @@ ClientCommand = (
     | Fetch
     | History
     | Search
+    | Register
+    | Unregister
+    | Prove
+    | ListNicks
 )
 
 #: Every command, in the order docs/PROTOCOL.md lists them.
@@ -201,4 +244,8 @@ CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
     Fetch,
     History,
     Search,
+    Register,
+    Unregister,
+    Prove,
+    ListNicks,
 )

@@ -11,6 +11,8 @@ and FETCH it again.
 from dataclasses import dataclass
 from typing import ClassVar
 
+from .identity import Nonce
+
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
@@ -127,6 +129,16 @@ class Delivered:
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """Your private message `msg_id` is kept for `recipient`, an owned nick that is not
+    here, and goes to it when it comes back (then DELIVERED follows)."""
+
+    VERB: ClassVar[bytes] = b"STORED"
+    msg_id: str
+    recipient: str
+
+
+@dataclass(frozen=True, slots=True)
 class Pong:
     """Answer to PING."""
 
@@ -194,6 +206,37 @@ class Page:
     next_before: int
 
 
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The nick of your HELLO is registered: prove you hold its key (PROVE, signing
+    `nonce`) and the HELLO goes on. The nonce is good for one PROVE, for a while."""
+
+    VERB: ClassVar[bytes] = b"CHALLENGE"
+    nonce: Nonce
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The answer to REGISTER (`state` set) and UNREGISTER (cleared): `nick` is now owned
+    by your key, or free."""
+
+    VERB: ClassVar[bytes] = b"REGISTERED"
+    nick: str
+    state: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NickList:
+    """A page of the registered nicks, present or not, in answer to NICKS: those sorted
+    after `after`, as many as a page holds; with `more`, ask for the rest with NICKS naming
+    the last of `nicks`."""
+
+    VERB: ClassVar[bytes] = b"NICKS"
+    nicks: tuple[str, ...]
+    after: str = ""
+    more: bool = False
+
+
 BrokerEvent = (
     Welcome
     | Joined
@@ -205,6 +248,7 @@ BrokerEvent = (
     | Error
     | Ack
     | Delivered
+    | Stored
     | Pong
     | Operator
     | Kicked
@@ -212,6 +256,9 @@ BrokerEvent = (
     | ServerShutdown
     | LogEntry
     | Page
+    | Challenge
+    | Registered
+    | NickList
 )
 
 #: Every event, in the order docs/PROTOCOL.md lists them.
@@ -226,6 +273,7 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     Error,
     Ack,
     Delivered,
+    Stored,
     Pong,
     Operator,
     Kicked,
@@ -233,4 +281,7 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     ServerShutdown,
     LogEntry,
     Page,
+    Challenge,
+    Registered,
+    NickList,
 )

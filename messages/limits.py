@@ -84,3 +84,11 @@ MAX_BAR_SECONDS: Final = 365 * 86400
 #: client may send at once, and per second after that. Clients pace themselves to these.
 FLOOD_BURST: Final = 20
 FLOOD_PER_SECOND: Final = 5.0
+
+#: Owned nicks (REGISTER, PROVE): an Ed25519 public key, a signature, and the broker's
+#: challenge nonce, in bytes before base64url (43, 86 and 43 characters on the wire).
+PUBLIC_KEY_BYTES: Final = 32
+SIGNATURE_BYTES: Final = 64
+NONCE_BYTES: Final = 32
+#: How long the broker keeps a HELLO waiting for its PROVE, in seconds.
+CHALLENGE_SECONDS: Final = 30

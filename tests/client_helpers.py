@@ -20,6 +20,7 @@ from prompt_toolkit.output import DummyOutput
 from client.app import InteractiveClient
 from client.connection import CurveKeys, StreamBuffers
 from client.history import InputHistory, SeenFile
+from client.identity import Identity
 from client.render import plain_line
 from client.session import Session
 from client.state import Ending, Entry
@@ -187,6 +188,7 @@ async def running_client(
     last_seen: Callable[[str], int | None] | None = None,
     input_history: InputHistory | None = None,
     seen: SeenFile | None = None,
+    identity: Identity | None = None,
 ) -> AsyncIterator[RunningClient]:
     """Register `nick` and run the real Application on a pipe input and a dummy output (of
     a terminal of `size` if given); with `users`, wait until the user list has come too
@@ -198,7 +200,12 @@ async def running_client(
         if seen is not None:
             last_seen = lambda epoch: seen.last_seen(endpoint, epoch)  # noqa: E731
         session = Session(
-            endpoint, nick, keys=keys, history_lines=history_lines, last_seen=last_seen
+            endpoint,
+            nick,
+            keys=keys,
+            history_lines=history_lines,
+            last_seen=last_seen,
+            identity=identity,
         )
         task: asyncio.Task[Ending] | None = None
         try:
@@ -238,6 +245,7 @@ async def bot_client(
     stream_buffers: StreamBuffers | None = None,
     show: Callable[[list[Entry]], None] | None = None,
     history_lines: int = 0,
+    identity: Identity | None = None,
 ) -> AsyncIterator[BotClient]:
     """Register `nick` and run its session (no UI) until the block ends. What the session
     shows (`history_lines` of history on joining first) is recorded, then passed on to
@@ -250,7 +258,12 @@ async def bot_client(
             show(shown)
 
     session = Session(
-        endpoint, nick, record, stream_buffers=stream_buffers, history_lines=history_lines
+        endpoint,
+        nick,
+        record,
+        stream_buffers=stream_buffers,
+        history_lines=history_lines,
+        identity=identity,
     )
     task: asyncio.Task[Ending] | None = None
     try:

@@ -23,6 +23,8 @@ from messages import (
     nick_skeleton,
     normalize_nick,
     pack_events,
+    prove_payload,
+    register_payload,
     truncate_utf8,
     unpack_events,
 )
@@ -30,6 +32,11 @@ from messages import commands as cmd
 from messages import events as ev
 from messages.commands import CLIENT_COMMANDS
 from messages.events import BROKER_EVENTS
+from messages.identity import b64url, b64url_length, from_b64url
+
+#: A public key and a signature as they travel: 32 and 64 bytes in base64url (43, 86 chars).
+KEY = b64url(bytes(range(32)))
+SIG = b64url(bytes(range(64)))
 
 COMMANDS: list[cmd.ClientCommand] = [
     cmd.Hello("alice", "tok-1.session-token-128"),
@@ -53,6 +60,11 @@ COMMANDS: list[cmd.ClientCommand] = [
     cmd.History("h1", "", 0, 50),
     cmd.History("h2", "Анна", 1234, HISTORY_PAGE_LIMIT),
     cmd.Search("s1", 'лето AND "quoted" *', 1),
+    cmd.Register(KEY, SIG),
+    cmd.Unregister(),
+    cmd.Prove(KEY, SIG),
+    cmd.ListNicks(),
+    cmd.ListNicks("Анна"),
 ]
 
 EVENTS: list[ev.BrokerEvent] = [
@@ -70,6 +82,7 @@ EVENTS: list[ev.BrokerEvent] = [
     ev.Ack(("tok-1",)),
     ev.Ack(("tok-1", "tok-2", "x.y_z")),
     ev.Delivered("tok-3", "bob"),
+    ev.Stored("tok-4", "alice"),
     ev.Pong(),
     ev.Operator(),
     ev.Kicked("operator", "spam"),
@@ -81,6 +94,11 @@ EVENTS: list[ev.BrokerEvent] = [
     ev.LogEntry("h2", 3, "bob", "Анна", "psst", 6),
     ev.Page("h1", 2, 7),
     ev.Page("h2", 0, 0),
+    ev.Challenge(KEY),
+    ev.Registered("alice", True),
+    ev.Registered("Анна", False),
+    ev.NickList(("alice", "bob"), "", more=True),
+    ev.NickList((), "zed"),
 ]
 
 
@@ -122,6 +140,16 @@ def test_event_round_trip(event: ev.BrokerEvent) -> None:
             [b"ZCHAT01", b"USERS", b"5", b"carol dave", b"bob", b"1"],
         ),
         (cmd.ListUsers(), [b"ZCHAT01", b"USERS", b""]),
+        (cmd.Register(KEY, SIG), [b"ZCHAT01", b"REGISTER", KEY.encode(), SIG.encode()]),
+        (cmd.Unregister(), [b"ZCHAT01", b"UNREGISTER"]),
+        (cmd.Prove(KEY, SIG), [b"ZCHAT01", b"PROVE", KEY.encode(), SIG.encode()]),
+        (cmd.ListNicks("bob"), [b"ZCHAT01", b"NICKS", b"bob"]),
+        (ev.Challenge(KEY), [b"ZCHAT01", b"CHALLENGE", KEY.encode()]),
+        (ev.Registered("bob", True), [b"ZCHAT01", b"REGISTERED", b"bob", b"1"]),
+        (
+            ev.NickList(("carol", "dave"), "bob", more=True),
+            [b"ZCHAT01", b"NICKS", b"carol dave", b"bob", b"1"],
+        ),
         (cmd.ListUsers("bob"), [b"ZCHAT01", b"USERS", b"bob"]),
         (
             ev.Error(404, "m1", "no such nick: x"),
@@ -203,6 +231,16 @@ SAY = [SIGNATURE, b"SAY", b"m1"]
         ([SIGNATURE, b"SEARCH", b"s1", b"w" * (MAX_SEARCH_BYTES + 1), b"5"], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"SEARCH", b"s1", b"fox", b"1000"], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"SEARCH", b"s1", b"\xff", b"5"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"REGISTER", KEY.encode()], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"REGISTER", KEY.encode() + b"A", SIG.encode()], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"REGISTER", KEY.encode(), SIG[:-1].encode()], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"PROVE", KEY[:-1].encode() + b"=", SIG.encode()], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"PROVE", KEY[:-1].encode() + b"+", SIG.encode()], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"PROVE", b"", SIG.encode()], ErrorCode.MALFORMED),
+        # The last character of 32 bytes carries 2 unused bits: only one spelling is valid.
+        ([SIGNATURE, b"PROVE", KEY[:-1].encode() + b"9", SIG.encode()], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"UNREGISTER", b""], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"NICKS", b"n" * 129], ErrorCode.TOO_LARGE),
     ],
     ids=repr,
 )
@@ -249,12 +287,36 @@ def test_a_failed_history_or_search_names_its_ref(frames: list[bytes], ref: str)
         [SIGNATURE, b"LOG", b"h1", b"1", b"a", b"", b"", b"5"],
         [SIGNATURE, b"PAGE", b"h1", b"x", b"0"],
         [SIGNATURE, b"PAGE", b"", b"0", b"0"],
+        [SIGNATURE, b"CHALLENGE", b"short"],
+        [SIGNATURE, b"REGISTERED", b"alice", b"yes"],
+        [SIGNATURE, b"REGISTERED", b"", b"1"],
+        [SIGNATURE, b"NICKS", b"a  b", b"", b"0"],
     ],
     ids=repr,
 )
 def test_bad_events_raise_protocol_error(frames: list[bytes]) -> None:
     with pytest.raises(ProtocolError):
         decode_event(frames)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 31, 32, 64])
+def test_base64url_round_trips_without_padding(size: int) -> None:
+    data = bytes(range(256))[-size:] if size else b""
+    text = b64url(data)
+    assert len(text) == b64url_length(size)
+    assert "=" not in text
+    assert from_b64url(text) == data
+
+
+def test_what_is_signed_names_the_verb_the_nick_key_and_the_session() -> None:
+    assert register_payload("Alice", "tok") == b"ZCHAT01 REGISTER\nalice\ntok"
+    assert prove_payload(KEY, "ALICE", "tok") == b"ZCHAT01 PROVE\n" + KEY.encode() + b"\nalice\ntok"
+
+
+@pytest.mark.parametrize("text", ["AB=", "A", "AB+/", "AB C", "ABD"])
+def test_base64url_refuses_what_is_not_canonical(text: str) -> None:
+    with pytest.raises(ValueError):
+        from_b64url(text)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,98 @@
+"""Owned nicks, the broker's side: HELLOs waiting for their PROVE, and signature checks.
+
+A HELLO for a registered nick (one that resumes no session) is kept here with a fresh
+nonce until its connection answers CHALLENGE with PROVE. There is at most one per
+connection, each for CHALLENGE_SECONDS, and at most PENDING_CHALLENGES_LIMIT in all (the
+oldest forgotten first), so that a peer that says HELLO and never proves costs no more
+than its connection does. A nonce serves one PROVE, right or wrong: a recorded PROVE
+proves nothing later.
+"""
+
+import secrets
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final
+
+from nacl.exceptions import CryptoError
+from nacl.signing import VerifyKey
+
+from messages import CHALLENGE_SECONDS, NONCE_BYTES, ErrorCode, ProtocolError, b64url, from_b64url
+
+from .session import Identity
+
+#: Challenged HELLOs kept in all; beyond, the oldest is forgotten (its PROVE gets 401).
+PENDING_CHALLENGES_LIMIT: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class PendingHello:
+    """A HELLO waiting for its PROVE: what it asked for, where from, and its nonce."""
+
+    nick: str
+    token: str
+    stream: bool
+    address: str
+    nonce: str
+    deadline: float
+
+
+class Challenges:
+    """The pending HELLOs, by the identity of their connection."""
+
+    def __init__(
+        self, limit: int = PENDING_CHALLENGES_LIMIT, seconds: float = CHALLENGE_SECONDS
+    ) -> None:
+        self.limit = limit
+        self.seconds = seconds
+        # Oldest first: all live as long, so the first to expire are at the front.
+        self._pending: OrderedDict[Identity, PendingHello] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def challenge(
+        self, identity: Identity, nick: str, token: str, stream: bool, address: str, now: float
+    ) -> str:
+        """Keep this HELLO of `identity` (replacing any before) under a new nonce; the nonce."""
+        self._pending.pop(identity, None)
+        nonce = b64url(secrets.token_bytes(NONCE_BYTES))
+        self._pending[identity] = PendingHello(
+            nick, token, stream, address, nonce, now + self.seconds
+        )
+        while len(self._pending) > self.limit:
+            self._pending.popitem(last=False)
+        return nonce
+
+    def discard(self, identity: Identity) -> None:
+        """Forget the HELLO `identity` left pending, if any."""
+        self._pending.pop(identity, None)
+
+    def take(self, identity: Identity, now: float) -> PendingHello:
+        """The pending HELLO of `identity`, forgotten here: its nonce serves once. Raises
+        ERROR 401 if there is none, or it expired."""
+        pending = self._pending.pop(identity, None)
+        if pending is None:
+            raise ProtocolError(
+                ErrorCode.NOT_REGISTERED, "no challenge is pending: send HELLO first"
+            )
+        if now > pending.deadline:
+            raise ProtocolError(ErrorCode.NOT_REGISTERED, "the challenge expired: send HELLO again")
+        return pending
+
+    def sweep(self, now: float) -> None:
+        """Forget the pending HELLOs whose time is up."""
+        while self._pending:
+            identity, oldest = next(iter(self._pending.items()))
+            if oldest.deadline >= now:
+                return
+            del self._pending[identity]
+
+
+def signed_by(public_key: bytes, signature: str, payload: bytes) -> bool:
+    """Whether `signature` (base64url, checked by the codec) is `public_key`'s Ed25519
+    signature of `payload`."""
+    try:
+        VerifyKey(public_key).verify(payload, from_b64url(signature))
+    except (CryptoError, ValueError):
+        return False
+    return True
