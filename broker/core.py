@@ -12,7 +12,6 @@ import hmac
 import logging
 import math
 import secrets
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -290,6 +289,11 @@ class ChatCore:
             return self._registered(session, command, now)
         except ProtocolError as exc:
             return [(identity, ev.Error(exc.code, _ref(command), exc.reason))]
+        except StoreError as exc:
+            # The store cannot be read: the command fails, the broker goes on. (Every
+            # command reads before it changes anything.)
+            reason = truncate_utf8(f"the server cannot do this now: {exc}", MAX_REASON_BYTES)
+            return [(identity, ev.Error(ErrorCode.INSUFFICIENT_STORAGE, _ref(command), reason))]
 
     def _unregistered(
         self, identity: Identity, command: cmd.ClientCommand, now: float, peer: str
@@ -438,6 +442,11 @@ class ChatCore:
             # Owned: only the holder of its key may take it. No session before the PROVE.
             nonce = self.challenges.challenge(identity, nick, token, stream, address, now)
             return [(identity, ev.Challenge(nonce))]
+        # Private messages the store kept: through a restart for this session's token, and
+        # for the owner of the nick, every one that waits for it. (Read before anything
+        # changes: a store that cannot be read fails the HELLO, not half of it.)
+        hashed = token_hash(token)
+        kept = self.store.pending_for(nick, None if proven else hashed)
         flood = self.flood
         session = Session(
             identity,
@@ -450,7 +459,7 @@ class ChatCore:
             replies=flood.reply_bucket(),
             stream=stream,
             address=address,
-            token_hash=token_hash(token),
+            token_hash=hashed,
             owns_nick=proven,
         )
         self._addresses.add_session(address)
@@ -464,10 +473,7 @@ class ChatCore:
         for outcome in self._away_outcomes.pop(session.token_hash, ()):
             self._away_count -= 1
             session.outcomes.append(outcome)
-        # Private messages the store kept: through a restart for this session, and for
-        # the owner of the nick, every one that waits for it.
-        kept_for = None if session.owns_nick else session.token_hash
-        for private, sender_token in self.store.pending_for(nick, kept_for):
+        for private, sender_token in kept:
             size = private_bytes(private)
             self.unconfirmed_bytes += session.await_receipt(private, sender_token, size)
         log.info("%s joined (%d users)", nick, len(self._by_key))
@@ -651,7 +657,10 @@ class ChatCore:
         # Its unconfirmed private messages wait in the store for an owner, who comes back
         # for them; a guest's go with it: each sender still here learns so, rather than
         # taking its ACK for a delivery to come.
-        owned = session.owns_nick and self.store.owner(session.nick) is not None
+        try:
+            owned = session.owns_nick and self.store.owner(session.nick) is not None
+        except StoreError:
+            owned = session.owns_nick  # kept, rather than lost, while the store is unreadable
         why = f"{session.nick} left before receiving it ({reason})"
         for private, sender_token, _ in session.unconfirmed.values():
             if owned:
@@ -686,13 +695,20 @@ class ChatCore:
             self._orphans_due = now + self.expiry_seconds
         if now < self._orphans_due:
             return []
+        try:
+            waiting = self.store.pending(ORPHAN_SWEEP_LIMIT)
+            owned = {p.recipient for p, *_ in waiting if self.store.owner(p.recipient)}
+        except StoreError as exc:
+            log.error("private messages kept through the restart not looked at: %s", exc)
+            self._orphans_due = now + self.expiry_seconds  # again later
+            return []
         self._orphans_swept = True
         out: list[Outgoing] = []
-        for private, sender_token, recipient_token in self.store.pending(ORPHAN_SWEEP_LIMIT):
+        for private, sender_token, recipient_token in waiting:
             recipient = self.find(private.recipient)
             if recipient is not None and recipient.token_hash == recipient_token:
                 continue  # it came back: the message waits in its session
-            if self.store.owner(private.recipient) is not None:
+            if private.recipient in owned:
                 continue  # it waits for its owner
             self.store.private_done(private.sender, private.msg_id)
             why = f"{private.recipient} did not come back after the server restarted"
@@ -846,9 +862,7 @@ class ChatCore:
         self._require_reading(session, what)
         try:
             page = read()
-        except (StoreError, sqlite3.Error) as exc:
-            # (Reads raise sqlite3's errors as they come: a damaged file must not stop the
-            # broker's loop.)
+        except StoreError as exc:
             log.error("history unreadable: %s", exc)
             raise ProtocolError(
                 ErrorCode.INSUFFICIENT_STORAGE,

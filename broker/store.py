@@ -19,6 +19,7 @@ refuses new chat messages (ERROR 507).
 """
 
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -28,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from messages import events as ev
 from messages import nick_key
@@ -202,6 +203,24 @@ def search_query(words: str) -> str:
     never FTS5 syntax (quotes, operators, column filters)."""
     terms = words.split()[:MAX_SEARCH_WORDS]
     return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+_Read = TypeVar("_Read", bound=Callable[..., Any])
+
+
+def _reading(method: _Read) -> _Read:
+    """A read of the store that raises StoreError, saying why for users, where sqlite3
+    fails (a damaged file, a lock held too long): callers handle one kind of failure."""
+
+    @functools.wraps(method)
+    def read(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            log.error("reading the store failed: %s", exc)
+            raise StoreError(_why(exc)) from exc
+
+    return cast(_Read, read)
 
 
 def _why(exc: sqlite3.Error) -> str:
@@ -497,6 +516,7 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------
 
+    @_reading
     def broadcasts(self, from_seq: int, limit: int) -> list[BroadcastEvent]:
         """Stored broadcasts numbered `from_seq` or later, oldest first, at most `limit`."""
         self._flush()
@@ -507,15 +527,18 @@ class Store:
         )
         return [_broadcast_event(*row) for row in rows]
 
+    @_reading
     def recent(self, count: int) -> list[BroadcastEvent]:
         """The last `count` stored broadcasts, oldest first."""
         return self.broadcasts(max(self.last_seq - count + 1, 1), count)
 
+    @_reading
     def first_seq(self) -> int:
         """The number of the oldest stored broadcast (`last_seq + 1` if none is)."""
         row = self._db.execute("SELECT min(seq) FROM broadcasts").fetchone()
         return int(row[0]) if row[0] is not None else self.last_seq + 1
 
+    @_reading
     def history(self, before: int, limit: int, room: str = MAIN_ROOM) -> Page:
         """The chat messages and notices of `room` numbered below `before` (0: the latest),
         the newest `limit` of them."""
@@ -528,6 +551,7 @@ class Store:
         ).fetchall()
         return _page(rows, limit)
 
+    @_reading
     def conversation(self, me: str, other: str, before: int, limit: int) -> Page:
         """The private messages between `me` and `other`, either way, numbered below
         `before` (0: the latest), the newest `limit` of them."""
@@ -553,6 +577,7 @@ class Store:
             ).fetchall()
         return _page(rows, limit)
 
+    @_reading
     def pending_for(self, recipient: str, token: str | None) -> list[tuple[ev.PrivateMessage, str]]:
         """The private messages to `recipient` still waiting for its RECEIVED, oldest first,
         each with its sender's token hash: those sent to the session of `token` (a hash), or
@@ -569,6 +594,7 @@ class Store:
             if token is None or row[6] == token
         ]
 
+    @_reading
     def pending(self, limit: int) -> list[tuple[ev.PrivateMessage, str, str]]:
         """The oldest `limit` private messages still waiting for their RECEIVED, each with
         the token hashes of its sender's and its recipient's sessions."""
@@ -580,6 +606,7 @@ class Store:
         )
         return [(ev.PrivateMessage(*row[:5]), row[5], row[6]) for row in rows]
 
+    @_reading
     def search(self, viewer: str, words: str, limit: int) -> Page:
         """The newest `limit` chat messages that contain all of `words`, among the
         broadcasts and the private messages `viewer` sent or received; oldest first."""
@@ -588,28 +615,25 @@ class Store:
             return Page([], 0)
         key = nick_key(viewer)
         self._flush()
-        try:
-            # The index walked newest first (its rowid order): the newest hits come first
-            # and the walk stops at `limit`, however many older messages match.
-            public = self._db.execute(
-                "SELECT seq, sender, '', broadcasts.text, time_ms FROM broadcasts_text "
-                "CROSS JOIN broadcasts ON broadcasts.seq = broadcasts_text.rowid "
-                "WHERE broadcasts_text MATCH ? ORDER BY broadcasts_text.rowid DESC LIMIT ?",
-                (query, limit),
-            ).fetchall()
-            private = self._db.execute(
-                "SELECT id, sender, recipient, privates.text, time_ms FROM privates_text "
-                "CROSS JOIN privates ON privates.id = privates_text.rowid "
-                "WHERE privates_text MATCH ? AND (sender_key = ? OR recipient_key = ?) "
-                "ORDER BY privates_text.rowid DESC LIMIT ?",
-                (query, key, key, limit),
-            ).fetchall()
-        except sqlite3.Error as exc:
-            log.warning("search for %r failed: %s", words, exc)
-            return Page([], 0)
+        # The index walked newest first (its rowid order): the newest hits come first
+        # and the walk stops at `limit`, however many older messages match.
+        public = self._db.execute(
+            "SELECT seq, sender, '', broadcasts.text, time_ms FROM broadcasts_text "
+            "CROSS JOIN broadcasts ON broadcasts.seq = broadcasts_text.rowid "
+            "WHERE broadcasts_text MATCH ? ORDER BY broadcasts_text.rowid DESC LIMIT ?",
+            (query, limit),
+        ).fetchall()
+        private = self._db.execute(
+            "SELECT id, sender, recipient, privates.text, time_ms FROM privates_text "
+            "CROSS JOIN privates ON privates.id = privates_text.rowid "
+            "WHERE privates_text MATCH ? AND (sender_key = ? OR recipient_key = ?) "
+            "ORDER BY privates_text.rowid DESC LIMIT ?",
+            (query, key, key, limit),
+        ).fetchall()
         hits = sorted(public + private, key=lambda row: (row[4], bool(row[2]), row[0]))[-limit:]
         return Page([Entry(*row) for row in hits], 0)
 
+    @_reading
     def registered_as(self, nick: str) -> str | None:
         """The owned nick `nick` stands for, as it was registered; None if not owned."""
         self._flush()
@@ -618,6 +642,7 @@ class Store:
         ).fetchone()
         return str(row[0]) if row is not None else None
 
+    @_reading
     def owner(self, nick: str) -> bytes | None:
         """The public key that owns `nick`, if it is registered."""
         self._flush()
@@ -626,6 +651,7 @@ class Store:
         ).fetchone()
         return bytes(row[0]) if row is not None else None
 
+    @_reading
     def owners(self, after: str, limit: int) -> list[str]:
         """Registered nicks sorted by their uniqueness key, those after `after`'s."""
         self._flush()

@@ -1,14 +1,13 @@
 """HISTORY and SEARCH (issue 11): pages of what the store keeps, in the core and through a
 real broker."""
 
-import sqlite3
 from collections.abc import Callable
 
 import pytest
 
 from broker.core import UNSENT_LIMIT_BYTES, ChatCore
 from broker.ratelimit import FloodPolicy
-from broker.store import Page
+from broker.store import Page, StoreError
 from messages import ErrorCode, encode
 from messages import commands as cmd
 from messages import events as ev
@@ -127,12 +126,12 @@ def test_an_unreadable_store_answers_507_and_the_broker_goes_on(
     core = _core()
 
     def damaged(*args: object) -> Page:
-        raise sqlite3.DatabaseError("database disk image is malformed")
+        raise StoreError("the server's database is damaged")
 
     monkeypatch.setattr(core.store, "history", damaged)
     [error] = _ask(core, ALICE, cmd.History("h1", "", 0, 5))
     assert isinstance(error, ev.Error) and error.code == ErrorCode.INSUFFICIENT_STORAGE
-    assert error.ref == "h1" and "malformed" in error.reason
+    assert error.ref == "h1" and "damaged" in error.reason
     assert _ask(core, ALICE, cmd.Ping()) == [ev.Pong()]
 
 

@@ -230,3 +230,17 @@ def test_pending_privates_are_kept_for_their_recipients_session(path: str) -> No
     assert again.pending_for("bob", ALICE) == []
     assert [p.text for p, sender in again.pending_for("bob", None)] == ["for bob"]
     assert again.pending(10)[0][1:] == (ALICE, BOB)
+
+
+def test_a_file_damaged_under_a_running_store_fails_reads_with_a_reason(path: str) -> None:
+    store = Store(path)
+    for seq in range(1, 500):
+        store.add_broadcast(said(seq, "alice", "x" * 300))
+    store.commit()
+    with sqlite3.connect(path) as db:  # everything into the file itself
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with open(path, "r+b") as file:
+        file.seek(3 * 4096)
+        file.write(bytes(range(256)) * 320)
+    with pytest.raises(StoreError, match="damaged"):
+        store.broadcasts(1, 500)
