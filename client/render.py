@@ -84,7 +84,10 @@ def plain_line(entry: Entry) -> str:
     - for delivery changes of own messages: `HH:MM -!- delivered to bob: text`,
       `HH:MM -!- error CODE: not sent to bob: text (reason)` (`not sent: text` for a message
       to everyone; `not delivered to bob` for ERROR 504, dropped after it was sent),
-      `HH:MM -!- sent: text`, `HH:MM -!- pending: text`.
+      `HH:MM -!- sent: text`, `HH:MM -!- pending: text`, and for a private message kept for
+      an owner who is away `HH:MM -!- kept for bob until they are back: text`;
+    - a private message that arrived long after it was sent ends with
+      `(sent YYYY-MM-DD HH:MM, delivered later)`.
     """
     when = stamp(entry)
     text = sanitize(entry.text)
@@ -120,7 +123,7 @@ def _delivery_text(entry: Entry) -> str:
         case Delivery.DELIVERED:
             return f"delivered{to}: {text}"
         case Delivery.STORED:
-            return f"kept for{to} until they are back: {text}"
+            return f"kept for {sanitize(entry.recipient)} until they are back: {text}"
         case Delivery.SENT:
             return f"sent{to}: {text}"
     return f"pending{to}: {text}"

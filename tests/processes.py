@@ -13,7 +13,7 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from broker.admin_token import ADMIN_TOKEN_ENV
 from broker.keys import STATE_DIR_ENV
@@ -118,7 +118,13 @@ class LineClients:
     what it expects before ending the input.
     """
 
-    def __init__(self, endpoint: str, nicks: list[str], state_root: str | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        nicks: list[str],
+        state_root: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
         #: Each client's state directory (its identity, input history): `state_root`/nick,
         #: or a new temporary directory removed with this object.
         if state_root is None:
@@ -127,7 +133,7 @@ class LineClients:
         self.state_root = state_root
         self.processes = {
             nick: subprocess.Popen(
-                [sys.executable, "-m", "client", "--server", endpoint, "--nick", nick],
+                [sys.executable, "-m", "client", "--server", endpoint, "--nick", nick, *extra_args],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -4,6 +4,7 @@ comes back (then DELIVERED); one to a nick that is not owned still gets 404; and
 owner whose session ends before confirming it is kept too, where a guest's comes back as
 ERROR 504."""
 
+import time
 from collections.abc import Callable
 
 from broker.core import OFFLINE_LIMIT, ChatCore
@@ -43,10 +44,13 @@ def test_a_private_to_an_owner_away_waits_for_her_and_comes_once(connect: Connec
     stored = ack_and_stored(bob, told)
     assert stored.recipient == "alice"
 
+    before_she_came_back_ms = time.time_ns() // 1_000_000
     back = connect()
     prove(back, "alice", alice_key)
     private = back.expect(ev.PrivateMessage, msg_id=told, sender="bob", recipient="alice")
     assert private.text == "the keys are under the mat"
+    # With the time it was sent, not the time it was delivered.
+    assert private.time_ms <= before_she_came_back_ms
     back.send(cmd.Received(told, "bob"))
     bob.expect_after_presence(ev.Delivered, msg_id=told, recipient="alice")
 
