@@ -378,7 +378,8 @@ class ChatState:
         if not logs:
             return []
         unread = [log for log in logs if seen is not None and log.id > seen]
-        self.unread = len(unread)
+        # (Private messages kept while the user was away may have come before and counted.)
+        self.unread += len(unread)
         self.unread_more = more and len(unread) == len(logs)
         entries = self.history(logs[: len(logs) - len(unread)])
         if unread:
@@ -472,6 +473,9 @@ class ChatState:
                 partner = recipient if own else sender
                 if not self.is_self(partner):
                     self._spoke[nick_key(partner)] = self._next()
+                late = not own and self._clock() - time_ms > LATE_DELIVERY_MS
+                if late:
+                    self.unread += 1  # kept for us while we were away: not read yet
                 return [
                     Entry(
                         EntryKind.PRIVATE,
@@ -481,7 +485,7 @@ class ChatState:
                         recipient,
                         own=own,
                         highlight=not own,
-                        late=not own and self._clock() - time_ms > LATE_DELIVERY_MS,
+                        late=late,
                         msg_id=msg_id,
                     )
                 ]

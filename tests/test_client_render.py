@@ -96,6 +96,7 @@ def test_a_private_delivered_later_says_when_it_was_sent() -> None:
     (late,) = state.apply(ev.PrivateMessage("b-1", "bob", "alice", "kept for you", hours_ago))
     (fresh,) = state.apply(ev.PrivateMessage("b-2", "bob", "alice", "just now", now_ms))
     assert late.late and not fresh.late
+    assert state.unread == 1, "kept while she was away: unread until she looks"
     sent = time.strftime("%Y-%m-%d %H:%M", time.localtime(hours_ago / 1000))
     assert plain_line(late).endswith(f"kept for you (sent {sent}, delivered later)")
     assert plain_line(fresh).endswith("just now")
