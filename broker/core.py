@@ -371,8 +371,11 @@ class ChatCore:
             case cmd.History():
                 return self._history(session, command, now)
             case cmd.Search(_, words, limit):
+                # Private messages only for the nick's owner: a guest holding a nick now was
+                # not necessarily who held it when they were sent.
+                viewer = session.nick if session.owns_nick else None
                 return self._page(
-                    session, command, now, lambda: self.store.search(session.nick, words, limit)
+                    session, command, now, lambda: self.store.search(viewer, words, limit)
                 )
             case cmd.Ping():
                 return [(me, ev.Pong())]
@@ -843,6 +846,10 @@ class ChatCore:
         target, before, limit = command.target, command.before, command.limit
 
         def read() -> Page:
+            if target and not session.owns_nick:
+                # Private history is its owner's: a guest holding the nick now was not
+                # necessarily who held it before.
+                return Page([], 0)
             if target:
                 return self.store.conversation(session.nick, target, before, limit)
             return self.store.history(before, limit)

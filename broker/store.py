@@ -607,13 +607,14 @@ class Store:
         return [(ev.PrivateMessage(*row[:5]), row[5], row[6]) for row in rows]
 
     @_reading
-    def search(self, viewer: str, words: str, limit: int) -> Page:
+    def search(self, viewer: str | None, words: str, limit: int) -> Page:
         """The newest `limit` chat messages that contain all of `words`, among the
-        broadcasts and the private messages `viewer` sent or received; oldest first."""
+        broadcasts and the private messages `viewer` sent or received (None: broadcasts
+        only); oldest first."""
         query = search_query(words)
         if not query:
             return Page([], 0)
-        key = nick_key(viewer)
+        key = nick_key(viewer) if viewer is not None else None
         self._flush()
         # The index walked newest first (its rowid order): the newest hits come first
         # and the walk stops at `limit`, however many older messages match.
@@ -623,13 +624,15 @@ class Store:
             "WHERE broadcasts_text MATCH ? ORDER BY broadcasts_text.rowid DESC LIMIT ?",
             (query, limit),
         ).fetchall()
-        private = self._db.execute(
-            "SELECT id, sender, recipient, privates.text, time_ms FROM privates_text "
-            "CROSS JOIN privates ON privates.id = privates_text.rowid "
-            "WHERE privates_text MATCH ? AND (sender_key = ? OR recipient_key = ?) "
-            "ORDER BY privates_text.rowid DESC LIMIT ?",
-            (query, key, key, limit),
-        ).fetchall()
+        private = []
+        if key is not None:
+            private = self._db.execute(
+                "SELECT id, sender, recipient, privates.text, time_ms FROM privates_text "
+                "CROSS JOIN privates ON privates.id = privates_text.rowid "
+                "WHERE privates_text MATCH ? AND (sender_key = ? OR recipient_key = ?) "
+                "ORDER BY privates_text.rowid DESC LIMIT ?",
+                (query, key, key, limit),
+            ).fetchall()
         hits = sorted(public + private, key=lambda row: (row[4], bool(row[2]), row[0]))[-limit:]
         return Page([Entry(*row) for row in hits], 0)
 

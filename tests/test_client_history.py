@@ -18,6 +18,7 @@ from broker import BrokerConfig, BrokerServer
 from client.commands import SearchHistory, ShowHistory, help_lines, parse_line
 from client.completion import ChatCompleter
 from client.history import InputHistory, SeenFile
+from client.identity import Identity
 from client.pane import MessagePane
 from client.render import plain_line
 from client.state import ChatState, day
@@ -198,9 +199,14 @@ def test_history_search_and_query_show_what_this_user_may_see(
         carol.sync()
 
     async def scenario() -> None:
-        async with bot_client(broker.endpoint, "alice") as alice:
+        # Private history is kept for a nick's owner: alice owns hers.
+        async with bot_client(broker.endpoint, "alice", identity=Identity.generate()) as alice:
             session = alice.session
             await eventually(lambda: session.state.users_known, "the user list")
+            await session.handle_line("/register")
+            await eventually(
+                lambda: any("registered to your identity" in x for x in alice.lines()), "owned"
+            )
             await asyncio.to_thread(privates)
             await eventually(lambda: any("red alert" in x for x in alice.lines()), "the private")
             lines = await search(alice, "red", 2)

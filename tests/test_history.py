@@ -8,6 +8,7 @@ import pytest
 from broker.core import UNSENT_LIMIT_BYTES, ChatCore
 from broker.ratelimit import FloodPolicy
 from broker.store import Page, StoreError
+from client.identity import Identity
 from messages import ErrorCode, encode
 from messages import commands as cmd
 from messages import events as ev
@@ -17,10 +18,15 @@ from tests.peers import Peer
 ALICE, BOB, CAROL = b"\0a", b"\0b", b"\0c"
 
 
-def _core() -> ChatCore:
+def _core(owners: bool = True) -> ChatCore:
+    """alice, bob and carol registered; each owns its nick (`/register`) unless not
+    `owners`: private history is kept for owners only."""
     core = ChatCore(ADMIN_TOKEN, epoch="e0")
     for identity, nick in ((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")):
-        core.receive(identity, encode(cmd.Hello(nick, f"s-{nick}-0123456789abcdefgh")), 0.0)
+        token = f"s-{nick}-0123456789abcdefgh"
+        core.receive(identity, encode(cmd.Hello(nick, token)), 0.0)
+        if owners:
+            core.receive(identity, encode(Identity.generate().register(nick, token)), 0.0)
     return core
 
 
@@ -87,6 +93,17 @@ def test_search_finds_broadcasts_and_the_askers_own_privates_only() -> None:
     assert _texts(_ask(core, CAROL, cmd.Search("s2", "red", 1))) == ["red herring for carol"]
     # User text: a query language's operators mean nothing, and odd input finds nothing.
     assert _ask(core, ALICE, cmd.Search("s3", '" OR * NEAR(', 10)) == [ev.Page("s3", 0, 0)]
+
+
+def test_a_guest_gets_no_private_history_nor_private_hits() -> None:
+    # A guest holding a nick now is not necessarily who held it when its messages were sent.
+    core = _core(owners=False)
+    core.receive(BOB, encode(cmd.Tell("t1", "alice", "red alert, alice")), 0.0)
+    core.receive(ALICE, encode(cmd.Say("m1", "the red fox")), 0.0)
+    core.store.commit()
+    core.store.index()
+    assert _ask(core, ALICE, cmd.History("q", "bob", 0, 10)) == [ev.Page("q", 0, 0)]
+    assert _texts(_ask(core, ALICE, cmd.Search("s", "red", 10))) == ["the red fox"]
 
 
 def test_history_needs_registration_and_a_client_that_reads() -> None:
