@@ -69,9 +69,11 @@ from messages.events import (
     Joined,
     Left,
     Message,
+    NickList,
     Notice,
     Pong,
     PrivateMessage,
+    Registered,
     Tick,
     UserList,
     Welcome,
@@ -101,7 +103,7 @@ from .identity import Identity
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .state import ChatState, Ending, Entry
 from .stream import BroadcastStream
-from .userpages import UserListPages
+from .userpages import NickListPages, UserListPages
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ BARRED: Final = ErrorCode.FORBIDDEN
 _METERED: Final = (ListUsers, ListNicks, Register, Unregister, Kick, Ban, Unban, Wall)
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
-_REPLY_METERED: Final = (Fetch, ListUsers)
+_REPLY_METERED: Final = (Fetch, ListUsers, ListNicks)
 #: The most one answer to them costs: a FETCH answer or a USERS page.
 _LARGEST_REPLY_BYTES: Final = max(FETCH_REPLY_BYTES, USERS_PAGE_BYTES)
 #: Such commands sent at once, then per second: counting each as the largest answer, the
@@ -240,6 +242,8 @@ class Session:
         # The pages of the USERS answer coming in, and whether to show it once complete.
         self._user_pages = UserListPages()
         self._announce_users = True
+        # The pages of the NICKS answer coming in (the owned nicks).
+        self._nick_pages = NickListPages()
         # While a batch of events is handled: the entries to show at its end.
         self._batch_entries: list[Entry] | None = None
 
@@ -342,6 +346,7 @@ class Session:
         self._fetch_pong = 0
         self._quiet_user_lists = 0
         self._user_pages.reset()
+        self._nick_pages.reset()
         self._fail_waiters()
 
     async def _hello(self, timeout_s: float) -> Welcome | Error | None:
@@ -669,6 +674,12 @@ class Session:
                 self._pong()
             case UserList():
                 self._user_list_page(event)
+            case NickList():
+                self._nick_list_page(event)
+            case Registered():
+                self._show(self.state.apply(event))
+                # Our nick joined or left the owned ones.
+                self._queue(ListNicks())
             case _:
                 self._show(self.state.apply(event))
 
@@ -686,6 +697,17 @@ class Session:
             self._queue(ListUsers(cursor))
         if pages is not None:
             self._show(self.state.user_list(*pages, announce=self._announce_users))
+            # Then whose nicks are owned: those not present are shown as away.
+            if not self._nick_pages.in_progress:
+                self._queue(ListNicks())
+
+    def _nick_list_page(self, page: NickList) -> None:
+        pages, cursor = self._nick_pages.add(page)
+        if cursor is not None:
+            self._queue(ListNicks(cursor))
+        if pages is not None:
+            self.state.owned_list(*pages)
+            self.show([])  # redraw the user list
 
     def _broadcast(
         self, event: Joined | Left | Message | Notice, now: float, on_connection: bool = True
