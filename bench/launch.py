@@ -1,6 +1,6 @@
 """The broker as the benchmark runs it: flood control off, a long heartbeat.
 
-    python -m bench.launch --bind tcp://127.0.0.1:* [--profile FILE]
+    python -m bench.launch --bind tcp://127.0.0.1:* [--db PATH] [--profile FILE]
 
 Prints the endpoint it listens on as its first line, then serves until SIGTERM or SIGINT.
 The heartbeat is long (like the IRC servers' ping timeouts in bench/) so that idle and
@@ -19,13 +19,14 @@ from types import FrameType
 from broker.connections import ConnectionLimits
 from broker.ratelimit import FloodPolicy
 from broker.server import BrokerConfig, BrokerServer, tune_gc_for_serving
+from broker.store import IN_MEMORY
 
 #: Heartbeat interval for benchmark runs (ms): clients are expired after 3 of these.
 BENCH_HEARTBEAT_MS = 600_000
 UNLIMITED = 10**9
 
 
-def bench_config(bind: str, admin_token: str) -> BrokerConfig:
+def bench_config(bind: str, admin_token: str, db: str = IN_MEMORY) -> BrokerConfig:
     """A broker configuration with every rate limit raised out of reach."""
     flood = FloodPolicy(
         burst=UNLIMITED,
@@ -45,6 +46,7 @@ def bench_config(bind: str, admin_token: str) -> BrokerConfig:
         heartbeat_ms=BENCH_HEARTBEAT_MS,
         flood=flood,
         connections=connections,
+        db=db,
     )
 
 
@@ -52,9 +54,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.launch")
     parser.add_argument("--bind", default="tcp://127.0.0.1:*")
     parser.add_argument("--profile", default="", help="write cProfile statistics here")
+    parser.add_argument("--db", default=IN_MEMORY, help="the broker's store (default: none)")
     args = parser.parse_args()
     # Nobody becomes an operator in a benchmark: a token nobody knows.
-    server = BrokerServer(bench_config(args.bind, secrets.token_urlsafe(16)))
+    server = BrokerServer(bench_config(args.bind, secrets.token_urlsafe(16), args.db))
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         server.request_shutdown("benchmark over")

@@ -3,7 +3,8 @@
     python -m bench.run [--runs 3] [--scenarios direct-1,latency] [--systems chat,ceiling]
                         [--idle-clients 10000] [--window 2] [--quick] [--profile DIR]
 
-Systems: the broker ("chat", flood limits off, via bench.launch), the raw pyzmq relay
+Systems: the broker ("chat", flood limits off, via bench.launch, its store on a file as
+`make broker` has it; "chat-memory", the same with no store), the raw pyzmq relay
 ("ceiling", bench.ceiling, and its zmq.asyncio variant), and ngIRCd and InspIRCd when
 installed (bench.peers). Each measurement gets a freshly started system. Every figure is
 the median of the runs, with its range; "x ceiling" compares it with the ceiling's figure
@@ -40,7 +41,7 @@ from .systems import Server, start_zmq
 from .worker import Worker, call_all, wait_until
 
 HERE = Path(__file__).resolve().parent
-ZMQ_SYSTEMS = ("chat", "ceiling", "ceiling-asyncio")
+ZMQ_SYSTEMS = ("chat", "chat-memory", "ceiling", "ceiling-asyncio")
 IRC_SYSTEMS = tuple(peers.PEERS)
 SCENARIOS = ("direct-1", "direct-50", "fanout-100", "fanout-1000", "latency", "idle")
 CEILING = "ceiling"

@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -59,9 +60,15 @@ def _first_line(proc: subprocess.Popen, timeout: float) -> str:  # type: ignore[
 
 
 def start_zmq(name: str, profile: str = "") -> Server:
-    """The broker (`chat`), the ceiling relay (`ceiling`) or its asyncio variant."""
-    if name == "chat":
+    """The broker with its store on a file in a new directory, as `make broker` runs it
+    (`chat`), with no store (`chat-memory`), the ceiling relay (`ceiling`) or its asyncio
+    variant."""
+    cleanup: list[str] = []
+    if name in ("chat", "chat-memory"):
         argv = ["-m", "bench.launch", *(["--profile", profile] if profile else [])]
+        if name == "chat":
+            cleanup.append(tempfile.mkdtemp(prefix="zmq-chat-bench-"))
+            argv += ["--db", os.path.join(cleanup[0], "chat.db")]
         dialect = "chat"
     elif name == "ceiling":
         argv, dialect = ["-m", "bench.ceiling"], "ceiling"
@@ -75,4 +82,4 @@ def start_zmq(name: str, profile: str = "") -> Server:
         stdin=subprocess.DEVNULL,
     )
     endpoint = _first_line(proc, 15)
-    return Server(name, proc, endpoint, "zmq", dialect)
+    return Server(name, proc, endpoint, "zmq", dialect, cleanup)

@@ -12,7 +12,6 @@ import hmac
 import logging
 import math
 import secrets
-import sqlite3
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -63,7 +62,7 @@ from .session import (
     Session,
     receipt_key,
 )
-from .store import Store, StoreError
+from .store import AlreadyStored, Page, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +100,13 @@ AWAY_OUTCOMES_LIMIT: Final = 1000
 #: their recipients have had the time to come back: those whose recipient did not are
 #: returned to their senders (ERROR 504).
 ORPHAN_SWEEP_LIMIT: Final = 10_000
+#: Private messages kept for one owned nick while it is away: past this, a TELL to it is
+#: refused (ERROR 507) until its owner comes back and reads them.
+OFFLINE_LIMIT: Final = 1000
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell)
+#: Commands that carry a client's reference for their answer.
+_REFERRED: Final = (cmd.History, cmd.Search)
 #: Commands that draw on a client's flood-control bucket.
 _METERED: Final = (
     cmd.Say,
@@ -116,6 +120,9 @@ _METERED: Final = (
     cmd.Unregister,
     cmd.ListNicks,
     # (FETCH draws on the reply budget instead: by the bytes of its answer.)
+    # HISTORY and SEARCH draw on both: each reads the store, whatever its answer weighs.
+    cmd.History,
+    cmd.Search,
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
 )
@@ -280,8 +287,12 @@ class ChatCore:
                 return self._unregistered(identity, command, now, peer)
             return self._registered(session, command, now)
         except ProtocolError as exc:
-            ref = command.msg_id if isinstance(command, _CHAT) else ""
-            return [(identity, ev.Error(exc.code, ref, exc.reason))]
+            return [(identity, ev.Error(exc.code, _ref(command), exc.reason))]
+        except StoreError as exc:
+            # The store cannot be read: the command fails, the broker goes on. (Every
+            # command reads before it changes anything.)
+            reason = truncate_utf8(f"the server cannot do this now: {exc}", MAX_REASON_BYTES)
+            return [(identity, ev.Error(ErrorCode.INSUFFICIENT_STORAGE, _ref(command), reason))]
 
     def _unregistered(
         self, identity: Identity, command: cmd.ClientCommand, now: float, peer: str
@@ -336,7 +347,9 @@ class ChatCore:
                     return [(me, ev.Ack((msg_id,)))]
                 return [*self._broadcast(message, stored=True), (me, ev.Ack((msg_id,)))]
             case cmd.Tell(msg_id, recipient, text):
-                target = self._require(recipient)
+                target = self.find(recipient)
+                if target is None:
+                    return self._tell_offline(session, msg_id, recipient, text)
                 private = ev.PrivateMessage(msg_id, session.nick, target.nick, text, self._now_ms())
                 size = self._room_for(target, private)
                 stored = self._store_chat(
@@ -354,6 +367,15 @@ class ChatCore:
                 return self._replay(session, from_seq, now)
             case cmd.ListUsers(after):
                 return self._users_page(session, after, now)
+            case cmd.History():
+                return self._history(session, command, now)
+            case cmd.Search(_, words, limit):
+                # Private messages only for the nick's owner: a guest holding a nick now was
+                # not necessarily who held it when they were sent.
+                viewer = session.nick if session.owns_nick else None
+                return self._page(
+                    session, command, now, lambda: self.store.search(viewer, words, limit)
+                )
             case cmd.Ping():
                 return [(me, ev.Pong())]
             case cmd.Quit(reason):
@@ -423,6 +445,11 @@ class ChatCore:
             # Owned: only the holder of its key may take it. No session before the PROVE.
             nonce = self.challenges.challenge(identity, nick, token, stream, address, now)
             return [(identity, ev.Challenge(nonce))]
+        # Private messages the store kept: through a restart for this session's token, and
+        # for the owner of the nick, every one that waits for it. (Read before anything
+        # changes: a store that cannot be read fails the HELLO, not half of it.)
+        hashed = token_hash(token)
+        kept = self.store.pending_for(nick, None if proven else hashed)
         flood = self.flood
         session = Session(
             identity,
@@ -435,7 +462,7 @@ class ChatCore:
             replies=flood.reply_bucket(),
             stream=stream,
             address=address,
-            token_hash=token_hash(token),
+            token_hash=hashed,
             owns_nick=proven,
         )
         self._addresses.add_session(address)
@@ -449,8 +476,7 @@ class ChatCore:
         for outcome in self._away_outcomes.pop(session.token_hash, ()):
             self._away_count -= 1
             session.outcomes.append(outcome)
-        # Private messages to this session that the store kept through a restart.
-        for private, sender_token in self.store.pending_for(nick, session.token_hash):
+        for private, sender_token in kept:
             size = private_bytes(private)
             self.unconfirmed_bytes += session.await_receipt(private, sender_token, size)
         log.info("%s joined (%d users)", nick, len(self._by_key))
@@ -531,7 +557,13 @@ class ChatCore:
         holder = self.find(nick)
         log.warning("the registration of %s was dropped", nick)
         if holder is None:
-            return True, []
+            # What was kept for its owner has no one to wait for now: back to the senders.
+            out: list[Outgoing] = []
+            why = f"the registration of {nick} was dropped before they came back"
+            for private, sender_token in self.store.pending_for(nick, None):
+                self.store.private_done(private.sender, private.msg_id)
+                out += self._undelivered(private, sender_token, why)
+            return True, out
         holder.owns_nick = False
         return True, [(holder.identity, ev.Registered(holder.nick, False))]
 
@@ -633,10 +665,20 @@ class ChatCore:
         left = self._broadcast(
             ev.Left(self.history.next_seq(), session.nick, truncate_utf8(reason, MAX_REASON_BYTES))
         )
-        # Its unconfirmed private messages go with it: each sender still here learns so,
-        # rather than taking its ACK for a delivery to come.
+        # Its unconfirmed private messages wait in the store for an owner, who comes back
+        # for them; a guest's go with it: each sender still here learns so, rather than
+        # taking its ACK for a delivery to come.
+        try:
+            owned = session.owns_nick and self.store.owner(session.nick) is not None
+        except StoreError:
+            owned = session.owns_nick  # kept, rather than lost, while the store is unreadable
         why = f"{session.nick} left before receiving it ({reason})"
         for private, sender_token, _ in session.unconfirmed.values():
+            if owned:
+                left += self._tell_sender(
+                    private, sender_token, ev.Stored(private.msg_id, session.nick)
+                )
+                continue
             self.store.private_done(private.sender, private.msg_id)
             left += self._undelivered(private, sender_token, why)
         session.unconfirmed.clear()
@@ -664,12 +706,21 @@ class ChatCore:
             self._orphans_due = now + self.expiry_seconds
         if now < self._orphans_due:
             return []
+        try:
+            waiting = self.store.pending(ORPHAN_SWEEP_LIMIT)
+            owned = {p.recipient for p, *_ in waiting if self.store.owner(p.recipient)}
+        except StoreError as exc:
+            log.error("private messages kept through the restart not looked at: %s", exc)
+            self._orphans_due = now + self.expiry_seconds  # again later
+            return []
         self._orphans_swept = True
         out: list[Outgoing] = []
-        for private, sender_token, recipient_token in self.store.pending(ORPHAN_SWEEP_LIMIT):
+        for private, sender_token, recipient_token in waiting:
             recipient = self.find(private.recipient)
             if recipient is not None and recipient.token_hash == recipient_token:
                 continue  # it came back: the message waits in its session
+            if private.recipient in owned:
+                continue  # it waits for its owner
             self.store.private_done(private.sender, private.msg_id)
             why = f"{private.recipient} did not come back after the server restarted"
             out += self._undelivered(private, sender_token, why)
@@ -736,6 +787,30 @@ class ChatCore:
             out.append((identity, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
         return out + [(identity, event) for event in replay.events]
 
+    def _tell_offline(
+        self, session: Session, msg_id: str, recipient: str, text: str
+    ) -> list[Outgoing]:
+        """TELL to a nick nobody holds: kept for its owner if it is owned (ACK, then
+        STORED), else ERROR 404."""
+        owned = self.store.registered_as(recipient)
+        if owned is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"no such nick: {recipient}")
+        waiting = self.store.waiting_for(owned)
+        if waiting >= OFFLINE_LIMIT:
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                f"{owned} is away with {waiting} private messages waiting; try again once "
+                "they have read them",
+            )
+        private = ev.PrivateMessage(msg_id, session.nick, owned, text, self._now_ms())
+        stored = self._store_chat(self.store.add_private, private, session.token_hash, "")
+        session.accept(msg_id)
+        ack: Outgoing = (session.identity, ev.Ack((msg_id,)))
+        if not stored:
+            return [ack]
+        log.debug("a private message for %s is kept until they come back", owned)
+        return [ack, *self._tell_sender(private, session.token_hash, ev.Stored(msg_id, owned))]
+
     def _stored_replay(self, from_seq: int) -> Replay:
         """What a FETCH from `from_seq` gets from the store."""
         first = self.store.first_seq()
@@ -773,8 +848,53 @@ class ChatCore:
         self._charge_reply(session, "USERS", len(" ".join(users).encode()), now)
         return [(session.identity, page)]
 
-    def _charge_reply(self, session: Session, what: str, size: int, now: float) -> None:
-        """Take an answer of `size` bytes from the session's reply budget, or refuse it."""
+    def _history(self, session: Session, command: cmd.History, now: float) -> list[Outgoing]:
+        """A page of the room's broadcasts (no target) or of the privates between the
+        session's nick and the target: LOG events, then PAGE."""
+        target, before, limit = command.target, command.before, command.limit
+
+        def read() -> Page:
+            if target and not session.owns_nick:
+                # Private history is its owner's: a guest holding the nick now was not
+                # necessarily who held it before.
+                return Page([], 0)
+            if target:
+                return self.store.conversation(session.nick, target, before, limit)
+            return self.store.history(before, limit)
+
+        return self._page(session, command, now, read)
+
+    def _page(
+        self,
+        session: Session,
+        command: cmd.History | cmd.Search,
+        now: float,
+        read: Callable[[], Page],
+    ) -> list[Outgoing]:
+        """The answer to `command`: the page `read` from the store, as LOG events and a PAGE,
+        charged to the session's reply budget."""
+        what = command.VERB.decode()
+        self._require_reading(session, what)
+        try:
+            page = read()
+        except StoreError as exc:
+            log.error("history unreadable: %s", exc)
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                truncate_utf8(f"history cannot be read now: {exc}", MAX_REASON_BYTES),
+            ) from None
+        ref = command.ref
+        logs = [
+            ev.LogEntry(ref, e.id, e.sender, e.recipient, e.text, e.time_ms) for e in page.entries
+        ]
+        self._charge_reply(session, what, sum(map(event_bytes, logs)), now)
+        me = session.identity
+        out: list[Outgoing] = [(me, entry) for entry in logs]
+        out.append((me, ev.Page(ref, len(logs), page.next_before)))
+        return out
+
+    def _require_reading(self, session: Session, what: str) -> None:
+        """ERROR 429 unless the client reads what is sent to it."""
         if session.unsent_bytes > UNSENT_LIMIT_BYTES:
             # Answers to a client that does not read would pile up in the broker's memory.
             raise ProtocolError(
@@ -782,6 +902,10 @@ class ChatCore:
                 f"{what} refused: {session.unsent_bytes} bytes sent to you are still unread; "
                 "read them first",
             )
+
+    def _charge_reply(self, session: Session, what: str, size: int, now: float) -> None:
+        """Take an answer of `size` bytes from the session's reply budget, or refuse it."""
+        self._require_reading(session, what)
         # Answers are metered by their bytes: a few bytes of request must not buy megabytes.
         # (A policy whose burst is smaller than one answer lets one through when full.)
         cost = min(max(size, MIN_REPLY_CHARGE_BYTES), session.replies.capacity)
@@ -942,7 +1066,7 @@ class ChatCore:
         resend from before a restart), ERROR 507 if it cannot be written."""
         try:
             write(*args)
-        except sqlite3.IntegrityError:
+        except AlreadyStored:
             return False
         except StoreError as exc:
             log.error("a message was refused: %s", exc)
@@ -990,6 +1114,15 @@ class ChatCore:
     def _who(self, identity: Identity) -> str:
         session = self._by_identity.get(identity)
         return session.nick if session else f"identity {identity.hex()}"
+
+
+def _ref(command: cmd.ClientCommand) -> str:
+    """What an ERROR about `command` names in its ref."""
+    if isinstance(command, _CHAT):
+        return command.msg_id
+    if isinstance(command, _REFERRED):
+        return command.ref
+    return ""
 
 
 def _check_bar(seconds: int) -> None:

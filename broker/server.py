@@ -115,6 +115,9 @@ SUBSCRIBE_ALL: Final = b"\x01"
 UNSUBSCRIBE_ALL: Final = b"\x00"
 #: Most messages handled per socket per poll, so the terminal and timers are not starved.
 RECEIVE_BATCH: Final = 256
+#: Messages handled between two commits (and releases of what they produced), at most:
+#: fewer commits cost less, but whatever the messages produced waits for the commit.
+COMMIT_EVERY: Final = 32
 #: After discarding a message of more frames than this, hand freed memory back to the
 #: system (libzmq held every frame of it, about 64 bytes each).
 TRIM_AFTER_FRAMES: Final = 100_000
@@ -125,8 +128,9 @@ CUT_OFF_EXTRA_FRAMES: Final = 64
 FRAME_OVERHEAD_BYTES: Final = 9
 #: How long an address that sent a frame bomb is refused, in s.
 BAN_SECONDS: Final = 60
-#: How often the store deletes a slice of what is past retention, in s.
-PRUNE_INTERVAL_S: Final = 1.0
+#: How often the store deletes a slice of what is past retention and indexes a slice of
+#: new messages for search, in s.
+UPKEEP_INTERVAL_S: Final = 0.25
 #: How often connections are checked for being refused or late to register, in s.
 CONNECTION_SWEEP_S: Final = 0.5
 #: What the socket monitors report: connections accepted and ended.
@@ -293,7 +297,7 @@ class BrokerServer:
         sweep_interval = min(heartbeat_interval, CONNECTION_SWEEP_S)
         next_sweep = time.monotonic() + sweep_interval
         next_watch = time.monotonic() + MEMORY_WATCH_S
-        next_prune = time.monotonic() + PRUNE_INTERVAL_S
+        next_prune = time.monotonic() + UPKEEP_INTERVAL_S
         try:
             while not self.core.stopped:
                 wake = min(next_sweep, next_heartbeat, next_watch)
@@ -323,7 +327,8 @@ class BrokerServer:
                 if now >= next_prune:
                     self.store.prune()
                     self._commit()
-                    next_prune = now + PRUNE_INTERVAL_S
+                    self.store.index()
+                    next_prune = now + UPKEEP_INTERVAL_S
                 if now >= next_heartbeat:
                     self._send(self.core.expire(now))
                     self._send(self.core.tick())
@@ -365,7 +370,8 @@ class BrokerServer:
         try:
             self.store.commit()
         except StoreError as exc:
-            log.error("commit failed: %s", exc)
+            # (The store logged the failure; until a commit succeeds it is tried again
+            # every second at most.)
             return truncate_utf8(
                 f"not stored ({exc}): it may have reached others, but a restart of the "
                 "server would lose it",
@@ -375,7 +381,7 @@ class BrokerServer:
 
     def _receive_some(self, held: list[Outgoing]) -> None:
         connections = self._connections
-        for _ in range(RECEIVE_BATCH):
+        for handled in range(1, RECEIVE_BATCH + 1):
             try:
                 # The identity part as a Frame: it knows the peer's address and descriptor.
                 identity = self._socket.recv(zmq.NOBLOCK, copy=False)
@@ -423,9 +429,11 @@ class BrokerServer:
             held.extend(self._acks.hold(outgoing))
             if self.core.stopped:
                 return
-            if unsent_checked:
+            if unsent_checked or handled % COMMIT_EVERY == 0:
                 # A large answer leaves now, not with the batch: it is sent while the
                 # client's unread bytes are still measured, and is not held in memory.
+                # And clients wait for their answers while they are held: a batch is
+                # committed in parts, so that they work while the broker goes on.
                 self._release(held)
                 held.clear()
 

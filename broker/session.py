@@ -21,7 +21,7 @@ UNCONFIRMED_LIMIT: Final = 1000
 OUTCOMES_KEPT: Final = 100
 
 #: An outcome of a private message, for its sender.
-Outcome = ev.Delivered | ev.Error
+Outcome = ev.Delivered | ev.Stored | ev.Error
 UNCONFIRMED_BYTES: Final = 256 * 1024
 
 

@@ -6,22 +6,30 @@ receive batch, before anything of the batch is sent) and when old messages are p
 (`prune`, a bounded slice at a time). With the path `:memory:` nothing outlives the
 process, as before the broker had a store.
 
-Writes never raise into the loop but as `StoreError`: a chat message that cannot be
-written is refused (ERROR 507), and the socket loop tells the senders of a batch whose
-commit failed. Rows of a failed commit are kept (up to `RETRY_ROWS`) and written again
-with the next commit, so that a broadcast that was sent is not lost from the log once
-the disk has room again, and its number is not given twice.
+Rows are gathered in memory and written together at `commit` (SQLite's executemany: most
+of the cost of a row is the call that writes it), and the tables carry no index but their
+keys: a message costs one row insert. What reads need besides, the search index and the
+conversations, is built a slice at a time by `index`.
+
+A failed commit raises `StoreError`; the socket loop tells the senders of the batch. Its
+rows are kept (up to `RETRY_ROWS`) and written again with the next commit, so that a
+broadcast that was sent is not lost from the log once the disk has room again, and its
+number is not given twice; until a commit succeeds, `failing` says why, and the core
+refuses new chat messages (ERROR 507).
 """
 
 import contextlib
+import functools
 import logging
 import os
 import secrets
 import sqlite3
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
 from messages import events as ev
 from messages import nick_key
@@ -49,6 +57,12 @@ RETRY_ROWS: Final = 10_000
 #: After a failed commit, how long until the rows it kept are tried again with no new
 #: ones, in seconds.
 RETRY_INTERVAL_S: Final = 1.0
+#: Messages added to the search index per `index` call, at most: a few milliseconds.
+INDEX_BATCH: Final = 1000
+#: How often the checkpointing thread moves the write-ahead log into the database, in s.
+CHECKPOINT_INTERVAL_S: Final = 1.0
+#: Chat messages whose (sender, id) the store recognizes when they are sent again.
+RECENT_IDS: Final = 20_000
 #: Words of a search used, at most; the rest are ignored.
 MAX_SEARCH_WORDS: Final = 16
 #: Hex digits of a new epoch.
@@ -63,7 +77,7 @@ _LEAVE: Final = 4
 #: Each step brings a database from the version before it (PRAGMA user_version) to its
 #: own; a newer broker upgrades an older file on open, in one transaction.
 MIGRATIONS: Final[tuple[str, ...]] = (
-    # 1: the log, private messages and owned nicks.
+    # 1: the log, private messages (and which of them wait for a recipient), owned nicks.
     """
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE broadcasts (
@@ -76,8 +90,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         text TEXT NOT NULL,
         time_ms INTEGER NOT NULL
     );
-    CREATE INDEX broadcasts_history ON broadcasts (room, seq) WHERE kind <= 2;
-    CREATE UNIQUE INDEX broadcasts_msg_id ON broadcasts (sender_key, msg_id) WHERE kind = 1;
     CREATE TABLE privates (
         id INTEGER PRIMARY KEY,
         msg_id TEXT NOT NULL,
@@ -85,48 +97,61 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         sender_key TEXT NOT NULL,
         recipient TEXT NOT NULL,
         recipient_key TEXT NOT NULL,
-        pair TEXT NOT NULL,
         text TEXT NOT NULL,
         time_ms INTEGER NOT NULL,
         sender_token TEXT NOT NULL,
-        recipient_token TEXT NOT NULL,
-        pending INTEGER NOT NULL
+        recipient_token TEXT NOT NULL
     );
-    CREATE UNIQUE INDEX privates_msg_id ON privates (sender_key, msg_id);
-    CREATE INDEX privates_pair ON privates (pair, id);
-    CREATE INDEX privates_pending ON privates (recipient_key, id) WHERE pending = 1;
-    CREATE INDEX privates_waiting ON privates (id) WHERE pending = 1;
+    CREATE TABLE waiting (id INTEGER PRIMARY KEY);
+    CREATE TRIGGER privates_wait AFTER INSERT ON privates BEGIN
+        INSERT INTO waiting (id) VALUES (new.id);
+    END;
+    CREATE TRIGGER privates_forget AFTER DELETE ON privates BEGIN
+        DELETE FROM waiting WHERE id = old.id;
+    END;
+    CREATE TABLE conversations (
+        pair TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (pair, id)
+    ) WITHOUT ROWID;
     CREATE TABLE owners (
         nick_key TEXT PRIMARY KEY,
         nick TEXT NOT NULL,
         public_key BLOB NOT NULL,
         since_ms INTEGER NOT NULL
     );
+    INSERT INTO meta (key, value) VALUES ('indexed_broadcasts', '0'), ('indexed_privates', '0');
     """,
-    # 2: full-text search over chat messages (not joins, leaves or notices).
+    # 2: full-text search over chat messages (not joins, leaves or notices), built by
+    # `Store.index` like the conversations: one insert into the index costs more than the
+    # message itself. `indexed_*` in meta says how far both are built.
     """
     CREATE VIRTUAL TABLE broadcasts_text USING fts5(
         text, content='broadcasts', content_rowid='seq'
     );
-    CREATE TRIGGER broadcasts_text_add AFTER INSERT ON broadcasts WHEN new.kind = 1 BEGIN
-        INSERT INTO broadcasts_text (rowid, text) VALUES (new.seq, new.text);
-    END;
-    CREATE TRIGGER broadcasts_text_remove AFTER DELETE ON broadcasts WHEN old.kind = 1 BEGIN
+    CREATE TRIGGER broadcasts_text_remove AFTER DELETE ON broadcasts
+    WHEN old.kind = 1
+        AND old.seq <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_broadcasts')
+    BEGIN
         INSERT INTO broadcasts_text (broadcasts_text, rowid, text)
         VALUES ('delete', old.seq, old.text);
     END;
-    INSERT INTO broadcasts_text (rowid, text) SELECT seq, text FROM broadcasts WHERE kind = 1;
     CREATE VIRTUAL TABLE privates_text USING fts5(
         text, content='privates', content_rowid='id'
     );
-    CREATE TRIGGER privates_text_add AFTER INSERT ON privates BEGIN
-        INSERT INTO privates_text (rowid, text) VALUES (new.id, new.text);
-    END;
-    CREATE TRIGGER privates_text_remove AFTER DELETE ON privates BEGIN
+    CREATE TRIGGER privates_text_remove AFTER DELETE ON privates
+    WHEN old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_privates')
+    BEGIN
         INSERT INTO privates_text (privates_text, rowid, text)
         VALUES ('delete', old.id, old.text);
+        DELETE FROM conversations
+        WHERE pair = min(old.sender_key, old.recipient_key) || char(10) ||
+                     max(old.sender_key, old.recipient_key)
+            AND id = old.id;
     END;
-    INSERT INTO privates_text (rowid, text) SELECT id, text FROM privates;
+    INSERT INTO broadcasts_text (rowid, text) SELECT seq, text FROM broadcasts
+    WHERE kind = 1
+        AND seq <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_broadcasts');
+    INSERT INTO privates_text (rowid, text) SELECT id, text FROM privates
+    WHERE id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_privates');
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -134,6 +159,10 @@ SCHEMA_VERSION: Final = len(MIGRATIONS)
 
 class StoreError(Exception):
     """A write failed (disk full, database locked or corrupt); str() says why, for users."""
+
+
+class AlreadyStored(Exception):
+    """A chat message from the same sender with the same id is stored already: a resend."""
 
 
 class StoreUnusable(Exception):
@@ -176,6 +205,24 @@ def search_query(words: str) -> str:
     return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
+_Read = TypeVar("_Read", bound=Callable[..., Any])
+
+
+def _reading(method: _Read) -> _Read:
+    """A read of the store that raises StoreError, saying why for users, where sqlite3
+    fails (a damaged file, a lock held too long): callers handle one kind of failure."""
+
+    @functools.wraps(method)
+    def read(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.Error as exc:
+            log.error("reading the store failed: %s", exc)
+            raise StoreError(_why(exc)) from exc
+
+    return cast(_Read, read)
+
+
 def _why(exc: sqlite3.Error) -> str:
     """A reason a user can read for a failed write."""
     text = str(exc)
@@ -210,10 +257,19 @@ class Store:
         self.retain_days = retain_days
         self.retain_messages = retain_messages
         self._wall_clock = wall_clock
-        # Rows written since the last commit, and those of failed commits: (sql, values).
-        self._batch: list[tuple[str, Sequence[Any]]] = []
-        self._retry: list[tuple[str, Sequence[Any]]] = []
+        # Rows for the next commit (those of failed commits included).
+        self._rows = _Rows()
+        #: Why the last commit failed; None once one succeeds (then chat messages are
+        #: taken again).
+        self.failing: str | None = None
         self._retry_at = 0.0
+        # (sender's nick key, msg_id) of the last RECENT_IDS chat messages: a resend of one
+        # is recognized (a client resends what was not acknowledged, which is recent).
+        self._recent: dict[tuple[str, str], None] = {}
+        # The numbers and recipients' nick keys of the private messages waiting for their
+        # RECEIVED, by (sender's nick key, msg_id); how many wait for each recipient.
+        self._waiting: dict[tuple[str, str], tuple[int, str]] = {}
+        self._waiting_for: Counter[str] = Counter()
         if self.durable:
             _create_private(path)
         try:
@@ -223,14 +279,35 @@ class Store:
             if self.durable:
                 self._db.execute("PRAGMA journal_mode = WAL")
                 self._db.execute(f"PRAGMA synchronous = {synchronous}")
+                # A checkpoint syncs the file to disk, milliseconds that would fall on the
+                # commit that crossed the threshold: a thread of its own does them.
+                self._db.execute("PRAGMA wal_autocheckpoint = 0")
             if max_pages is not None:
                 self._db.execute(f"PRAGMA max_page_count = {int(max_pages)}")
             self._upgrade()
             self.epoch = self._epoch()
             row = self._db.execute("SELECT max(seq) FROM broadcasts").fetchone()
             self.last_seq: int = row[0] or 0
+            self._last_private_id = self._max_private_id()
+            self._load_recent()
         except sqlite3.Error as exc:
             raise StoreUnusable(f"{path}: {exc}") from exc
+        self._checkpoints = _Checkpoints(path) if self.durable else None
+
+    def _load_recent(self) -> None:
+        for table, column, kind in (("broadcasts", "seq", "kind = 1"), ("privates", "id", "1")):
+            rows = self._db.execute(
+                f"SELECT sender_key, msg_id FROM {table} WHERE {kind} "
+                f"ORDER BY {column} DESC LIMIT ?",
+                (RECENT_IDS // 2,),
+            ).fetchall()
+            self._recent.update((tuple(row), None) for row in reversed(rows))
+        for number, sender_key, msg_id, recipient_key in self._db.execute(
+            "SELECT id, sender_key, msg_id, recipient_key FROM waiting JOIN privates USING (id) "
+            "ORDER BY id"
+        ):
+            self._waiting[(sender_key, msg_id)] = (number, recipient_key)
+            self._waiting_for[recipient_key] += 1
 
     # -- schema ----------------------------------------------------------------------
 
@@ -269,123 +346,87 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------
 
-    def _write(self, sql: str, values: Sequence[Any]) -> sqlite3.Cursor:
-        """Run one write in the open transaction (opening one if none is)."""
-        try:
-            if not self._db.in_transaction:
-                self._db.execute("BEGIN")
-            cursor = self._db.execute(sql, values)
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            self._failed_statement()
-            raise StoreError(_why(exc)) from exc
-        self._batch.append((sql, values))
-        return cursor
-
-    def _failed_statement(self) -> None:
-        # SQLite may have rolled the whole transaction back (a full disk, a lock): then
-        # what this batch wrote before is gone too, and is written again at commit.
-        if not self._db.in_transaction and self._batch:
-            self._keep_for_retry(self._batch)
-            self._batch = []
-
     def add_broadcast(self, event: BroadcastEvent, room: str = MAIN_ROOM) -> None:
-        """Write `event` (numbered `last_seq + 1`). Raises StoreError: nothing written."""
+        """Write `event` (numbered `last_seq + 1`) with the next commit. Raises StoreError
+        while commits fail, AlreadyStored for a chat message stored before (its sender and
+        id): then nothing is written."""
         if event.seq != self.last_seq + 1:
             raise ValueError(f"broadcast {event.seq} out of order after {self.last_seq}")
-        self._write(_INSERT_BROADCAST, _broadcast_row(event, room, self._now_ms()))
+        if self.failing is not None:
+            raise StoreError(self.failing)
+        if isinstance(event, ev.Message):
+            self._remember(nick_key(event.sender), event.msg_id)
+        self._rows.broadcasts.append(_broadcast_row(event, room, self._now_ms()))
         self.last_seq = event.seq
 
     def keep_broadcast(self, event: BroadcastEvent, room: str = MAIN_ROOM) -> None:
-        """Write `event` like `add_broadcast`, but if that fails keep it to write again with
-        the next commit: for events that happen whether or not they are stored (joins,
-        leaves, notices)."""
-        try:
-            self.add_broadcast(event, room)
-        except StoreError as exc:
-            log.error("broadcast %d not stored yet: %s", event.seq, exc)
-            self._keep_for_retry([(_INSERT_BROADCAST, _broadcast_row(event, room, self._now_ms()))])
-            self.last_seq = event.seq
-
-    def has_message(self, sender: str, msg_id: str) -> bool:
-        """True if a chat message (broadcast or private) from `sender` with `msg_id` is
-        stored: a resend from before a restart."""
-        key = nick_key(sender)
-        row = self._db.execute(
-            "SELECT 1 FROM broadcasts WHERE sender_key = ? AND msg_id = ? AND kind = 1 "
-            "UNION ALL SELECT 1 FROM privates WHERE sender_key = ? AND msg_id = ? LIMIT 1",
-            (key, msg_id, key, msg_id),
-        ).fetchone()
-        return row is not None
+        """Write `event` with the next commit, even while commits fail (it is kept to write
+        again): for events that happen whether or not they are stored (joins, leaves,
+        notices)."""
+        if event.seq != self.last_seq + 1:
+            raise ValueError(f"broadcast {event.seq} out of order after {self.last_seq}")
+        self._rows.broadcasts.append(_broadcast_row(event, room, self._now_ms()))
+        self.last_seq = event.seq
 
     def add_private(
         self, private: ev.PrivateMessage, sender_token: str, recipient_token: str
     ) -> None:
-        """Write `private`, sent from the session whose token hashes to `sender_token` to
-        the one of `recipient_token`, as waiting for its RECEIVED. Raises StoreError, or
-        sqlite3.IntegrityError if it is stored already (a resend)."""
+        """Write `private` with the next commit, as waiting for its RECEIVED; it was sent
+        from the session whose token hashes to `sender_token` to the one of
+        `recipient_token`. Raises StoreError while commits fail, AlreadyStored if it is
+        stored already (a resend)."""
+        if self.failing is not None:
+            raise StoreError(self.failing)
         sender, recipient = nick_key(private.sender), nick_key(private.recipient)
-        values = (
-            private.msg_id,
-            private.sender,
-            sender,
-            private.recipient,
-            recipient,
-            pair_key(private.sender, private.recipient),
-            private.text,
-            private.time_ms,
-            sender_token,
-            recipient_token,
-            1,
+        self._remember(sender, private.msg_id)
+        self._last_private_id += 1
+        self._waiting[(sender, private.msg_id)] = (self._last_private_id, recipient)
+        self._waiting_for[recipient] += 1
+        self._rows.privates.append(
+            (
+                self._last_private_id,
+                private.msg_id,
+                private.sender,
+                sender,
+                private.recipient,
+                recipient,
+                private.text,
+                private.time_ms,
+                sender_token,
+                recipient_token,
+            )
         )
-        self._write(_INSERT_PRIVATE, values)
 
     def private_done(self, sender: str, msg_id: str) -> None:
-        """`sender`'s private `msg_id` is no longer waiting (confirmed, or failed)."""
-        try:
-            self._write(
-                "UPDATE privates SET pending = 0 WHERE sender_key = ? AND msg_id = ?",
-                (nick_key(sender), msg_id),
-            )
-        except StoreError as exc:
-            log.error("private %s of %s not marked done: %s", msg_id, sender, exc)
+        """`sender`'s private `msg_id` is no longer waiting (confirmed, or given up)."""
+        waiting = self._waiting.pop((nick_key(sender), msg_id), None)
+        if waiting is not None:
+            number, recipient = waiting
+            self._rows.done.append((number,))
+            self._waiting_for[recipient] -= 1
+            if not self._waiting_for[recipient]:
+                del self._waiting_for[recipient]
 
-    def pending_for(self, recipient: str, token: str | None) -> list[tuple[ev.PrivateMessage, str]]:
-        """The private messages to `recipient` still waiting for its RECEIVED, oldest first,
-        each with its sender's token hash: those sent to the session of `token` (a hash), or
-        all of them for None (the nick's owner)."""
-        rows = self._db.execute(
-            "SELECT msg_id, sender, recipient, text, time_ms, sender_token, recipient_token "
-            "FROM privates WHERE recipient_key = ? AND pending = 1 ORDER BY id",
-            (nick_key(recipient),),
-        )
-        return [
-            (ev.PrivateMessage(*row[:5]), row[5])
-            for row in rows
-            if token is None or row[6] == token
-        ]
+    def waiting_for(self, recipient: str) -> int:
+        """How many private messages to `recipient` wait for its RECEIVED."""
+        return self._waiting_for.get(nick_key(recipient), 0)
 
-    def pending(self, limit: int) -> list[tuple[ev.PrivateMessage, str, str]]:
-        """The oldest `limit` private messages still waiting for their RECEIVED, each with
-        the token hashes of its sender's and its recipient's sessions."""
-        rows = self._db.execute(
-            "SELECT msg_id, sender, recipient, text, time_ms, sender_token, recipient_token "
-            "FROM privates WHERE pending = 1 ORDER BY id LIMIT ?",
-            (limit,),
-        )
-        return [(ev.PrivateMessage(*row[:5]), row[5], row[6]) for row in rows]
+    def _remember(self, sender_key: str, msg_id: str) -> None:
+        """Note a chat message's (sender, id); AlreadyStored if it was noted before."""
+        key = (sender_key, msg_id)
+        if key in self._recent:
+            raise AlreadyStored(msg_id)
+        self._recent[key] = None
+        if len(self._recent) > RECENT_IDS:
+            del self._recent[next(iter(self._recent))]
 
     def set_owner(self, nick: str, public_key: bytes) -> None:
         """`nick` belongs to the holder of `public_key` from now on. Raises StoreError."""
-        try:
-            self._write(
-                "INSERT OR REPLACE INTO owners (nick_key, nick, public_key, since_ms) "
-                "VALUES (?, ?, ?, ?)",
-                (nick_key(nick), nick, public_key, self._now_ms()),
-            )
-        except sqlite3.IntegrityError as exc:  # pragma: no cover - no constraint to break
-            raise StoreError(str(exc)) from exc
+        self._write(
+            "INSERT OR REPLACE INTO owners (nick_key, nick, public_key, since_ms) "
+            "VALUES (?, ?, ?, ?)",
+            (nick_key(nick), nick, public_key, self._now_ms()),
+        )
 
     def drop_owner(self, nick: str) -> bool:
         """Free `nick`; True if it was registered. Raises StoreError."""
@@ -394,43 +435,91 @@ class Store:
         self._write("DELETE FROM owners WHERE nick_key = ?", (nick_key(nick),))
         return True
 
+    def _write(self, sql: str, values: Sequence[Any]) -> int:
+        """Run one statement now, in the batch's transaction (after the rows gathered so
+        far); how many rows it changed. Raises StoreError."""
+        self._flush()
+        if self.failing is not None:
+            raise StoreError(self.failing)
+        try:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            changed = self._db.execute(sql, values).rowcount
+        except sqlite3.Error as exc:
+            self._failed(exc)
+            raise StoreError(_why(exc)) from exc
+        self._rows.statements.append((sql, values))
+        self._rows.flushed_statements += 1
+        return changed
+
+    def _flush(self) -> None:
+        """Write the rows gathered since the last flush into the open transaction (opening
+        one), so that reads see them. A failure is kept in `failing`."""
+        rows = self._rows
+        if not rows.unflushed():
+            return
+        try:
+            if not self._db.in_transaction:
+                self._db.execute("BEGIN")
+            db = self._db
+            db.executemany(_INSERT_BROADCAST, rows.broadcasts[rows.flushed_broadcasts :])
+            rows.flushed_broadcasts = len(rows.broadcasts)
+            db.executemany(_INSERT_PRIVATE, rows.privates[rows.flushed_privates :])
+            rows.flushed_privates = len(rows.privates)
+            db.executemany(_DONE, rows.done[rows.flushed_done :])
+            rows.flushed_done = len(rows.done)
+            for sql, values in rows.statements[rows.flushed_statements :]:
+                db.execute(sql, values)
+                rows.flushed_statements += 1
+        except sqlite3.Error as exc:
+            self._failed(exc)
+
+    def _failed(self, exc: sqlite3.Error) -> None:
+        """A write or the commit failed: roll back; every row of the batch is written again
+        by the next commit."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._rows.unflush()
+        self._rows.bound(RETRY_ROWS)
+        self.failing = _why(exc)
+        self._retry_at = time.monotonic() + RETRY_INTERVAL_S
+        log.error("the store failed: %s (%s)", self.failing, exc)
+
     def commit(self) -> None:
         """Make what was written since the last commit durable. Raises StoreError, having
         kept the batch to write again with the next commit."""
-        if not self._db.in_transaction and (not self._retry or time.monotonic() < self._retry_at):
-            self._batch = []
+        rows = self._rows
+        if not rows.any():
             return
-        try:
-            if self._retry:
-                if not self._db.in_transaction:
-                    self._db.execute("BEGIN")
-                for sql, values in self._retry:
-                    self._db.execute(sql, values)
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-            self._keep_for_retry(self._batch)
-            self._batch = []
-            self._retry_at = time.monotonic() + RETRY_INTERVAL_S
-            raise StoreError(_why(exc)) from exc
-        if self._retry:
-            log.warning("stored %d rows that an earlier commit failed to", len(self._retry))
-        self._retry = []
-        self._batch = []
+        failed_before = self.failing
+        if failed_before is not None:
+            if time.monotonic() < self._retry_at:
+                raise StoreError(failed_before)
+            self.failing = None  # try again
+        self._flush()
+        if self.failing is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._failed(exc)
+            else:
+                if failed_before is not None:
+                    log.warning("the store writes again (%d rows kept meanwhile)", rows.count())
+                rows.clear()
+                return
+        raise StoreError(self.failing or "the store failed")
 
-    def _keep_for_retry(self, rows: Iterable[tuple[str, Sequence[Any]]]) -> None:
-        # Written again in order; an insert already done is replaced, not doubled.
-        self._retry.extend((_retryable(sql), values) for sql, values in rows)
-        excess = len(self._retry) - RETRY_ROWS
-        if excess > 0:
-            log.error("the store dropped %d unwritten rows: the disk stays full", excess)
-            del self._retry[:excess]
+    @property
+    def dirty(self) -> bool:
+        """Whether rows wait for a commit."""
+        return self._rows.any()
 
     # -- reading -----------------------------------------------------------------------
 
+    @_reading
     def broadcasts(self, from_seq: int, limit: int) -> list[BroadcastEvent]:
         """Stored broadcasts numbered `from_seq` or later, oldest first, at most `limit`."""
+        self._flush()
         rows = self._db.execute(
             "SELECT seq, kind, msg_id, sender, text, time_ms FROM broadcasts "
             "WHERE seq >= ? ORDER BY seq LIMIT ?",
@@ -438,19 +527,23 @@ class Store:
         )
         return [_broadcast_event(*row) for row in rows]
 
+    @_reading
     def recent(self, count: int) -> list[BroadcastEvent]:
         """The last `count` stored broadcasts, oldest first."""
         return self.broadcasts(max(self.last_seq - count + 1, 1), count)
 
+    @_reading
     def first_seq(self) -> int:
         """The number of the oldest stored broadcast (`last_seq + 1` if none is)."""
         row = self._db.execute("SELECT min(seq) FROM broadcasts").fetchone()
         return int(row[0]) if row[0] is not None else self.last_seq + 1
 
+    @_reading
     def history(self, before: int, limit: int, room: str = MAIN_ROOM) -> Page:
         """The chat messages and notices of `room` numbered below `before` (0: the latest),
         the newest `limit` of them."""
         before = before or self.last_seq + 1
+        self._flush()
         rows = self._db.execute(
             "SELECT seq, sender, '', text, time_ms FROM broadcasts "
             "WHERE room = ? AND kind <= 2 AND seq < ? ORDER BY seq DESC LIMIT ?",
@@ -458,53 +551,113 @@ class Store:
         ).fetchall()
         return _page(rows, limit)
 
+    @_reading
     def conversation(self, me: str, other: str, before: int, limit: int) -> Page:
         """The private messages between `me` and `other`, either way, numbered below
         `before` (0: the latest), the newest `limit` of them."""
         before = before or _NO_LIMIT
+        pair = pair_key(me, other)
+        one, other_key = pair.split("\n")
+        self._flush()
+        # The conversations table lists the messages `index` has got to; the newer ones
+        # are looked through (a few at most, unless indexing lags behind a flood).
+        indexed = int(self._meta("indexed_privates") or 0)
         rows = self._db.execute(
             "SELECT id, sender, recipient, text, time_ms FROM privates "
-            "WHERE pair = ? AND id < ? ORDER BY id DESC LIMIT ?",
-            (pair_key(me, other), before, limit + 1),
+            "WHERE id > ? AND id < ? AND ((sender_key = ? AND recipient_key = ?) "
+            "OR (sender_key = ? AND recipient_key = ?)) ORDER BY id DESC LIMIT ?",
+            (indexed, before, one, other_key, other_key, one, limit + 1),
         ).fetchall()
+        if len(rows) <= limit:
+            rows += self._db.execute(
+                "SELECT id, sender, recipient, text, time_ms FROM conversations "
+                "CROSS JOIN privates USING (id) WHERE conversations.pair = ? AND id < ? "
+                "ORDER BY id DESC LIMIT ?",
+                (pair, min(before, indexed + 1), limit + 1 - len(rows)),
+            ).fetchall()
         return _page(rows, limit)
 
-    def search(self, viewer: str, words: str, limit: int) -> Page:
+    @_reading
+    def pending_for(self, recipient: str, token: str | None) -> list[tuple[ev.PrivateMessage, str]]:
+        """The private messages to `recipient` still waiting for its RECEIVED, oldest first,
+        each with its sender's token hash: those sent to the session of `token` (a hash), or
+        all of them for None (the nick's owner)."""
+        self._flush()
+        rows = self._db.execute(
+            "SELECT msg_id, sender, recipient, text, time_ms, sender_token, recipient_token "
+            "FROM waiting CROSS JOIN privates USING (id) WHERE recipient_key = ? ORDER BY id",
+            (nick_key(recipient),),
+        )
+        return [
+            (ev.PrivateMessage(*row[:5]), row[5])
+            for row in rows
+            if token is None or row[6] == token
+        ]
+
+    @_reading
+    def pending(self, limit: int) -> list[tuple[ev.PrivateMessage, str, str]]:
+        """The oldest `limit` private messages still waiting for their RECEIVED, each with
+        the token hashes of its sender's and its recipient's sessions."""
+        self._flush()
+        rows = self._db.execute(
+            "SELECT msg_id, sender, recipient, text, time_ms, sender_token, recipient_token "
+            "FROM waiting CROSS JOIN privates USING (id) ORDER BY id LIMIT ?",
+            (limit,),
+        )
+        return [(ev.PrivateMessage(*row[:5]), row[5], row[6]) for row in rows]
+
+    @_reading
+    def search(self, viewer: str | None, words: str, limit: int) -> Page:
         """The newest `limit` chat messages that contain all of `words`, among the
-        broadcasts and the private messages `viewer` sent or received; oldest first."""
+        broadcasts and the private messages `viewer` sent or received (None: broadcasts
+        only); oldest first."""
         query = search_query(words)
         if not query:
             return Page([], 0)
-        key = nick_key(viewer)
-        try:
-            public = self._db.execute(
-                "SELECT seq, sender, '', broadcasts.text, time_ms FROM broadcasts "
-                "JOIN broadcasts_text ON broadcasts_text.rowid = broadcasts.seq "
-                "WHERE broadcasts_text MATCH ? ORDER BY seq DESC LIMIT ?",
-                (query, limit),
-            ).fetchall()
+        key = nick_key(viewer) if viewer is not None else None
+        self._flush()
+        # The index walked newest first (its rowid order): the newest hits come first
+        # and the walk stops at `limit`, however many older messages match.
+        public = self._db.execute(
+            "SELECT seq, sender, '', broadcasts.text, time_ms FROM broadcasts_text "
+            "CROSS JOIN broadcasts ON broadcasts.seq = broadcasts_text.rowid "
+            "WHERE broadcasts_text MATCH ? ORDER BY broadcasts_text.rowid DESC LIMIT ?",
+            (query, limit),
+        ).fetchall()
+        private = []
+        if key is not None:
             private = self._db.execute(
-                "SELECT id, sender, recipient, privates.text, time_ms FROM privates "
-                "JOIN privates_text ON privates_text.rowid = privates.id "
+                "SELECT id, sender, recipient, privates.text, time_ms FROM privates_text "
+                "CROSS JOIN privates ON privates.id = privates_text.rowid "
                 "WHERE privates_text MATCH ? AND (sender_key = ? OR recipient_key = ?) "
-                "ORDER BY id DESC LIMIT ?",
+                "ORDER BY privates_text.rowid DESC LIMIT ?",
                 (query, key, key, limit),
             ).fetchall()
-        except sqlite3.Error as exc:
-            log.warning("search for %r failed: %s", words, exc)
-            return Page([], 0)
         hits = sorted(public + private, key=lambda row: (row[4], bool(row[2]), row[0]))[-limit:]
         return Page([Entry(*row) for row in hits], 0)
 
+    @_reading
+    def registered_as(self, nick: str) -> str | None:
+        """The owned nick `nick` stands for, as it was registered; None if not owned."""
+        self._flush()
+        row = self._db.execute(
+            "SELECT nick FROM owners WHERE nick_key = ?", (nick_key(nick),)
+        ).fetchone()
+        return str(row[0]) if row is not None else None
+
+    @_reading
     def owner(self, nick: str) -> bytes | None:
         """The public key that owns `nick`, if it is registered."""
+        self._flush()
         row = self._db.execute(
             "SELECT public_key FROM owners WHERE nick_key = ?", (nick_key(nick),)
         ).fetchone()
         return bytes(row[0]) if row is not None else None
 
+    @_reading
     def owners(self, after: str, limit: int) -> list[str]:
         """Registered nicks sorted by their uniqueness key, those after `after`'s."""
+        self._flush()
         rows = self._db.execute(
             "SELECT nick FROM owners WHERE nick_key > ? ORDER BY nick_key LIMIT ?",
             (nick_key(after) if after else "", limit),
@@ -520,7 +673,7 @@ class Store:
         deleted = 0
         for table, column, newest in (
             ("broadcasts", "seq", self.last_seq),
-            ("privates", "id", self._last_private_id()),
+            ("privates", "id", self._last_private_id),
         ):
             oldest = self._db.execute(
                 f"SELECT {column}, time_ms FROM {table} ORDER BY {column} LIMIT ?",
@@ -531,14 +684,54 @@ class Store:
             if not doomed:
                 continue
             try:
-                cursor = self._write(f"DELETE FROM {table} WHERE {column} <= ?", (doomed[-1],))
+                deleted += self._write(f"DELETE FROM {table} WHERE {column} <= ?", (doomed[-1],))
             except StoreError as exc:
                 log.error("pruning %s failed: %s", table, exc)
-                continue
-            deleted += cursor.rowcount
         return deleted
 
-    def _last_private_id(self) -> int:
+    def index(self) -> int:
+        """Add at most INDEX_BATCH of the chat messages written since the last call to the
+        search index, in a transaction of its own; how many. Searches find a message once
+        it is indexed: within a turn or two of the loop's upkeep."""
+        if self._db.in_transaction or self._rows.any():
+            return 0  # a batch is open: next time
+        done = 0
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            for table, column, kind in (("broadcasts", "seq", "kind"), ("privates", "id", "1")):
+                key = f"indexed_{table}"
+                upto = int(self._meta(key) or 0)
+                extra = ", sender_key, recipient_key" if table == "privates" else ""
+                rows = db.execute(
+                    f"SELECT {column}, {kind}, text{extra} FROM {table} WHERE {column} > ? "
+                    f"ORDER BY {column} LIMIT ?",
+                    (upto, INDEX_BATCH),
+                ).fetchall()
+                if not rows:
+                    continue
+                chat = [(row[0], row[2]) for row in rows if row[1] == _MESSAGE]
+                db.executemany(f"INSERT INTO {table}_text (rowid, text) VALUES (?, ?)", chat)
+                if extra:
+                    db.executemany(
+                        "INSERT INTO conversations (pair, id) VALUES (?, ?)",
+                        [("\n".join(sorted(row[3:5])), row[0]) for row in rows],
+                    )
+                db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(rows[-1][0]), key))
+                done += len(chat)
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            log.error("indexing for search failed: %s", exc)
+            return 0
+        return done
+
+    def _meta(self, key: str) -> str:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row is not None else ""
+
+    def _max_private_id(self) -> int:
         row = self._db.execute("SELECT max(id) FROM privates").fetchone()
         return int(row[0] or 0)
 
@@ -548,6 +741,8 @@ class Store:
             self.commit()
         except StoreError as exc:
             log.error("closing the store: last writes lost: %s", exc)
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         self._db.close()
 
     def _now_ms(self) -> int:
@@ -561,10 +756,84 @@ _INSERT_BROADCAST: Final = (
     "INSERT INTO broadcasts (seq, room, kind, msg_id, sender, sender_key, text, time_ms) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-_INSERT_PRIVATE: Final = (
-    "INSERT INTO privates (msg_id, sender, sender_key, recipient, recipient_key, pair, text, "
-    "time_ms, sender_token, recipient_token, pending) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT_PRIVATE: Final = "INSERT INTO privates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_DONE: Final = "DELETE FROM waiting WHERE id = ?"
+
+
+class _Rows:
+    """The rows of the next commit, by table, and how many of each are in the open
+    transaction already (flushed)."""
+
+    def __init__(self) -> None:
+        self.broadcasts: list[tuple[Any, ...]] = []
+        self.privates: list[tuple[Any, ...]] = []
+        self.done: list[tuple[int]] = []
+        #: Statements run at once (owners, pruning), in order.
+        self.statements: list[tuple[str, Sequence[Any]]] = []
+        self.unflush()
+
+    def unflush(self) -> None:
+        """Nothing is in the transaction (it was rolled back, or committed)."""
+        self.flushed_broadcasts = self.flushed_privates = self.flushed_done = 0
+        self.flushed_statements = 0
+
+    def unflushed(self) -> bool:
+        return (
+            len(self.broadcasts) > self.flushed_broadcasts
+            or len(self.privates) > self.flushed_privates
+            or len(self.done) > self.flushed_done
+            or len(self.statements) > self.flushed_statements
+        )
+
+    def any(self) -> bool:
+        return bool(self.broadcasts or self.privates or self.done or self.statements)
+
+    def count(self) -> int:
+        return len(self.broadcasts) + len(self.privates) + len(self.done) + len(self.statements)
+
+    def clear(self) -> None:
+        self.broadcasts, self.privates, self.done, self.statements = [], [], [], []
+        self.unflush()
+
+    def bound(self, limit: int) -> None:
+        """Keep at most `limit` rows of each kind, the newest: a disk that stays full must
+        not fill the broker's memory instead."""
+        for name in ("broadcasts", "privates", "done", "statements"):
+            rows = getattr(self, name)
+            if len(rows) > limit:
+                log.error("the store dropped %d unwritten %s rows", len(rows) - limit, name)
+                del rows[: len(rows) - limit]
+
+
+class _Checkpoints:
+    """A thread that checkpoints the database at `path` every CHECKPOINT_INTERVAL_S, on a
+    connection of its own: the loop's commits only append to the write-ahead log, and the
+    disk syncs of a checkpoint happen here, outside the GIL (sqlite3 releases it)."""
+
+    def __init__(self, path: str) -> None:
+        self._stopping = threading.Event()
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopping.wait(CHECKPOINT_INTERVAL_S):
+            try:
+                # PASSIVE: copies what no reader needs, never waits for the writer.
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error as exc:
+                log.warning("checkpoint failed: %s", exc)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join()
+        try:
+            # The last one truncates the log: a stopped broker leaves one file behind.
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            log.warning("checkpoint failed: %s", exc)
+        self._db.close()
 
 
 def _create_private(path: str) -> None:
@@ -575,13 +844,6 @@ def _create_private(path: str) -> None:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as exc:
         raise StoreUnusable(f"{path}: {exc.strerror}") from exc
-
-
-def _retryable(sql: str) -> str:
-    """`sql` made safe to run again after some of a batch may have been written."""
-    if sql.startswith("INSERT INTO"):
-        return "INSERT OR IGNORE INTO" + sql[len("INSERT INTO") :]
-    return sql
 
 
 def _statements(script: str) -> list[str]:

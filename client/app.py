@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Final
 
 from prompt_toolkit import PromptSession
@@ -14,6 +15,7 @@ from prompt_toolkit import PromptSession
 from messages import ProtocolError, normalize_nick, sanitize
 
 from .connection import CurveKeys
+from .history import INPUT_HISTORY_FILE, SEEN_FILE, InputHistory, SeenFile
 from .identity import Identity
 from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session, new_session_token
 from .state import Ending, LinkState
@@ -35,10 +37,14 @@ async def connect_and_register(
     say: Say,
     timeout_s: float = REGISTRATION_TIMEOUT_S,
     keys: CurveKeys | None = None,
+    history_lines: int = 0,
+    seen: SeenFile | None = None,
     identity: Identity | None = None,
 ) -> Session:
     """A session registered on `server`, asking for another nick (through `ask_nick`) while
-    the nick is missing, invalid or taken; `say` tells the user why. Raises
+    the nick is missing, invalid or taken; `say` tells the user why. It shows the last
+    `history_lines` broadcasts on joining, marking those after the last one `seen` names
+    as unread. Raises
     RegistrationError if the server does not answer, ValueError if `server` is not a valid
     endpoint."""
     token = new_session_token()
@@ -54,7 +60,16 @@ async def connect_and_register(
             nick = None
             continue
         # A fresh connection per attempt: nothing of a refused attempt lingers.
-        session = Session(server, nick, keys=keys, token=token, identity=identity)
+        last_seen = None if seen is None else lambda epoch: seen.last_seen(server, epoch)
+        session = Session(
+            server,
+            nick,
+            keys=keys,
+            token=token,
+            history_lines=history_lines,
+            last_seen=last_seen,
+            identity=identity,
+        )
         try:
             await session.register(timeout_s)
         except RegistrationError as exc:
@@ -73,12 +88,23 @@ async def connect_and_register(
 class InteractiveClient:
     """A registered session driven by the full-screen UI."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(
+        self,
+        session: Session,
+        input_history: InputHistory | None = None,
+        seen: SeenFile | None = None,
+    ) -> None:
+        """`input_history` keeps the lines typed; `seen`, when the run ends, the last
+        broadcast shown (the next run counts the unread from there)."""
         self.session = session
+        self.seen = seen
         self.state = session.state
         self._lines: asyncio.Queue[str] = asyncio.Queue()
-        self.ui = ChatUI(self.state, self._lines.put_nowait)
+        self.ui = ChatUI(
+            self.state, self._lines.put_nowait, input_history, older=session.request_older
+        )
         session.show = self.ui.show
+        session.show_above = self.ui.show_above
         self.quit_sent = False
 
     async def run(self, hung_up: asyncio.Event | None = None) -> Ending:
@@ -109,6 +135,13 @@ class InteractiveClient:
         finally:
             for task in background:
                 task.cancel()
+            self._save_seen()
+
+    def _save_seen(self) -> None:
+        """Keep the last broadcast shown, for the next run's unread count."""
+        state = self.state
+        if self.seen is not None and state.epoch:
+            self.seen.save(self.session.server, state.epoch, state.last_seq)
 
     async def hang_up(self) -> None:
         """The terminal is gone (SIGHUP, closed window): leave as /quit does, so that
@@ -153,10 +186,13 @@ async def run_interactive(
     nick: str | None,
     timeout_s: float = REGISTRATION_TIMEOUT_S,
     keys: CurveKeys | None = None,
+    state_dir: Path | None = None,
+    history_lines: int = 0,
     identity: Identity | None = None,
 ) -> Ending:
     """Ask for a nick if needed, register, and run the full-screen chat until it ends
-    (logging at the root logger's level shows in its message pane meanwhile)."""
+    (logging at the root logger's level shows in its message pane meanwhile). With a
+    `state_dir`, the input history and the last broadcast seen are kept there."""
     prompt: PromptSession[str] = PromptSession()
 
     async def ask_nick() -> str:
@@ -170,16 +206,23 @@ async def run_interactive(
     loop = asyncio.get_running_loop()
     hung_up = asyncio.Event()
     loop.add_signal_handler(signal.SIGHUP, hung_up.set)
+    seen = SeenFile(state_dir / SEEN_FILE) if state_dir is not None else None
     try:
         try:
             session = await connect_and_register(
-                server, nick, ask_nick, say, timeout_s, keys, identity
+                server, nick, ask_nick, say, timeout_s, keys, history_lines, seen, identity
             )
         except (RegistrationError, ValueError) as exc:
             return Ending(str(exc), 1)
         except (EOFError, KeyboardInterrupt):
             return Ending("", 1)
-        client = InteractiveClient(session)
+        input_history = None
+        if state_dir is not None:
+            try:
+                input_history = InputHistory(state_dir / INPUT_HISTORY_FILE)
+            except OSError as exc:
+                say(f"the input history is not kept: {exc}")
+        client = InteractiveClient(session, input_history, seen)
         try:
             return await client.run(hung_up)
         finally:

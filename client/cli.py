@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from messages import sanitize, sanitizing_handler
+from messages import HISTORY_PAGE_LIMIT, sanitize, sanitizing_handler
 
 from .connection import CurveKeys, ServerKeyError, load_server_key, parse_server_key
+from .history import DEFAULT_HISTORY_LINES, INPUT_HISTORY_FILE, SEEN_FILE
 from .identity import IDENTITY_FILE, Identity, IdentityError, load_identity
 from .session import REGISTRATION_TIMEOUT_S
 
@@ -73,6 +74,16 @@ def _positive_seconds(text: str) -> float:
     return seconds
 
 
+def _history_lines(text: str) -> int:
+    try:
+        lines = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of messages: {text!r}") from None
+    if not 0 <= lines <= HISTORY_PAGE_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {HISTORY_PAGE_LIMIT}: {text!r}")
+    return lines
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; `--help` documents every option."""
     parser = argparse.ArgumentParser(
@@ -118,8 +129,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         type=Path,
         metavar="DIR",
-        help=f"where the broker keeps {SERVER_KEY_FILE} and this client its {IDENTITY_FILE} "
-        f"(default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
+        help=f"where the broker keeps {SERVER_KEY_FILE}, and the client its {IDENTITY_FILE}, "
+        f"the lines you typed ({INPUT_HISTORY_FILE}) and the last message you saw on each "
+        f"server ({SEEN_FILE}) (default: ${STATE_DIR_ENV} or ~/.local/state/zmq-chat)",
+    )
+    parser.add_argument(
+        "--history",
+        type=_history_lines,
+        default=None,
+        metavar="N",
+        help=f"show the last N messages on joining, 0 for none (default: "
+        f"{DEFAULT_HISTORY_LINES} on a terminal, 0 in line mode)",
     )
     parser.add_argument(
         "--identity",
@@ -165,7 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(sys.stdin, io.TextIOWrapper):
             sys.stdin.reconfigure(errors="replace")
         client = LineClient(
-            args.server, args.nick, sys.stdin, sys.stdout, sys.stderr, keys, identity
+            args.server,
+            args.nick,
+            sys.stdin,
+            sys.stdout,
+            sys.stderr,
+            keys,
+            args.history or 0,
+            identity,
         )
         return asyncio.run(client.run(args.timeout))
 
@@ -173,7 +200,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.getLogger().setLevel(level)
     try:
-        ending = asyncio.run(run_interactive(args.server, args.nick, args.timeout, keys, identity))
+        history = DEFAULT_HISTORY_LINES if args.history is None else args.history
+        state_dir = args.state_dir if args.state_dir is not None else default_state_dir()
+        ending = asyncio.run(
+            run_interactive(
+                args.server, args.nick, args.timeout, keys, state_dir, history, identity
+            )
+        )
     except KeyboardInterrupt:
         return 1
     if ending.reason:

@@ -11,7 +11,9 @@ from typing import Final
 from messages import (
     DEFAULT_BAN_SECONDS,
     DEFAULT_KICK_BAR_SECONDS,
+    HISTORY_PAGE_LIMIT,
     MAX_REASON_BYTES,
+    MAX_SEARCH_BYTES,
     MAX_TEXT_BYTES,
     MAX_TOKEN_BYTES,
     ProtocolError,
@@ -56,6 +58,20 @@ class SetTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowHistory:
+    """Show the last `limit` messages to everyone, from the broker's history."""
+
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHistory:
+    """Show the messages (to everyone, and one's own privates) that hold `words`."""
+
+    words: str
+
+
+@dataclass(frozen=True, slots=True)
 class ShowHelp:
     """Show the command list."""
 
@@ -84,7 +100,21 @@ class Nothing:
     """An empty line: do nothing."""
 
 
-Action = Post | Send | SetTarget | ShowHelp | Hint | RegisterNick | Leave | Nothing
+Action = (
+    Post
+    | Send
+    | SetTarget
+    | ShowHistory
+    | SearchHistory
+    | ShowHelp
+    | Hint
+    | RegisterNick
+    | Leave
+    | Nothing
+)
+
+#: How many messages `/history` shows unless told.
+DEFAULT_HISTORY_SHOWN: Final = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +130,20 @@ class CommandInfo:
 
 COMMANDS: Final = (
     CommandInfo("msg", "NICK TEXT", "send TEXT privately to NICK (also: @NICK TEXT)", True),
-    CommandInfo("query", "NICK", "send plain lines privately to NICK until /all", True),
+    CommandInfo(
+        "query",
+        "NICK",
+        "send plain lines privately to NICK until /all; shows your last messages with NICK",
+        True,
+    ),
     CommandInfo("all", "", "send plain lines to everyone again"),
+    CommandInfo(
+        "history",
+        "[N]",
+        f"show the last N messages (default {DEFAULT_HISTORY_SHOWN}, at most "
+        f"{HISTORY_PAGE_LIMIT}); PageUp at the top fetches older ones",
+    ),
+    CommandInfo("search", "WORDS", "find the messages that hold every one of WORDS"),
     CommandInfo("users", "", "list who is here"),
     CommandInfo("register", "", "own your nick: only your identity may take it"),
     CommandInfo("unregister", "", "free your nick for anyone again"),
@@ -182,6 +224,15 @@ def _bar(name: str, args: list[str]) -> Action:
     return _reasoned(Ban(args[0], seconds, reason), reason)
 
 
+def _history(args: list[str]) -> Action:
+    """/history [N]."""
+    if not args:
+        return ShowHistory(DEFAULT_HISTORY_SHOWN)
+    if not args[0].isdecimal() or not 1 <= int(args[0]) <= HISTORY_PAGE_LIMIT or len(args) > 1:
+        return Hint(f"usage: /history [N], N from 1 to {HISTORY_PAGE_LIMIT}")
+    return ShowHistory(int(args[0]))
+
+
 def _mention(line: str) -> Action | None:
     """`@nick text` as a private message, or None if the line is not one."""
     first, _, text = line[1:].partition(" ")
@@ -221,6 +272,13 @@ def parse_line(line: str, target: str | None) -> Action:
             return SetTarget(args[0]) if args else SetTarget(None)
         case "all":
             return SetTarget(None)
+        case "history" | "backlog":
+            return _history(args)
+        case "search" | "grep":
+            if not rest:
+                return _usage("search")
+            hint = _too_long("search", rest, MAX_SEARCH_BYTES)
+            return hint if hint is not None else SearchHistory(rest)
         case "users" | "names" | "who":
             return Send(ListUsers())
         case "register":

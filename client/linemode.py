@@ -17,6 +17,7 @@ broker acknowledges it (private messages go to their recipient only). Delivery s
 as their own lines, only where they tell something new:
 
     HH:MM -!- delivered to bob: text                  bob's client confirmed a private message
+    HH:MM -!- kept for bob until they are back: text  bob (an owned nick) is away
     HH:MM -!- error 404: not sent to bob: text (no such nick: bob)
     HH:MM -!- error 413: not sent: text (reason)      the broker refused it; it is not retried
     HH:MM -!- error 504: not delivered to bob: text (bob left before receiving it (...))
@@ -102,7 +103,7 @@ def printed(entry: Entry) -> bool:
     if entry.kind is EntryKind.DELIVERY:
         if entry.delivery is Delivery.SENT:
             return bool(entry.recipient)  # an own private message, printed as such
-        return entry.delivery in (Delivery.DELIVERED, Delivery.FAILED)
+        return entry.delivery in (Delivery.DELIVERED, Delivery.STORED, Delivery.FAILED)
     # Own messages as typed: printed once the broker has them.
     return entry.delivery is None
 
@@ -176,7 +177,7 @@ class LinePrinter:
         return held.lines
 
     def _lines_of(self, entry: Entry) -> list[str]:
-        if entry.kind is EntryKind.PRIVATE and entry.own:
+        if entry.kind is EntryKind.PRIVATE and entry.own and not entry.history:
             # It comes back only to someone who sent it to themselves.
             return [plain_line(entry)] if self._told.add(entry.msg_id) else []
         told = entry.kind is EntryKind.DELIVERY and entry.delivery is not Delivery.FAILED
@@ -187,7 +188,7 @@ class LinePrinter:
         if self._told.add(entry.msg_id):
             message = dataclasses.replace(entry, kind=EntryKind.PRIVATE, delivery=None)
             out.append(plain_line(message))
-        if entry.delivery is Delivery.DELIVERED:
+        if entry.delivery in (Delivery.DELIVERED, Delivery.STORED):
             out.append(plain_line(entry))
         return out
 
@@ -203,10 +204,13 @@ class LineClient:
         stdout: TextIO,
         stderr: TextIO,
         keys: CurveKeys | None = None,
+        history_lines: int = 0,
         identity: Identity | None = None,
     ) -> None:
         self.server = server
         self.identity = identity
+        #: Broadcasts of the stored history printed on joining.
+        self.history_lines = history_lines
         self.nick = nick
         self.stdin = stdin
         self.stdout = stdout
@@ -237,7 +241,14 @@ class LineClient:
             nick = normalize_nick(self.nick)
         except ProtocolError as exc:
             return self.fail(f"invalid nick {self.nick!r}: {exc.reason}", 2)
-        session = Session(self.server, nick, self.show, keys=self.keys, identity=self.identity)
+        session = Session(
+            self.server,
+            nick,
+            self.show,
+            keys=self.keys,
+            history_lines=self.history_lines,
+            identity=self.identity,
+        )
         linger_ms = 0
         try:
             try:

@@ -7,6 +7,7 @@ send an id first so that receivers drop ours as a repeat) and goes through these
 states:
 
     PENDING --ACK--> SENT --DELIVERED--> DELIVERED      (DELIVERED: TELL only)
+                      +--STORED--> STORED --DELIVERED--+  (the recipient, an owned nick, is away)
        |              |
        +--ERROR--> FAILED <--ERROR 504--+               (any code but 401 and 429)
 
@@ -88,6 +89,8 @@ class Delivery(enum.Enum):
     SENT = "sent"
     #: A private message the recipient's client confirmed.
     DELIVERED = "delivered"
+    #: The recipient is away: the broker keeps it for them (then DELIVERED).
+    STORED = "stored"
     #: The broker refused it; it is not sent again.
     FAILED = "failed"
 
@@ -234,6 +237,19 @@ class Outbox:
         message.state = Delivery.SENT
         message.acked_at = now
         self._prune(now)
+        return message
+
+    def on_stored(self, msg_id: str, now: float) -> OutgoingMessage | None:
+        """STORED: the broker keeps the TELL for its recipient, who is away. Returns the
+        message if its state changed."""
+        message = self._messages.get(msg_id)
+        if message is None or message.recipient is None:
+            return None
+        if message.state not in (Delivery.PENDING, Delivery.SENT):
+            return None
+        if message.acked_at is None:
+            message.acked_at = now
+        message.state = Delivery.STORED
         return message
 
     def on_delivered(self, msg_id: str, now: float) -> OutgoingMessage | None:

@@ -12,6 +12,7 @@ Drawing costs what is on screen: only the lines around the bottom row on screen 
 and wrapped, however long the scrollback.
 """
 
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
@@ -102,6 +103,12 @@ class MessagePane:
         self.height, self.width = DEFAULT_SIZE
         # line number -> (the line wrapped, width, its rows)
         self._wrapped: dict[int, tuple[StyleAndTextTuples, int, list[StyleAndTextTuples]]] = {}
+        # Lines were dropped for room: older lines may no longer go on top.
+        self._trimmed = False
+        #: Called when the user scrolls up with the first row on screen already (to fetch
+        #: what came before it), and on any scrolling by the user.
+        self.on_top: Callable[[], None] | None = None
+        self.on_scroll: Callable[[], None] | None = None
         self.control = _PaneControl(self)
         self.window = Window(self.control, always_hide_cursor=True)
 
@@ -119,10 +126,40 @@ class MessagePane:
         if excess > 0:
             del self.lines[:excess]
             self.dropped += excess
+            self._trimmed = True
             if self.anchor is not None:
                 line = self.anchor.line - excess
                 self.anchor = self.anchor._replace(line=line) if line >= 0 else Position(0, 0)
         return number
+
+    @property
+    def can_prepend(self) -> bool:
+        """Whether lines may go above the first (none was dropped for room)."""
+        return not self._trimmed
+
+    def prepend(self, lines: list[StyleAndTextTuples]) -> int:
+        """Put `lines` above the first line, as many as SCROLLBACK_LINES leaves room for
+        (the last of them) and none once lines were dropped for room; return how many.
+        Line numbers stay as they were, and so does what a scrolled-up pane shows."""
+        if self._trimmed:
+            return 0
+        room = SCROLLBACK_LINES - len(self.lines)
+        lines = lines[len(lines) - room :] if len(lines) > room else lines
+        self.lines[:0] = lines
+        self.dropped -= len(lines)
+        if self.anchor is not None:
+            self.anchor = self.anchor._replace(line=self.anchor.line + len(lines))
+        return len(lines)
+
+    def drop_first(self) -> None:
+        """Remove the first line (the others keep their numbers)."""
+        if not self.lines:
+            return
+        del self.lines[0]
+        self.dropped += 1
+        if self.anchor is not None:
+            line = self.anchor.line - 1
+            self.anchor = self.anchor._replace(line=line) if line >= 0 else Position(0, 0)
 
     def replace(self, number: int, line: StyleAndTextTuples) -> bool:
         """Draw line number `number` as `line`; False if it has been dropped."""
@@ -215,14 +252,22 @@ class MessagePane:
         return max(1, self.height - 1)
 
     def scroll_up(self, rows: int | None = None) -> None:
-        """Scroll back by `rows` (default: a page)."""
+        """Scroll back by `rows` (default: a page); with the first row on screen already,
+        ask for what came before it (`on_top`)."""
+        at_top = not self.lines or self.up(self.bottom(), self.height - 1) == Position(0, 0)
         if self.lines:
             self._scroll_to(self.up(self.bottom(), rows or self.page()))
+        if self.on_scroll is not None:
+            self.on_scroll()
+        if at_top and self.on_top is not None:
+            self.on_top()
 
     def scroll_down(self, rows: int | None = None) -> None:
         """Scroll forward by `rows` (default: a page); pins again at the newest row."""
         if self.anchor is not None:
             self._scroll_to(self.down(self.bottom(), rows or self.page()))
+        if self.on_scroll is not None:
+            self.on_scroll()
 
     def resize(self, width: int, height: int) -> None:
         """Take the pane's size for the drawing that follows."""

@@ -61,6 +61,17 @@ def clock(time_ms: int) -> str:
     return time.strftime("%H:%M", time.localtime(time_ms / 1000))
 
 
+def stamp(entry: Entry) -> str:
+    """When `entry` was said: HH:MM, or YYYY-MM-DD HH:MM for a dated entry."""
+    if entry.dated:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.time_ms / 1000))
+    return clock(entry.time_ms)
+
+
+#: What surrounds the text of a marker line (`── now ──`).
+MARKER_RULE: Final = "──"
+
+
 def plain_line(entry: Entry) -> str:
     """`entry` as one sanitized line of text, the line-mode output format:
 
@@ -68,28 +79,36 @@ def plain_line(entry: Entry) -> str:
     - `HH:MM [alice -> bob] text` for a private message;
     - `HH:MM -!- text` for system lines, `HH:MM -!- notice: text` for notices;
     - `HH:MM -!- error CODE: reason` for errors (`-!- error: reason` for local ones);
+    - `HH:MM -- text --` for marker lines (a new day, where the unread part and now
+      begin); search hits start with the date: `YYYY-MM-DD HH:MM <alice> text`;
     - for delivery changes of own messages: `HH:MM -!- delivered to bob: text`,
       `HH:MM -!- error CODE: not sent to bob: text (reason)` (`not sent: text` for a message
       to everyone; `not delivered to bob` for ERROR 504, dropped after it was sent),
-      `HH:MM -!- sent: text`, `HH:MM -!- pending: text`.
+      `HH:MM -!- sent: text`, `HH:MM -!- pending: text`, and for a private message kept for
+      an owner who is away `HH:MM -!- kept for bob until they are back: text`;
+    - a private message that arrived long after it was sent ends with
+      `(sent YYYY-MM-DD HH:MM, delivered later)`.
     """
-    stamp = clock(entry.time_ms)
+    when = stamp(entry)
     text = sanitize(entry.text)
     match entry.kind:
         case EntryKind.DELIVERY:
-            return f"{stamp} -!- {_delivery_text(entry)}"
+            return f"{when} -!- {_delivery_text(entry)}"
         case EntryKind.MESSAGE:
-            return f"{stamp} <{sanitize(entry.sender)}> {text}"
+            return f"{when} <{sanitize(entry.sender)}> {text}"
         case EntryKind.PRIVATE:
-            return f"{stamp} [{sanitize(entry.sender)} -> {sanitize(entry.recipient)}] {text}"
+            late = "".join(text for _, text, *_ in late_mark(entry))
+            return f"{when} [{sanitize(entry.sender)} -> {sanitize(entry.recipient)}] {text}{late}"
         case EntryKind.NOTICE:
-            return f"{stamp} -!- notice: {text}"
+            return f"{when} -!- notice: {text}"
         case EntryKind.ERROR:
             code = f" {entry.code}" if entry.code else ""
-            return f"{stamp} -!- error{code}: {text}"
+            return f"{when} -!- error{code}: {text}"
         case EntryKind.SYSTEM:
-            return f"{stamp} -!- {text}"
-    return f"{stamp} {text}"  # pragma: no cover - every kind is matched above
+            return f"{when} -!- {text}"
+        case EntryKind.MARKER:
+            return f"{when} -- {text} --"
+    return f"{when} {text}"  # pragma: no cover - every kind is matched above
 
 
 def _delivery_text(entry: Entry) -> str:
@@ -103,6 +122,8 @@ def _delivery_text(entry: Entry) -> str:
             return f"error{code}: {what}{to}: {text} ({sanitize(entry.reason)})"
         case Delivery.DELIVERED:
             return f"delivered{to}: {text}"
+        case Delivery.STORED:
+            return f"kept for {sanitize(entry.recipient)} until they are back: {text}"
         case Delivery.SENT:
             return f"sent{to}: {text}"
     return f"pending{to}: {text}"
@@ -113,6 +134,7 @@ DELIVERY_MARKS: Final = {
     Delivery.PENDING: ("class:delivery.pending", " …"),
     Delivery.SENT: ("class:delivery.sent", " ✓"),
     Delivery.DELIVERED: ("class:delivery.delivered", " ✓✓"),
+    Delivery.STORED: ("class:delivery.stored", " ✉"),
     Delivery.FAILED: ("class:delivery.failed", " ✗"),
 }
 
@@ -127,14 +149,23 @@ def delivery_mark(entry: Entry) -> StyleAndTextTuples:
     return [(style, mark)]
 
 
+def late_mark(entry: Entry) -> StyleAndTextTuples:
+    """For a private message delivered later: when it was sent (its line shows that time)."""
+    if not entry.late:
+        return []
+    sent = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.time_ms / 1000))
+    return [("class:delivery.late", f" (sent {sent}, delivered later)")]
+
+
 def _nick(nick: str, own_nick_style: bool) -> tuple[str, str]:
     style = "class:nick.own" if own_nick_style else f"class:nick fg:{nick_color(nick)}"
     return (style, sanitize(nick))
 
 
 def formatted_line(entry: Entry) -> StyleAndTextTuples:
-    """`entry` as styled fragments for the message pane (one line, sanitized)."""
-    line: StyleAndTextTuples = [("class:time", clock(entry.time_ms) + " ")]
+    """`entry` as styled fragments for the message pane (one line, sanitized); history
+    dimmed."""
+    line: StyleAndTextTuples = [("class:time", stamp(entry) + " ")]
     text_style = "class:text.highlight" if entry.highlight else "class:text"
     if entry.own:
         text_style = "class:text.own"
@@ -156,6 +187,7 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
                 ("class:private", "] "),
                 (f"{text_style} class:text.private", sanitize(entry.text)),
                 *delivery_mark(entry),
+                *late_mark(entry),
             ]
         case EntryKind.NOTICE:
             line += [("class:notice", "-!- notice: " + sanitize(entry.text))]
@@ -167,4 +199,10 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
         case EntryKind.DELIVERY:
             style = "class:error" if entry.delivery is Delivery.FAILED else "class:system"
             line += [(style, "-!- " + _delivery_text(entry))]
+        case EntryKind.MARKER:
+            rule = MARKER_RULE * 4
+            line += [("class:marker", f"{rule} {sanitize(entry.text)} {rule}")]
+    if entry.history:
+        # The class comes last: its color wins over the nick colors.
+        return [(f"{fragment[0]} class:history", fragment[1]) for fragment in line]
     return line

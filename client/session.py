@@ -30,6 +30,7 @@ other tasks (the UI) get their turn.
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -37,6 +38,9 @@ from typing import Final
 
 from messages import (
     FETCH_REPLY_BYTES,
+    MAX_ID_BYTES,
+    MAX_NICK_CHARS,
+    MAX_TEXT_BYTES,
     REPLY_BURST_BYTES,
     REPLY_BYTES_PER_SECOND,
     USERS_PAGE_BYTES,
@@ -49,6 +53,7 @@ from messages.commands import (
     ClientCommand,
     Fetch,
     Hello,
+    History,
     Kick,
     ListNicks,
     ListUsers,
@@ -56,6 +61,7 @@ from messages.commands import (
     Quit,
     Received,
     Register,
+    Search,
     Unban,
     Unregister,
     Wall,
@@ -68,12 +74,15 @@ from messages.events import (
     Error,
     Joined,
     Left,
+    LogEntry,
     Message,
     NickList,
     Notice,
+    Page,
     Pong,
     PrivateMessage,
     Registered,
+    Stored,
     Tick,
     UserList,
     Welcome,
@@ -85,9 +94,11 @@ from .commands import (
     Nothing,
     Post,
     RegisterNick,
+    SearchHistory,
     Send,
     SetTarget,
     ShowHelp,
+    ShowHistory,
     help_lines,
     parse_line,
 )
@@ -99,6 +110,7 @@ from .connection import (
     StreamItem,
     StreamReady,
 )
+from .history import OLDER_PAGE_LINES, QUERY_HISTORY_LINES, Purpose, Request, Requests
 from .identity import Identity
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .state import ChatState, Ending, Entry
@@ -122,10 +134,24 @@ NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
 #: nick: the session is over, and trying again would only be refused again.
 BARRED: Final = ErrorCode.FORBIDDEN
 #: Commands the broker's flood control counts (chat text aside): paced like chat text.
-_METERED: Final = (ListUsers, ListNicks, Register, Unregister, Kick, Ban, Unban, Wall)
+_METERED: Final = (
+    ListUsers,
+    ListNicks,
+    Register,
+    Unregister,
+    Kick,
+    Ban,
+    Unban,
+    Wall,
+    History,
+    Search,
+)
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
-_REPLY_METERED: Final = (Fetch, ListUsers, ListNicks)
+_REPLY_METERED: Final = (Fetch, ListUsers, ListNicks, History, Search)
+#: The most one LOG event weighs (its frames), for pacing HISTORY and SEARCH: a page of
+#: them may outweigh the largest answer below.
+_LOG_BYTES: Final = MAX_TEXT_BYTES + 2 * 4 * MAX_NICK_CHARS + MAX_ID_BYTES + 64
 #: The most one answer to them costs: a FETCH answer or a USERS page.
 _LARGEST_REPLY_BYTES: Final = max(FETCH_REPLY_BYTES, USERS_PAGE_BYTES)
 #: Such commands sent at once, then per second: counting each as the largest answer, the
@@ -163,6 +189,14 @@ def _discard(entries: list[Entry]) -> None:
     pass
 
 
+def _reply_cost(command: ClientCommand) -> float:
+    """How many of the largest answers the answer to `command` may weigh, at most: more
+    than one for a long page of history."""
+    if isinstance(command, History | Search):
+        return float(max(1, math.ceil(command.limit * _LOG_BYTES / _LARGEST_REPLY_BYTES)))
+    return 1.0
+
+
 class Session:
     """One chat session of `nick` on `server`, across as many connections as it takes.
 
@@ -180,6 +214,8 @@ class Session:
         keys: CurveKeys | None = None,
         token: str | None = None,
         stream_buffers: StreamBuffers | None = None,
+        history_lines: int = 0,
+        last_seen: Callable[[str], int | None] | None = None,
         identity: Identity | None = None,
     ) -> None:
         self.server = server
@@ -194,6 +230,23 @@ class Session:
         self.state = ChatState(nick, server, secure=keys is not None)
         #: Where entries go; may be replaced before `run` (the UI is built after `register`).
         self.show = show
+        #: Where history goes that is older than everything shown (the history on joining,
+        #: older pages): above it all in the UI. None: shown like anything else.
+        self.show_above: Show | None = None
+        #: Broadcasts of the stored history shown on joining (0: none).
+        self.history_lines = history_lines
+        #: The last broadcast number the user saw in a given epoch, on an earlier run (for
+        #: the unread marker); None: unknown.
+        self.last_seen = last_seen
+        #: HISTORY and SEARCH requests awaiting their answers.
+        self.requests = Requests()
+        #: `before` of the next older page of the room's history (0: nothing older; None:
+        #: not known before the first WELCOME).
+        self.older_before: int | None = None
+        # The history shown on joining is shown (or was not asked for).
+        self._backlog_shown = history_lines <= 0
+        # Some of the room's history is on top of the pane.
+        self._history_on_top = False
         # Message ids are seen by every recipient: they must not reveal the session token,
         # which is all it takes to resume (take over) this session.
         self.outbox = Outbox(new_session_token())
@@ -347,6 +400,8 @@ class Session:
         self._quiet_user_lists = 0
         self._user_pages.reset()
         self._nick_pages.reset()
+        # (The history on joining is asked for again after the next WELCOME.)
+        self.requests.clear()
         self._fail_waiters()
 
     async def _hello(self, timeout_s: float) -> Welcome | Error | None:
@@ -541,6 +596,13 @@ class Session:
         self._last_heard = now
         self.outbox.set_heartbeat(welcome.heartbeat_ms)
         entries = self.state.welcome(welcome, restarted)
+        if self.older_before is None or restarted:
+            # The history stops where this run's live broadcasts begin.
+            self.older_before = welcome.seq + 1
+        if not self._backlog_shown and not self.requests.awaiting(Purpose.BACKLOG):
+            self._queue(
+                self.requests.history(Purpose.BACKLOG, "", self.older_before, self.history_lines)
+            )
         again = self.outbox.on_registered(now, restarted, self._lost_at)
         entries += [self.state.delivery(message) for message in again]
         self._show(entries)
@@ -668,6 +730,8 @@ class Session:
                     self._settled(self.outbox.on_ack(msg_id, now), now)
             case Delivered(msg_id=msg_id):
                 self._settled(self.outbox.on_delivered(msg_id, now), now)
+            case Stored(msg_id=msg_id):
+                self._settled(self.outbox.on_stored(msg_id, now), now)
             case Error():
                 await self._error(event, now)
             case Pong():
@@ -680,8 +744,68 @@ class Session:
                 self._show(self.state.apply(event))
                 # Our nick joined or left the owned ones.
                 self._queue(ListNicks())
+            case LogEntry():
+                self.requests.add(event)
+            case Page():
+                if (request := self.requests.finish(event)) is not None:
+                    self._history_page(request, event)
             case _:
                 self._show(self.state.apply(event))
+
+    # -- stored history ----------------------------------------------------------------
+
+    def _history_page(self, request: Request, page: Page) -> None:
+        """Show the answer to a HISTORY or SEARCH, where its purpose says."""
+        state, logs = self.state, request.logs
+        match request.purpose, request.command:
+            case Purpose.BACKLOG, _:
+                self._backlog_shown = True
+                self.older_before = page.next_before
+                seen = self.last_seen(state.epoch) if self.last_seen is not None else None
+                self._show_older(state.backlog(logs, seen, more=page.next_before > 0))
+                self._history_on_top = bool(logs)
+            case Purpose.OLDER, _:
+                self.older_before = page.next_before
+                entries = state.history(logs)
+                self._history_on_top = self._history_on_top or bool(logs)
+                if not page.next_before and self._history_on_top:
+                    entries.insert(0, state.marker("the history begins here"))
+                self._show_older(entries)
+            case Purpose.SHOW, History(target=target) if target and not logs:
+                pass  # /query NICK with nobody new to talk to: nothing to show
+            case Purpose.SHOW, History(target=target):
+                with_whom = f" with {target}" if target else ""
+                noun = "message" if len(logs) == 1 else "messages"
+                header = state.info(f"history: the last {len(logs)} {noun}{with_whom}")
+                self._show([header, *state.history(logs), state.marker("end of history")])
+            case Purpose.SEARCH, Search(words=words):
+                noun = "hit" if len(logs) == 1 else "hits"
+                header = state.info(f"search {words!r}: {len(logs)} {noun}")
+                self._show([header, *state.history(logs, dated=True)])
+
+    def _show_older(self, entries: list[Entry]) -> None:
+        """Show `entries` above everything shown so far (or like anything else)."""
+        if self.show_above is None:
+            self._show(entries)
+        elif entries:
+            self.show_above(entries)
+
+    def request_older(self) -> None:
+        """The user scrolled up past the top: fetch the page of history before it, unless
+        one is on its way or there is none."""
+        if (
+            not self.registered
+            or not self.older_before
+            or self.requests.awaiting(Purpose.BACKLOG, Purpose.OLDER)
+        ):
+            return
+        self._queue(self.requests.history(Purpose.OLDER, "", self.older_before, OLDER_PAGE_LINES))
+
+    def _history_refused(self, error: Error) -> None:
+        request = self.requests.fail(error.ref)
+        if request is not None and request.purpose is Purpose.BACKLOG:
+            self._backlog_shown = True  # not asked for again
+        self._show([self.state.error(f"history not shown: {error.reason}", error.code)])
 
     def _user_list_page(self, page: UserList) -> None:
         if not page.after:  # an answer starts
@@ -739,6 +863,12 @@ class Session:
         self._show(self.state.apply(event))
 
     async def _error(self, error: Error, now: float) -> None:
+        if error.ref and error.ref in self.requests:
+            self._history_refused(error)
+            if error.code == ErrorCode.RATE_LIMITED:
+                self.outbox.pacer.drain(now)
+                self.reply_pacer.drain(now)
+            return
         if error.ref and error.ref in self.outbox:
             self._settled(self.outbox.on_error(error.ref, error.code, error.reason, now), now)
             if error.code == ErrorCode.RATE_LIMITED:
@@ -840,13 +970,14 @@ class Session:
         """0 if metered `command` may go now (its tokens are taken), else seconds to wait."""
         pacer = self.outbox.pacer
         replies = isinstance(command, _REPLY_METERED)
-        if replies and (wait := self.reply_pacer.wait(now)) > 0:
+        cost = _reply_cost(command)
+        if replies and (wait := self.reply_pacer.wait(now, cost)) > 0:
             return wait
         # FETCH is metered by the bytes of its answers only (it does not slow chat down).
         if not isinstance(command, Fetch) and not pacer.take(now):
             return pacer.wait(now)
         if replies:
-            self.reply_pacer.take(now)
+            self.reply_pacer.take(now, cost)
         return 0.0
 
     async def _send_messages(self, now: float, up_to: int | None) -> None:
@@ -874,6 +1005,15 @@ class Session:
                 await self.handle_command(command)
             case SetTarget(nick=nick):
                 self.show(self.state.set_target(nick))
+                if nick is not None and self.registered and self.state.ending is None:
+                    # The conversation so far (the nick need not be here).
+                    await self.handle_command(
+                        self.requests.history(Purpose.SHOW, nick, 0, QUERY_HISTORY_LINES)
+                    )
+            case ShowHistory(limit=limit):
+                await self.handle_command(self.requests.history(Purpose.SHOW, "", 0, limit))
+            case SearchHistory(words=words):
+                await self.handle_command(self.requests.search(words))
             case ShowHelp():
                 self.show([self.state.info(text) for text in help_lines()])
             case RegisterNick():
@@ -893,6 +1033,8 @@ class Session:
         """Send `command` as typed: paced, after the messages typed before it, if the broker
         meters it."""
         if not self.registered or self.state.ending is not None:
+            if isinstance(command, History | Search):
+                self.requests.fail(command.ref)
             self.show([self.state.error(f"not sent: {self.state.link.value}")])
         elif isinstance(command, _METERED):
             self._typed.append((self.outbox.last_number, command))

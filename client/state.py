@@ -25,6 +25,7 @@ from messages.events import (
     Joined,
     Kicked,
     Left,
+    LogEntry,
     Message,
     NickList,
     Notice,
@@ -33,6 +34,7 @@ from messages.events import (
     PrivateMessage,
     Registered,
     ServerShutdown,
+    Stored,
     Tick,
     UserList,
     Welcome,
@@ -79,6 +81,14 @@ class EntryKind(enum.Enum):
     ERROR = "error"
     #: An own message (`msg_id`) changed delivery state: the line shown for it is updated.
     DELIVERY = "delivery"
+    #: A line across the pane that marks a place: a new day in the history, where the
+    #: unread part begins, where now begins.
+    MARKER = "marker"
+
+
+#: A private message received more than this long after it was sent (ms) is marked as
+#: delivered later: the broker kept it while its recipient was away.
+LATE_DELIVERY_MS: Final = 60_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +113,13 @@ class Entry:
     delivery: Delivery | None = None
     #: Why delivery FAILED.
     reason: str = ""
+    #: From the broker's stored history (HISTORY, SEARCH), not live: drawn dimmed.
+    history: bool = False
+    #: Shown with its date as well as its time (search hits).
+    dated: bool = False
+    #: A private message that reached this client long after it was sent: the broker
+    #: kept it while its recipient was away.
+    late: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +128,12 @@ class Ending:
 
     reason: str
     exit_code: int
+
+
+def day(time_ms: int) -> str:
+    """The local date of `time_ms`, as a date line says it: `Tuesday 1 December 2026`."""
+    moment = time.localtime(time_ms / 1000)
+    return time.strftime(f"%A {moment.tm_mday} %B %Y", moment)
 
 
 def mentions(text: str, nick: str) -> bool:
@@ -159,6 +182,15 @@ class ChatState:
         self._sequence = 0
         # nick_key -> nick of every owned nick (NICKS), present or away.
         self._owned: dict[str, str] = {}
+        #: The broker run (epoch) and the last broadcast number applied in it: what the user
+        #: has seen, kept across runs of the client for the unread marker.
+        self.epoch = ""
+        self.last_seq = 0
+        #: Broadcasts in the history shown on joining that came after what the user saw
+        #: last time (the status line shows them until the user scrolls or types); with
+        #: `unread_more`, the history shown did not reach back that far.
+        self.unread = 0
+        self.unread_more = False
 
     # -- queries -------------------------------------------------------------------------
 
@@ -296,6 +328,10 @@ class ChatState:
         self.reconnect_attempt = 0
         self._users.setdefault(nick_key(self.nick), self.nick)
         lost_rights = restarted and self.operator
+        if event.epoch != self.epoch:
+            self.epoch, self.last_seq = event.epoch, 0
+        # Everything before it is history, shown on joining (as much as asked for).
+        self.last_seq = max(self.last_seq, event.seq)
         if restarted:
             self.operator = False
             # The new run numbers its broadcasts from 1 again.
@@ -338,8 +374,70 @@ class ChatState:
         entries = [self._users_entry()] if announce else []
         return entries + self._check_target()
 
+    def history(
+        self, logs: Iterable[LogEntry], day_before: str = "", dated: bool = False
+    ) -> list[Entry]:
+        """Stored entries as history lines, oldest first: a date line first and wherever
+        the day changes (none before the first if it is `day_before`'s); with `dated`, each
+        line shows its date too (and no date lines come between them)."""
+        entries: list[Entry] = []
+        previous = day_before
+        for log in logs:
+            if not dated and (today := day(log.time_ms)) != previous:
+                entries.append(self.marker(today, log.time_ms))
+                previous = today
+            entries.append(self._history_entry(log, dated))
+        return entries
+
+    def backlog(self, logs: list[LogEntry], seen: int | None, more: bool) -> list[Entry]:
+        """The history shown on joining (`logs`, oldest first): history lines, a line where
+        the unread part begins (the broadcasts after `seen`, the last number the user saw
+        last time, if known), then a line where now begins. `more`: older entries exist."""
+        if not logs:
+            return []
+        unread = [log for log in logs if seen is not None and log.id > seen]
+        # (Private messages kept while the user was away may have come before and counted.)
+        self.unread += len(unread)
+        self.unread_more = more and len(unread) == len(logs)
+        entries = self.history(logs[: len(logs) - len(unread)])
+        if unread:
+            last_day = day(logs[len(logs) - len(unread) - 1].time_ms) if entries else ""
+            entries.append(self.marker(f"{self.unread_count()} unread", unread[0].time_ms))
+            entries += self.history(unread, last_day)
+        return [*entries, self.marker("now")]
+
+    def unread_count(self) -> str:
+        """The unread count as shown: `12`, or `50+` if history did not reach back far
+        enough to count them all."""
+        return f"{self.unread}+" if self.unread_more else str(self.unread)
+
+    def marker(self, text: str, time_ms: int | None = None) -> Entry:
+        """A line across the pane saying `text` (stamped now unless `time_ms`)."""
+        return Entry(EntryKind.MARKER, text, self._clock() if time_ms is None else time_ms)
+
+    def _history_entry(self, log: LogEntry, dated: bool) -> Entry:
+        own = bool(log.sender) and self.is_self(log.sender)
+        if not log.sender:
+            kind = EntryKind.NOTICE
+        elif log.recipient:
+            kind = EntryKind.PRIVATE
+        else:
+            kind = EntryKind.MESSAGE
+        return Entry(
+            kind,
+            log.text,
+            log.time_ms,
+            log.sender,
+            log.recipient,
+            own=own,
+            history=True,
+            dated=dated,
+        )
+
     def apply(self, event: BrokerEvent) -> list[Entry]:
         """Take in one broker event; return what to show for it."""
+        if isinstance(event, Joined | Left | Message | Notice):
+            self.last_seq = max(self.last_seq, event.seq)
         match event:
             case Welcome():
                 return self.welcome(event)
@@ -393,6 +491,9 @@ class ChatState:
                 partner = recipient if own else sender
                 if not self.is_self(partner):
                     self._spoke[nick_key(partner)] = self._next()
+                late = not own and self._clock() - time_ms > LATE_DELIVERY_MS
+                if late:
+                    self.unread += 1  # kept for us while we were away: not read yet
                 return [
                     Entry(
                         EntryKind.PRIVATE,
@@ -402,6 +503,7 @@ class ChatState:
                         recipient,
                         own=own,
                         highlight=not own,
+                        late=late,
                         msg_id=msg_id,
                     )
                 ]
@@ -411,7 +513,7 @@ class ChatState:
                 return [Entry(EntryKind.NOTICE, text, self._clock())]
             case Error(code=code, reason=reason):
                 return [self.error(reason, code)]
-            case Ack() | Delivered():
+            case Ack() | Delivered() | Stored():
                 return []  # delivery states are the outbox's business
             case Pong() | Tick() | Challenge() | NickList():
                 return []  # the session's business

@@ -32,7 +32,7 @@ from prompt_toolkit.buffer import Buffer
 from prompt_toolkit.document import Document
 from prompt_toolkit.filters import Condition, has_completions
 from prompt_toolkit.formatted_text import StyleAndTextTuples
-from prompt_toolkit.history import InMemoryHistory
+from prompt_toolkit.history import History, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 from prompt_toolkit.key_binding.bindings.mouse import load_mouse_bindings
 from prompt_toolkit.keys import Keys
@@ -55,7 +55,7 @@ from .completion import ChatCompleter
 from .outbox import Delivery
 from .pane import MessagePane
 from .render import formatted_line, sanitize
-from .state import ChatState, Ending, Entry, EntryKind, LinkState
+from .state import ChatState, Ending, Entry, EntryKind, LinkState, day
 from .uilog import logs_in_pane
 from .userlist import UserList
 
@@ -88,6 +88,9 @@ STYLE: Final = Style.from_dict(
         "notice": "bold ansicyan",
         "error": "ansired",
         "separator": "#555555",
+        "marker": "#888888 bold",
+        # Last, so that it wins over the colors of what it dims.
+        "history": "#777777",
         "users.title": "bold underline",
         "users.selected": "reverse",
         "users.self": "bold",
@@ -98,9 +101,12 @@ STYLE: Final = Style.from_dict(
         "status.reconnecting": "bg:ansiyellow fg:ansiblack bold",
         "status.operator": "bold",
         "status.secure": "bold",
+        "status.unread": "bg:ansiblue fg:ansiwhite bold",
         "delivery.pending": "#888888",
         "delivery.sent": "#888888",
         "delivery.delivered": "ansigreen",
+        "delivery.stored": "ansiyellow",
+        "delivery.late": "#888888 italic",
         "delivery.failed": "ansired bold",
         "prompt": "bold",
     }
@@ -114,20 +120,33 @@ class ChatUI:
     output through `create_app_session`). Its result is the `Ending` given to `exit`.
     """
 
-    def __init__(self, state: ChatState, submit: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        state: ChatState,
+        submit: Callable[[str], None],
+        history: History | None = None,
+        older: Callable[[], None] | None = None,
+    ) -> None:
+        """`history`: the input history (Up/Down; default: this run's only); `older`: asks
+        for the history before the first line (scrolling up past it)."""
         self.state = state
         self._submit = submit
         self._pending_exit: Ending | None = None
         self.pane = MessagePane()
+        self.pane.on_top = older
+        self.pane.on_scroll = self._read
+        # The day of the date line at the top of the pane, if it is one.
+        self._top_day: str | None = None
         # msg_id -> (line number, entry) of own messages still in the pane, oldest first.
         self._own: OrderedDict[str, tuple[int, Entry]] = OrderedDict()
         self.input = Buffer(
             multiline=False,
             completer=ChatCompleter(state),
             complete_while_typing=False,
-            history=InMemoryHistory(),
+            history=history if history is not None else InMemoryHistory(),
             accept_handler=self._accept,
         )
+        self.input.on_text_changed += lambda _: self._read()
         #: The input line (with its prompt).
         self.input_window = input_window = Window(
             BufferControl(self.input, input_processors=[BeforeInput(self.prompt_fragments)]),
@@ -201,6 +220,27 @@ class ChatUI:
             self._own.popitem(last=False)
         self.app.invalidate()
 
+    def show_above(self, entries: list[Entry]) -> None:
+        """Put `entries` (older history) above everything in the pane and redraw. A date
+        line at the top that names the day the entries end with goes: one per day."""
+        if not entries or not self.pane.can_prepend:
+            return
+        days = [day(e.time_ms) for e in entries if e.kind is not EntryKind.MARKER]
+        if days and days[-1] == self._top_day:
+            self.pane.drop_first()
+        if self.pane.prepend([formatted_line(entry) for entry in entries]):
+            first = entries[0]
+            is_date = first.kind is EntryKind.MARKER and first.text == day(first.time_ms)
+            self._top_day = first.text if is_date else None
+        self.app.invalidate()
+
+    def _read(self) -> None:
+        """The user scrolled or typed: what was unread counts as read."""
+        if self.state.unread:
+            self.state.unread = 0
+            self.state.unread_more = False
+            self.app.invalidate()
+
     def _update_delivery(self, update: Entry) -> None:
         shown = self._own.get(update.msg_id)
         if shown is None:
@@ -269,6 +309,8 @@ class ChatUI:
             status.append(("class:status.operator", " operator "))
         if state.secure:
             status.append(("class:status.secure", " secure "))
+        if state.unread:
+            status.append(("class:status.unread", f" {state.unread_count()} unread "))
         if not self.pane.pinned:
             status.append(("", " -- more below (PageDown) -- "))
         return status

@@ -26,6 +26,7 @@ from .errors import ErrorCode, ProtocolError
 from .events import BROKER_EVENTS, BrokerEvent
 from .identity import Base64Of
 from .limits import (
+    HISTORY_PAGE_LIMIT,
     MAX_ACK_IDS,
     MAX_FRAME_BYTES,
     MAX_FRAMES,
@@ -34,6 +35,7 @@ from .limits import (
     MAX_NICK_CHARS,
     MAX_PACKED_BYTES,
     MAX_REASON_BYTES,
+    MAX_SEARCH_BYTES,
     MAX_TEXT_BYTES,
     MAX_TOKEN_BYTES,
     MIN_SESSION_TOKEN_BYTES,
@@ -52,6 +54,8 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
     "sender": 4 * MAX_NICK_CHARS,
     "by": 4 * MAX_NICK_CHARS,
     "after": 4 * MAX_NICK_CHARS,
+    "target": 4 * MAX_NICK_CHARS,
+    "words": MAX_SEARCH_BYTES,
     "msg_id": MAX_ID_BYTES,
     "msg_ids": MAX_ACK_IDS * (MAX_ID_BYTES + 1),
     "session": MAX_ID_BYTES,
@@ -65,8 +69,23 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
 MIN_FIELD_BYTES: Final[Mapping[str, int]] = {"session": MIN_SESSION_TOKEN_BYTES}
 #: Fields that may not be empty.
 NON_EMPTY_FIELDS: Final = frozenset(
-    {"text", "nick", "recipient", "sender", "msg_id", "session", "epoch"}
+    {"text", "nick", "recipient", "sender", "msg_id", "session", "epoch", "words"}
 )
+#: Exceptions to NON_EMPTY_FIELDS, by verb: fields that must not be empty in this verb
+#: (though they may be elsewhere), and fields that may be (though they may not elsewhere).
+NON_EMPTY_IN: Final[Mapping[bytes, frozenset[str]]] = {
+    b"HISTORY": frozenset({"ref"}),
+    b"SEARCH": frozenset({"ref"}),
+    b"LOG": frozenset({"ref"}),
+    b"PAGE": frozenset({"ref"}),
+}
+MAY_BE_EMPTY_IN: Final[Mapping[bytes, frozenset[str]]] = {
+    # A notice has no sender; a broadcast no recipient.
+    b"LOG": frozenset({"sender", "recipient"}),
+}
+#: Integer fields with a range, by name: (lowest, highest) allowed. Below it is malformed
+#: (400), above it too large (413).
+INT_RANGES: Final[Mapping[str, tuple[int, int]]] = {"limit": (1, HISTORY_PAGE_LIMIT)}
 #: Fields that are identifiers: ASCII letters, digits, `-`, `_` and `.` only.
 ID_FIELDS: Final = frozenset({"msg_id", "session", "ref", "epoch"})
 #: Fields that are lists of identifiers, at least one.
@@ -79,13 +98,15 @@ Field = str | int | bool | tuple[str, ...]
 Decoder = Callable[[str, bytes], Field]
 
 
-def _decode_text(name: str, frame: bytes) -> str:
+def _decode_text(name: str, frame: bytes, required: bool | None = None) -> str:
+    """`frame` as the text field `name`; `required` (not empty) defaults to whether `name`
+    is one of NON_EMPTY_FIELDS."""
     limit = FIELD_LIMITS.get(name, MAX_FRAME_BYTES)
     if len(frame) > limit:
         raise ProtocolError(
             ErrorCode.TOO_LARGE, f"{name} is {len(frame)} bytes long; the limit is {limit}"
         )
-    if not frame and name in NON_EMPTY_FIELDS:
+    if not frame and (name in NON_EMPTY_FIELDS if required is None else required):
         raise ProtocolError(ErrorCode.MALFORMED, f"{name} is empty")
     shortest = MIN_FIELD_BYTES.get(name, 0)
     if len(frame) < shortest:
@@ -110,6 +131,25 @@ def _decode_int(name: str, frame: bytes) -> int:
     if not frame or len(frame) > MAX_INT_DIGITS or not frame.isdigit():
         raise ProtocolError(ErrorCode.MALFORMED, f"{name} is not a decimal number")
     return int(frame)
+
+
+def _int_in_range(lowest: int, highest: int) -> Decoder:
+    """A decoder of integers from `lowest` to `highest`."""
+
+    def decode(name: str, frame: bytes) -> int:
+        value = _decode_int(name, frame)
+        if value < lowest:
+            raise ProtocolError(ErrorCode.MALFORMED, f"{name} is {value}; the least is {lowest}")
+        if value > highest:
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"{name} is {value}; the most is {highest}")
+        return value
+
+    return decode
+
+
+def _text_required(required: bool) -> Decoder:
+    """A decoder of text that must not be empty (`required`) or may be, whatever its name."""
+    return lambda name, frame: _decode_text(name, frame, required)
 
 
 def _decode_bool(name: str, frame: bytes) -> bool:
@@ -195,10 +235,25 @@ def _layout(cls: type[Any]) -> _Layout:
     kinds = [_base64_kind(annotated[name], kind) for name, kind in zip(names, kinds, strict=True)]
     return _Layout(
         cls,
-        tuple((name, kind[0]) for name, kind in zip(names, kinds, strict=True)),
+        tuple(
+            (name, _field_decoder(cls.VERB, name, kind[0]))
+            for name, kind in zip(names, kinds, strict=True)
+        ),
         _values_getter(names),
         tuple(kind[1] for kind in kinds),
     )
+
+
+def _field_decoder(verb: bytes, name: str, default: Decoder) -> Decoder:
+    """How field `name` of `verb` is decoded: its kind's decoder, unless the verb or the
+    field's range says otherwise."""
+    if name in NON_EMPTY_IN.get(verb, ()):
+        return _text_required(True)
+    if name in MAY_BE_EMPTY_IN.get(verb, ()):
+        return _text_required(False)
+    if default is _decode_int and name in INT_RANGES:
+        return _int_in_range(*INT_RANGES[name])
+    return default
 
 
 def _values_getter(names: Sequence[str]) -> Callable[[Any], tuple[Any, ...]]:
@@ -294,9 +349,14 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
     return data[:max_bytes].decode("utf-8", "ignore")
 
 
+#: Commands whose frame 2 is the reference an ERROR about them carries.
+_REFERRED: Final = (b"SAY", b"TELL", b"HISTORY", b"SEARCH")
+
+
 def message_ref(frames: Sequence[bytes]) -> str:
-    """The msg_id of a SAY or TELL that failed to decode, if it can be read; else ""."""
-    if len(frames) < 3 or frames[0] != SIGNATURE or frames[1] not in (b"SAY", b"TELL"):
+    """The msg_id of a SAY or TELL, or the ref of a HISTORY or SEARCH, that failed to
+    decode, if it can be read; else ""."""
+    if len(frames) < 3 or frames[0] != SIGNATURE or frames[1] not in _REFERRED:
         return ""
     candidate = frames[2]
     if 0 < len(candidate) <= MAX_ID_BYTES and _ID_CHARS.issuperset(candidate):

@@ -142,6 +142,31 @@ class Fetch:
 
 
 @dataclass(frozen=True, slots=True)
+class History:
+    """Ask for a page of stored history: at most `limit` entries numbered below `before`
+    (0: the latest), oldest first. `target` "" asks for the room's broadcasts; a nick for
+    the private messages between the asking client and that nick. The answer is LOG events
+    and a PAGE, each carrying the client-chosen `ref`."""
+
+    VERB: ClassVar[bytes] = b"HISTORY"
+    ref: str
+    target: str
+    before: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    """Search stored history for `words`: the broadcasts and the asking client's own private
+    messages. The newest `limit` hits come as LOG events, oldest first, then a PAGE."""
+
+    VERB: ClassVar[bytes] = b"SEARCH"
+    ref: str
+    words: str
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
 class Register:
     """Own the session's nick from now on: only the holder of the Ed25519 key `public_key`
     may take it (HELLO is then challenged). `signature` signs `register_payload`: the
@@ -193,6 +218,8 @@ ClientCommand = (
     | Shutdown
     | Received
     | Fetch
+    | History
+    | Search
     | Register
     | Unregister
     | Prove
@@ -215,6 +242,8 @@ CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
     Shutdown,
     Received,
     Fetch,
+    History,
+    Search,
     Register,
     Unregister,
     Prove,

@@ -129,6 +129,16 @@ class Delivered:
 
 
 @dataclass(frozen=True, slots=True)
+class Stored:
+    """Your private message `msg_id` is kept for `recipient`, an owned nick that is not
+    here, and goes to it when it comes back (then DELIVERED follows)."""
+
+    VERB: ClassVar[bytes] = b"STORED"
+    msg_id: str
+    recipient: str
+
+
+@dataclass(frozen=True, slots=True)
 class Pong:
     """Answer to PING."""
 
@@ -168,6 +178,32 @@ class ServerShutdown:
 
     VERB: ClassVar[bytes] = b"SHUTDOWN"
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One entry of stored history, in answer to HISTORY or SEARCH `ref`: a broadcast
+    (`recipient` empty; `id` is its seq) or a private message (`id` numbers it in the store);
+    `sender` is empty for a notice. Ids increase with time."""
+
+    VERB: ClassVar[bytes] = b"LOG"
+    ref: str
+    id: int
+    sender: str
+    recipient: str
+    text: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Ends the answer to HISTORY or SEARCH `ref`: `count` LOG events came before it; ask
+    for older entries with HISTORY `before` = `next_before` (0: nothing older)."""
+
+    VERB: ClassVar[bytes] = b"PAGE"
+    ref: str
+    count: int
+    next_before: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +248,14 @@ BrokerEvent = (
     | Error
     | Ack
     | Delivered
+    | Stored
     | Pong
     | Operator
     | Kicked
     | Tick
     | ServerShutdown
+    | LogEntry
+    | Page
     | Challenge
     | Registered
     | NickList
@@ -234,11 +273,14 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     Error,
     Ack,
     Delivered,
+    Stored,
     Pong,
     Operator,
     Kicked,
     Tick,
     ServerShutdown,
+    LogEntry,
+    Page,
     Challenge,
     Registered,
     NickList,

@@ -67,6 +67,12 @@ FETCH_REPLY_BYTES: Final = 256 * 1024
 REPLY_BURST_BYTES: Final = 4 * 1024 * 1024
 REPLY_BYTES_PER_SECOND: Final = 2 * 1024 * 1024
 
+#: Most entries one HISTORY or SEARCH asks for (its `limit`); a longer history takes
+#: several pages.
+HISTORY_PAGE_LIMIT: Final = 100
+#: Longest SEARCH `words`, in UTF-8 bytes.
+MAX_SEARCH_BYTES: Final = 256
+
 #: How long a kick bars the kicked nick by default, in seconds (an operator may say otherwise).
 DEFAULT_KICK_BAR_SECONDS: Final = 60
 #: How long a ban bars a nick by default, in seconds: a day.

@@ -19,6 +19,7 @@ from prompt_toolkit.output import DummyOutput
 
 from client.app import InteractiveClient
 from client.connection import CurveKeys, StreamBuffers
+from client.history import InputHistory, SeenFile
 from client.identity import Identity
 from client.render import plain_line
 from client.session import Session
@@ -183,18 +184,33 @@ async def running_client(
     keys: CurveKeys | None = None,
     users: bool = True,
     size: Size | None = None,
+    history_lines: int = 0,
+    last_seen: Callable[[str], int | None] | None = None,
+    input_history: InputHistory | None = None,
+    seen: SeenFile | None = None,
     identity: Identity | None = None,
 ) -> AsyncIterator[RunningClient]:
     """Register `nick` and run the real Application on a pipe input and a dummy output (of
     a terminal of `size` if given); with `users`, wait until the user list has come too
-    (nothing else is then on its way)."""
+    (nothing else is then on its way). The session shows `history_lines` of history on
+    joining (unread after `last_seen`, or what `seen` says); `input_history` keeps the
+    typed lines, `seen` the last broadcast shown."""
     output = DummyOutput() if size is None else SizedOutput(size)
     with create_pipe_input() as keyboard, create_app_session(input=keyboard, output=output):
-        session = Session(endpoint, nick, keys=keys, identity=identity)
+        if seen is not None:
+            last_seen = lambda epoch: seen.last_seen(endpoint, epoch)  # noqa: E731
+        session = Session(
+            endpoint,
+            nick,
+            keys=keys,
+            history_lines=history_lines,
+            last_seen=last_seen,
+            identity=identity,
+        )
         task: asyncio.Task[Ending] | None = None
         try:
             await session.register(WAIT_S)
-            client = InteractiveClient(session)
+            client = InteractiveClient(session, input_history, seen)
             task = asyncio.create_task(client.run())
             await eventually(lambda: client.ui.app.is_running, "the application to start")
             if users:
@@ -228,10 +244,12 @@ async def bot_client(
     nick: str,
     stream_buffers: StreamBuffers | None = None,
     show: Callable[[list[Entry]], None] | None = None,
+    history_lines: int = 0,
     identity: Identity | None = None,
 ) -> AsyncIterator[BotClient]:
     """Register `nick` and run its session (no UI) until the block ends. What the session
-    shows is recorded, then passed on to `show` if given."""
+    shows (`history_lines` of history on joining first) is recorded, then passed on to
+    `show` if given."""
     entries: list[Entry] = []
 
     def record(shown: list[Entry]) -> None:
@@ -239,7 +257,14 @@ async def bot_client(
         if show is not None:
             show(shown)
 
-    session = Session(endpoint, nick, record, stream_buffers=stream_buffers, identity=identity)
+    session = Session(
+        endpoint,
+        nick,
+        record,
+        stream_buffers=stream_buffers,
+        history_lines=history_lines,
+        identity=identity,
+    )
     task: asyncio.Task[Ending] | None = None
     try:
         await session.register(WAIT_S)

@@ -1,9 +1,9 @@
 """Shared fixtures: a real broker on a random loopback port, and real DEALER peers."""
 
-import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import zmq
@@ -63,17 +63,12 @@ def serve(server: BrokerServer) -> RunningBroker:
     return RunningBroker(server, thread)
 
 
-@pytest.fixture(autouse=True, scope="session")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Clients and brokers the tests start keep what they keep (a client's identity, say) in
-    a directory of the test run, never in the home directory."""
-    before = os.environ.get(STATE_DIR_ENV)
-    os.environ[STATE_DIR_ENV] = str(tmp_path_factory.mktemp("state"))
-    yield
-    if before is None:
-        del os.environ[STATE_DIR_ENV]
-    else:
-        os.environ[STATE_DIR_ENV] = before
+@pytest.fixture(autouse=True)
+def own_state_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test, and every broker or client process it starts, has a state directory of
+    its own: none reads or writes the user's (its chat.db, keys, identity), nor another
+    test's."""
+    monkeypatch.setenv(STATE_DIR_ENV, str(tmp_path / "state"))
 
 
 @pytest.fixture

@@ -89,6 +89,74 @@ def restart_scenario(clients: int, lines: int, restarts: int) -> dict[str, objec
     }
 
 
+def kill_scenario(clients: int, lines: int, kills: int, seed: int = 0) -> dict[str, object]:
+    """Line-mode clients talk, and tell dora, an owned nick offline throughout, while the
+    broker is SIGKILLed at random moments `kills` times and started again on its store;
+    then dora comes back. Every broadcast must reach every other client once, and every
+    private message dora once."""
+    rng = random.Random(seed)
+    nicks = [f"u{i}" for i in range(clients)]
+    kill_rounds = sorted(rng.sample(range(1, lines), kills))
+    expected = {
+        recipient: Counter((s, f"{s} {n}") for s in nicks if s != recipient for n in range(lines))
+        for recipient in nicks
+    }
+    # Every third round each client also tells dora.
+    for_dora = Counter((s, f"{s} {n} for dora") for s in nicks for n in range(0, lines, 3))
+    with running_broker(heartbeat_ms=HEARTBEAT_MS) as broker:
+        dora = LineClients(broker.endpoint, ["dora"])
+        dora.type("dora", "/register")
+        assert dora.wait_for_line("dora", "is registered to your identity", 30), "no register"
+        dora.finish(timeout=30)
+        chat = LineClients(broker.endpoint, nicks)
+        try:
+            assert chat.wait_until_all_present(timeout=60), "not everyone joined"
+            for n in range(lines):
+                if n in kill_rounds:
+                    # At a random moment of the round: between two clients' lines.
+                    time.sleep(rng.uniform(0, 0.1))
+                    broker.kill()
+                    time.sleep(rng.uniform(0.1, 1.0))
+                    broker.start()
+                for nick in rng.sample(nicks, len(nicks)):
+                    chat.type(nick, f"{nick} {n}")
+                    if n % 3 == 0:
+                        chat.type(nick, f"/msg dora {nick} {n} for dora")
+                time.sleep(0.05)
+            chat.wait_for(expected, timeout=120)
+            exits = chat.finish(timeout=60)
+        finally:
+            chat.kill()
+        back = LineClients(broker.endpoint, ["dora"], state_root=dora.state_root)
+        try:
+            back.wait_for_privates("dora", for_dora, timeout=60)
+            got = back.privates_seen("dora")
+            back.finish(timeout=30)
+        finally:
+            back.kill()
+    delivered = missing = doubled = 0
+    for recipient in nicks:
+        seen = chat.chat_seen(recipient)
+        want = expected[recipient]
+        delivered += sum(min(seen[k], 1) for k in want)
+        missing += sum((want - seen).values())
+        doubled += sum(count - 1 for count in seen.values() if count > 1)
+    return {
+        "clients": clients,
+        "lines each": lines,
+        "broker kills": kills,
+        "broadcast deliveries expected": sum(sum(w.values()) for w in expected.values()),
+        "delivered": delivered,
+        "missing": missing,
+        "doubled": doubled,
+        "privates to dora (offline) expected": sum(for_dora.values()),
+        "dora got": sum(min(got[k], 1) for k in for_dora),
+        "dora missing": sum((for_dora - got).values()),
+        "dora doubled": sum(count - 1 for count in got.values() if count > 1),
+        "client exit codes": sorted(set(exits.values())),
+    }
+
+
 def malformed_scenario(context: Context, count: int) -> dict[str, object]:
     """Fire `count` malformed messages, then hold a normal conversation."""
     rng = random.Random(2026)
@@ -222,6 +290,12 @@ def main() -> None:
             table(
                 "Broker killed and restarted mid-conversation",
                 restart_scenario(clients=3, lines=30 * scale, restarts=scale),
+            )
+        )
+        print(
+            table(
+                "Broker killed 5 times at random moments, an owned nick offline throughout",
+                kill_scenario(clients=3, lines=30 * scale, kills=5),
             )
         )
         print(table("Malformed input", malformed_scenario(context, count=5000 * scale)))

@@ -13,9 +13,10 @@ import threading
 import time
 import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from broker.admin_token import ADMIN_TOKEN_ENV
+from broker.keys import STATE_DIR_ENV
 
 #: Bound on a broker process starting or dying, in seconds.
 PROCESS_TIMEOUT_S = 10
@@ -104,6 +105,8 @@ CHAT_LINE = re.compile(r"<(?P<sender>[^>]+)> (?P<text>.*?)\s*$")
 #: join ("HH:MM -!- dave joined").
 USER_LIST_LINE = re.compile(r"-!- \d+ users?: (?P<nicks>.*?)\s*$")
 JOIN_LINE = re.compile(r"-!- (?P<nick>\S+) joined\s*$")
+#: Line mode's private messages: "HH:MM [alice -> dora] text".
+PRIVATE_LINE = re.compile(r"\[(?P<sender>[^\]]+?) -> (?P<recipient>[^\]]+?)\] (?P<text>.*?)\s*$")
 #: How often a wait on the clients' output looks again, in seconds.
 OUTPUT_POLL_S = 0.05
 
@@ -115,14 +118,27 @@ class LineClients:
     what it expects before ending the input.
     """
 
-    def __init__(self, endpoint: str, nicks: list[str]) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        nicks: list[str],
+        state_root: str | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        #: Each client's state directory (its identity, input history): `state_root`/nick,
+        #: or a new temporary directory removed with this object.
+        if state_root is None:
+            state_root = tempfile.mkdtemp(prefix="zmq-chat-clients-")
+            weakref.finalize(self, shutil.rmtree, state_root, ignore_errors=True)
+        self.state_root = state_root
         self.processes = {
             nick: subprocess.Popen(
-                [sys.executable, "-m", "client", "--server", endpoint, "--nick", nick],
+                [sys.executable, "-m", "client", "--server", endpoint, "--nick", nick, *extra_args],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
+                env={**os.environ, STATE_DIR_ENV: os.path.join(state_root, nick)},
             )
             for nick in nicks
         }
@@ -152,6 +168,25 @@ class LineClients:
             for line in list(self.outputs[nick])
             if (match := CHAT_LINE.search(line)) and match["sender"] != nick
         )
+
+    def privates_seen(self, nick: str) -> Counter[tuple[str, str]]:
+        """(sender, text) of every private message `nick`'s client printed as received."""
+        return Counter(
+            (match["sender"], match["text"])
+            for line in list(self.outputs[nick])
+            if (match := PRIVATE_LINE.search(line)) and match["recipient"] == nick
+        )
+
+    def wait_for_privates(
+        self, nick: str, expected: Counter[tuple[str, str]], timeout: float
+    ) -> bool:
+        """Until `nick`'s client printed every private message of `expected` (or `timeout`
+        seconds); whether it did."""
+        return self._wait(lambda: not (expected - self.privates_seen(nick)), timeout)
+
+    def wait_for_line(self, nick: str, text: str, timeout: float) -> bool:
+        """Until `nick`'s client printed a line containing `text` (or `timeout` seconds)."""
+        return self._wait(lambda: any(text in line for line in list(self.outputs[nick])), timeout)
 
     def present(self, nick: str) -> set[str]:
         """Who `nick`'s client printed as present: its user list and the joins after it."""

@@ -90,6 +90,22 @@ def test_lines_are_delivered_before_leaving_at_end_of_input(
     assert result.stderr == ""
 
 
+def test_history_on_joining_prints_before_where_now_begins_when_asked_for(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+    bob.say("said before alice came")
+    bob.sync()
+    result = run_client(broker.endpoint, "alice", "/search nothing-like-it\n", "--history", "5")
+    assert result.returncode == 0, result.stderr
+    lines = [line[6:] for line in result.stdout.splitlines()]
+    assert lines.index("<bob> said before alice came") < lines.index("-- now --")
+    assert "-!- search 'nothing-like-it': 0 hits" in lines
+    # Without --history, line mode prints what happens from now on only.
+    quiet = run_client(broker.endpoint, "carol", "")
+    assert "said before" not in quiet.stdout
+
+
 def test_answers_print_in_the_order_the_lines_were_typed(
     broker: RunningBroker, connect: Connect
 ) -> None:
@@ -219,6 +235,7 @@ def test_help_documents_the_options() -> None:
         "--secure",
         "--server-key",
         "--state-dir",
+        "--history",
     ):
         assert option in result.stdout
 

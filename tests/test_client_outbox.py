@@ -77,6 +77,12 @@ class Step:
         ([Step("ack"), Step("delivered")], Delivery.DELIVERED, [True, True], False, None),
         # A repeated ACK changes nothing.
         ([Step("ack"), Step("ack")], Delivery.SENT, [True, False], True, None),
+        # STORED (the recipient, an owned nick, is away): kept, waiting for DELIVERED;
+        # it may come before the ACK, which then changes nothing.
+        ([Step("stored")], Delivery.STORED, [True], True, None),
+        ([Step("stored"), Step("ack")], Delivery.STORED, [True, False], True, None),
+        ([Step("ack"), Step("stored")], Delivery.STORED, [True, True], True, None),
+        ([Step("stored"), Step("delivered")], Delivery.DELIVERED, [True, True], False, None),
         # DELIVERED may overtake the ACK (the recipient is quick): delivered all the same.
         ([Step("delivered")], Delivery.DELIVERED, [True], False, None),
         # 401: still pending, sent again as soon as possible (after registering again).
@@ -104,6 +110,8 @@ def test_what_the_broker_says(
                 result = box.on_ack(message.msg_id, step.at)
             case "delivered":
                 result = box.on_delivered(message.msg_id, step.at)
+            case "stored":
+                result = box.on_stored(message.msg_id, step.at)
             case _:
                 result = box.on_error(message.msg_id, step.code, "reason", step.at)
         results.append(result is message)

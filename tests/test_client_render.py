@@ -88,6 +88,21 @@ def test_plain_lines() -> None:
     assert plain_line(evil) == "12:01 <bo^[b> ^[[2Jgone"
 
 
+def test_a_private_delivered_later_says_when_it_was_sent() -> None:
+    state = ChatState("alice", "tcp://x:1")
+    state.apply(ev.Welcome("alice", 2000, "e1", 0, (), 5556))
+    now_ms = time.time_ns() // 1_000_000
+    hours_ago = now_ms - 3 * 3600 * 1000
+    (late,) = state.apply(ev.PrivateMessage("b-1", "bob", "alice", "kept for you", hours_ago))
+    (fresh,) = state.apply(ev.PrivateMessage("b-2", "bob", "alice", "just now", now_ms))
+    assert late.late and not fresh.late
+    assert state.unread == 1, "kept while she was away: unread until she looks"
+    sent = time.strftime("%Y-%m-%d %H:%M", time.localtime(hours_ago / 1000))
+    assert plain_line(late).endswith(f"kept for you (sent {sent}, delivered later)")
+    assert plain_line(fresh).endswith("just now")
+    assert "class:delivery.late" in {fragment[0] for fragment in formatted_line(late)}
+
+
 def test_formatted_lines_are_distinct_and_sanitized() -> None:
     state = ChatState("alice", "tcp://x:1")
     state.apply(ev.Welcome("alice", 2000, "e1", 0, (), 5556))
@@ -95,7 +110,8 @@ def test_formatted_lines_are_distinct_and_sanitized() -> None:
     (own,) = state.apply(ev.Message(1, "a-1", "alice", "mine", 0))
     (other,) = state.apply(ev.Message(2, "b-1", "bob", "hey ALICE, \x1b[5m", 0))
     (plain,) = state.apply(ev.Message(3, "b-2", "bob", "malice is not a mention", 0))
-    (private,) = state.apply(ev.PrivateMessage("b-3", "bob", "alice", "psst", 0))
+    now_ms = time.time_ns() // 1_000_000
+    (private,) = state.apply(ev.PrivateMessage("b-3", "bob", "alice", "psst", now_ms))
     (joined,) = state.apply(ev.Joined(4, "carol"))
     (error,) = state.apply(ev.Error(403, "", "operator only"))
     assert own.own and not own.highlight

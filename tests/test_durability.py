@@ -181,8 +181,14 @@ def test_a_full_disk_refuses_messages_clearly_and_the_broker_serves_on(
             acked += 1
         assert isinstance(refusal, ev.Error), "the disk never filled"
         assert refusal.code == ErrorCode.INSUFFICIENT_STORAGE
+        # (Its batch could not be committed: it went out, but is not stored.)
         assert "disk is full" in refusal.reason
         assert acked > 0
+        # From now on a message is refused before it goes anywhere.
+        after = answer(alice, alice.say("after the disk filled"))
+        assert isinstance(after, ev.Error)
+        assert after.code == ErrorCode.INSUFFICIENT_STORAGE
+        assert after.reason.startswith("not sent: the server's disk is full")
         # A bystander is still served, at once.
         start = time.monotonic()
         bob.sync()
@@ -190,6 +196,7 @@ def test_a_full_disk_refuses_messages_clearly_and_the_broker_serves_on(
         # And what was acknowledged before is still there.
         replay = bob.fetch(1, bob.last_seq())
         texts = [e.text for e in replay if isinstance(e, ev.Message)]
-        assert len(texts) == acked
+        assert [text.split()[0] for text in texts[:acked]] == [str(n) for n in range(acked)]
+        assert "after the disk filled" not in texts
     finally:
         running.stop()

@@ -5,9 +5,11 @@ import logging
 import pytest
 
 from messages import (
+    HISTORY_PAGE_LIMIT,
     MAX_NICK_CHARS,
     MAX_PACKED_BYTES,
     MAX_REASON_BYTES,
+    MAX_SEARCH_BYTES,
     MAX_TEXT_BYTES,
     SIGNATURE,
     ErrorCode,
@@ -16,6 +18,7 @@ from messages import (
     decode_command,
     decode_event,
     encode,
+    message_ref,
     nick_key,
     nick_skeleton,
     normalize_nick,
@@ -54,6 +57,9 @@ COMMANDS: list[cmd.ClientCommand] = [
     cmd.Shutdown("upgrade"),
     cmd.Received("tok-3", "alice"),
     cmd.Fetch(17),
+    cmd.History("h1", "", 0, 50),
+    cmd.History("h2", "Анна", 1234, HISTORY_PAGE_LIMIT),
+    cmd.Search("s1", 'лето AND "quoted" *', 1),
     cmd.Register(KEY, SIG),
     cmd.Unregister(),
     cmd.Prove(KEY, SIG),
@@ -76,12 +82,18 @@ EVENTS: list[ev.BrokerEvent] = [
     ev.Ack(("tok-1",)),
     ev.Ack(("tok-1", "tok-2", "x.y_z")),
     ev.Delivered("tok-3", "bob"),
+    ev.Stored("tok-4", "alice"),
     ev.Pong(),
     ev.Operator(),
     ev.Kicked("operator", "spam"),
     ev.Tick(0),
     ev.Tick(12345),
     ev.ServerShutdown("bye"),
+    ev.LogEntry("h1", 7, "alice", "", "hi", 1_700_000_000_123),
+    ev.LogEntry("h1", 8, "", "", "operator: restart soon", 5),
+    ev.LogEntry("h2", 3, "bob", "Анна", "psst", 6),
+    ev.Page("h1", 2, 7),
+    ev.Page("h2", 0, 0),
     ev.Challenge(KEY),
     ev.Registered("alice", True),
     ev.Registered("Анна", False),
@@ -151,6 +163,13 @@ def test_event_round_trip(event: ev.BrokerEvent) -> None:
             ev.PrivateMessage("m2", "a", "b", "t", 12),
             [b"ZCHAT01", b"PRIVATE", b"m2", b"a", b"b", b"t", b"12"],
         ),
+        (cmd.History("h1", "", 0, 50), [b"ZCHAT01", b"HISTORY", b"h1", b"", b"0", b"50"]),
+        (cmd.Search("s1", "red fox", 100), [b"ZCHAT01", b"SEARCH", b"s1", b"red fox", b"100"]),
+        (
+            ev.LogEntry("h1", 9, "", "", "operator: hi", 5),
+            [b"ZCHAT01", b"LOG", b"h1", b"9", b"", b"", b"operator: hi", b"5"],
+        ),
+        (ev.Page("h1", 1, 9), [b"ZCHAT01", b"PAGE", b"h1", b"1", b"9"]),
     ],
     ids=repr,
 )
@@ -201,6 +220,17 @@ SAY = [SIGNATURE, b"SAY", b"m1"]
         ([SIGNATURE, b"QUIT", b"r" * (MAX_REASON_BYTES + 1)], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"ADMIN", b"t" * 257], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"PING", b"extra"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HISTORY", b"", b"", b"0", b"50"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HISTORY", b"h 1", b"", b"0", b"50"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HISTORY", b"h1", b"", b"0", b"0"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HISTORY", b"h1", b"", b"0", b"101"], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"HISTORY", b"h1", b"", b"-1", b"5"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"HISTORY", b"h1", b"x" * 129, b"0", b"5"], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"HISTORY", b"h1", b"", b"0"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"SEARCH", b"s1", b"", b"5"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"SEARCH", b"s1", b"w" * (MAX_SEARCH_BYTES + 1), b"5"], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"SEARCH", b"s1", b"fox", b"1000"], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"SEARCH", b"s1", b"\xff", b"5"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"REGISTER", KEY.encode()], ErrorCode.MALFORMED),
         ([SIGNATURE, b"REGISTER", KEY.encode() + b"A", SIG.encode()], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"REGISTER", KEY.encode(), SIG[:-1].encode()], ErrorCode.MALFORMED),
@@ -222,6 +252,19 @@ def test_bad_commands_raise_protocol_error(frames: list[bytes], code: ErrorCode)
 
 
 @pytest.mark.parametrize(
+    ("frames", "ref"),
+    [
+        ([SIGNATURE, b"HISTORY", b"h1", b"", b"0", b"500"], "h1"),
+        ([SIGNATURE, b"SEARCH", b"s-2", b""], "s-2"),
+        ([SIGNATURE, b"FETCH", b"f1"], ""),
+    ],
+    ids=repr,
+)
+def test_a_failed_history_or_search_names_its_ref(frames: list[bytes], ref: str) -> None:
+    assert message_ref(frames) == ref
+
+
+@pytest.mark.parametrize(
     "frames",
     [
         [SIGNATURE, b"WELCOME", b"a", b"-1", b"e", b"0", b"", b"5556"],
@@ -240,6 +283,10 @@ def test_bad_commands_raise_protocol_error(frames: list[bytes], code: ErrorCode)
         [SIGNATURE, b"TICK", b"-3"],
         [SIGNATURE, b"SAY", b"hi"],
         [SIGNATURE, b"PONG", b""],
+        [SIGNATURE, b"LOG", b"", b"1", b"a", b"", b"hi", b"5"],
+        [SIGNATURE, b"LOG", b"h1", b"1", b"a", b"", b"", b"5"],
+        [SIGNATURE, b"PAGE", b"h1", b"x", b"0"],
+        [SIGNATURE, b"PAGE", b"", b"0", b"0"],
         [SIGNATURE, b"CHALLENGE", b"short"],
         [SIGNATURE, b"REGISTERED", b"alice", b"yes"],
         [SIGNATURE, b"REGISTERED", b"", b"1"],

@@ -14,6 +14,7 @@ from broker.store import (
     MIGRATIONS,
     PRUNE_BATCH,
     SCHEMA_VERSION,
+    AlreadyStored,
     Entry,
     Store,
     StoreError,
@@ -98,6 +99,8 @@ def test_search_sees_broadcasts_and_the_viewers_own_privates(path: str) -> None:
     store.add_private(private(1, "alice", "bob", "deploy secret for bob"), ALICE, BOB)
     store.add_private(private(2, "carol", "dave", "deploy secret for dave"), "", "")
     store.commit()
+    assert store.search("bob", "deploy", 10).entries == [], "found before it is indexed"
+    assert store.index() == 3
     texts = [e.text for e in store.search("bob", "deploy", 10).entries]
     assert texts == ["the deploy is done", "deploy secret for bob"]
     assert [e.text for e in store.search("bob", "deploy secret", 10).entries] == [
@@ -124,6 +127,7 @@ def test_search_takes_words_literally_whatever_they_are(path: str, words: str, h
     store = Store(path)
     store.add_broadcast(said(1, "alice", "the deploy is done"))
     store.commit()
+    store.index()
     assert len(store.search("bob", words, 10).entries) == hits
     assert store.search("bob", "deploy", 10).entries[0].text == "the deploy is done"
 
@@ -134,6 +138,8 @@ def test_pruning_takes_a_bounded_slice_per_call(path: str) -> None:
     for seq in range(1, count + 1):
         store.add_broadcast(said(seq, "alice", f"line {seq}", time_ms=int(time.time() * 1000)))
     store.commit()
+    while store.index():
+        pass
     assert store.prune() == PRUNE_BATCH
     store.commit()
     assert store.prune() == count - 10 - PRUNE_BATCH
@@ -152,17 +158,22 @@ def test_messages_older_than_the_retention_are_pruned(path: str) -> None:
     assert [e.text for e in store.history(0, 10).entries] == ["new"]
 
 
-def test_a_full_disk_refuses_the_write_and_loses_nothing_already_stored(path: str) -> None:
+def test_a_full_disk_fails_the_commit_keeps_its_rows_and_refuses_chat(path: str) -> None:
     store = Store(path, max_pages=64)
-    seq = 0
+    committed = 0
     with pytest.raises(StoreError, match="disk is full"):
         while True:
-            store.add_broadcast(said(seq + 1, "alice", "x" * 2000))
-            seq += 1
+            store.add_broadcast(said(committed + 1, "alice", "x" * 2000))
             store.commit()
-    assert store.last_seq == seq
+            committed += 1
+    assert store.failing == "the server's disk is full"
+    # Chat messages are refused now; a join still happens, and is kept to write later.
+    with pytest.raises(StoreError, match="disk is full"):
+        store.add_broadcast(said(committed + 2, "alice", "refused"))
+    store.keep_broadcast(ev.Joined(committed + 2, "bob"))
+    assert store.dirty
     store.close()
-    assert Store(path).last_seq == seq
+    assert Store(path).last_seq == committed
 
 
 def test_a_damaged_file_is_refused_with_a_clear_reason(path: str) -> None:
@@ -189,6 +200,7 @@ def test_an_older_schema_is_upgraded_and_its_messages_found(path: str) -> None:
         db.execute("PRAGMA user_version = 1")
     store = Store(path)
     assert store.last_seq == 1
+    store.index()
     assert [e.text for e in store.search("bob", "kept", 10).entries] == ["kept words"]
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
@@ -199,11 +211,12 @@ def test_a_resent_message_is_recognized_as_stored(path: str) -> None:
     store.add_broadcast(said(1, "alice", "once"))
     store.add_private(private(1, "alice", "bob", "once"), ALICE, BOB)
     store.commit()
-    with pytest.raises(sqlite3.IntegrityError):
-        store.add_broadcast(ev.Message(2, "id-1", "ALICE", "once", 1))
-    with pytest.raises(sqlite3.IntegrityError):
-        store.add_private(private(1, "alice", "bob", "once"), ALICE, BOB)
-    assert store.last_seq == 1
+    again = Store(path)
+    with pytest.raises(AlreadyStored):
+        again.add_broadcast(ev.Message(2, "id-1", "ALICE", "once", 1))
+    with pytest.raises(AlreadyStored):
+        again.add_private(private(1, "alice", "bob", "once"), ALICE, BOB)
+    assert again.last_seq == 1
 
 
 def test_pending_privates_are_kept_for_their_recipients_session(path: str) -> None:
@@ -217,3 +230,17 @@ def test_pending_privates_are_kept_for_their_recipients_session(path: str) -> No
     assert again.pending_for("bob", ALICE) == []
     assert [p.text for p, sender in again.pending_for("bob", None)] == ["for bob"]
     assert again.pending(10)[0][1:] == (ALICE, BOB)
+
+
+def test_a_file_damaged_under_a_running_store_fails_reads_with_a_reason(path: str) -> None:
+    store = Store(path)
+    for seq in range(1, 500):
+        store.add_broadcast(said(seq, "alice", "x" * 300))
+    store.commit()
+    with sqlite3.connect(path) as db:  # everything into the file itself
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    with open(path, "r+b") as file:
+        file.seek(3 * 4096)
+        file.write(bytes(range(256)) * 320)
+    with pytest.raises(StoreError, match="damaged"):
+        store.broadcasts(1, 500)

@@ -3,7 +3,9 @@
     make screenshots            # or: python docs/screenshots/make_screenshots.py
 
 A private tmux server (its own socket, `tmux -L`) runs one window per program, 100 x 28
-cells: a shell that starts the broker, and one shell per client (alice, bob, bella, carol).
+cells: a shell that starts the broker, and one shell per client (alice, bob, bella, carol,
+and dave, who joins after the broker restarted). The broker and each client keep their state
+(the broker's database, a client's identity and input history) in a temporary directory.
 The script types into them with `send-keys` (text, Tab, Enter), waits for what it expects
 to appear on screen by polling `capture-pane` (bounded, no fixed sleeps), captures panes
 with their colours (`capture-pane -e`, ANSI SGR) and renders them to PNG with Pillow and
@@ -26,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
@@ -500,11 +503,20 @@ USER_LIST_COLUMN = 70
 SHELL = ["env", "PS1=$ ", "bash", "--norc", "--noprofile", "-i"]
 
 
-def shoot(out_dir: Path) -> list[Path]:
-    """Run the scenario; return the PNG files written."""
+def shoot(out_dir: Path, state_dir: Path) -> list[Path]:
+    """Run the scenario, the broker and each client keeping their state under `state_dir`;
+    return the PNG files written."""
     renderer = Renderer()
     written: list[Path] = []
     server = f"tcp://127.0.0.1:{free_port()}"
+    broker_command = (
+        f"ZMQ_CHAT_ADMIN_TOKEN={ADMIN_TOKEN} python -m broker --bind {server} "
+        f"--state-dir {shlex.quote(str(state_dir / 'broker'))}"
+    )
+
+    def client_command(nick: str) -> str:
+        home = shlex.quote(str(state_dir / nick))
+        return f"ZMQ_CHAT_STATE_DIR={home} python -m client --server {server} --nick {nick}"
 
     def save(name: str, image: Image.Image) -> None:
         path = out_dir / name
@@ -526,9 +538,7 @@ def shoot(out_dir: Path) -> list[Path]:
     with terminals() as tmux:
         os.chdir(ROOT)
         # 1. The broker starts; the operator asks its console for help.
-        start(
-            tmux, "broker", f"ZMQ_CHAT_ADMIN_TOKEN={ADMIN_TOKEN} python -m broker --bind {server}"
-        )
+        start(tmux, "broker", broker_command)
         tmux.wait_for("broker", "type /help for operator commands")
         tmux.type("broker", "/help")
         tmux.keys("broker", "Enter")
@@ -538,7 +548,7 @@ def shoot(out_dir: Path) -> list[Path]:
         # 2. alice, then bob, bella and carol connect.
         nicks = ("alice", "bob", "bella", "carol")
         for nick in nicks:
-            start(tmux, nick, f"python -m client --server {server} --nick {nick}")
+            start(tmux, nick, client_command(nick))
             tmux.wait_for(nick, f"connected to {server} as {nick}")
         tmux.wait_for("alice", "bob joined", "bella joined", "carol joined", "4 here")
         tmux.type("bob", "hi all")
@@ -593,6 +603,16 @@ def shoot(out_dir: Path) -> list[Path]:
             "05-shutdown-notice.png",
             side_by_side([screen(tmux, "broker", "broker"), screen(tmux, "alice", "alice")]),
         )
+
+        # 6. The broker starts again on its database; dave, who was never there, joins and
+        # sees the conversation as history, dimmed, above the line where now begins.
+        tmux.run("send-keys", "-t", "shots:broker", "clear", "Enter")
+        tmux.type("broker", broker_command)
+        tmux.keys("broker", "Enter")
+        tmux.wait_for("broker", "remembering the chat in")
+        start(tmux, "dave", client_command("dave"))
+        tmux.wait_for("dave", "anyone else hungry?", "now")
+        save("06-history-after-restart.png", framed(screen(tmux, "dave", "dave")))
     return written
 
 
@@ -604,7 +624,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("make_screenshots: tmux is not installed", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    shoot(args.out.resolve())
+    with tempfile.TemporaryDirectory(prefix="zmq-chat-shots-") as state_dir:
+        shoot(args.out.resolve(), Path(state_dir))
     return 0
 
 
