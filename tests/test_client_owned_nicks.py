@@ -167,3 +167,13 @@ def test_owners_who_are_away_are_listed_dimmed_after_those_here_and_complete(
             assert names == ["3 here", "* all", "alice", "bob", "carol"]
 
     asyncio.run(scenario())
+
+
+def test_an_identity_named_that_is_not_there_stops_the_client(
+    broker: RunningBroker, tmp_path: Path
+) -> None:
+    missing = tmp_path / "identity-copy"
+    run = run_client(broker.endpoint, "alice", "hi\n", "--identity", str(missing))
+    assert run.returncode == 1
+    assert f"no identity file at {missing}" in run.stderr
+    assert not missing.exists()
