@@ -51,7 +51,7 @@ from .addresses import AddressLimits, address_key
 from .admin_token import check_admin_token
 from .bans import Bans
 from .history import BroadcastEvent, BroadcastLog, Replay
-from .owners import Challenges, signed_by
+from .owners import Challenges, OwnedLookalikes, owned_nicks, signed_by
 from .ratelimit import FloodPolicy
 from .roster import Roster
 from .session import (
@@ -96,8 +96,6 @@ DEPARTED_LIMIT: Final = 1024
 #: Outcomes of private messages (DELIVERED, ERROR 504) whose sender was away, kept (in
 #: all) for its next session with the same token: the oldest beyond this are forgotten.
 AWAY_OUTCOMES_LIMIT: Final = 1000
-#: Owned nicks read from the store at a time, for a NICKS page.
-_OWNERS_BATCH: Final = 256
 #: Private messages the store kept through a restart that are looked at in one sweep, once
 #: their recipients have had the time to come back: those whose recipient did not are
 #: returned to their senders (ERROR 504).
@@ -224,6 +222,7 @@ class ChatCore:
         self._orphans_swept = False
         #: HELLOs for owned nicks, waiting for their PROVE.
         self.challenges = Challenges()
+        self._owned_lookalikes = OwnedLookalikes(self.store)
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -440,6 +439,7 @@ class ChatCore:
             raise ProtocolError(
                 ErrorCode.NICK_TAKEN, f"nick {nick} looks like {lookalike.nick}, who is here"
             )
+        self._refuse_if_like_owned(nick)
         self._addresses.check_new_session(address)
         if not proven and self.store.owner(nick) is not None:
             # Owned: only the holder of its key may take it. No session before the PROVE.
@@ -523,6 +523,7 @@ class ChatCore:
                 ErrorCode.NICK_TAKEN, f"nick {session.nick} is registered to another identity"
             )
         if owner is None:
+            self._refuse_if_like_owned(session.nick)
             try:
                 self.store.set_owner(session.nick, key)
             except StoreError as exc:
@@ -530,6 +531,7 @@ class ChatCore:
                     ErrorCode.INSUFFICIENT_STORAGE,
                     truncate_utf8(f"nick {session.nick} not registered: {exc}", MAX_REASON_BYTES),
                 ) from None
+            self._owned_lookalikes.add(session.nick)
             log.info("%s registered its nick", session.nick)
         session.owns_nick = True
         return [(session.identity, ev.Registered(session.nick, True))]
@@ -551,6 +553,7 @@ class ChatCore:
         its holder, if present. Raises StoreError."""
         if not self.store.drop_owner(nick):
             return False, []
+        self._owned_lookalikes.remove(nick)
         holder = self.find(nick)
         log.warning("the registration of %s was dropped", nick)
         if holder is None:
@@ -572,23 +575,28 @@ class ChatCore:
                 ErrorCode.INSUFFICIENT_STORAGE,
                 truncate_utf8(f"nick {nick} not unregistered: {exc}", MAX_REASON_BYTES),
             ) from None
+        self._owned_lookalikes.remove(nick)
+
+    def _refuse_if_like_owned(self, nick: str) -> None:
+        """ERROR 409 if `nick` looks like an owned nick (another one)."""
+        owned = self._owned_lookalikes.like(nick)
+        if owned is not None:
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN, f"nick {nick} looks like {owned}, which is registered"
+            )
 
     def owned_page(self, after: str, max_bytes: int) -> tuple[list[str], bool]:
         """The owned nicks sorted after `after` that fit in `max_bytes` as UTF-8 joined by
         spaces (one at least), and whether more follow."""
         page: list[str] = []
         size = -1  # no space before the first
-        while True:
-            batch = self.store.owners(after, _OWNERS_BATCH)
-            for nick in batch:
-                cost = len(nick.encode()) + 1
-                if page and size + cost > max_bytes:
-                    return page, True
-                size += cost
-                page.append(nick)
-            if len(batch) < _OWNERS_BATCH:
-                return page, False
-            after = batch[-1]
+        for nick in owned_nicks(self.store, after):
+            cost = len(nick.encode()) + 1
+            if page and size + cost > max_bytes:
+                return page, True
+            size += cost
+            page.append(nick)
+        return page, False
 
     def _owned_page(self, session: Session, after: str, now: float) -> list[Outgoing]:
         nicks, more = self.owned_page(after, self.users_page_bytes)

@@ -10,18 +10,63 @@ proves nothing later.
 
 import secrets
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
 from nacl.exceptions import CryptoError
 from nacl.signing import VerifyKey
 
-from messages import CHALLENGE_SECONDS, NONCE_BYTES, ErrorCode, ProtocolError, b64url, from_b64url
+from messages import (
+    CHALLENGE_SECONDS,
+    NONCE_BYTES,
+    ErrorCode,
+    ProtocolError,
+    b64url,
+    from_b64url,
+    nick_key,
+    nick_skeleton,
+)
 
 from .session import Identity
+from .store import Store
 
 #: Challenged HELLOs kept in all; beyond, the oldest is forgotten (its PROVE gets 401).
 PENDING_CHALLENGES_LIMIT: Final = 10_000
+#: Owned nicks read from the store at a time.
+_OWNERS_BATCH: Final = 256
+
+
+def owned_nicks(store: Store, after: str = "") -> Iterator[str]:
+    """The owned nicks sorted after `after` (by uniqueness key), read in batches."""
+    while True:
+        batch = store.owners(after, _OWNERS_BATCH)
+        yield from batch
+        if len(batch) < _OWNERS_BATCH:
+            return
+        after = batch[-1]
+
+
+class OwnedLookalikes:
+    """What each owned nick looks like (its skeleton): nobody may take a nick that looks
+    like one whose owner is away, as nobody may take one that looks like someone here."""
+
+    def __init__(self, store: Store) -> None:
+        self._by_skeleton = {nick_skeleton(nick): nick for nick in owned_nicks(store)}
+
+    def like(self, nick: str) -> str | None:
+        """The owned nick other than `nick` that looks like it, if any."""
+        owned = self._by_skeleton.get(nick_skeleton(nick))
+        return owned if owned is not None and nick_key(owned) != nick_key(nick) else None
+
+    def add(self, nick: str) -> None:
+        self._by_skeleton[nick_skeleton(nick)] = nick
+
+    def remove(self, nick: str) -> None:
+        skeleton = nick_skeleton(nick)
+        owned = self._by_skeleton.get(skeleton)
+        if owned is not None and nick_key(owned) == nick_key(nick):
+            del self._by_skeleton[skeleton]
 
 
 @dataclass(frozen=True, slots=True)

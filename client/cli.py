@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"the secret key that owns the nicks you /register (default: {IDENTITY_FILE} "
         "in the state directory, made on first run); copy it to another machine to use your "
-        "nicks there",
+        "nicks there (a file named here must exist)",
     )
     parser.add_argument(
         "-v",
@@ -166,7 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     level = logging.DEBUG if args.verbose else logging.WARNING
     try:
         keys = curve_keys(args.secure, args.server_key, args.state_dir)
-        identity: Identity = load_identity(identity_path(args.identity, args.state_dir))
+        # A file named on the command line is one the user copied: a typo must not quietly
+        # make a new identity, which would own none of their nicks.
+        identity: Identity = load_identity(
+            identity_path(args.identity, args.state_dir), create=args.identity is None
+        )
     except (ServerKeyError, IdentityError) as exc:
         print(f"zmq-chat-client: {exc}", file=sys.stderr)
         return 1

@@ -3,6 +3,8 @@
 - `/` then letters at the start of the line: command names;
 - after `/msg `, `/query `, `/kick `, `/ban ` and `/unban `: nicks, followed by a space;
 - a word starting with `@`: `@nick `;
+- after `/msg ` and `/query `, and after `@`, the owners of owned nicks who are away too,
+  after those present (to send them private messages);
 - the first word of a line: `nick: ` (addressing someone, weechat style);
 - any other word: `nick `.
 
@@ -23,6 +25,8 @@ from .commands import COMMANDS
 from .state import ChatState
 
 _LAST_WORD: Final = re.compile(r"\S*\Z")
+#: Commands whose nick may be away (an owner of an owned nick who is not here).
+_PRIVATE_COMMAND: Final = re.compile(r"^/(?:msg|tell|query)\s+\Z", re.IGNORECASE)
 _NICK_COMMAND: Final = re.compile(
     "^/(?:" + "|".join(info.name for info in COMMANDS if info.takes_nick) + r")\s+\Z",
     re.IGNORECASE,
@@ -46,9 +50,10 @@ class ChatCompleter(Completer):
         word = match.group() if match else ""
         head = before[: len(before) - len(word)]
         if word.startswith("@"):
-            yield from self._nicks(word[1:], len(word), "@", " ")
+            yield from self._nicks(word[1:], len(word), "@", " ", away=True)
         elif _NICK_COMMAND.match(head):
-            yield from self._nicks(word, len(word), "", " ")
+            away = _PRIVATE_COMMAND.match(head) is not None
+            yield from self._nicks(word, len(word), "", " ", away=away)
         elif not head.strip() and not word.startswith("/"):
             yield from self._nicks(word, len(word), "", ": ")
         elif not head.startswith("/") or head.lower().startswith(("/wall ", "/msg ")):
@@ -66,9 +71,11 @@ class ChatCompleter(Completer):
                     display_meta=info.summary,
                 )
 
-    def _nicks(self, prefix: str, replace: int, lead: str, suffix: str) -> Iterable[Completion]:
+    def _nicks(
+        self, prefix: str, replace: int, lead: str, suffix: str, away: bool = False
+    ) -> Iterable[Completion]:
         key = nick_key(prefix)
-        for nick in self._state.ranked_nicks():
+        for nick in self._state.ranked_nicks(away):
             if nick_key(nick).startswith(key):
                 yield Completion(
                     f"{lead}{nick}{suffix}", start_position=-replace, display=f"{lead}{nick}"

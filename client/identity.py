@@ -56,13 +56,18 @@ class Identity:
         return b64url(self._key.sign(payload).signature)
 
 
-def load_identity(path: Path) -> Identity:
-    """The identity kept in `path`, made there first if the file does not exist. Raises
-    IdentityError if it cannot be read, is not an identity, or others may read it."""
+def load_identity(path: Path, create: bool = True) -> Identity:
+    """The identity kept in `path`, made there first if the file does not exist (with
+    `create`). Raises IdentityError if it cannot be read, is not an identity, or others may
+    read it."""
     try:
         return _read(path)
     except FileNotFoundError:
-        pass
+        if not create:
+            raise IdentityError(
+                f"no identity file at {path}: copy yours there, or leave --identity out to "
+                "use (or make) the one in the state directory"
+            ) from None
     try:
         _create(path)
         return _read(path)

@@ -76,10 +76,12 @@ from messages.events import (
     Left,
     LogEntry,
     Message,
+    NickList,
     Notice,
     Page,
     Pong,
     PrivateMessage,
+    Registered,
     Stored,
     Tick,
     UserList,
@@ -113,7 +115,7 @@ from .identity import Identity
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .state import ChatState, Ending, Entry
 from .stream import BroadcastStream
-from .userpages import UserListPages
+from .userpages import NickListPages, UserListPages
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +148,7 @@ _METERED: Final = (
 )
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
-_REPLY_METERED: Final = (Fetch, ListUsers, History, Search)
+_REPLY_METERED: Final = (Fetch, ListUsers, ListNicks, History, Search)
 #: The most one LOG event weighs (its frames), for pacing HISTORY and SEARCH: a page of
 #: them may outweigh the largest answer below.
 _LOG_BYTES: Final = MAX_TEXT_BYTES + 2 * 4 * MAX_NICK_CHARS + MAX_ID_BYTES + 64
@@ -293,6 +295,8 @@ class Session:
         # The pages of the USERS answer coming in, and whether to show it once complete.
         self._user_pages = UserListPages()
         self._announce_users = True
+        # The pages of the NICKS answer coming in (the owned nicks).
+        self._nick_pages = NickListPages()
         # While a batch of events is handled: the entries to show at its end.
         self._batch_entries: list[Entry] | None = None
 
@@ -395,6 +399,7 @@ class Session:
         self._fetch_pong = 0
         self._quiet_user_lists = 0
         self._user_pages.reset()
+        self._nick_pages.reset()
         # (The history on joining is asked for again after the next WELCOME.)
         self.requests.clear()
         self._fail_waiters()
@@ -733,6 +738,12 @@ class Session:
                 self._pong()
             case UserList():
                 self._user_list_page(event)
+            case NickList():
+                self._nick_list_page(event)
+            case Registered():
+                self._show(self.state.apply(event))
+                # Our nick joined or left the owned ones.
+                self._queue(ListNicks())
             case LogEntry():
                 self.requests.add(event)
             case Page():
@@ -810,6 +821,17 @@ class Session:
             self._queue(ListUsers(cursor))
         if pages is not None:
             self._show(self.state.user_list(*pages, announce=self._announce_users))
+            # Then whose nicks are owned: those not present are shown as away.
+            if not self._nick_pages.in_progress:
+                self._queue(ListNicks())
+
+    def _nick_list_page(self, page: NickList) -> None:
+        pages, cursor = self._nick_pages.add(page)
+        if cursor is not None:
+            self._queue(ListNicks(cursor))
+        if pages is not None:
+            self.state.owned_list(*pages)
+            self.show([])  # redraw the user list
 
     def _broadcast(
         self, event: Joined | Left | Message | Notice, now: float, on_connection: bool = True

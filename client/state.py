@@ -180,6 +180,8 @@ class ChatState:
         self._spoke: dict[str, int] = {}
         self._joined: dict[str, int] = {}
         self._sequence = 0
+        # nick_key -> nick of every owned nick (NICKS), present or away.
+        self._owned: dict[str, str] = {}
         #: The broker run (epoch) and the last broadcast number applied in it: what the user
         #: has seen, kept across runs of the client for the unread marker.
         self.epoch = ""
@@ -197,6 +199,20 @@ class ChatState:
         """Everyone present (self included), in case-insensitive alphabetical order."""
         return sorted(self._users.values(), key=nick_key)
 
+    @property
+    def away_users(self) -> list[str]:
+        """The owners of owned nicks who are not here (self never), in case-insensitive
+        alphabetical order: they may be told things, and come back as only they can."""
+        own = nick_key(self.nick)
+        return sorted(
+            (nick for key, nick in self._owned.items() if key not in self._users and key != own),
+            key=nick_key,
+        )
+
+    def owned_list(self, *pages: NickList) -> None:
+        """The owned nicks, from the pages of a NICKS answer in order."""
+        self._owned = {nick_key(nick): nick for page in pages for nick in page.nicks}
+
     def find_user(self, nick: str) -> str | None:
         """The present user whose nick matches `nick` ignoring case, as the broker spells it."""
         return self._users.get(nick_key(nick))
@@ -205,9 +221,10 @@ class ChatState:
         """Whether `nick` is this client's own nick (ignoring case)."""
         return nick_key(nick) == nick_key(self.nick)
 
-    def ranked_nicks(self) -> list[str]:
+    def ranked_nicks(self, away: bool = False) -> list[str]:
         """Other users for completion: most recent speaker first, then users seen joining
-        (latest first), then everyone else alphabetically. Never includes self."""
+        (latest first), then everyone else alphabetically; with `away`, then the owners of
+        owned nicks who are not here. Never includes self."""
 
         def rank(nick: str) -> tuple[int, int, str]:
             key = nick_key(nick)
@@ -218,7 +235,8 @@ class ChatState:
             return (2, 0, key)
 
         own = nick_key(self.nick)
-        return sorted((n for k, n in self._users.items() if k != own), key=rank)
+        present = sorted((n for k, n in self._users.items() if k != own), key=rank)
+        return present + self.away_users if away else present
 
     # -- local entries -------------------------------------------------------------------
 

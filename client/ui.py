@@ -95,6 +95,7 @@ STYLE: Final = Style.from_dict(
         "users.selected": "reverse",
         "users.self": "bold",
         "users.more": "#888888",
+        "users.away": "#666666",
         "status": "reverse",
         "status.lost": "bg:ansired fg:ansiwhite bold",
         "status.reconnecting": "bg:ansiyellow fg:ansiblack bold",

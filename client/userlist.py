@@ -54,6 +54,8 @@ class UserList(UIControl):
         as needed)."""
         state = self._state
         users = state.users  # sorted anew on each read: once per redraw
+        # Then, dimmed, the owners of owned nicks who are away.
+        listed = users + state.away_users
         columns = None if width is None else max(1, width - 2)
         target_key = None if state.target is None else nick_key(state.target)
 
@@ -62,14 +64,16 @@ class UserList(UIControl):
             return [
                 self._entry("all", None, columns, target_key)
                 if i == 0
-                else self._entry(users[i - 1], users[i - 1], columns, target_key)
+                else self._entry(
+                    listed[i - 1], listed[i - 1], columns, target_key, away=i > len(users)
+                )
                 for i in range(start, stop)
             ]
 
         # Until the first USERS answer, only who was seen joining is known.
         count = str(len(users)) if state.users_known else "…"
         title = Row("class:users.title", self._cut(f" {count} here", width))
-        total = len(users) + 1
+        total = len(listed) + 1
         room = total if height is None else max(1, height - 1)
         if total <= room:
             self.offset = 0
@@ -101,10 +105,15 @@ class UserList(UIControl):
         return text if width is None else fit(text, width)
 
     def _entry(
-        self, label: str, target: str | None, columns: int | None, target_key: str | None
+        self,
+        label: str,
+        target: str | None,
+        columns: int | None,
+        target_key: str | None,
+        away: bool = False,
     ) -> Row:
         """The row of `target` (None: everyone), selected if it is the one `target_key`
-        names."""
+        names; dimmed if `away`."""
         state = self._state
         name = self._cut(sanitize(label), columns)
         if target is not None and state.is_self(target):
@@ -114,7 +123,9 @@ class UserList(UIControl):
         else:
             selected = target_key is not None and target_key == nick_key(target)
         style = "class:users.selected" if selected else ""
-        if target is not None:
+        if away:
+            style += " class:users.away"
+        elif target is not None:
             style += f" fg:{nick_color(target)}"
         marker = "*" if selected else " "
         return Row(style, f"{marker} {name}", lambda: self._pick(target))

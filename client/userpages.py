@@ -1,19 +1,26 @@
-"""A user list that comes in pages (USERS `more`), gathered until the last (sans-IO)."""
+"""A nick list that comes in pages (USERS or NICKS `more`), gathered until the last
+(sans-IO)."""
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from messages import nick_key
-from messages.events import UserList
+from messages.events import NickList, UserList
+
+P = TypeVar("P", UserList, NickList)
 
 
-class UserListPages:
-    """The pages of the USERS answer being received, in order.
+class ListPages(Generic[P]):
+    """The pages of the USERS (or NICKS) answer being received, in order.
 
     A page whose `after` is empty starts an answer (a newer one replaces any answer in
     progress); a page that continues the answer in progress (its `after` is the last nick of
     the page before) is added; any other page is left out, as part of an answer given up.
     """
 
-    def __init__(self) -> None:
-        self._pages: list[UserList] = []
+    def __init__(self, nicks: Callable[[P], tuple[str, ...]]) -> None:
+        self._nicks: Callable[[P], tuple[str, ...]] = nicks
+        self._pages: list[P] = []
         # The nick the next page must continue after; None: no answer in progress.
         self._cursor: str | None = None
 
@@ -32,7 +39,7 @@ class UserListPages:
         self._pages = []
         self._cursor = None
 
-    def add(self, page: UserList) -> tuple[list[UserList] | None, str | None]:
+    def add(self, page: P) -> tuple[list[P] | None, str | None]:
         """Take in `page`. Returns the whole answer once its last page is in (else None),
         and the nick to ask the next page after (None: no page to ask for)."""
         if not page.after:
@@ -41,9 +48,24 @@ class UserListPages:
             self._pages.append(page)
         else:
             return None, None
-        if page.more and page.users:
-            self._cursor = page.users[-1]
+        nicks = self._nicks(page)
+        if page.more and nicks:
+            self._cursor = nicks[-1]
             return None, self._cursor
         pages = self._pages
         self.reset()
         return pages, None
+
+
+class UserListPages(ListPages[UserList]):
+    """The pages of a USERS answer."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda page: page.users)
+
+
+class NickListPages(ListPages[NickList]):
+    """The pages of a NICKS answer: the owned nicks."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda page: page.nicks)

@@ -107,3 +107,19 @@ def test_joined_completes_at_once_and_left_never(state: ChatState) -> None:
 def test_user_list_refresh_replaces_users(state: ChatState) -> None:
     state.apply(ev.UserList(5, ("alice", "zoe")))
     assert completions(state, "") == ["zoe: "]
+
+
+def test_owners_who_are_away_complete_for_private_messages_only(state: ChatState) -> None:
+    # Owned nicks: bob is here; Bea and zed are away; alice is us.
+    state.owned_list(ev.NickList(("alice", "Bea"), more=True), ev.NickList(("bob", "zed"), "Bea"))
+    assert state.away_users == ["Bea", "zed"]
+    assert applied(state, "/msg b") == ["/msg Bernd ", "/msg bob ", "/msg Bea "]
+    assert applied(state, "/query z") == ["/query zed "]
+    assert applied(state, "@b") == ["@Bernd ", "@bob ", "@Bea "]
+    # Not to address someone in the room, nor to kick.
+    assert applied(state, "b") == ["Bernd: ", "bob: "]
+    assert applied(state, "/kick b") == ["/kick Bernd ", "/kick bob "]
+    # Back in the room, an owner is listed once, with those present.
+    state.apply(ev.Joined(1, "zed"))
+    assert state.away_users == ["Bea"]
+    assert applied(state, "/msg z") == ["/msg zed "]

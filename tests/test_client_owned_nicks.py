@@ -14,11 +14,19 @@ from client.state import LinkState
 from messages import ErrorCode
 from messages import commands as cmd
 from messages import events as ev
-from tests.client_helpers import WAIT_S, Relay, bot_client, eventually, port_of
+from tests.client_helpers import (
+    WAIT_S,
+    Relay,
+    bot_client,
+    eventually,
+    port_of,
+    running_client,
+)
 from tests.conftest import RunningBroker, start_broker
 from tests.peers import Peer
 from tests.processes import BrokerProcess, free_port
 from tests.test_client_linemode import run_client
+from tests.test_owned_nicks import Connect, owned, prove
 
 #: A short heartbeat: the client notices the killed broker within a few of them.
 HEARTBEAT_MS = 500
@@ -131,3 +139,41 @@ def test_a_registration_outlives_a_broker_killed_and_started_again(
         asyncio.run(asyncio.wait_for(scenario(), 4 * WAIT_S))
     finally:
         broker.stop()
+
+
+def test_owners_who_are_away_are_listed_dimmed_after_those_here_and_complete(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    key = Identity.generate()
+    owned(connect, "alice", key).send(cmd.Quit(""))
+    connect("carol")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "bob") as bob:
+            state = bob.client.state
+            await eventually(lambda: state.away_users == ["alice"], "alice listed as away")
+            rows = bob.client.ui.user_list.rows()
+            names = [row.text.strip() for row in rows]
+            assert names == ["2 here", "* all", "bob", "carol", "alice"]
+            assert "users.away" in rows[-1].style
+            assert "users.away" not in rows[-2].style
+            bob.type("/msg a\t")
+            await eventually(lambda: bob.input_text == "/msg alice ", "/msg a completed")
+            # alice comes back (and proves it is her): listed with those here.
+            back = connect()
+            await asyncio.to_thread(prove, back, "alice", key)
+            await eventually(lambda: state.away_users == [], "alice here")
+            names = [row.text.strip() for row in bob.client.ui.user_list.rows()]
+            assert names == ["3 here", "* all", "alice", "bob", "carol"]
+
+    asyncio.run(scenario())
+
+
+def test_an_identity_named_that_is_not_there_stops_the_client(
+    broker: RunningBroker, tmp_path: Path
+) -> None:
+    missing = tmp_path / "identity-copy"
+    run = run_client(broker.endpoint, "alice", "hi\n", "--identity", str(missing))
+    assert run.returncode == 1
+    assert f"no identity file at {missing}" in run.stderr
+    assert not missing.exists()

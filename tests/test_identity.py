@@ -76,6 +76,12 @@ def test_an_identity_that_cannot_be_kept_says_where(tmp_path: Path) -> None:
         load_identity(blocked / IDENTITY_FILE)
 
 
+def test_a_file_named_on_the_command_line_is_not_made(tmp_path: Path) -> None:
+    with pytest.raises(IdentityError, match="no identity file at"):
+        load_identity(tmp_path / "typo", create=False)
+    assert not (tmp_path / "typo").exists()
+
+
 def test_the_identity_lives_in_the_state_directory_unless_named(tmp_path: Path) -> None:
     assert identity_path(None, tmp_path) == tmp_path / IDENTITY_FILE
     assert identity_path(tmp_path / "other", tmp_path) == tmp_path / "other"

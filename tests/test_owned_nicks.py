@@ -264,3 +264,35 @@ def test_nicks_come_in_pages_that_together_are_the_whole_list() -> None:
         gathered += page
         after = page[-1]
     assert gathered == nicks
+
+
+def test_a_look_alike_of_an_owned_nick_is_refused_while_its_owner_is_away(
+    connect: Connect,
+) -> None:
+    key = Identity.generate()
+    owned(connect, "alice", key).send(cmd.Quit(""))
+    impostor = connect()
+    impostor.send(cmd.Hello("aIice", impostor.token))  # a capital I for the l
+    impostor.expect(
+        ev.Error,
+        code=ErrorCode.NICK_TAKEN,
+        reason="nick aIice looks like alice, which is registered",
+    )
+    # Once the registration is dropped, the look-alike is a nick like any other.
+    alice = connect()
+    prove(alice, "alice", key)
+    alice.send(cmd.Unregister())
+    alice.expect(ev.Registered, state=False)
+    alice.send(cmd.Quit(""))
+    impostor.send(cmd.Hello("aIice", impostor.token))
+    impostor.expect(ev.Welcome, nick="aIice")
+
+
+def test_a_broker_knows_the_look_alikes_of_the_nicks_its_store_keeps() -> None:
+    first = ChatCore(ADMIN_TOKEN)
+    first.store.set_owner("alice", bytes(32))
+    again = ChatCore(ADMIN_TOKEN, store=first.store)  # as a restart on the same file finds it
+    refusal = core_send(again, OTHER, cmd.Hello("aIice", "other-session-token-00000"), T0)
+    assert refusal == ev.Error(
+        ErrorCode.NICK_TAKEN, "", "nick aIice looks like alice, which is registered"
+    )
