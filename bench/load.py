@@ -87,6 +87,16 @@ class Dialect:
         event = [SIGNATURE, b"PRIVATE", b"0", sender.encode(), recipient.encode(), TEXT.encode()]
         return [b"TO", recipient.encode(), *event, b"1700000000000"], 4
 
+    def confirm(self, private: list[bytes], recipient: str) -> list[bytes]:
+        """What the recipient of `private` sends back, as a real client does: the broker
+        keeps a private message until its recipient confirms it (RECEIVED; it refuses more
+        past 1000 unconfirmed) and then tells the sender (DELIVERED). The ceiling relays the
+        same DELIVERED to the sender: as many messages through it as through the broker."""
+        msg_id, sender = private[2], private[3]
+        if self.chat:
+            return [SIGNATURE, b"RECEIVED", msg_id, sender]
+        return [b"TO", sender, SIGNATURE, b"DELIVERED", msg_id, recipient.encode()]
+
     def broadcast(self, sender: str) -> tuple[list[bytes], int]:
         """Frames asking for a broadcast, and the index of its msg_id frame."""
         if self.chat:
@@ -193,7 +203,8 @@ class ZmqJob:
     def drain(self, client: Client) -> int:
         recv = client.sock.recv_multipart
         verb = self.verb
-        receipts = self.dialect.chat and verb == b"PRIVATE"
+        receipts = verb == b"PRIVATE"
+        confirm = self.dialect.confirm
         n = 0
         try:
             while n < DRAIN_BATCH:
@@ -202,9 +213,7 @@ class ZmqJob:
                 if frames[1] == verb:
                     client.got += 1
                     if receipts:
-                        # As a real client does: the broker keeps a private message until
-                        # its recipient confirms it (and refuses more past 1000 unconfirmed).
-                        client.sock.send_multipart([SIGNATURE, b"RECEIVED", frames[2], frames[3]])
+                        client.sock.send_multipart(confirm(frames, client.nick))
                 else:
                     self.other(client, frames)
         except zmq.Again:
@@ -378,6 +387,7 @@ class LatencyJob(ZmqJob):
                 n += 1
                 if frames[1] == b"PRIVATE":
                     client.got += 1
+                    client.sock.send_multipart(self.dialect.confirm(frames, client.nick))
                     if self.recording:
                         self.samples.append(now - int(frames[2]))
                 else:
