@@ -193,6 +193,7 @@ class ZmqJob:
     def drain(self, client: Client) -> int:
         recv = client.sock.recv_multipart
         verb = self.verb
+        receipts = self.dialect.chat and verb == b"PRIVATE"
         n = 0
         try:
             while n < DRAIN_BATCH:
@@ -200,6 +201,10 @@ class ZmqJob:
                 n += 1
                 if frames[1] == verb:
                     client.got += 1
+                    if receipts:
+                        # As a real client does: the broker keeps a private message until
+                        # its recipient confirms it (and refuses more past 1000 unconfirmed).
+                        client.sock.send_multipart([SIGNATURE, b"RECEIVED", frames[2], frames[3]])
                 else:
                     self.other(client, frames)
         except zmq.Again:

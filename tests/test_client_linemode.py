@@ -240,12 +240,17 @@ def test_help_documents_the_options() -> None:
         assert option in result.stdout
 
 
+#: Lines piped at once into a line-mode client.
+PIPED_LINES = 50
+
+
 @pytest.mark.timeout(60)
-def test_a_hundred_piped_lines_are_all_delivered_at_the_pace_the_broker_allows(
+def test_piped_lines_past_the_burst_are_all_delivered_at_the_pace_the_broker_allows(
     broker: RunningBroker, connect: Connect
 ) -> None:
     bob = connect("bob")
-    lines = [f"line {n}" for n in range(100)]
+    # Two and a half bursts: the client must pace most of them (at 5 a second).
+    lines = [f"line {n}" for n in range(PIPED_LINES)]
     alice = start_client(broker.endpoint, "alice")
     received: list[str] = []
     seen: list[ev.BrokerEvent] = []
@@ -276,13 +281,13 @@ def test_a_hundred_piped_lines_are_all_delivered_at_the_pace_the_broker_allows(
     assert received == lines
     assert stderr == ""
     assert "429" not in stdout
-    assert sum(1 for line in stdout.splitlines() if " <alice> line " in line) == 100
+    assert sum(1 for line in stdout.splitlines() if " <alice> line " in line) == PIPED_LINES
     # Alice left after her last line, not before.
     while not isinstance(event := bob.next_event(), ev.Left):
         seen.append(event)
     seen.append(event)
     kinds = [type(event) for event in seen if isinstance(event, ev.Message | ev.Left)]
-    assert kinds == [ev.Message] * 100 + [ev.Left], seen[-3:]
+    assert kinds == [ev.Message] * PIPED_LINES + [ev.Left], seen[-3:]
 
 
 def test_end_of_input_with_the_broker_unreachable_exits_1_naming_what_was_lost() -> None:

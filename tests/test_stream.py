@@ -22,7 +22,7 @@ from tests.peers import Peer
 Context = zmq.Context[zmq.Socket[bytes]]
 Connect = Callable[..., Peer]
 #: Broadcasts in the burst that a stalled subscriber cannot all hold.
-BURST = 5000
+BURST = 3500
 #: Large enough that the burst overflows every queue on the way (the broker's high-water
 #: mark of 100 frames of 16 KiB, the kernel's socket buffers, the subscriber's own queue).
 BURST_TEXT = "x" * (MAX_TEXT_BYTES // 2)
