@@ -2,6 +2,7 @@
 
 import shlex
 from dataclasses import dataclass, field
+from typing import Final
 
 from messages import (
     DEFAULT_BAN_SECONDS,
@@ -14,6 +15,9 @@ from messages import (
 from .core import CONSOLE_OPERATOR, ChatCore, Outgoing
 from .store import StoreError
 
+#: Most bytes of nicks /registered prints at once.
+REGISTERED_LINE_BYTES: Final = 4096
+
 HELP: str = f"""\
 operator commands:
   /users                       list who is connected
@@ -25,6 +29,7 @@ operator commands:
   /unban NICK                  lift the bar on NICK
   /bans                        list the barred nicks
   /wall TEXT                   send a notice to everyone
+  /registered [AFTER]          list the registered nicks (those after AFTER)
   /drop NICK                   free a registered nick, whoever owns it
   /shutdown [reason]           tell everyone, then stop the broker
   /help                        this list
@@ -71,6 +76,13 @@ def run_console_line(core: ChatCore, line: str, now: float) -> ConsoleResult:
             return ConsoleResult([f"notice sent to {len(core.users())} users"], core.wall(rest))
         case "/drop":
             return _drop(core, rest)
+        case "/registered":
+            nicks, more = core.owned_page(rest, REGISTERED_LINE_BYTES)
+            after = f" after {rest}" if rest else ""
+            tail = f" ... (more: /registered {nicks[-1]})" if more else ""
+            return ConsoleResult(
+                [f"{len(nicks)} registered{after}: {' '.join(nicks) or '(none)'}{tail}"]
+            )
         case "/shutdown":
             return ConsoleResult(["shutting down"], core.shutdown(rest or "broker shutdown"))
         case "/help":

@@ -295,8 +295,10 @@ class Session:
         # The pages of the USERS answer coming in, and whether to show it once complete.
         self._user_pages = UserListPages()
         self._announce_users = True
-        # The pages of the NICKS answer coming in (the owned nicks).
+        # The pages of the NICKS answer coming in (the owned nicks), and whether to say who
+        # is away once it is complete (after a user list that was shown).
         self._nick_pages = NickListPages()
+        self._announce_away = False
         # While a batch of events is handled: the entries to show at its end.
         self._batch_entries: list[Entry] | None = None
 
@@ -822,6 +824,7 @@ class Session:
         if pages is not None:
             self._show(self.state.user_list(*pages, announce=self._announce_users))
             # Then whose nicks are owned: those not present are shown as away.
+            self._announce_away = self._announce_away or self._announce_users
             if not self._nick_pages.in_progress:
                 self._queue(ListNicks())
 
@@ -830,8 +833,12 @@ class Session:
         if cursor is not None:
             self._queue(ListNicks(cursor))
         if pages is not None:
-            self.state.owned_list(*pages)
-            self.show([])  # redraw the user list
+            entries = self.state.owned_list(*pages, announce=self._announce_away)
+            self._announce_away = False
+            if entries:
+                self._show(entries)
+            else:
+                self.show([])  # redraw the user list
 
     def _broadcast(
         self, event: Joined | Left | Message | Notice, now: float, on_connection: bool = True

@@ -209,9 +209,14 @@ class ChatState:
             key=nick_key,
         )
 
-    def owned_list(self, *pages: NickList) -> None:
-        """The owned nicks, from the pages of a NICKS answer in order."""
+    def owned_list(self, *pages: NickList, announce: bool = False) -> list[Entry]:
+        """The owned nicks, from the pages of a NICKS answer in order; with `announce`, the
+        entry saying who of them is away (if anyone is)."""
         self._owned = {nick_key(nick): nick for page in pages for nick in page.nicks}
+        away = self.away_users
+        if not announce or not away:
+            return []
+        return [self.info(f"{len(away)} away (registered nicks): {' '.join(away)}")]
 
     def find_user(self, nick: str) -> str | None:
         """The present user whose nick matches `nick` ignoring case, as the broker spells it."""

@@ -177,3 +177,22 @@ def test_an_identity_named_that_is_not_there_stops_the_client(
     assert run.returncode == 1
     assert f"no identity file at {missing}" in run.stderr
     assert not missing.exists()
+
+
+def test_the_user_list_as_printed_is_followed_by_who_is_away(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    owned(connect, "alice", Identity.generate()).send(cmd.Quit(""))
+    connect("carol")
+    listed, away = "-!- 2 users: bob carol", "-!- 1 away (registered nicks): alice"
+
+    async def scenario() -> None:
+        async with bot_client(broker.endpoint, "bob") as bob:
+            await eventually(lambda: away in bob.lines(), "who is away")
+            await eventually(lambda: bob.session.registered, "the session running")
+            await bob.session.handle_line("/users")
+            await eventually(lambda: bob.lines().count(away) == 2, "who is away, again")
+            shown = [line for line in bob.lines() if line in (listed, away)]
+            assert shown == [listed, away, listed, away]
+
+    asyncio.run(scenario())

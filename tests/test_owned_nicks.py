@@ -9,6 +9,7 @@ import pytest
 import zmq
 
 from broker import BrokerConfig, BrokerServer
+from broker.console import run_console_line
 from broker.core import ChatCore
 from broker.owners import Challenges
 from client.identity import Identity
@@ -296,3 +297,15 @@ def test_a_broker_knows_the_look_alikes_of_the_nicks_its_store_keeps() -> None:
     assert refusal == ev.Error(
         ErrorCode.NICK_TAKEN, "", "nick aIice looks like alice, which is registered"
     )
+
+
+def test_the_console_lists_the_registered_nicks_a_page_at_a_time() -> None:
+    core = ChatCore(ADMIN_TOKEN)
+    assert run_console_line(core, "/registered", T0).output == ["0 registered: (none)"]
+    for number in range(1000):
+        core.store.set_owner(f"user{number:03d}", bytes(32))
+    [line] = run_console_line(core, "/registered", T0).output
+    assert line.startswith("512 registered: user000 user001 ")
+    assert line.endswith("user511 ... (more: /registered user511)")
+    [line] = run_console_line(core, "/registered user998", T0).output
+    assert line == "1 registered after user998: user999"
