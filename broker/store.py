@@ -668,24 +668,26 @@ class Store:
 
     def prune(self) -> int:
         """Delete at most PRUNE_BATCH of the oldest messages past retention, of each kind;
-        how many. Committed with the next `commit`."""
+        how many. Committed with the next `commit`. Costs one row read when nothing is due."""
         cutoff_ms = self._now_ms() - int(self.retain_days * 86_400_000)
         deleted = 0
         for table, column, newest in (
             ("broadcasts", "seq", self.last_seq),
             ("privates", "id", self._last_private_id),
         ):
-            oldest = self._db.execute(
-                f"SELECT {column}, time_ms FROM {table} ORDER BY {column} LIMIT ?",
-                (PRUNE_BATCH,),
-            ).fetchall()
             by_count = newest - self.retain_messages
-            doomed = [row[0] for row in oldest if row[0] <= by_count or row[1] < cutoff_ms]
-            if not doomed:
-                continue
+
+            def due(row: tuple[int, int], by_count: int = by_count) -> bool:
+                return row[0] <= by_count or row[1] < cutoff_ms
+
             try:
+                select = f"SELECT {column}, time_ms FROM {table} ORDER BY {column} LIMIT ?"
+                first = self._db.execute(select, (1,)).fetchall()
+                if not first or not due(first[0]):
+                    continue
+                doomed = [row[0] for row in self._db.execute(select, (PRUNE_BATCH,)) if due(row)]
                 deleted += self._write(f"DELETE FROM {table} WHERE {column} <= ?", (doomed[-1],))
-            except StoreError as exc:
+            except (StoreError, sqlite3.Error) as exc:
                 log.error("pruning %s failed: %s", table, exc)
         return deleted
 
