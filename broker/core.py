@@ -875,14 +875,7 @@ class ChatCore:
         charged to the session's reply budget."""
         what = command.VERB.decode()
         self._require_reading(session, what)
-        try:
-            page = read()
-        except StoreError as exc:
-            log.error("history unreadable: %s", exc)
-            raise ProtocolError(
-                ErrorCode.INSUFFICIENT_STORAGE,
-                truncate_utf8(f"history cannot be read now: {exc}", MAX_REASON_BYTES),
-            ) from None
+        page = read()  # (a StoreError is an ERROR 507 with the ref: see `handle`)
         ref = command.ref
         logs = [
             ev.LogEntry(ref, e.id, e.sender, e.recipient, e.text, e.time_ms) for e in page.entries

@@ -352,7 +352,7 @@ class BrokerServer:
     def _release(self, held: list[Outgoing]) -> None:
         """Commit, then send `held` and the ACKs held (one per client for all its messages):
         if the commit failed, an ERROR 507 instead of each ACK."""
-        failure = self._commit()
+        failure = self._commit() if self.store.owes_commit else None
         acks = self._acks.flush()
         if failure is not None:
             acks = [
@@ -435,6 +435,12 @@ class BrokerServer:
                 # And clients wait for their answers while they are held: a batch is
                 # committed in parts, so that they work while the broker goes on.
                 self._release(held)
+                held.clear()
+            elif held and not self.store.owes_commit:
+                # Nothing written that must be stored before it is seen: what this message
+                # produced leaves now, as before the broker had a store (its ACKs still
+                # wait for the end of the batch).
+                self._send(held)
                 held.clear()
 
     def _receive_rest(self, more: bool) -> tuple[list[bytes], int]:
@@ -585,7 +591,8 @@ class BrokerServer:
 
     def _send(self, outgoing: Iterable[Outgoing]) -> None:
         # What is sent is stored first (a LEAVE of an expiry, a console notice, ...).
-        self._commit()
+        if self.store.owes_commit:
+            self._commit()
         pending = deque(outgoing)
         # A broadcast is one event object for many identities: encode it once. The cache
         # holds the event too, so its id() cannot be reused by a newer event meanwhile.
@@ -607,7 +614,8 @@ class BrokerServer:
                 self._send_frames(identity, cached[1])
             except zmq.ZMQError as exc:
                 pending.extend(self._unreachable(identity, exc))
-                self._commit()  # its LEAVE
+                if self.store.owes_commit:
+                    self._commit()  # its LEAVE
                 connection = bound(identity)
                 if exc.errno == zmq.EAGAIN and connection is not None:
                     # Removed for not reading: cut off too, so that libzmq frees the

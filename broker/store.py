@@ -462,12 +462,16 @@ class Store:
             if not self._db.in_transaction:
                 self._db.execute("BEGIN")
             db = self._db
-            db.executemany(_INSERT_BROADCAST, rows.broadcasts[rows.flushed_broadcasts :])
-            rows.flushed_broadcasts = len(rows.broadcasts)
-            db.executemany(_INSERT_PRIVATE, rows.privates[rows.flushed_privates :])
-            rows.flushed_privates = len(rows.privates)
-            db.executemany(_DONE, rows.done[rows.flushed_done :])
-            rows.flushed_done = len(rows.done)
+            # (Only what there is: even an empty executemany costs a statement's call.)
+            if len(rows.broadcasts) > rows.flushed_broadcasts:
+                db.executemany(_INSERT_BROADCAST, rows.broadcasts[rows.flushed_broadcasts :])
+                rows.flushed_broadcasts = len(rows.broadcasts)
+            if len(rows.privates) > rows.flushed_privates:
+                db.executemany(_INSERT_PRIVATE, rows.privates[rows.flushed_privates :])
+                rows.flushed_privates = len(rows.privates)
+            if len(rows.done) > rows.flushed_done:
+                db.executemany(_DONE, rows.done[rows.flushed_done :])
+                rows.flushed_done = len(rows.done)
             for sql, values in rows.statements[rows.flushed_statements :]:
                 db.execute(sql, values)
                 rows.flushed_statements += 1
@@ -513,6 +517,15 @@ class Store:
     def dirty(self) -> bool:
         """Whether rows wait for a commit."""
         return self._rows.any()
+
+    @property
+    def owes_commit(self) -> bool:
+        """Whether what is about to be sent needs a commit first: messages, joins, leaves
+        and owners written to a file. (Receipts may wait for a later commit: one lost in a
+        crash only brings its message again, which the recipient drops as a repeat. And
+        nothing of a store in memory outlives the process anyway.)"""
+        rows = self._rows
+        return self.durable and bool(rows.broadcasts or rows.privates or rows.statements)
 
     # -- reading -----------------------------------------------------------------------
 

@@ -45,6 +45,17 @@ def running_broker(
         broker.stop()
 
 
+def tally(chat: LineClients, expected: dict[str, Counter[tuple[str, str]]]) -> tuple[int, int, int]:
+    """What the clients printed against `expected`: delivered, missing, doubled."""
+    delivered = missing = doubled = 0
+    for recipient, want in expected.items():
+        seen = chat.chat_seen(recipient)
+        delivered += sum(min(seen[k], 1) for k in want)
+        missing += sum((want - seen).values())
+        doubled += sum(count - 1 for count in seen.values() if count > 1)
+    return delivered, missing, doubled
+
+
 def restart_scenario(clients: int, lines: int, restarts: int) -> dict[str, object]:
     """Line-mode clients talk while the broker is SIGKILLed and restarted `restarts` times."""
     nicks = [f"u{i}" for i in range(clients)]
@@ -70,13 +81,7 @@ def restart_scenario(clients: int, lines: int, restarts: int) -> dict[str, objec
             exits = chat.finish(timeout=60)
         finally:
             chat.kill()
-    delivered = missing = doubled = 0
-    for recipient in nicks:
-        seen = chat.chat_seen(recipient)
-        want = expected[recipient]
-        delivered += sum(min(seen[k], 1) for k in want)
-        missing += sum((want - seen).values())
-        doubled += sum(count - 1 for count in seen.values() if count > 1)
+    delivered, missing, doubled = tally(chat, expected)
     return {
         "clients": clients,
         "lines each": lines,
@@ -134,13 +139,7 @@ def kill_scenario(clients: int, lines: int, kills: int, seed: int = 0) -> dict[s
             back.finish(timeout=30)
         finally:
             back.kill()
-    delivered = missing = doubled = 0
-    for recipient in nicks:
-        seen = chat.chat_seen(recipient)
-        want = expected[recipient]
-        delivered += sum(min(seen[k], 1) for k in want)
-        missing += sum((want - seen).values())
-        doubled += sum(count - 1 for count in seen.values() if count > 1)
+    delivered, missing, doubled = tally(chat, expected)
     return {
         "clients": clients,
         "lines each": lines,
