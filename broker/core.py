@@ -50,7 +50,7 @@ from messages import events as ev
 from .addresses import AddressLimits, address_key
 from .admin_token import check_admin_token
 from .bans import Bans
-from .history import BroadcastEvent, BroadcastLog, Replay
+from .history import BroadcastEvent, BroadcastLog, Replay, within
 from .owners import Challenges, OwnedLookalikes, owned_nicks, signed_by
 from .ratelimit import FloodPolicy
 from .roster import Roster
@@ -708,7 +708,9 @@ class ChatCore:
             return []
         try:
             waiting = self.store.pending(ORPHAN_SWEEP_LIMIT)
-            owned = {p.recipient for p, *_ in waiting if self.store.owner(p.recipient)}
+            # One look at the store per recipient, not per message.
+            recipients = {private.recipient for private, *_ in waiting}
+            owned = {nick for nick in recipients if self.store.owner(nick) is not None}
         except StoreError as exc:
             log.error("private messages kept through the restart not looked at: %s", exc)
             self._orphans_due = now + self.expiry_seconds  # again later
@@ -814,14 +816,8 @@ class ChatCore:
     def _stored_replay(self, from_seq: int) -> Replay:
         """What a FETCH from `from_seq` gets from the store."""
         first = self.store.first_seq()
-        events: list[BroadcastEvent] = []
-        total = 0
-        for event in self.store.broadcasts(max(from_seq, first), FETCH_LIMIT):
-            cost = event_bytes(event)
-            if total + cost > FETCH_REPLY_BYTES and events:
-                break
-            total += cost
-            events.append(event)
+        stored = self.store.broadcasts(max(from_seq, first), FETCH_LIMIT)
+        events, total = within(stored, FETCH_REPLY_BYTES, event_bytes)
         return Replay(events, first if from_seq < first else 0, total)
 
     def _room_for(self, target: Session, private: ev.PrivateMessage) -> int:

@@ -1,7 +1,8 @@
 """The broadcast log: the last broadcast events, kept so that clients can fill gaps."""
 
+import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,22 @@ class Replay:
     gone_until: int
     #: The events' sizes added up (0 unless asked for).
     size: int = 0
+
+
+def within(
+    events: Iterable[BroadcastEvent], max_bytes: int, size: Callable[[Any], int] = len
+) -> tuple[list[BroadcastEvent], int]:
+    """The first of `events` whose `size`s add up to at most `max_bytes` (one at least),
+    and what they add up to."""
+    kept: list[BroadcastEvent] = []
+    total = 0
+    for event in events:
+        cost = size(event)
+        if total + cost > max_bytes and kept:
+            break
+        total += cost
+        kept.append(event)
+    return kept, total
 
 
 class BroadcastLog:
@@ -62,14 +79,8 @@ class BroadcastLog:
         gone_until = first if from_seq < first else 0
         offset = start - first
         end = min(len(self._events), offset + limit)
-        events: list[BroadcastEvent] = []
-        total = 0
-        for i in range(offset, end):
-            event = self._events[i]
-            if max_bytes:
-                cost = size(event)
-                if total + cost > max_bytes and events:
-                    break
-                total += cost
-            events.append(event)
+        kept = itertools.islice(self._events, offset, end)
+        if not max_bytes:
+            return Replay(list(kept), gone_until)
+        events, total = within(kept, max_bytes, size)
         return Replay(events, gone_until, total)

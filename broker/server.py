@@ -352,7 +352,7 @@ class BrokerServer:
     def _release(self, held: list[Outgoing]) -> None:
         """Commit, then send `held` and the ACKs held (one per client for all its messages):
         if the commit failed, an ERROR 507 instead of each ACK."""
-        failure = self._commit() if self.store.owes_commit else None
+        failure = self._commit_owed()
         acks = self._acks.flush()
         if failure is not None:
             acks = [
@@ -363,6 +363,11 @@ class BrokerServer:
             ]
         self._send(held)
         self._send(acks)
+
+    def _commit_owed(self) -> str | None:
+        """Commit if what is about to be sent depends on rows not committed yet (see
+        `Store.owes_commit`); the reason if that failed."""
+        return self._commit() if self.store.owes_commit else None
 
     def _commit(self) -> str | None:
         """Commit the store's writes; the reason if that failed (the rows are kept and
@@ -591,8 +596,7 @@ class BrokerServer:
 
     def _send(self, outgoing: Iterable[Outgoing]) -> None:
         # What is sent is stored first (a LEAVE of an expiry, a console notice, ...).
-        if self.store.owes_commit:
-            self._commit()
+        self._commit_owed()
         pending = deque(outgoing)
         # A broadcast is one event object for many identities: encode it once. The cache
         # holds the event too, so its id() cannot be reused by a newer event meanwhile.
@@ -614,8 +618,7 @@ class BrokerServer:
                 self._send_frames(identity, cached[1])
             except zmq.ZMQError as exc:
                 pending.extend(self._unreachable(identity, exc))
-                if self.store.owes_commit:
-                    self._commit()  # its LEAVE
+                self._commit_owed()  # its LEAVE
                 connection = bound(identity)
                 if exc.errno == zmq.EAGAIN and connection is not None:
                     # Removed for not reading: cut off too, so that libzmq frees the

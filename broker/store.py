@@ -28,7 +28,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, cast
 
 from messages import events as ev
@@ -48,6 +48,9 @@ DEFAULT_RETAIN_MESSAGES: Final = 1_000_000
 #: Most rows one `prune` deletes: pruning a large backlog takes many turns of the loop,
 #: each a few milliseconds, never one long stall.
 PRUNE_BATCH: Final = 1000
+#: SQLite's synchronous setting: with WAL, NORMAL syncs the log at checkpoints, not at each
+#: commit; what a process crash leaves is intact, a power loss may take the last second.
+SYNCHRONOUS: Final = "NORMAL"
 #: How long a write waits for a lock another process holds, in ms, before it fails: the
 #: loop must not stall behind someone's open transaction on our file.
 BUSY_TIMEOUT_MS: Final = 50
@@ -194,7 +197,12 @@ class Page:
 
 def pair_key(one: str, other: str) -> str:
     """What names the conversation between two nicks, whichever sent."""
-    first, second = sorted((nick_key(one), nick_key(other)))
+    return _pair(nick_key(one), nick_key(other))
+
+
+def _pair(one_key: str, other_key: str) -> str:
+    """`pair_key` of two nick keys."""
+    first, second = sorted((one_key, other_key))
     return f"{first}\n{second}"
 
 
@@ -249,7 +257,6 @@ class Store:
         retain_days: float = DEFAULT_RETAIN_DAYS,
         retain_messages: int = DEFAULT_RETAIN_MESSAGES,
         max_pages: int | None = None,
-        synchronous: str = "NORMAL",
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = path
@@ -278,7 +285,7 @@ class Store:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if self.durable:
                 self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute(f"PRAGMA synchronous = {synchronous}")
+                self._db.execute(f"PRAGMA synchronous = {SYNCHRONOUS}")
                 # A checkpoint syncs the file to disk, milliseconds that would fall on the
                 # commit that crossed the threshold: a thread of its own does them.
                 self._db.execute("PRAGMA wal_autocheckpoint = 0")
@@ -356,8 +363,7 @@ class Store:
             raise StoreError(self.failing)
         if isinstance(event, ev.Message):
             self._remember(nick_key(event.sender), event.msg_id)
-        self._rows.broadcasts.append(_broadcast_row(event, room, self._now_ms()))
-        self.last_seq = event.seq
+        self.keep_broadcast(event, room)
 
     def keep_broadcast(self, event: BroadcastEvent, room: str = MAIN_ROOM) -> None:
         """Write `event` with the next commit, even while commits fail (it is kept to write
@@ -365,7 +371,7 @@ class Store:
         notices)."""
         if event.seq != self.last_seq + 1:
             raise ValueError(f"broadcast {event.seq} out of order after {self.last_seq}")
-        self._rows.broadcasts.append(_broadcast_row(event, room, self._now_ms()))
+        self._rows.broadcasts.rows.append(_broadcast_row(event, room, self._now_ms()))
         self.last_seq = event.seq
 
     def add_private(
@@ -382,7 +388,7 @@ class Store:
         self._last_private_id += 1
         self._waiting[(sender, private.msg_id)] = (self._last_private_id, recipient)
         self._waiting_for[recipient] += 1
-        self._rows.privates.append(
+        self._rows.privates.rows.append(
             (
                 self._last_private_id,
                 private.msg_id,
@@ -402,7 +408,7 @@ class Store:
         waiting = self._waiting.pop((nick_key(sender), msg_id), None)
         if waiting is not None:
             number, recipient = waiting
-            self._rows.done.append((number,))
+            self._rows.done.rows.append((number,))
             self._waiting_for[recipient] -= 1
             if not self._waiting_for[recipient]:
                 del self._waiting_for[recipient]
@@ -448,8 +454,9 @@ class Store:
         except sqlite3.Error as exc:
             self._failed(exc)
             raise StoreError(_why(exc)) from exc
-        self._rows.statements.append((sql, values))
-        self._rows.flushed_statements += 1
+        statements = self._rows.statements
+        statements.rows.append((sql, values))
+        statements.flushed += 1
         return changed
 
     def _flush(self) -> None:
@@ -461,20 +468,8 @@ class Store:
         try:
             if not self._db.in_transaction:
                 self._db.execute("BEGIN")
-            db = self._db
-            # (Only what there is: even an empty executemany costs a statement's call.)
-            if len(rows.broadcasts) > rows.flushed_broadcasts:
-                db.executemany(_INSERT_BROADCAST, rows.broadcasts[rows.flushed_broadcasts :])
-                rows.flushed_broadcasts = len(rows.broadcasts)
-            if len(rows.privates) > rows.flushed_privates:
-                db.executemany(_INSERT_PRIVATE, rows.privates[rows.flushed_privates :])
-                rows.flushed_privates = len(rows.privates)
-            if len(rows.done) > rows.flushed_done:
-                db.executemany(_DONE, rows.done[rows.flushed_done :])
-                rows.flushed_done = len(rows.done)
-            for sql, values in rows.statements[rows.flushed_statements :]:
-                db.execute(sql, values)
-                rows.flushed_statements += 1
+            for kind in rows.kinds:
+                kind.flush(self._db)
         except sqlite3.Error as exc:
             self._failed(exc)
 
@@ -525,7 +520,9 @@ class Store:
         crash only brings its message again, which the recipient drops as a repeat. And
         nothing of a store in memory outlives the process anyway.)"""
         rows = self._rows
-        return self.durable and bool(rows.broadcasts or rows.privates or rows.statements)
+        return self.durable and bool(
+            rows.broadcasts.rows or rows.privates.rows or rows.statements.rows
+        )
 
     # -- reading -----------------------------------------------------------------------
 
@@ -730,7 +727,7 @@ class Store:
                 if extra:
                     db.executemany(
                         "INSERT INTO conversations (pair, id) VALUES (?, ?)",
-                        [("\n".join(sorted(row[3:5])), row[0]) for row in rows],
+                        [(_pair(row[3], row[4]), row[0]) for row in rows],
                     )
                 db.execute("UPDATE meta SET value = ? WHERE key = ?", (str(rows[-1][0]), key))
                 done += len(chat)
@@ -775,49 +772,68 @@ _INSERT_PRIVATE: Final = "INSERT INTO privates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?
 _DONE: Final = "DELETE FROM waiting WHERE id = ?"
 
 
-class _Rows:
-    """The rows of the next commit, by table, and how many of each are in the open
+@dataclass(slots=True)
+class _Pending:
+    """Rows of one kind for the next commit, and how many of them are in the open
     transaction already (flushed)."""
 
+    name: str
+    #: The statement each row is written with; "" for rows that carry their own
+    #: (statement, values).
+    sql: str
+    rows: list[Any] = field(default_factory=list)
+    flushed: int = 0
+
+    def flush(self, db: sqlite3.Connection) -> None:
+        """Write the rows not flushed yet into `db`'s open transaction."""
+        new = self.rows[self.flushed :]
+        if not new:
+            return  # even an empty executemany costs a statement's call
+        if self.sql:
+            db.executemany(self.sql, new)
+        else:
+            for sql, values in new:
+                db.execute(sql, values)
+        self.flushed = len(self.rows)
+
+
+class _Rows:
+    """The rows of the next commit, by kind, written in this order."""
+
     def __init__(self) -> None:
-        self.broadcasts: list[tuple[Any, ...]] = []
-        self.privates: list[tuple[Any, ...]] = []
-        self.done: list[tuple[int]] = []
+        self.broadcasts = _Pending("broadcasts", _INSERT_BROADCAST)
+        self.privates = _Pending("privates", _INSERT_PRIVATE)
+        self.done = _Pending("receipts", _DONE)
         #: Statements run at once (owners, pruning), in order.
-        self.statements: list[tuple[str, Sequence[Any]]] = []
-        self.unflush()
+        self.statements = _Pending("statements", "")
+        self.kinds = (self.broadcasts, self.privates, self.done, self.statements)
 
     def unflush(self) -> None:
-        """Nothing is in the transaction (it was rolled back, or committed)."""
-        self.flushed_broadcasts = self.flushed_privates = self.flushed_done = 0
-        self.flushed_statements = 0
+        """Nothing is in the transaction (it was rolled back)."""
+        for kind in self.kinds:
+            kind.flushed = 0
 
     def unflushed(self) -> bool:
-        return (
-            len(self.broadcasts) > self.flushed_broadcasts
-            or len(self.privates) > self.flushed_privates
-            or len(self.done) > self.flushed_done
-            or len(self.statements) > self.flushed_statements
-        )
+        return any(len(kind.rows) > kind.flushed for kind in self.kinds)
 
     def any(self) -> bool:
-        return bool(self.broadcasts or self.privates or self.done or self.statements)
+        return any(kind.rows for kind in self.kinds)
 
     def count(self) -> int:
-        return len(self.broadcasts) + len(self.privates) + len(self.done) + len(self.statements)
+        return sum(len(kind.rows) for kind in self.kinds)
 
     def clear(self) -> None:
-        self.broadcasts, self.privates, self.done, self.statements = [], [], [], []
-        self.unflush()
+        for kind in self.kinds:
+            kind.rows, kind.flushed = [], 0
 
     def bound(self, limit: int) -> None:
         """Keep at most `limit` rows of each kind, the newest: a disk that stays full must
         not fill the broker's memory instead."""
-        for name in ("broadcasts", "privates", "done", "statements"):
-            rows = getattr(self, name)
-            if len(rows) > limit:
-                log.error("the store dropped %d unwritten %s rows", len(rows) - limit, name)
-                del rows[: len(rows) - limit]
+        for kind in self.kinds:
+            excess = len(kind.rows) - limit
+            if excess > 0:
+                log.error("the store dropped %d unwritten %s rows", excess, kind.name)
+                del kind.rows[:excess]
 
 
 class _Checkpoints:

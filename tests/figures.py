@@ -45,6 +45,14 @@ def running_broker(
         broker.stop()
 
 
+def lines_from_the_others(nicks: list[str], lines: int) -> dict[str, Counter[tuple[str, str]]]:
+    """What each of `nicks` must see when each types `lines` numbered lines: the others'."""
+    return {
+        recipient: Counter((s, f"{s} {n}") for s in nicks if s != recipient for n in range(lines))
+        for recipient in nicks
+    }
+
+
 def tally(chat: LineClients, expected: dict[str, Counter[tuple[str, str]]]) -> tuple[int, int, int]:
     """What the clients printed against `expected`: delivered, missing, doubled."""
     delivered = missing = doubled = 0
@@ -60,10 +68,7 @@ def restart_scenario(clients: int, lines: int, restarts: int) -> dict[str, objec
     """Line-mode clients talk while the broker is SIGKILLed and restarted `restarts` times."""
     nicks = [f"u{i}" for i in range(clients)]
     kill_rounds = {lines * (k + 1) // (restarts + 1) for k in range(restarts)}
-    expected = {
-        recipient: Counter((s, f"{s} {n}") for s in nicks if s != recipient for n in range(lines))
-        for recipient in nicks
-    }
+    expected = lines_from_the_others(nicks, lines)
     with running_broker(heartbeat_ms=HEARTBEAT_MS) as broker:
         chat = LineClients(broker.endpoint, nicks)
         try:
@@ -102,10 +107,7 @@ def kill_scenario(clients: int, lines: int, kills: int, seed: int = 0) -> dict[s
     rng = random.Random(seed)
     nicks = [f"u{i}" for i in range(clients)]
     kill_rounds = sorted(rng.sample(range(1, lines), kills))
-    expected = {
-        recipient: Counter((s, f"{s} {n}") for s in nicks if s != recipient for n in range(lines))
-        for recipient in nicks
-    }
+    expected = lines_from_the_others(nicks, lines)
     # Every third round each client also tells dora.
     for_dora = Counter((s, f"{s} {n} for dora") for s in nicks for n in range(0, lines, 3))
     with running_broker(heartbeat_ms=HEARTBEAT_MS) as broker:
