@@ -27,6 +27,7 @@ from messages import (
     MAX_NICK_CHARS,
     MAX_REASON_BYTES,
     MAX_TEXT_BYTES,
+    ROOMS_PAGE_ROOMS,
     SIGNATURE,
     USERS_PAGE_BYTES,
     ErrorCode,
@@ -53,6 +54,7 @@ from .bans import Bans
 from .history import BroadcastEvent, BroadcastLog, Replay, within
 from .owners import Challenges, OwnedLookalikes, owned_nicks, signed_by
 from .ratelimit import FloodPolicy
+from .rooms import Room, RoomEvent, Rooms, numbered
 from .roster import Roster
 from .session import (
     UNCONFIRMED_BYTES,
@@ -104,7 +106,7 @@ ORPHAN_SWEEP_LIMIT: Final = 10_000
 #: refused (ERROR 507) until its owner comes back and reads them.
 OFFLINE_LIMIT: Final = 1000
 #: Commands that carry a client's message id.
-_CHAT: Final = (cmd.Say, cmd.Tell)
+_CHAT: Final = (cmd.Say, cmd.Tell, cmd.Post)
 #: Commands that carry a client's reference for their answer.
 _REFERRED: Final = (cmd.History, cmd.Search)
 #: Commands that draw on a client's flood-control bucket.
@@ -125,6 +127,13 @@ _METERED: Final = (
     cmd.Search,
     # A HELLO on a registered connection is answered with a whole WELCOME: not for free.
     cmd.Hello,
+    cmd.Post,
+    cmd.Enter,
+    cmd.Part,
+    cmd.SetTopic,
+    cmd.ListRooms,
+    cmd.ListMembers,
+    # (ROOMFETCH, like FETCH, draws on the reply budget.)
 )
 
 
@@ -193,7 +202,7 @@ class ChatCore:
         #: and numbers go on from the last one stored); random for a store in memory.
         self.epoch = epoch or self.store.epoch or secrets.token_hex(4)
         #: The last broadcasts, in memory: most FETCHes are answered from here.
-        self.history = BroadcastLog(HISTORY_EVENTS)
+        self.history: BroadcastLog[BroadcastEvent] = BroadcastLog(HISTORY_EVENTS)
         self.history.resume(self.store.recent(HISTORY_EVENTS), self.store.last_seq)
         self.stopped = False
         #: Barred nicks and the tokens of sessions ended by a kick.
@@ -223,6 +232,8 @@ class ChatCore:
         #: HELLOs for owned nicks, waiting for their PROVE.
         self.challenges = Challenges()
         self._owned_lookalikes = OwnedLookalikes(self.store)
+        #: Every room but #general (whose traffic is the broadcasts above).
+        self.rooms = Rooms()
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -407,6 +418,35 @@ class ChatCore:
                 raise ProtocolError(
                     ErrorCode.MALFORMED, "no challenge is pending: you are registered"
                 )
+            case cmd.Post(room_name, msg_id, text):
+                room = self.rooms.require_member(room_name, session)
+                session.accept(msg_id)
+                post = ev.Posted(
+                    room.name, room.log.next_seq(), msg_id, session.nick, text, self._now_ms()
+                )
+                return [*self._to_room(room, post), (me, ev.Ack((msg_id,)))]
+            case cmd.Enter(room_name):
+                return self._enter(session, room_name)
+            case cmd.Part(room_name, reason):
+                room = self.rooms.require_member(room_name, session)
+                return self._part(room, session, reason or "left")
+            case cmd.SetTopic(room_name, topic):
+                room = self.rooms.require_member(room_name, session)
+                if not room.may_set_topic(session):
+                    raise ProtocolError(
+                        ErrorCode.FORBIDDEN,
+                        f"only whoever made {room.name} (or an operator) sets its topic",
+                    )
+                room.topic = topic
+                event = ev.TopicSet(room.name, room.log.next_seq(), session.nick, topic)
+                return self._to_room(room, event)
+            case cmd.ListRooms(after):
+                return self._rooms_page(session, after, now)
+            case cmd.ListMembers(room_name, after):
+                return self._members_page(session, room_name, after, now)
+            case cmd.FetchRoom(room_name, from_seq):
+                room = self.rooms.require_member(room_name, session)
+                return self._room_replay(session, room, from_seq, now)
         raise AssertionError(f"unhandled command {command!r}")  # pragma: no cover
 
     # -- registration and presence -------------------------------------------------
@@ -665,6 +705,8 @@ class ChatCore:
         left = self._broadcast(
             ev.Left(self.history.next_seq(), session.nick, truncate_utf8(reason, MAX_REASON_BYTES))
         )
+        for room in self.rooms.of(session):
+            left += self._part(room, session, reason)
         # Its unconfirmed private messages wait in the store for an owner, who comes back
         # for them; a guest's go with it: each sender still here learns so, rather than
         # taking its ACK for a delivery to come.
@@ -813,7 +855,7 @@ class ChatCore:
         log.debug("a private message for %s is kept until they come back", owned)
         return [ack, *self._tell_sender(private, session.token_hash, ev.Stored(msg_id, owned))]
 
-    def _stored_replay(self, from_seq: int) -> Replay:
+    def _stored_replay(self, from_seq: int) -> Replay[BroadcastEvent]:
         """What a FETCH from `from_seq` gets from the store."""
         first = self.store.first_seq()
         stored = self.store.broadcasts(max(from_seq, first), FETCH_LIMIT)
@@ -906,6 +948,67 @@ class ChatCore:
                 f"{flood.reply_bytes_per_second:g} bytes per second; this one "
                 f"({size} bytes) in {session.replies.wait(now, cost):.1f} s",
             )
+
+    # -- rooms -----------------------------------------------------------------------
+
+    def _to_room(self, room: Room, event: RoomEvent) -> list[Outgoing]:
+        """Number `event` in `room`'s log and address it to every member."""
+        numbered(room, event)
+        return [(member.identity, event) for member in room.members.values()]
+
+    def _enter(self, session: Session, name: str) -> list[Outgoing]:
+        room, entered = self.rooms.enter(name, session)
+        out: list[Outgoing] = []
+        if entered:
+            log.info("%s entered %s (%d members)", session.nick, room.name, len(room.members))
+            out = self._to_room(room, ev.Entered(room.name, room.log.next_seq(), session.nick))
+        return [*out, (session.identity, room.state())]
+
+    def _part(self, room: Room, session: Session, reason: str) -> list[Outgoing]:
+        """`session` leaves `room`: every member (itself included) is told."""
+        reason = truncate_utf8(reason, MAX_REASON_BYTES)
+        out = self._to_room(room, ev.Parted(room.name, room.log.next_seq(), session.nick, reason))
+        self.rooms.part(room, session)
+        return out
+
+    def _rooms_page(self, session: Session, after: str, now: float) -> list[Outgoing]:
+        rooms, more = self.rooms.page(after, ROOMS_PAGE_ROOMS)
+        states = [room.state() for room in rooms]
+        self._charge_reply(session, "ROOMS", sum(map(event_bytes, states)), now)
+        last = rooms[-1].name if rooms else after
+        me = session.identity
+        return [*((me, state) for state in states), (me, ev.RoomList(last, more))]
+
+    def _members_page(self, session: Session, name: str, after: str, now: float) -> list[Outgoing]:
+        room = self.rooms.require(name)
+        start = nick_key(after) if after else ""
+        nicks = [nick for nick in room.nicks() if nick_key(nick) > start]
+        page: list[str] = []
+        size = 0
+        for nick in nicks:
+            size += len(nick.encode()) + 1
+            if size > self.users_page_bytes and page:
+                break
+            page.append(nick)
+        self._charge_reply(session, "MEMBERS", size, now)
+        more = len(page) < len(nicks)
+        event = ev.MemberList(room.name, room.last_seq, tuple(page), after, more)
+        return [(session.identity, event)]
+
+    def _room_replay(
+        self, session: Session, room: Room, from_seq: int, now: float
+    ) -> list[Outgoing]:
+        replay = room.log.since(max(from_seq, 1), FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
+        self._charge_reply(session, "ROOMFETCH", replay.size, now)
+        me = session.identity
+        out: list[Outgoing] = []
+        if replay.gone_until:
+            reason = (
+                f"{room.name}: events {from_seq} to {replay.gone_until - 1} are no longer "
+                f"kept; the oldest kept is {replay.gone_until}"
+            )
+            out.append((me, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
+        return out + [(me, event) for event in replay.events]
 
     # -- operator actions (from an operator client or the broker's terminal) ------------
 

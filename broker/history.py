@@ -4,18 +4,21 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from messages import events as ev
 
 BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice
+#: Room events (see `broker.rooms`) are numbered in logs of their own.
+LoggedEvent = BroadcastEvent | ev.Entered | ev.Parted | ev.Posted | ev.TopicSet
+E = TypeVar("E", bound=LoggedEvent)
 
 
 @dataclass(frozen=True)
-class Replay:
+class Replay(Generic[E]):
     """What a FETCH gets: the events still kept, and the first one that is not kept."""
 
-    events: list[BroadcastEvent]
+    events: list[E]
     #: If > 0, events numbered from the requested one up to this (excluded) are gone.
     gone_until: int
     #: The events' sizes added up (0 unless asked for).
@@ -23,11 +26,11 @@ class Replay:
 
 
 def within(
-    events: Iterable[BroadcastEvent], max_bytes: int, size: Callable[[Any], int] = len
-) -> tuple[list[BroadcastEvent], int]:
+    events: Iterable[E], max_bytes: int, size: Callable[[Any], int] = len
+) -> tuple[list[E], int]:
     """The first of `events` whose `size`s add up to at most `max_bytes` (one at least),
     and what they add up to."""
-    kept: list[BroadcastEvent] = []
+    kept: list[E] = []
     total = 0
     for event in events:
         cost = size(event)
@@ -38,14 +41,14 @@ def within(
     return kept, total
 
 
-class BroadcastLog:
-    """Broadcast events numbered 1, 2, 3, ...; the last `capacity` of them are kept."""
+class BroadcastLog(Generic[E]):
+    """Events numbered 1, 2, 3, ...; the last `capacity` of them are kept."""
 
     def __init__(self, capacity: int) -> None:
-        self._events: deque[BroadcastEvent] = deque(maxlen=capacity)
+        self._events: deque[E] = deque(maxlen=capacity)
         self.last_seq = 0
 
-    def resume(self, events: list[BroadcastEvent], last_seq: int) -> None:
+    def resume(self, events: list[E], last_seq: int) -> None:
         """Start from a stored log: its last `events` (oldest first), numbered up to
         `last_seq`."""
         self._events.clear()
@@ -58,7 +61,7 @@ class BroadcastLog:
         """The number the next broadcast event must carry."""
         return self.last_seq + 1
 
-    def append(self, event: BroadcastEvent) -> None:
+    def append(self, event: E) -> None:
         if event.seq != self.last_seq + 1:
             raise ValueError(f"broadcast {event.seq} out of order after {self.last_seq}")
         self._events.append(event)
@@ -71,7 +74,7 @@ class BroadcastLog:
 
     def since(
         self, from_seq: int, limit: int, max_bytes: int = 0, size: Callable[[Any], int] = len
-    ) -> Replay:
+    ) -> Replay[E]:
         """At most `limit` events numbered `from_seq` or later, oldest first; with
         `max_bytes`, only as many as keep their `size`s within it (one at least)."""
         first = self.first_kept

@@ -79,7 +79,7 @@ SEND_HWM_MESSAGES: Final = 2 * FETCH_LIMIT
 SEND_BUFFER_BYTES: Final = 256 * 1024
 #: Commands answered with up to FETCH_REPLY_BYTES: the core needs to know whether the
 #: client reads what it was sent.
-_LARGE_ANSWERS: Final = ([b"FETCH"], [b"USERS"])
+_LARGE_ANSWERS: Final = ([b"FETCH"], [b"USERS"], [b"ROOMFETCH"], [b"ROOMS"], [b"MEMBERS"])
 #: Messages queued from one client before libzmq stops reading its connection.
 RECEIVE_HWM_MESSAGES: Final = 1000
 #: Pending TCP connections the listening socket holds (ZMQ_BACKLOG); the default of 100

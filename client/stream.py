@@ -26,9 +26,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from messages import FETCH_LIMIT, nick_key
-from messages.events import Joined, Left, Message, Notice
+from messages.events import Entered, Joined, Left, Message, Notice, Parted, Posted, TopicSet
 
 BroadcastEvent = Joined | Left | Message | Notice
+#: What a `BroadcastStream` orders: the broadcasts of #general, or one room's events (see
+#: `client.rooms`).
+Numbered = BroadcastEvent | Entered | Parted | Posted | TopicSet
 
 #: The most events one FETCH returns; a longer gap takes several.
 FETCH_BATCH: Final = FETCH_LIMIT
@@ -46,7 +49,7 @@ class Accepted:
     """What one incoming broadcast event releases: events to apply, in order, and how
     many broadcasts were skipped for good (after ERROR 410 or an overlong gap)."""
 
-    events: list[BroadcastEvent] = field(default_factory=list)
+    events: list[Numbered] = field(default_factory=list)
     lost: int = 0
 
 
@@ -100,7 +103,7 @@ class BroadcastStream:
         # (sender's uniqueness key, msg_id) of MESSAGEs applied -> the epoch they came in.
         self._shown_in: OrderedDict[str, str] = OrderedDict()
         self._shown_limit = seen_limit
-        self._held: dict[int, BroadcastEvent] = {}
+        self._held: dict[int, Numbered] = {}
         # The FETCH in flight: (from_seq, when sent).
         self._fetch: tuple[int, float] | None = None
         # ERROR 410 came: skip the missing events when the next one arrives.
@@ -142,7 +145,7 @@ class BroadcastStream:
         self._fetch = None
         return restarted
 
-    def accept(self, event: BroadcastEvent, on_connection: bool = True) -> Accepted:
+    def accept(self, event: Numbered, on_connection: bool = True) -> Accepted:
         """Take in one broadcast event; return what to apply now. `on_connection`: it came
         on the connection (an answer to FETCH, or every broadcast without the stream), not
         on the stream."""

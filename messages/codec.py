@@ -38,10 +38,12 @@ from .limits import (
     MAX_SEARCH_BYTES,
     MAX_TEXT_BYTES,
     MAX_TOKEN_BYTES,
+    MAX_TOPIC_BYTES,
     MIN_SESSION_TOKEN_BYTES,
     SIGNATURE,
     SIGNATURE_PREFIX,
 )
+from .rooms import MAX_ROOM_NAME_CHARS, ROOM_PREFIX
 
 #: Byte limit of each field, by field name; others get MAX_FRAME_BYTES.
 FIELD_LIMITS: Final[Mapping[str, int]] = {
@@ -64,12 +66,14 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
     "users": MAX_LIST_BYTES,
     "commands": MAX_LIST_BYTES,
     "nicks": MAX_LIST_BYTES,
+    "room": len(ROOM_PREFIX) + MAX_ROOM_NAME_CHARS,
+    "topic": MAX_TOPIC_BYTES,
 }
 #: Shortest value of each field, in bytes, for fields that have one (besides not empty).
 MIN_FIELD_BYTES: Final[Mapping[str, int]] = {"session": MIN_SESSION_TOKEN_BYTES}
 #: Fields that may not be empty.
 NON_EMPTY_FIELDS: Final = frozenset(
-    {"text", "nick", "recipient", "sender", "msg_id", "session", "epoch", "words"}
+    {"text", "nick", "recipient", "sender", "msg_id", "session", "epoch", "words", "room"}
 )
 #: Exceptions to NON_EMPTY_FIELDS, by verb: fields that must not be empty in this verb
 #: (though they may be elsewhere), and fields that may be (though they may not elsewhere).

@@ -203,6 +203,70 @@ class ListNicks:
     after: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Enter:
+    """Join `room` (a room name, see `messages.rooms`), creating it if nobody is in it. The
+    broker answers with the room's state (ROOM); entering a room one is in again only does
+    that."""
+
+    VERB: ClassVar[bytes] = b"ENTER"
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """Leave `room`, for `reason` (may be empty)."""
+
+    VERB: ClassVar[bytes] = b"PART"
+    room: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """Send `text` to the members of `room`; `msg_id` as for SAY."""
+
+    VERB: ClassVar[bytes] = b"POST"
+    room: str
+    msg_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetTopic:
+    """Set the topic of `room` (empty: none); for its operators."""
+
+    VERB: ClassVar[bytes] = b"TOPIC"
+    room: str
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListRooms:
+    """Ask for a page of the rooms: those sorted after `after`, or from the first."""
+
+    VERB: ClassVar[bytes] = b"ROOMS"
+    after: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ListMembers:
+    """Ask for a page of the members of `room`, sorted after `after` (like USERS)."""
+
+    VERB: ClassVar[bytes] = b"MEMBERS"
+    room: str
+    after: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchRoom:
+    """Ask for `room`'s events again, from number `from_seq` on (like FETCH)."""
+
+    VERB: ClassVar[bytes] = b"ROOMFETCH"
+    room: str
+    from_seq: int
+
+
 ClientCommand = (
     Hello
     | Say
@@ -224,6 +288,13 @@ ClientCommand = (
     | Unregister
     | Prove
     | ListNicks
+    | Enter
+    | Part
+    | Post
+    | SetTopic
+    | ListRooms
+    | ListMembers
+    | FetchRoom
 )
 
 #: Every command, in the order docs/PROTOCOL.md lists them.
@@ -248,4 +319,11 @@ CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
     Unregister,
     Prove,
     ListNicks,
+    Enter,
+    Part,
+    Post,
+    SetTopic,
+    ListRooms,
+    ListMembers,
+    FetchRoom,
 )

@@ -237,6 +237,89 @@ class NickList:
     more: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """What `room` is as of its event `seq`: `members` in it, its `topic`. Sent to a client
+    that enters it (after its ENTERED) and in answer to ROOMS. `epoch` names this life of the
+    room: a room that was emptied (or forgotten by a broker restart) and made again numbers
+    its events anew under a new one."""
+
+    VERB: ClassVar[bytes] = b"ROOM"
+    room: str
+    epoch: str
+    seq: int
+    members: int
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class Entered:
+    """`nick` joined `room`; numbered `seq` in the room's own sequence."""
+
+    VERB: ClassVar[bytes] = b"ENTERED"
+    room: str
+    seq: int
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Parted:
+    """`nick` left `room`, for `reason`."""
+
+    VERB: ClassVar[bytes] = b"PARTED"
+    room: str
+    seq: int
+    nick: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """`sender` said `text` in `room` (the sender receives it too)."""
+
+    VERB: ClassVar[bytes] = b"POSTED"
+    room: str
+    seq: int
+    msg_id: str
+    sender: str
+    text: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSet:
+    """`nick` set the topic of `room` to `topic` (empty: none)."""
+
+    VERB: ClassVar[bytes] = b"TOPIC"
+    room: str
+    seq: int
+    nick: str
+    topic: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomList:
+    """The end of a page of rooms (the ROOM events before it), in answer to ROOMS: with
+    `more`, others follow `after`, the last room of the page."""
+
+    VERB: ClassVar[bytes] = b"ROOMS"
+    after: str
+    more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemberList:
+    """A page of the members of `room` as of its event `seq`, in answer to MEMBERS; like
+    USERS."""
+
+    VERB: ClassVar[bytes] = b"MEMBERS"
+    room: str
+    seq: int
+    nicks: tuple[str, ...]
+    after: str = ""
+    more: bool = False
+
+
 BrokerEvent = (
     Welcome
     | Joined
@@ -259,6 +342,13 @@ BrokerEvent = (
     | Challenge
     | Registered
     | NickList
+    | RoomState
+    | Entered
+    | Parted
+    | Posted
+    | TopicSet
+    | RoomList
+    | MemberList
 )
 
 #: Every event, in the order docs/PROTOCOL.md lists them.
@@ -284,4 +374,11 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     Challenge,
     Registered,
     NickList,
+    RoomState,
+    Entered,
+    Parted,
+    Posted,
+    TopicSet,
+    RoomList,
+    MemberList,
 )

@@ -92,3 +92,15 @@ SIGNATURE_BYTES: Final = 64
 NONCE_BYTES: Final = 32
 #: How long the broker keeps a HELLO waiting for its PROVE, in seconds.
 CHALLENGE_SECONDS: Final = 30
+
+# Rooms (see messages.rooms for names).
+#: Longest room topic, in bytes.
+MAX_TOPIC_BYTES: Final = 390
+#: Rooms one session may be in at once, #general aside.
+MAX_ROOMS_PER_USER: Final = 50
+#: Members of one room, at most.
+MAX_ROOM_MEMBERS: Final = 10_000
+#: Rooms on one broker, at most.
+MAX_ROOMS: Final = 10_000
+#: Rooms described in one answer to ROOMS, at most.
+ROOMS_PAGE_ROOMS: Final = 100

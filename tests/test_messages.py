@@ -65,6 +65,17 @@ COMMANDS: list[cmd.ClientCommand] = [
     cmd.Prove(KEY, SIG),
     cmd.ListNicks(),
     cmd.ListNicks("Анна"),
+    cmd.Enter("#dev"),
+    cmd.Part("#dev", ""),
+    cmd.Part("#Dev-2_x", "done for today"),
+    cmd.Post("#dev", "tok-5", "hi, devs"),
+    cmd.SetTopic("#dev", "release on Friday"),
+    cmd.SetTopic("#dev", ""),
+    cmd.ListRooms(),
+    cmd.ListRooms("#dev"),
+    cmd.ListMembers("#dev"),
+    cmd.ListMembers("#dev", "Анна"),
+    cmd.FetchRoom("#dev", 3),
 ]
 
 EVENTS: list[ev.BrokerEvent] = [
@@ -99,6 +110,16 @@ EVENTS: list[ev.BrokerEvent] = [
     ev.Registered("Анна", False),
     ev.NickList(("alice", "bob"), "", more=True),
     ev.NickList((), "zed"),
+    ev.RoomState("#dev", "a1b2", 4, 2, "release on Friday"),
+    ev.RoomState("#x", "c3", 0, 1, ""),
+    ev.Entered("#dev", 1, "alice"),
+    ev.Parted("#dev", 2, "alice", ""),
+    ev.Posted("#dev", 3, "tok-5", "Анна", "hi, devs", 1_700_000_000_123),
+    ev.TopicSet("#dev", 4, "alice", "release on Friday"),
+    ev.RoomList("#dev", True),
+    ev.RoomList("", False),
+    ev.MemberList("#dev", 4, ("alice", "Анна")),
+    ev.MemberList("#dev", 4, (), "zed", more=False),
 ]
 
 

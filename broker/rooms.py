@@ -1,0 +1,182 @@
+"""Rooms: who is in which, their topics and their numbered events (sans-IO).
+
+#general is everyone's and is not kept here: its traffic is the protocol's broadcasts
+(JOIN, LEAVE, MESSAGE, NOTICE), numbered in the broker's broadcast log. Every other room
+is a `Room`: made when someone enters it, gone when the last member leaves. A room's events
+(ENTERED, PARTED, POSTED, TOPIC) are numbered 1, 2, 3, ... in its own log, under an epoch of
+its own, so a client repairs a gap in each room separately (ROOMFETCH).
+
+Members are sessions, keyed by their session token: a session keeps its rooms when it
+resumes on a new connection, and whatever its nick.
+"""
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Final
+
+from messages import (
+    GENERAL_ROOM,
+    MAX_ROOM_MEMBERS,
+    MAX_ROOMS,
+    MAX_ROOMS_PER_USER,
+    ErrorCode,
+    ProtocolError,
+    check_room_name,
+    nick_key,
+    room_key,
+    room_skeleton,
+)
+from messages import events as ev
+
+from .history import BroadcastLog
+from .session import Session
+
+#: Events of each room kept in memory for ROOMFETCH.
+ROOM_LOG_EVENTS: Final = 1000
+#: Hex digits of a room's epoch.
+_EPOCH_BYTES: Final = 4
+
+RoomEvent = ev.Entered | ev.Parted | ev.Posted | ev.TopicSet
+
+
+@dataclass(eq=False)
+class Room:
+    """One room: its name as first written, members, topic and event log."""
+
+    name: str
+    epoch: str
+    #: The nick key of whoever made it: they may set its topic (as may the operators).
+    creator: str
+    topic: str = ""
+    #: Members by session token, in the order they entered.
+    members: dict[str, Session] = field(default_factory=dict)
+    log: BroadcastLog[RoomEvent] = field(default_factory=lambda: BroadcastLog(ROOM_LOG_EVENTS))
+
+    @property
+    def last_seq(self) -> int:
+        return self.log.last_seq
+
+    def state(self) -> ev.RoomState:
+        """The ROOM event that describes it now."""
+        return ev.RoomState(self.name, self.epoch, self.log.last_seq, len(self.members), self.topic)
+
+    def nicks(self) -> list[str]:
+        """Its members' nicks, sorted by nick key (the order of MEMBERS pages)."""
+        return sorted((s.nick for s in self.members.values()), key=nick_key)
+
+    def may_set_topic(self, session: Session) -> bool:
+        return session.operator or nick_key(session.nick) == self.creator
+
+
+class Rooms:
+    """Every room but #general, by name key, with each session's rooms."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, Room] = {}
+        self._by_skeleton: dict[str, str] = {}
+        #: Room keys by member session token.
+        self._joined: dict[str, set[str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._rooms)
+
+    def __iter__(self) -> Iterator[Room]:
+        return iter(self._rooms.values())
+
+    def get(self, name: str) -> Room | None:
+        return self._rooms.get(room_key(name))
+
+    def require(self, name: str) -> Room:
+        """The room `name`, else ERROR 404."""
+        room = self.get(check_room_name(name))
+        if room is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"no such room: {name}")
+        return room
+
+    def require_member(self, name: str, session: Session) -> Room:
+        """The room `name` if `session` is in it, else ERROR 404 or 403."""
+        room = self.require(name)
+        if session.token not in room.members:
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"you are not in {room.name}: /join {room.name} first"
+            )
+        return room
+
+    def of(self, session: Session) -> list[Room]:
+        """The rooms `session` is in."""
+        return [self._rooms[key] for key in self._joined.get(session.token, ())]
+
+    def enter(self, name: str, session: Session) -> tuple[Room, bool]:
+        """Put `session` in room `name`, made if new; the room and whether `session` just
+        entered it (False: it was in already). ERROR 403, 409 or 429 when it may not."""
+        check_room_name(name)
+        key = room_key(name)
+        if key == room_key(GENERAL_ROOM):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"everyone is in {GENERAL_ROOM}: its messages are SAY"
+            )
+        room = self._rooms.get(key)
+        if room is not None and session.token in room.members:
+            return room, False
+        mine = self._joined.get(session.token, set())
+        if len(mine) >= MAX_ROOMS_PER_USER:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"you are in {len(mine)} rooms, the most one may be in: /part one first",
+            )
+        if room is None:
+            room = self._make(name, key, session)
+        elif len(room.members) >= MAX_ROOM_MEMBERS:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED, f"{room.name} is full ({MAX_ROOM_MEMBERS} members)"
+            )
+        room.members[session.token] = session
+        self._joined.setdefault(session.token, set()).add(key)
+        return room, True
+
+    def _make(self, name: str, key: str, creator: Session) -> Room:
+        if len(self._rooms) >= MAX_ROOMS:
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED,
+                f"this server has {MAX_ROOMS} rooms, the most it keeps: join one of them",
+            )
+        skeleton = room_skeleton(name)
+        twin = self._by_skeleton.get(skeleton)
+        if twin is not None:
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN,
+                f"{name} looks like the room {self._rooms[twin].name}: join that one, or "
+                "choose a name that looks different",
+            )
+        if skeleton == room_skeleton(GENERAL_ROOM):
+            raise ProtocolError(ErrorCode.NICK_TAKEN, f"{name} looks like {GENERAL_ROOM}")
+        room = Room(name, secrets.token_hex(_EPOCH_BYTES), nick_key(creator.nick))
+        self._rooms[key] = room
+        self._by_skeleton[skeleton] = key
+        return room
+
+    def part(self, room: Room, session: Session) -> None:
+        """Take `session` out of `room`; the room goes when it is empty."""
+        room.members.pop(session.token, None)
+        key = room_key(room.name)
+        mine = self._joined.get(session.token)
+        if mine is not None:
+            mine.discard(key)
+            if not mine:
+                del self._joined[session.token]
+        if not room.members:
+            del self._rooms[key]
+            del self._by_skeleton[room_skeleton(room.name)]
+
+    def page(self, after: str, limit: int) -> tuple[list[Room], bool]:
+        """Up to `limit` rooms sorted by name key after `after`, and whether more follow."""
+        start = room_key(after) if after else ""
+        keys = sorted(key for key in self._rooms if key > start)
+        return [self._rooms[key] for key in keys[:limit]], len(keys) > limit
+
+
+def numbered(room: Room, event: RoomEvent) -> RoomEvent:
+    """Append `event` (numbered `room.log.next_seq()`) to the room's log; `event`."""
+    room.log.append(event)
+    return event

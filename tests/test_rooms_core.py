@@ -1,0 +1,183 @@
+"""Rooms in the broker's core, without sockets: entering, posting, parting, topics, listings,
+gap repair per room, and the limits."""
+
+from typing import TypeVar
+
+import pytest
+
+from broker.core import ChatCore, Outgoing
+from broker.rooms import ROOM_LOG_EVENTS
+from messages import MAX_ROOMS_PER_USER, ErrorCode
+from messages import commands as cmd
+from messages import events as ev
+from tests.test_broker_core import ALICE, BOB, CAROL, NOW_MS, SESSIONS, T0, core, hello, send
+
+__all__ = ["core"]  # a fixture, shared
+
+E = TypeVar("E")
+
+
+@pytest.fixture
+def chat(core: ChatCore) -> ChatCore:
+    """alice, bob and carol registered; alice and bob in #dev (alice made it)."""
+    for identity, nick in ((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")):
+        hello(core, identity, nick)
+    send(core, ALICE, cmd.Enter("#dev"))
+    send(core, BOB, cmd.Enter("#dev"))
+    return core
+
+
+def only(out: list[Outgoing], kind: type[E]) -> list[E]:
+    return [event for _, event in out if isinstance(event, kind)]
+
+
+def error(out: list[Outgoing]) -> ev.Error:
+    [(_, event)] = out
+    assert isinstance(event, ev.Error), event
+    return event
+
+
+def code(out: list[Outgoing]) -> int:
+    return error(out).code
+
+
+def test_entering_tells_the_members_and_answers_the_rooms_state(core: ChatCore) -> None:
+    hello(core, ALICE, "alice")
+    hello(core, BOB, "bob")
+    out = send(core, ALICE, cmd.Enter("#Dev"))
+    epoch = core.rooms.require("#dev").epoch
+    assert out == [
+        (ALICE, ev.Entered("#Dev", 1, "alice")),
+        (ALICE, ev.RoomState("#Dev", epoch, 1, 1, "")),
+    ]
+    # The name is kept as first written; #dev is the same room.
+    assert send(core, BOB, cmd.Enter("#dev")) == [
+        (ALICE, ev.Entered("#Dev", 2, "bob")),
+        (BOB, ev.Entered("#Dev", 2, "bob")),
+        (BOB, ev.RoomState("#Dev", epoch, 2, 2, "")),
+    ]
+    # Entering again only answers the state (a client coming back does so).
+    assert send(core, BOB, cmd.Enter("#DEV")) == [(BOB, ev.RoomState("#Dev", epoch, 2, 2, ""))]
+
+
+def test_a_post_reaches_the_members_only(chat: ChatCore) -> None:
+    out = send(chat, ALICE, cmd.Post("#dev", "m1", "hi devs"))
+    post = ev.Posted("#dev", 3, "m1", "alice", "hi devs", NOW_MS)
+    assert out == [(ALICE, post), (BOB, post), (ALICE, ev.Ack(("m1",)))]
+    # A resend is acknowledged, not posted again.
+    assert send(chat, ALICE, cmd.Post("#dev", "m1", "hi devs")) == [(ALICE, ev.Ack(("m1",)))]
+
+
+@pytest.mark.parametrize(
+    ("who", "command", "expected"),
+    [
+        (CAROL, cmd.Post("#dev", "m2", "let me in"), ErrorCode.FORBIDDEN),
+        (CAROL, cmd.Post("#nowhere", "m2", "hello?"), ErrorCode.NO_SUCH_NICK),
+        (CAROL, cmd.Post("dev", "m2", "no #"), ErrorCode.INVALID_NICK),
+        (CAROL, cmd.Enter("#dév"), ErrorCode.INVALID_NICK),
+        (CAROL, cmd.Enter("#" + "x" * 33), ErrorCode.TOO_LARGE),
+        (CAROL, cmd.Enter("#general"), ErrorCode.FORBIDDEN),
+        (CAROL, cmd.Enter("#GENERA1"), ErrorCode.NICK_TAKEN),
+        (CAROL, cmd.Enter("#deV"), None),  # the same room, not a look-alike
+        (CAROL, cmd.Part("#dev", ""), ErrorCode.FORBIDDEN),
+        (BOB, cmd.SetTopic("#dev", "mine now"), ErrorCode.FORBIDDEN),
+        (CAROL, cmd.FetchRoom("#dev", 1), ErrorCode.FORBIDDEN),
+        (CAROL, cmd.ListMembers("#nowhere"), ErrorCode.NO_SUCH_NICK),
+    ],
+)
+def test_what_is_refused_and_why(
+    chat: ChatCore, who: bytes, command: cmd.ClientCommand, expected: int | None
+) -> None:
+    out = send(chat, who, command)
+    if expected is None:
+        assert not [e for _, e in out if isinstance(e, ev.Error)]
+    else:
+        assert code(out) == expected
+
+
+def test_a_look_alike_of_a_room_is_refused(chat: ChatCore) -> None:
+    out = send(chat, CAROL, cmd.Enter("#deV1"))
+    assert not only(out, ev.Error)
+    refused = error(send(chat, CAROL, cmd.Enter("#devl")))
+    assert refused.code == ErrorCode.NICK_TAKEN
+    assert "#deV1" in refused.reason
+
+
+def test_parting_tells_everyone_in_it_and_an_empty_room_goes(chat: ChatCore) -> None:
+    out = send(chat, BOB, cmd.Part("#dev", "lunch"))
+    parted = ev.Parted("#dev", 3, "bob", "lunch")
+    assert out == [(ALICE, parted), (BOB, parted)]
+    send(chat, ALICE, cmd.Part("#dev", ""))
+    assert chat.rooms.get("#dev") is None
+    # Made again: a new life, numbered anew.
+    out = send(chat, CAROL, cmd.Enter("#dev"))
+    assert out[0] == (CAROL, ev.Entered("#dev", 1, "carol"))
+
+
+def test_a_session_that_ends_parts_its_rooms(chat: ChatCore) -> None:
+    out = send(chat, BOB, cmd.Quit("bye"))
+    assert (ALICE, ev.Parted("#dev", 3, "bob", "bye")) in out
+    assert chat.rooms.require("#dev").nicks() == ["alice"]
+
+
+def test_a_session_keeps_its_rooms_when_it_resumes_on_a_new_connection(chat: ChatCore) -> None:
+    again = b"\0bob-again"
+    send(chat, again, cmd.Hello("bob", SESSIONS[BOB], False), T0 + 1)
+    out = send(chat, ALICE, cmd.Post("#dev", "m1", "still there?"), T0 + 1)
+    assert [identity for identity, e in out if isinstance(e, ev.Posted)] == [ALICE, again]
+
+
+def test_the_maker_sets_the_topic_which_the_room_state_carries(chat: ChatCore) -> None:
+    out = send(chat, ALICE, cmd.SetTopic("#dev", "release on Friday"))
+    topic = ev.TopicSet("#dev", 3, "alice", "release on Friday")
+    assert out == [(ALICE, topic), (BOB, topic)]
+    [(_, state), _end] = send(chat, CAROL, cmd.ListRooms())
+    assert state == ev.RoomState(
+        "#dev", chat.rooms.require("#dev").epoch, 3, 2, "release on Friday"
+    )
+
+
+def test_rooms_and_members_come_in_pages(chat: ChatCore) -> None:
+    send(chat, CAROL, cmd.Enter("#ops"))
+    out = send(chat, CAROL, cmd.ListRooms())
+    assert [e.room for e in only(out, ev.RoomState)] == ["#dev", "#ops"]
+    assert out[-1] == (CAROL, ev.RoomList("#ops", False))
+    assert send(chat, CAROL, cmd.ListMembers("#dev")) == [
+        (CAROL, ev.MemberList("#dev", 2, ("alice", "bob"), "", False))
+    ]
+    assert send(chat, CAROL, cmd.ListMembers("#dev", "alice")) == [
+        (CAROL, ev.MemberList("#dev", 2, ("bob",), "alice", False))
+    ]
+
+
+def test_a_member_fetches_what_it_missed_in_one_room(chat: ChatCore) -> None:
+    for n in range(3):
+        send(chat, ALICE, cmd.Post("#dev", f"m{n}", f"line {n}"))
+    out = send(chat, BOB, cmd.FetchRoom("#dev", 4))
+    assert [(e.seq, e.text) for _, e in out if isinstance(e, ev.Posted)] == [
+        (4, "line 1"),
+        (5, "line 2"),
+    ]
+
+
+def test_a_fetch_older_than_the_room_keeps_says_so_and_sends_what_is_kept(
+    core: ChatCore,
+) -> None:
+    hello(core, ALICE, "alice")
+    send(core, ALICE, cmd.Enter("#dev"))
+    room = core.rooms.require("#dev")
+    for n in range(ROOM_LOG_EVENTS + 5):
+        room.log.append(ev.Posted("#dev", room.log.next_seq(), f"x{n}", "alice", "x", 1))
+    out = core.handle(ALICE, cmd.FetchRoom("#dev", 1), T0 + 100)
+    gone = error(out[:1])
+    assert gone.code == ErrorCode.HISTORY_GONE and "#dev" in gone.reason
+    assert only(out, ev.Posted)[0].seq == room.log.first_kept
+
+
+def test_one_session_may_be_in_so_many_rooms(core: ChatCore) -> None:
+    hello(core, ALICE, "alice")
+    for n in range(MAX_ROOMS_PER_USER):
+        core.handle(ALICE, cmd.Enter(f"#r{n}x"), T0 + n)
+    refused = error(core.handle(ALICE, cmd.Enter("#onemore"), T0 + 100))
+    assert refused.code == ErrorCode.RATE_LIMITED
+    assert "/part" in refused.reason
