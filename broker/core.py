@@ -15,7 +15,7 @@ import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 from messages import (
     DEFAULT_KICK_BAR_SECONDS,
@@ -815,21 +815,35 @@ class ChatCore:
         return self._tell_sender(private, sender_token, error)
 
     def _replay(self, session: Session, from_seq: int, now: float) -> list[Outgoing]:
-        identity = session.identity
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1
         replay = self.history.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
         if replay.gone_until and self.store.durable:
             # Older than what memory keeps: the store may have it.
             replay = self._stored_replay(from_seq)
-        self._charge_reply(session, "FETCH", replay.size, now)
+        return self._replayed(session, "FETCH", "broadcasts", from_seq, replay, now)
+
+    def _replayed(
+        self,
+        session: Session,
+        what: str,
+        events: str,
+        from_seq: int,
+        replay: Replay[Any],
+        now: float,
+    ) -> list[Outgoing]:
+        """The answer to a FETCH or ROOMFETCH (`what`) of `events` from `from_seq`: ERROR
+        410 first if some are no longer kept, then `replay`'s events; charged to the
+        session's reply budget."""
+        self._charge_reply(session, what, replay.size, now)
+        me = session.identity
         out: list[Outgoing] = []
         if replay.gone_until:
             reason = (
-                f"broadcasts {from_seq} to {replay.gone_until - 1} are no longer kept; "
+                f"{events} {from_seq} to {replay.gone_until - 1} are no longer kept; "
                 f"the oldest kept is {replay.gone_until}"
             )
-            out.append((identity, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
-        return out + [(identity, event) for event in replay.events]
+            out.append((me, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
+        return out + [(me, event) for event in replay.events]
 
     def _tell_offline(
         self, session: Session, msg_id: str, recipient: str, text: str
@@ -998,17 +1012,10 @@ class ChatCore:
     def _room_replay(
         self, session: Session, room: Room, from_seq: int, now: float
     ) -> list[Outgoing]:
-        replay = room.log.since(max(from_seq, 1), FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
-        self._charge_reply(session, "ROOMFETCH", replay.size, now)
-        me = session.identity
-        out: list[Outgoing] = []
-        if replay.gone_until:
-            reason = (
-                f"{room.name}: events {from_seq} to {replay.gone_until - 1} are no longer "
-                f"kept; the oldest kept is {replay.gone_until}"
-            )
-            out.append((me, ev.Error(ErrorCode.HISTORY_GONE, "", reason)))
-        return out + [(me, event) for event in replay.events]
+        from_seq = max(from_seq, 1)
+        replay = room.log.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
+        events = f"{room.name}: events"
+        return self._replayed(session, "ROOMFETCH", events, from_seq, replay, now)
 
     # -- operator actions (from an operator client or the broker's terminal) ------------
 

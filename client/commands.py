@@ -16,8 +16,10 @@ from messages import (
     MAX_SEARCH_BYTES,
     MAX_TEXT_BYTES,
     MAX_TOKEN_BYTES,
+    MAX_TOPIC_BYTES,
     ProtocolError,
     format_duration,
+    is_room_name,
     split_duration,
 )
 from messages.commands import (
@@ -25,7 +27,11 @@ from messages.commands import (
     Ban,
     ClientCommand,
     Kick,
+    ListMembers,
+    ListRooms,
     ListUsers,
+    Part,
+    SetTopic,
     Shutdown,
     Unban,
     Unregister,
@@ -55,6 +61,20 @@ class SetTarget:
     """Send plain lines to `nick` from now on; None means everyone."""
 
     nick: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRoom:
+    """Enter `room` (made if new) and send plain lines there."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class ShowTopic:
+    """Show the topic of `room`, as this client knows it."""
+
+    room: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +124,8 @@ Action = (
     Post
     | Send
     | SetTarget
+    | JoinRoom
+    | ShowTopic
     | ShowHistory
     | SearchHistory
     | ShowHelp
@@ -136,7 +158,12 @@ COMMANDS: Final = (
         "send plain lines privately to NICK until /all; shows your last messages with NICK",
         True,
     ),
-    CommandInfo("all", "", "send plain lines to everyone again"),
+    CommandInfo("all", "", "send plain lines to everyone again (#general)"),
+    CommandInfo("join", "#ROOM", "enter ROOM (made if new) and send plain lines there"),
+    CommandInfo("part", "[#ROOM] [REASON]", "leave ROOM (default: the one lines go to)"),
+    CommandInfo("rooms", "", "list the rooms, with their members and topics"),
+    CommandInfo("topic", "[#ROOM] [TEXT]", "show the topic of ROOM, or set it to TEXT"),
+    CommandInfo("who", "[#ROOM]", "list the members of ROOM (without one: /users)"),
     CommandInfo(
         "history",
         "[N]",
@@ -198,6 +225,8 @@ def _say(text: str, target: str | None) -> Action:
 
 
 def _tell(nick: str, text: str) -> Action:
+    if is_room_name(nick):
+        return _say(text, nick)
     try:
         nick = normalize_nick(nick)
     except ProtocolError as exc:
@@ -231,6 +260,41 @@ def _history(args: list[str]) -> Action:
     if not args[0].isdecimal() or not 1 <= int(args[0]) <= HISTORY_PAGE_LIMIT or len(args) > 1:
         return Hint(f"usage: /history [N], N from 1 to {HISTORY_PAGE_LIMIT}")
     return ShowHistory(int(args[0]))
+
+
+def _not_a_room(name: str) -> Hint:
+    return Hint(f"{name!r} is not a room: '#' and 1 to 32 letters, digits, '_' or '-'")
+
+
+def _room_and_rest(rest: str, target: str | None) -> tuple[str | None, str]:
+    """The room a line names first (else the target, if a room), and what follows it."""
+    first, _, after = rest.partition(" ")
+    if first.startswith("#"):
+        return first, after.strip(" ")
+    return (target if target is not None and is_room_name(target) else None), rest
+
+
+def _part(args: list[str], target: str | None) -> Action:
+    """/part [#ROOM] [REASON]."""
+    room, reason = _room_and_rest(" ".join(args), target)
+    if room is None:
+        return Hint("usage: /part #ROOM [REASON] (nobody leaves #general)")
+    if not is_room_name(room):
+        return _not_a_room(room)
+    return _reasoned(Part(room, reason), reason)
+
+
+def _topic(rest: str, target: str | None) -> Action:
+    """/topic [#ROOM] [TEXT]."""
+    room, text = _room_and_rest(rest, target)
+    if room is None:
+        return Hint("usage: /topic [#ROOM] [TEXT] (#general has none)")
+    if not is_room_name(room):
+        return _not_a_room(room)
+    if not text:
+        return ShowTopic(room)
+    hint = _too_long("topic", text, MAX_TOPIC_BYTES)
+    return hint if hint is not None else Send(SetTopic(room, text))
 
 
 def _mention(line: str) -> Action | None:
@@ -279,8 +343,20 @@ def parse_line(line: str, target: str | None) -> Action:
                 return _usage("search")
             hint = _too_long("search", rest, MAX_SEARCH_BYTES)
             return hint if hint is not None else SearchHistory(rest)
+        case "who" if args and args[0].startswith("#"):
+            return Send(ListMembers(args[0])) if is_room_name(args[0]) else _not_a_room(args[0])
         case "users" | "names" | "who":
             return Send(ListUsers())
+        case "join" | "j":
+            if not args:
+                return _usage("join")
+            return JoinRoom(args[0]) if is_room_name(args[0]) else _not_a_room(args[0])
+        case "part" | "leave":
+            return _part(args, target)
+        case "rooms" | "list":
+            return Send(ListRooms())
+        case "topic":
+            return _topic(rest, target)
         case "register":
             return RegisterNick()
         case "unregister":

@@ -40,8 +40,9 @@ from messages import (
     HEARTBEAT_LIVENESS,
     ErrorCode,
     TokenBucket,
+    is_room_name,
 )
-from messages.commands import Say, Tell
+from messages.commands import Post, Say, Tell
 
 #: How far behind the broker may fall, in seconds, just as we spend our burst, without
 #: refusing anything: it counts a message when it reads it, we count it when we send it,
@@ -116,10 +117,12 @@ class OutgoingMessage:
     reason: str = ""
 
     @property
-    def command(self) -> Say | Tell:
-        """The command that sends it."""
+    def command(self) -> Say | Tell | Post:
+        """The command that sends it: to everyone, to a room (`#dev`) or to a nick."""
         if self.recipient is None:
             return Say(self.msg_id, self.text)
+        if is_room_name(self.recipient):
+            return Post(self.recipient, self.msg_id, self.text)
         return Tell(self.msg_id, self.recipient, self.text)
 
 

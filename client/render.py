@@ -75,7 +75,8 @@ MARKER_RULE: Final = "──"
 def plain_line(entry: Entry) -> str:
     """`entry` as one sanitized line of text, the line-mode output format:
 
-    - `HH:MM <alice> text` for a message to everyone;
+    - `HH:MM <alice> text` for a message to everyone, `HH:MM #dev <alice> text` in a room
+      (and `HH:MM #dev -!- bob joined #dev` for what happens there);
     - `HH:MM [alice -> bob] text` for a private message;
     - `HH:MM -!- text` for system lines, `HH:MM -!- notice: text` for notices;
     - `HH:MM -!- error CODE: reason` for errors (`-!- error: reason` for local ones);
@@ -90,6 +91,8 @@ def plain_line(entry: Entry) -> str:
       `(sent YYYY-MM-DD HH:MM, delivered later)`.
     """
     when = stamp(entry)
+    if entry.room:
+        when = f"{when} {entry.room}"
     text = sanitize(entry.text)
     match entry.kind:
         case EntryKind.DELIVERY:
@@ -166,6 +169,8 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
     """`entry` as styled fragments for the message pane (one line, sanitized); history
     dimmed."""
     line: StyleAndTextTuples = [("class:time", stamp(entry) + " ")]
+    if entry.room:
+        line.append(("class:room", entry.room + " "))
     text_style = "class:text.highlight" if entry.highlight else "class:text"
     if entry.own:
         text_style = "class:text.own"

@@ -12,8 +12,8 @@ what it missed.
 
 from dataclasses import dataclass, field
 
-from messages import room_key
 from messages import events as ev
+from messages import room_key
 
 from .stream import BroadcastStream
 

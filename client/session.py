@@ -47,21 +47,28 @@ from messages import (
     ErrorCode,
     ProtocolError,
     TokenBucket,
+    room_key,
 )
 from messages.commands import (
     Ban,
     ClientCommand,
+    Enter,
     Fetch,
+    FetchRoom,
     Hello,
     History,
     Kick,
+    ListMembers,
     ListNicks,
+    ListRooms,
     ListUsers,
+    Part,
     Ping,
     Quit,
     Received,
     Register,
     Search,
+    SetTopic,
     Unban,
     Unregister,
     Wall,
@@ -71,25 +78,33 @@ from messages.events import (
     BrokerEvent,
     Challenge,
     Delivered,
+    Entered,
     Error,
     Joined,
     Left,
     LogEntry,
+    MemberList,
     Message,
     NickList,
     Notice,
     Page,
+    Parted,
     Pong,
+    Posted,
     PrivateMessage,
     Registered,
+    RoomList,
+    RoomState,
     Stored,
     Tick,
+    TopicSet,
     UserList,
     Welcome,
 )
 
 from .commands import (
     Hint,
+    JoinRoom,
     Leave,
     Nothing,
     Post,
@@ -99,6 +114,7 @@ from .commands import (
     SetTarget,
     ShowHelp,
     ShowHistory,
+    ShowTopic,
     help_lines,
     parse_line,
 )
@@ -113,6 +129,7 @@ from .connection import (
 from .history import OLDER_PAGE_LINES, QUERY_HISTORY_LINES, Purpose, Request, Requests
 from .identity import Identity
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
+from .rooms import JoinedRooms, RoomEvent
 from .state import ChatState, Ending, Entry
 from .stream import BroadcastStream
 from .userpages import NickListPages, UserListPages
@@ -135,6 +152,11 @@ NICK_REFUSED: Final = frozenset({ErrorCode.NICK_TAKEN, ErrorCode.INVALID_NICK})
 BARRED: Final = ErrorCode.FORBIDDEN
 #: Commands the broker's flood control counts (chat text aside): paced like chat text.
 _METERED: Final = (
+    Enter,
+    Part,
+    SetTopic,
+    ListRooms,
+    ListMembers,
     ListUsers,
     ListNicks,
     Register,
@@ -148,7 +170,16 @@ _METERED: Final = (
 )
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
-_REPLY_METERED: Final = (Fetch, ListUsers, ListNicks, History, Search)
+_REPLY_METERED: Final = (
+    Fetch,
+    FetchRoom,
+    ListUsers,
+    ListNicks,
+    History,
+    Search,
+    ListRooms,
+    ListMembers,
+)
 #: The most one LOG event weighs (its frames), for pacing HISTORY and SEARCH: a page of
 #: them may outweigh the largest answer below.
 _LOG_BYTES: Final = MAX_TEXT_BYTES + 2 * 4 * MAX_NICK_CHARS + MAX_ID_BYTES + 64
@@ -253,6 +284,12 @@ class Session:
         #: Paces FETCH and USERS to the broker's byte budget for their answers.
         self.reply_pacer = TokenBucket(REPLY_PACING_BURST, REPLY_PACING_PER_SECOND)
         self.stream = BroadcastStream()
+        #: The rooms this session is in (entered again after each registration).
+        self.rooms = JoinedRooms()
+        # Rooms asked for with /join whose ROOM answer has not come yet, by key.
+        self._joining: set[str] = set()
+        # A /rooms listing is coming (its ROOM events are lines of it): how many so far.
+        self._rooms_listed: int | None = None
         self.connection: Connection | None = None
         #: Registered on the current connection (WELCOME received, no 401 since).
         self.registered = False
@@ -614,6 +651,9 @@ class Session:
         if not first:
             self._quiet_user_lists += 1
         self._queue(ListUsers())
+        for room in self.rooms.names():
+            # Still in it if the session resumed; entered again if the broker restarted.
+            self._queue(Enter(room))
         self._made_progress(now)
         self._ask_for_gaps(now)
         self._wake.set()
@@ -746,6 +786,14 @@ class Session:
                 self._show(self.state.apply(event))
                 # Our nick joined or left the owned ones.
                 self._queue(ListNicks())
+            case Entered() | Parted() | Posted() | TopicSet():
+                self._room_event(event, now)
+            case RoomState():
+                self._room_state(event, now)
+            case RoomList(after=after, more=more):
+                self._room_list_end(after, more)
+            case MemberList():
+                self._member_list(event)
             case LogEntry():
                 self.requests.add(event)
             case Page():
@@ -753,6 +801,66 @@ class Session:
                     self._history_page(request, event)
             case _:
                 self._show(self.state.apply(event))
+
+    # -- rooms -------------------------------------------------------------------------
+
+    def _room_event(self, event: RoomEvent, now: float) -> None:
+        released, fetch_from = self.rooms.accept(event, now)
+        entries: list[Entry] = []
+        for applied in released:
+            if isinstance(applied, Posted) and self.state.is_self(applied.sender):
+                # Our own post came back: the broker has it, whatever became of the ACK.
+                self._settled(self.outbox.on_ack(applied.msg_id, now), now)
+            entries += self.state.room_event(applied)
+            if isinstance(applied, Parted) and self.state.is_self(applied.nick):
+                self.rooms.left(applied.room)
+                if self.state.is_target(applied.room):
+                    entries += self.state.set_target(None)
+        self._show(entries)
+        if fetch_from is not None:
+            self._queue(FetchRoom(event.room, fetch_from))
+
+    def _room_state(self, state: RoomState, now: float) -> None:
+        key = room_key(state.room)
+        if self._rooms_listed is not None and key not in self._joining:
+            self._rooms_listed += 1
+            self._show(self.state.room_state(state, entered=False))
+            if state.room not in self.rooms:
+                return
+        fetch_from = self.rooms.on_state(state, now)
+        if key in self._joining:
+            self._joining.discard(key)
+            self._show(
+                self.state.room_state(state, entered=True) + self.state.set_target(state.room)
+            )
+        if fetch_from is not None:
+            self._queue(FetchRoom(state.room, fetch_from))
+
+    def _room_list_end(self, after: str, more: bool) -> None:
+        if more:
+            self._queue(ListRooms(after))
+            return
+        if self._rooms_listed == 0:
+            self._show([self.state.info("no rooms yet: /join #NAME makes one")])
+        self._rooms_listed = None
+
+    def _member_list(self, page: MemberList) -> None:
+        self._show([self.state.info(f"{page.room}: {' '.join(page.nicks) or 'nobody'}")])
+        if page.more and page.nicks:
+            self._queue(ListMembers(page.room, page.nicks[-1]))
+
+    def _join(self, room: str) -> None:
+        self._joining.add(room_key(room))
+        self._queue(Enter(room))
+
+    def _show_topic(self, name: str) -> None:
+        room = self.rooms.get(name)
+        if room is None:
+            self._show([self.state.info(f"you are not in {name}: /join {name}")])
+        elif room.topic:
+            self._show([self.state.info(f"the topic of {room.name}: {room.topic}")])
+        else:
+            self._show([self.state.info(f"{room.name} has no topic")])
 
     # -- stored history ----------------------------------------------------------------
 
@@ -981,7 +1089,7 @@ class Session:
         if replies and (wait := self.reply_pacer.wait(now, cost)) > 0:
             return wait
         # FETCH is metered by the bytes of its answers only (it does not slow chat down).
-        if not isinstance(command, Fetch) and not pacer.take(now):
+        if not isinstance(command, Fetch | FetchRoom) and not pacer.take(now):
             return pacer.wait(now)
         if replies:
             self.reply_pacer.take(now, cost)
@@ -1008,8 +1116,20 @@ class Session:
         match action:
             case Post(text=text, recipient=recipient):
                 self.post(text, recipient)
+            case Send(command=ListRooms()):
+                self._rooms_listed = 0
+                await self.handle_command(action.command)
             case Send(command=command):
                 await self.handle_command(command)
+            case JoinRoom(room=room):
+                self._join(room)
+            case ShowTopic(room=room):
+                self._show_topic(room)
+            case SetTarget(nick=nick) if nick is not None and nick.startswith("#"):
+                if nick in self.rooms:
+                    self.show(self.state.set_target(nick))
+                else:
+                    self.show([self.state.info(f"you are not in {nick}: /join {nick}")])
             case SetTarget(nick=nick):
                 self.show(self.state.set_target(nick))
                 if nick is not None and self.registered and self.state.ending is None:

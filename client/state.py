@@ -12,15 +12,16 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
-from messages import nick_key
+from messages import is_room_name, nick_key
 from messages.events import (
     Ack,
     BrokerEvent,
     Challenge,
     Delivered,
+    Entered,
     Error,
     Joined,
     Kicked,
@@ -30,18 +31,23 @@ from messages.events import (
     NickList,
     Notice,
     Operator,
+    Parted,
     Pong,
+    Posted,
     PrivateMessage,
     Registered,
+    RoomState,
     ServerShutdown,
     Stored,
     Tick,
+    TopicSet,
     UserList,
     Welcome,
 )
 from messages.limits import HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_MS
 
 from .outbox import Delivery, OutgoingMessage
+from .rooms import RoomEvent
 
 #: Joins and leaves remembered (with their numbers) to bring a user list up to date: a USERS
 #: answer names everyone as of some broadcast, and the joins and leaves after it that were
@@ -120,6 +126,8 @@ class Entry:
     #: A private message that reached this client long after it was sent: the broker
     #: kept it while its recipient was away.
     late: bool = False
+    #: The room it happened in (`#dev`); empty for #general and private messages.
+    room: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,11 +264,15 @@ class ChatState:
     # -- changes -------------------------------------------------------------------------
 
     def set_target(self, nick: str | None) -> list[Entry]:
-        """Send plain lines to `nick` from now on (None: to everyone)."""
+        """Send plain lines to `nick` (or to a room, `#dev`) from now on (None: to
+        everyone)."""
         self._target_gone_told = False
         if nick is None:
             self.target = None
             return [self.info("messages go to everyone")]
+        if is_room_name(nick):
+            self.target = nick
+            return [self.info(f"messages go to {nick}; /all to talk to everyone")]
         present = self.find_user(nick)
         if present is None and not self.users_known:
             # Who is present is not known yet: take the nick as typed. The user list puts it
@@ -292,28 +304,69 @@ class ChatState:
 
     def outgoing(self, message: OutgoingMessage) -> Entry:
         """The line of an own message as typed (shown at once, in its delivery state)."""
-        kind = EntryKind.MESSAGE if message.recipient is None else EntryKind.PRIVATE
-        if message.recipient is not None and not self.is_self(message.recipient):
-            self._spoke[nick_key(message.recipient)] = self._next()
+        recipient = message.recipient
+        if recipient is not None and is_room_name(recipient):
+            return Entry(
+                EntryKind.MESSAGE,
+                message.text,
+                self._clock(),
+                self.nick,
+                own=True,
+                msg_id=message.msg_id,
+                delivery=message.state,
+                room=recipient,
+            )
+        kind = EntryKind.MESSAGE if recipient is None else EntryKind.PRIVATE
+        if recipient is not None and not self.is_self(recipient):
+            self._spoke[nick_key(recipient)] = self._next()
         return Entry(
             kind,
             message.text,
             self._clock(),
             self.nick,
-            message.recipient or "",
+            recipient or "",
             own=True,
             msg_id=message.msg_id,
             delivery=message.state,
         )
 
+    def room_event(self, event: RoomEvent) -> list[Entry]:
+        """What to show for an event of a joined room (in order, once: see
+        `client.rooms`)."""
+        room = event.room
+        match event:
+            case Posted(msg_id=msg_id, sender=sender, text=text, time_ms=time_ms):
+                return [self._said(sender, text, time_ms, msg_id, room)]
+            case Entered(nick=nick):
+                what = f"you joined {room}" if self.is_self(nick) else f"{nick} joined {room}"
+            case Parted(nick=nick, reason=reason):
+                who = "you" if self.is_self(nick) else nick
+                what = _with_reason(f"{who} left {room}", reason)
+            case TopicSet(nick=nick, topic=topic):
+                what = f"{nick} set the topic: {topic}" if topic else f"{nick} cleared the topic"
+        return [replace(self.info(what), room=room)]
+
+    def room_state(self, state: RoomState, entered: bool) -> list[Entry]:
+        """A ROOM state: for a room just entered (`entered`), what it is; else one line of
+        a /rooms listing."""
+        people = "member" if state.members == 1 else "members"
+        topic = f": {state.topic}" if state.topic else ""
+        if entered:
+            what = f"you joined {state.room} ({state.members} {people}){topic}"
+            return [replace(self.info(what), room=state.room)]
+        return [self.info(f"{state.room} ({state.members} {people}){topic}")]
+
     def delivery(self, message: OutgoingMessage) -> Entry:
         """A change in the delivery state of an own message."""
+        recipient = message.recipient or ""
+        room = recipient if is_room_name(recipient) else ""
         return Entry(
             EntryKind.DELIVERY,
             message.text,
             self._clock(),
             self.nick,
-            message.recipient or "",
+            "" if room else recipient,
+            room=room,
             own=True,
             code=message.code,
             msg_id=message.msg_id,
@@ -473,21 +526,7 @@ class ChatState:
                 self._presence.append((seq, nick_key(nick), None))
                 return self._left(nick, reason)
             case Message(msg_id=msg_id, sender=sender, text=text, time_ms=time_ms):
-                own = self.is_self(sender)
-                if not own:
-                    self._spoke[nick_key(sender)] = self._next()
-                highlight = not own and mentions(text, self.nick)
-                return [
-                    Entry(
-                        EntryKind.MESSAGE,
-                        text,
-                        time_ms,
-                        sender,
-                        own=own,
-                        highlight=highlight,
-                        msg_id=msg_id,
-                    )
-                ]
+                return [self._said(sender, text, time_ms, msg_id)]
             case PrivateMessage(
                 msg_id=msg_id, sender=sender, recipient=recipient, text=text, time_ms=time_ms
             ):
@@ -544,6 +583,23 @@ class ChatState:
                 return [self.error(self.ending.reason)]
         return []  # pragma: no cover - every event type is matched above
 
+    def _said(self, sender: str, text: str, time_ms: int, msg_id: str, room: str = "") -> Entry:
+        """The line of a message to everyone, or to a `room`."""
+        own = self.is_self(sender)
+        if not own:
+            self._spoke[nick_key(sender)] = self._next()
+        highlight = not own and mentions(text, self.nick)
+        return Entry(
+            EntryKind.MESSAGE,
+            text,
+            time_ms,
+            sender,
+            own=own,
+            highlight=highlight,
+            msg_id=msg_id,
+            room=room,
+        )
+
     def _operator_lost(self, why: str) -> Entry:
         # The status line loses its "operator" mark too, but that is easy to miss.
         return self.error(f"operator rights were lost when {why}: /admin TOKEN again")
@@ -567,7 +623,7 @@ class ChatState:
         return self.target is not None and nick_key(self.target) == nick_key(nick)
 
     def _check_target(self) -> list[Entry]:
-        if self.target is None:
+        if self.target is None or is_room_name(self.target):
             return []
         present = self.find_user(self.target)
         if present is not None:
