@@ -49,7 +49,15 @@ from typing import Final
 
 import zmq
 
-from messages import STREAM_READY, encode, pack_events, unpack_events
+from messages import (
+    GENERAL_ROOM,
+    STREAM_READY,
+    encode,
+    pack_events,
+    split_topic,
+    stream_topic,
+    unpack_events,
+)
 from messages import commands as cmd
 
 from .worker import READ_BYTES
@@ -69,9 +77,13 @@ PACKED_MESSAGE: Final = b"\x00\x00\x00\x07MESSAGE"
 STREAM_WELCOME: Final = b"\x00\x07ZCHAT01"
 #: bench.ceiling's answer to HELLO ends with this frame.
 CEILING_WELCOME: Final = b"\x00\x07WELCOME"
-#: A subscription to everything, as a message (ZMTP 3.0 style; libzmq 4.3 accepts it
-#: from 3.1 peers too): one frame, body b"\x01" + the empty prefix.
-SUBSCRIBE_ALL: Final = b"\x00\x01\x01"
+#: Subscriptions to STREAM_READY (a SUB drops what its subscriptions do not match) and to
+#: #general's topic, as messages (ZMTP 3.0 style; libzmq 4.3 accepts them from 3.1 peers
+#: too): each one frame, body b"\x01" + the topic.
+_GENERAL_TOPIC: Final = stream_topic(GENERAL_ROOM)
+SUBSCRIBE_GENERAL: Final = b"".join(
+    b"\x00" + bytes((1 + len(topic),)) + b"\x01" + topic for topic in (STREAM_READY, _GENERAL_TOPIC)
+)
 PING: Final = b"\x04PING"
 #: Every pattern searched for is at most this long; a read keeps this many bytes minus
 #: one for the next.
@@ -246,7 +258,7 @@ class Reader:
 
 def subscriber(host: str, port: int, nick: str = "") -> Reader:
     """A SUB reader of the broker's broadcast stream, subscribed to everything."""
-    return Reader((host, port), b"SUB", SUBSCRIBE_ALL, STREAM_WELCOME, PACKED_MESSAGE, nick)
+    return Reader((host, port), b"SUB", SUBSCRIBE_GENERAL, STREAM_WELCOME, PACKED_MESSAGE, nick)
 
 
 def ceiling_dealer(host: str, port: int, nick: str) -> Reader:
@@ -312,7 +324,8 @@ def check_broker(messages: int = 3000) -> list[str]:
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.setsockopt(zmq.SUBSCRIBE, STREAM_READY)
+        sub.setsockopt(zmq.SUBSCRIBE, _GENERAL_TOPIC)
         sub.connect(f"tcp://{host}:{port}")
         big = [subscriber(host, port) for _ in range(3)]
         tiny = [subscriber(host, port) for _ in range(2)]
@@ -349,7 +362,8 @@ def check_broker(messages: int = 3000) -> list[str]:
                 frames = sub.recv_multipart()
                 if frames != [STREAM_READY]:
                     # Decoded, independently of the raw count: one frame of packed events.
-                    (packed,) = frames
+                    (framed,) = frames
+                    _, packed = split_topic(framed)
                     pyzmq_count += sum(e[1] == b"MESSAGE" for e in unpack_events(packed))
         _pump(big, 0.3)
         _pump(tiny, 1.0, 5)
@@ -421,7 +435,7 @@ def check_heartbeat() -> list[str]:
                 pub.recv()
             _pump([reader], 0.01)
         frames = [b"ZCHAT01", b"MESSAGE", b"1", b"1", b"x", b"y", b"1"]
-        pub.send(pack_events([frames]))
+        pub.send(_GENERAL_TOPIC + pack_events([frames]))
         _pump([reader], 0.2)
         print(f"heartbeat: after 1.5 s of 100 ms PINGs, closed={reader.closed}, got={reader.got}")
         if reader.closed or reader.got != 1 or not reader.is_ready:

@@ -774,7 +774,15 @@ class ChatCore:
         """The stream's periodic TICK: the last broadcast number, for gap detection."""
         if self.stopped:
             return []
-        return [(STREAM, ev.Tick(self.history.last_seq))]
+        ticks: list[Outgoing] = [(STREAM, ev.Tick(self.history.last_seq))]
+        # Each room on the stream too: a subscriber that missed a room's last events (or
+        # subscribed to it a moment after them) learns so within a heartbeat.
+        ticks += [
+            (STREAM, ev.RoomTick(room.name, room.last_seq))
+            for room in self.rooms
+            if not room.invite_only and room.last_seq
+        ]
+        return ticks
 
     # -- receipts and gaps ---------------------------------------------------------------
 
@@ -966,9 +974,16 @@ class ChatCore:
     # -- rooms -----------------------------------------------------------------------
 
     def _to_room(self, room: Room, event: RoomEvent) -> list[Outgoing]:
-        """Number `event` in `room`'s log and address it to every member."""
+        """Number `event` in `room`'s log and address it to every member: on the stream
+        (under the room's topic) for those who read it, unless the room is invite-only, and
+        on their connections for the others."""
         numbered(room, event)
-        return [(member.identity, event) for member in room.members.values()]
+        members = room.members.values()
+        if room.invite_only:
+            return [(member.identity, event) for member in members]
+        out: list[Outgoing] = [(STREAM, event)]
+        out += [(member.identity, event) for member in members if not member.stream]
+        return out
 
     def _enter(self, session: Session, name: str) -> list[Outgoing]:
         room, entered = self.rooms.enter(name, session)

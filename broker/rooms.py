@@ -49,6 +49,10 @@ class Room:
     #: The nick key of whoever made it: they may set its topic (as may the operators).
     creator: str
     topic: str = ""
+    #: Only the invited may enter, and its events never go on the stream.
+    invite_only: bool = False
+    #: Nick keys invited (see INVITE), until they enter.
+    invited: set[str] = field(default_factory=set)
     #: Members by session token, in the order they entered.
     members: dict[str, Session] = field(default_factory=dict)
     log: BroadcastLog[RoomEvent] = field(default_factory=lambda: BroadcastLog(ROOM_LOG_EVENTS))
@@ -59,7 +63,14 @@ class Room:
 
     def state(self) -> ev.RoomState:
         """The ROOM event that describes it now."""
-        return ev.RoomState(self.name, self.epoch, self.log.last_seq, len(self.members), self.topic)
+        return ev.RoomState(
+            self.name,
+            self.epoch,
+            self.log.last_seq,
+            len(self.members),
+            self.topic,
+            self.invite_only,
+        )
 
     def nicks(self) -> list[str]:
         """Its members' nicks, sorted by nick key (the order of MEMBERS pages)."""

@@ -24,17 +24,22 @@ from zmq.utils.monitor import parse_monitor_message
 
 from messages import (
     FETCH_LIMIT,
+    GENERAL_ROOM,
     HEARTBEAT_INTERVAL_MS,
     HEARTBEAT_LIVENESS,
     MAX_FRAMES,
     MAX_REASON_BYTES,
+    MAX_ROOMS_PER_USER,
     MAX_WIRE_FRAME_BYTES,
     STREAM_READY,
     USERS_PAGE_BYTES,
     ErrorCode,
+    ProtocolError,
     encode,
     pack_events,
     sanitize,
+    split_topic,
+    stream_topic,
     truncate_utf8,
 )
 from messages import events as ev
@@ -107,12 +112,16 @@ GC_THRESHOLDS: Final = (50_000, 100, 100)
 #: sends one; this bounds what a peer that sends more can make libzmq hold at once.
 STREAM_RECEIVE_HWM_MESSAGES: Final = 16
 #: Bytes an honest stream subscriber sends: the ZMTP greeting and handshake (CurveZMQ's
-#: included), its one subscription, then heartbeats at most this many bytes a second.
-STREAM_HONEST_BYTES: Final = 2048
-STREAM_HONEST_BYTES_PER_S: Final = 64
-#: The one subscription the protocol defines: everything (a ZMTP subscribe of b"").
-SUBSCRIBE_ALL: Final = b"\x01"
-UNSUBSCRIBE_ALL: Final = b"\x00"
+#: included), a subscription to #general and to each of its rooms and their cancellations
+#: (about 40 bytes each), then heartbeats and a few rooms joined and left, at most this
+#: many bytes a second.
+STREAM_HONEST_BYTES: Final = 2048 + 2 * 40 * MAX_ROOMS_PER_USER
+STREAM_HONEST_BYTES_PER_S: Final = 128
+#: A subscription message: this byte, then the topic (ZMTP 3.0 style; libzmq turns 3.1's
+#: SUBSCRIBE and CANCEL commands into the same).
+SUBSCRIBE: Final = b"\x01"
+UNSUBSCRIBE: Final = b"\x00"
+_GENERAL_TOPIC: Final = stream_topic(GENERAL_ROOM)
 #: Most messages handled per socket per poll, so the terminal and timers are not starved.
 RECEIVE_BATCH: Final = 256
 #: Messages handled between two commits (and releases of what they produced), at most:
@@ -213,8 +222,9 @@ class BrokerServer:
         # published before (anything lost later shows as a gap).
         self._stream.setsockopt(zmq.XPUB_WELCOME_MSG, STREAM_READY)
         self._stream.setsockopt(zmq.RCVHWM, STREAM_RECEIVE_HWM_MESSAGES)
-        # Every subscription comes to the broker, which allows only SUBSCRIBE_ALL: libzmq
-        # would otherwise keep whatever distinct subscriptions a peer sends, byte by byte.
+        # Every subscription comes to the broker, which applies only those to #general and to
+        # the rooms on the stream (see `_may_subscribe`): libzmq would otherwise keep
+        # whatever distinct subscriptions a peer sends, byte by byte.
         self._stream.setsockopt(zmq.XPUB_MANUAL, 1)
         for sock in (self._socket, self._stream):
             sock.setsockopt(zmq.BACKLOG, LISTEN_BACKLOG)
@@ -262,7 +272,8 @@ class BrokerServer:
         self._acks = PendingAcks()
         # Broadcasts (encoded) waiting to be published together at the end of this turn
         # of the loop.
-        self._unpublished: list[list[bytes]] = []
+        # What this turn publishes: the encoded events, by stream topic (their room's).
+        self._unpublished: dict[bytes, list[list[bytes]]] = {}
         self._wake_reader, self._wake_writer = socket.socketpair()
         self._wake_reader.setblocking(False)
         self._wake_writer.setblocking(False)
@@ -611,7 +622,8 @@ class BrokerServer:
             if cached is None:
                 cached = encoded[id(event)] = (event, encode(event))
             if identity == STREAM:
-                self._unpublished.append(cached[1])
+                room = getattr(event, "room", GENERAL_ROOM)
+                self._unpublished.setdefault(stream_topic(room), []).append(cached[1])
                 continue
             if bound(identity) is None:
                 # Its connection is gone (a routing id is never bound twice): gone for
@@ -643,14 +655,15 @@ class BrokerServer:
         """Publish the broadcasts of this turn, packed into as few frames as they fit."""
         if not self._unpublished:
             return  # most turns of the loop broadcast nothing
-        pending, self._unpublished = self._unpublished, []
-        start, size = 0, 0
-        for end, frames in enumerate(pending, 1):
-            size += sum(map(len, frames))
-            if size >= STREAM_FRAME_BYTES or end == len(pending):
-                # XPUB never blocks: a subscriber whose queue is full skips this frame.
-                self._stream.send(pack_events(pending[start:end]), _LAST_FLAGS)
-                start, size = end, 0
+        unpublished, self._unpublished = self._unpublished, {}
+        for topic, pending in unpublished.items():
+            start, size = 0, 0
+            for end, frames in enumerate(pending, 1):
+                size += sum(map(len, frames))
+                if size >= STREAM_FRAME_BYTES or end == len(pending):
+                    # XPUB never blocks: a subscriber whose queue is full skips this frame.
+                    self._stream.send(topic + pack_events(pending[start:end]), _LAST_FLAGS)
+                    start, size = end, 0
 
     def _drain_subscriptions(self) -> None:
         # Subscription changes arrive here. Only the one the protocol defines is applied;
@@ -662,16 +675,34 @@ class BrokerServer:
         with contextlib.suppress(zmq.Again):
             for _ in range(RECEIVE_BATCH):
                 subscription = stream.recv(zmq.NOBLOCK)
-                if subscription == SUBSCRIBE_ALL:
-                    stream.setsockopt(zmq.SUBSCRIBE, b"")
-                elif subscription == UNSUBSCRIBE_ALL:
-                    stream.setsockopt(zmq.UNSUBSCRIBE, b"")
+                kind, topic = subscription[:1], subscription[1:]
+                if kind == UNSUBSCRIBE:
+                    stream.setsockopt(zmq.UNSUBSCRIBE, topic)
+                elif subscription == SUBSCRIBE + STREAM_READY:
+                    # So that the subscriber's own filter lets STREAM_READY through; nothing
+                    # published starts with it, so there is nothing to apply.
+                    pass
+                elif kind == SUBSCRIBE and self._may_subscribe(topic):
+                    stream.setsockopt(zmq.SUBSCRIBE, topic)
                 else:
                     # Find it now: every call on the socket lets libzmq take in more.
                     foreign = True
                     break
         if foreign:
             self._cut_noisy_subscribers(time.monotonic())
+
+    def _may_subscribe(self, topic: bytes) -> bool:
+        """Whether `topic` is one a subscriber may have: #general's, or that of a room that
+        exists and is not invite-only. (Who subscribes is not known: any room on the
+        stream is readable by whoever reaches its port, as #general is.)"""
+        if topic == _GENERAL_TOPIC:
+            return True
+        try:
+            name, packed = split_topic(topic)
+        except ProtocolError:
+            return False
+        room = self.core.rooms.get(name)
+        return not packed and room is not None and not room.invite_only
 
     def _cut_noisy_subscribers(self, now: float) -> None:
         """Cut off every stream connection that sent more than an honest subscriber does.

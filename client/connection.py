@@ -32,6 +32,7 @@ from zmq.utils import z85
 from zmq.utils.monitor import recv_monitor_message
 
 from messages import (
+    GENERAL_ROOM,
     HEARTBEAT_LIVENESS,
     MAX_EVENT_WIRE_FRAME_BYTES,
     MAX_PACKED_BYTES,
@@ -40,10 +41,24 @@ from messages import (
     ProtocolError,
     decode_event,
     encode,
+    split_topic,
+    stream_topic,
     unpack_events,
 )
 from messages.commands import ClientCommand
-from messages.events import BrokerEvent, Joined, Left, Message, Notice, Tick
+from messages.events import (
+    BrokerEvent,
+    Entered,
+    Joined,
+    Left,
+    Message,
+    Notice,
+    Parted,
+    Posted,
+    RoomTick,
+    Tick,
+    TopicSet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +158,34 @@ STREAM_READY_MARK: Final = StreamReady()
 
 #: What the broadcast stream carries: broadcasts, TICKs, the ready mark, or something that
 #: broke the protocol.
-StreamItem = Joined | Left | Message | Notice | Tick | StreamReady | ProtocolError
+StreamItem = (
+    Joined
+    | Left
+    | Message
+    | Notice
+    | Tick
+    | Entered
+    | Parted
+    | Posted
+    | TopicSet
+    | RoomTick
+    | StreamReady
+    | ProtocolError
+)
 #: Events the broker may publish on the stream, and protocol errors, for `isinstance`.
-_STREAM_ITEMS: Final = (Joined, Left, Message, Notice, Tick, ProtocolError)
+_STREAM_ITEMS: Final = (
+    Joined,
+    Left,
+    Message,
+    Notice,
+    Tick,
+    Entered,
+    Parted,
+    Posted,
+    TopicSet,
+    RoomTick,
+    ProtocolError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,9 +322,10 @@ class Connection:
 
     def subscribe(self, port: int, heartbeat_ms: int) -> None:
         """Read the broadcast stream on `port` of the broker's host, on a fresh SUB socket
-        (one opened before is closed, with whatever it had buffered). libzmq reconnects it
-        by itself, and drops it after `HEARTBEAT_LIVENESS` silent `heartbeat_ms` intervals.
-        Raises ValueError if the stream cannot be reached (see `can_stream`)."""
+        (one opened before is closed, with whatever it had buffered): #general's topic
+        (rooms are followed one by one, see `follow`). libzmq reconnects it by itself, and
+        drops it after `HEARTBEAT_LIVENESS` silent `heartbeat_ms` intervals. Raises
+        ValueError if the stream cannot be reached (see `can_stream`)."""
         endpoint = stream_endpoint(self.endpoint, port)
         if endpoint is None or not 0 < port < MAX_PORT:
             raise ValueError(f"no broadcast stream on port {port} of {self.endpoint}")
@@ -294,7 +335,9 @@ class Connection:
             stream.setsockopt(zmq.RCVBUF, self.stream_buffers.kernel_bytes)
         stream.setsockopt(zmq.HEARTBEAT_IVL, heartbeat_ms)
         stream.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_LIVENESS * heartbeat_ms)
-        stream.setsockopt(zmq.SUBSCRIBE, b"")
+        # STREAM_READY too: a SUB drops whatever its subscriptions do not match.
+        stream.setsockopt(zmq.SUBSCRIBE, STREAM_READY)
+        stream.setsockopt(zmq.SUBSCRIBE, stream_topic(GENERAL_ROOM))
         try:
             stream.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -305,6 +348,17 @@ class Connection:
         self._poller.register(stream, zmq.POLLIN)
         self.stream_port = port
         log.debug("subscribed to %s", endpoint)
+
+    def follow(self, room: str) -> None:
+        """Read `room`'s events on the stream too (from a moment after this: what it
+        missed shows as a gap)."""
+        if self._stream is not None:
+            self._stream.setsockopt(zmq.SUBSCRIBE, stream_topic(room))
+
+    def unfollow(self, room: str) -> None:
+        """Stop reading `room`'s events on the stream."""
+        if self._stream is not None:
+            self._stream.setsockopt(zmq.UNSUBSCRIBE, stream_topic(room))
 
     def unsubscribe(self) -> None:
         """Close the SUB socket, if any, dropping what it had buffered."""
@@ -384,7 +438,7 @@ def _decode_stream(frames: list[bytes]) -> list[StreamItem]:
     if len(frames) > 1:
         return [_stream_item(frames)]  # one event, not packed
     try:
-        packed = unpack_events(frames[0])
+        packed = unpack_events(split_topic(frames[0])[1])
     except ProtocolError as exc:
         log.debug("undecodable stream frame %r: %s", frames[0][:32], exc)
         return [exc]

@@ -27,6 +27,7 @@ class JoinedRoom:
     name: str
     topic: str = ""
     members: int = 0
+    invite_only: bool = False
     stream: BroadcastStream = field(default_factory=BroadcastStream)
 
 
@@ -50,6 +51,7 @@ class JoinedRooms:
         from, if some events of it were missed."""
         room = self._rooms.setdefault(room_key(state.room), JoinedRoom(state.room))
         room.name, room.topic, room.members = state.room, state.topic, state.members
+        room.invite_only = state.invite_only
         room.stream.on_welcome(state.epoch, state.seq)
         return room.stream.fetch_due(now)
 
@@ -69,6 +71,24 @@ class JoinedRooms:
                 case ev.Parted():
                     room.members = max(room.members - 1, 0)
         return released, room.stream.fetch_due(now)
+
+    def on_tick(self, name: str, seq: int, now: float) -> int | None:
+        """ROOMTICK: room `name` numbered its events up to `seq`; the number to fetch from
+        if we missed some."""
+        room = self._rooms.get(room_key(name))
+        if room is None or room.stream.epoch is None:
+            return None
+        room.stream.on_tick(seq)
+        return room.stream.fetch_due(now)
+
+    def resync(self, now: float) -> list[tuple[str, int]]:
+        """The stream (re)connected: for each room read there, the number to fetch from
+        (what was published before it did may not have reached us)."""
+        return [
+            (room.name, room.stream.resync(now))
+            for room in self._rooms.values()
+            if room.stream.epoch is not None and not room.invite_only
+        ]
 
     def left(self, name: str) -> None:
         """This client left room `name`."""

@@ -95,6 +95,7 @@ from messages.events import (
     Registered,
     RoomList,
     RoomState,
+    RoomTick,
     Stored,
     Tick,
     TopicSet,
@@ -288,6 +289,8 @@ class Session:
         self.rooms = JoinedRooms()
         # Rooms asked for with /join whose ROOM answer has not come yet, by key.
         self._joining: set[str] = set()
+        # Rooms whose topic the SUB socket of the stream follows.
+        self._followed: set[str] = set()
         # A /rooms listing is coming (its ROOM events are lines of it): how many so far.
         self._rooms_listed: int | None = None
         self.connection: Connection | None = None
@@ -677,6 +680,9 @@ class Session:
         except ValueError as exc:
             self._stream_unreachable(str(exc))
             return
+        # A fresh SUB follows #general only: each room is followed again when its ROOM
+        # answer says it exists (the session enters its rooms after each WELCOME).
+        self._followed.clear()
         self._subscribed_at = now
         self._stream_ready = False
 
@@ -726,6 +732,8 @@ class Session:
                 if self.registered:
                     # What was published between WELCOME and now did not reach us.
                     self._queue(Fetch(self.stream.resync(now)))
+                    for room, from_seq in self.rooms.resync(now):
+                        self._queue(FetchRoom(room, from_seq))
                     self._stream_unconfirmed = True
             case ProtocolError():
                 self._show([self.state.error(f"ignored a bad message from the server: {item}")])
@@ -735,6 +743,12 @@ class Session:
                 pass
             case Tick(seq=seq):
                 self.stream.on_tick(seq)
+            case RoomTick(room=room, seq=seq):
+                if (fetch_from := self.rooms.on_tick(room, seq, now)) is not None:
+                    self._queue(FetchRoom(room, fetch_from))
+            case Entered() | Parted() | Posted() | TopicSet():
+                # (Ordered per room, under the epoch of the room's last ROOM.)
+                self._room_event(item, now)
             case _ if self._stream_unconfirmed:
                 # Not applied (it may belong to a broker run we have not been welcomed
                 # by), only noted: once the connection answers, the FETCH brings it.
@@ -814,6 +828,9 @@ class Session:
             entries += self.state.room_event(applied)
             if isinstance(applied, Parted) and self.state.is_self(applied.nick):
                 self.rooms.left(applied.room)
+                if applied.room in self._followed and self.connection is not None:
+                    self._followed.discard(applied.room)
+                    self.connection.unfollow(applied.room)
                 if self.state.is_target(applied.room):
                     entries += self.state.set_target(None)
         self._show(entries)
@@ -828,6 +845,11 @@ class Session:
             if state.room not in self.rooms:
                 return
         fetch_from = self.rooms.on_state(state, now)
+        connection = self.connection
+        streamed = self.streaming and not state.invite_only and connection is not None
+        if streamed and connection is not None and state.room not in self._followed:
+            self._followed.add(state.room)
+            connection.follow(state.room)
         if key in self._joining:
             self._joining.discard(key)
             self._show(

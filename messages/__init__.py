@@ -67,6 +67,8 @@ from .rooms import (
     is_room_name,
     room_key,
     room_skeleton,
+    split_topic,
+    stream_topic,
 )
 
 __all__ = [
@@ -139,6 +141,8 @@ __all__ = [
     "sanitize",
     "sanitizing_handler",
     "split_duration",
+    "split_topic",
+    "stream_topic",
     "truncate_utf8",
     "unpack_events",
 ]

@@ -242,7 +242,8 @@ class RoomState:
     """What `room` is as of its event `seq`: `members` in it, its `topic`. Sent to a client
     that enters it (after its ENTERED) and in answer to ROOMS. `epoch` names this life of the
     room: a room that was emptied (or forgotten by a broker restart) and made again numbers
-    its events anew under a new one."""
+    its events anew under a new one. The events of a room that is not invite-only are
+    published on the stream, under the room's topic (see `messages.stream_topic`)."""
 
     VERB: ClassVar[bytes] = b"ROOM"
     room: str
@@ -250,6 +251,8 @@ class RoomState:
     seq: int
     members: int
     topic: str
+    #: Only those invited may enter, and its events never go on the stream.
+    invite_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,6 +323,16 @@ class MemberList:
     more: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class RoomTick:
+    """On the stream, under `room`'s topic: the room's events are numbered up to `seq` (a
+    subscriber that has not applied them all missed some)."""
+
+    VERB: ClassVar[bytes] = b"ROOMTICK"
+    room: str
+    seq: int
+
+
 BrokerEvent = (
     Welcome
     | Joined
@@ -349,6 +362,7 @@ BrokerEvent = (
     | TopicSet
     | RoomList
     | MemberList
+    | RoomTick
 )
 
 #: Every event, in the order docs/PROTOCOL.md lists them.
@@ -381,4 +395,5 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     TopicSet,
     RoomList,
     MemberList,
+    RoomTick,
 )

@@ -47,3 +47,19 @@ def room_key(name: str) -> str:
 def room_skeleton(name: str) -> str:
     """What a room name looks like: names with equal skeletons are confusable."""
     return nick_skeleton(name)
+
+
+def stream_topic(room: str) -> bytes:
+    """The topic a room's events carry on the broadcast stream: its name, as the broker
+    spells it, and a space (no room name is a prefix of another's topic)."""
+    return room.encode() + b" "
+
+
+def split_topic(frame: bytes) -> tuple[str, bytes]:
+    """A stream frame's room and the packed events after its topic; ERROR 400 if it has no
+    well-formed topic."""
+    topic, space, packed = frame.partition(b" ")
+    name = topic.decode("ascii", "replace")
+    if not space or not is_room_name(name):
+        raise ProtocolError(ErrorCode.MALFORMED, "a stream frame without a room topic")
+    return name, packed

@@ -13,7 +13,15 @@ from typing import Any, TypeVar
 
 import zmq
 
-from messages import STREAM_READY, decode_event, encode, unpack_events
+from messages import (
+    GENERAL_ROOM,
+    STREAM_READY,
+    decode_event,
+    encode,
+    split_topic,
+    stream_topic,
+    unpack_events,
+)
 from messages import commands as cmd
 from messages import events as ev
 
@@ -96,10 +104,12 @@ class Peer:
             sub.curve_serverkey = self._server_key
             sub.curve_publickey = public
             sub.curve_secretkey = secret
-        sub.setsockopt(zmq.SUBSCRIBE, b"")
+        sub.setsockopt(zmq.SUBSCRIBE, STREAM_READY)
+        sub.setsockopt(zmq.SUBSCRIBE, stream_topic(GENERAL_ROOM))
         sub.connect(self.stream_endpoint(port))
         assert sub.poll(int(EXPECT_TIMEOUT_S * 1000)), f"{self.nick}: the stream never opened"
-        assert sub.recv_multipart() == [STREAM_READY]
+        first = sub.recv_multipart()
+        assert first == [STREAM_READY], first
         self.stream = sub
         self._poller.register(sub, zmq.POLLIN)
 
@@ -176,7 +186,8 @@ class Peer:
         """The events of the next stream message (one frame packs one or more)."""
         assert self.stream is not None
         assert self.stream.poll(int(EXPECT_TIMEOUT_S * 1000)), f"{self.nick}: stream silent"
-        [packed] = self.stream.recv_multipart()
+        [framed] = self.stream.recv_multipart()
+        _, packed = split_topic(framed)
         return [decode_event(frames) for frames in unpack_events(packed)]
 
     def expect(self, kind: type[E], **fields: Any) -> E:

@@ -5,7 +5,7 @@ from typing import TypeVar
 
 import pytest
 
-from broker.core import ChatCore, Outgoing
+from broker.core import STREAM, ChatCore, Outgoing
 from broker.rooms import ROOM_LOG_EVENTS
 from messages import MAX_ROOMS_PER_USER, ErrorCode
 from messages import commands as cmd
@@ -47,11 +47,13 @@ def test_entering_tells_the_members_and_answers_the_rooms_state(core: ChatCore) 
     out = send(core, ALICE, cmd.Enter("#Dev"))
     epoch = core.rooms.require("#dev").epoch
     assert out == [
+        (STREAM, ev.Entered("#Dev", 1, "alice")),
         (ALICE, ev.Entered("#Dev", 1, "alice")),
         (ALICE, ev.RoomState("#Dev", epoch, 1, 1, "")),
     ]
     # The name is kept as first written; #dev is the same room.
     assert send(core, BOB, cmd.Enter("#dev")) == [
+        (STREAM, ev.Entered("#Dev", 2, "bob")),
         (ALICE, ev.Entered("#Dev", 2, "bob")),
         (BOB, ev.Entered("#Dev", 2, "bob")),
         (BOB, ev.RoomState("#Dev", epoch, 2, 2, "")),
@@ -63,7 +65,7 @@ def test_entering_tells_the_members_and_answers_the_rooms_state(core: ChatCore) 
 def test_a_post_reaches_the_members_only(chat: ChatCore) -> None:
     out = send(chat, ALICE, cmd.Post("#dev", "m1", "hi devs"))
     post = ev.Posted("#dev", 3, "m1", "alice", "hi devs", NOW_MS)
-    assert out == [(ALICE, post), (BOB, post), (ALICE, ev.Ack(("m1",)))]
+    assert out == [(STREAM, post), (ALICE, post), (BOB, post), (ALICE, ev.Ack(("m1",)))]
     # A resend is acknowledged, not posted again.
     assert send(chat, ALICE, cmd.Post("#dev", "m1", "hi devs")) == [(ALICE, ev.Ack(("m1",)))]
 
@@ -106,12 +108,12 @@ def test_a_look_alike_of_a_room_is_refused(chat: ChatCore) -> None:
 def test_parting_tells_everyone_in_it_and_an_empty_room_goes(chat: ChatCore) -> None:
     out = send(chat, BOB, cmd.Part("#dev", "lunch"))
     parted = ev.Parted("#dev", 3, "bob", "lunch")
-    assert out == [(ALICE, parted), (BOB, parted)]
+    assert out == [(STREAM, parted), (ALICE, parted), (BOB, parted)]
     send(chat, ALICE, cmd.Part("#dev", ""))
     assert chat.rooms.get("#dev") is None
     # Made again: a new life, numbered anew.
     out = send(chat, CAROL, cmd.Enter("#dev"))
-    assert out[0] == (CAROL, ev.Entered("#dev", 1, "carol"))
+    assert out[1] == (CAROL, ev.Entered("#dev", 1, "carol"))
 
 
 def test_a_session_that_ends_parts_its_rooms(chat: ChatCore) -> None:
@@ -124,13 +126,13 @@ def test_a_session_keeps_its_rooms_when_it_resumes_on_a_new_connection(chat: Cha
     again = b"\0bob-again"
     send(chat, again, cmd.Hello("bob", SESSIONS[BOB], False), T0 + 1)
     out = send(chat, ALICE, cmd.Post("#dev", "m1", "still there?"), T0 + 1)
-    assert [identity for identity, e in out if isinstance(e, ev.Posted)] == [ALICE, again]
+    assert [identity for identity, e in out if isinstance(e, ev.Posted)] == [STREAM, ALICE, again]
 
 
 def test_the_maker_sets_the_topic_which_the_room_state_carries(chat: ChatCore) -> None:
     out = send(chat, ALICE, cmd.SetTopic("#dev", "release on Friday"))
     topic = ev.TopicSet("#dev", 3, "alice", "release on Friday")
-    assert out == [(ALICE, topic), (BOB, topic)]
+    assert out == [(STREAM, topic), (ALICE, topic), (BOB, topic)]
     [(_, state), _end] = send(chat, CAROL, cmd.ListRooms())
     assert state == ev.RoomState(
         "#dev", chat.rooms.require("#dev").epoch, 3, 2, "release on Friday"
@@ -181,3 +183,16 @@ def test_one_session_may_be_in_so_many_rooms(core: ChatCore) -> None:
     refused = error(core.handle(ALICE, cmd.Enter("#onemore"), T0 + 100))
     assert refused.code == ErrorCode.RATE_LIMITED
     assert "/part" in refused.reason
+
+
+def test_members_who_read_the_stream_get_a_public_rooms_events_there_only(
+    core: ChatCore,
+) -> None:
+    hello(core, ALICE, "alice", stream=True)
+    hello(core, BOB, "bob")
+    send(core, ALICE, cmd.Enter("#dev"))
+    send(core, BOB, cmd.Enter("#dev"))
+    out = send(core, BOB, cmd.Post("#dev", "m1", "hi"))
+    assert [identity for identity, e in out if isinstance(e, ev.Posted)] == [STREAM, BOB]
+    # And each heartbeat names the room's last number on the stream.
+    assert (STREAM, ev.RoomTick("#dev", 3)) in core.tick()
