@@ -15,6 +15,7 @@ import zmq
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import PipeInput, create_pipe_input
+from prompt_toolkit.layout import Window
 from prompt_toolkit.output import DummyOutput
 
 from client.app import InteractiveClient
@@ -175,6 +176,19 @@ class RunningClient:
         """Wait until a drawing satisfies `condition`; return that drawing's rows."""
         await eventually(lambda: condition(self.screen()), what, timeout)
         return self.screen()
+
+
+def window_position(client: "RunningClient", window: Window) -> tuple[int, int]:
+    """The first row and the height of `window` as last drawn."""
+    screen = client.client.ui.app.renderer.last_rendered_screen
+    assert screen is not None, "nothing drawn yet"
+    where = screen.visible_windows_to_write_positions[window]
+    return where.ypos, where.height
+
+
+def users_position(client: "RunningClient") -> tuple[int, int]:
+    """The first row and the height of the user list (below the buffers) as last drawn."""
+    return window_position(client, client.client.ui.users_window)
 
 
 @contextlib.asynccontextmanager
