@@ -9,8 +9,9 @@ A click on a buffer's row goes to it.
 """
 
 import dataclasses
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 from prompt_toolkit.formatted_text import StyleAndTextTuples
@@ -19,7 +20,7 @@ from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
 
 from .buffers import Buffer, Buffers, Level
 from .outbox import Delivery
-from .pane import MessagePane
+from .pane import SCROLLBACK_LINES, MessagePane
 from .render import fit, formatted_line, sanitize
 from .state import Entry, EntryKind
 from .userlist import Row
@@ -34,50 +35,104 @@ LEVEL_STYLES: Final = {
 }
 
 
+@dataclass(slots=True)
+class Line:
+    """An entry of a buffer's scrollback, as last updated, and whether the smart filter
+    hides it when on (client.filters)."""
+
+    entry: Entry
+    quiet: bool = False
+
+
 class BufferView:
-    """One buffer's scrollback: its pane, and where its own messages' lines are."""
+    """One buffer's scrollback: every line it holds, those its pane shows, and where its own
+    messages' lines are."""
 
     def __init__(self) -> None:
         self.pane = MessagePane()
-        # msg_id -> (line number, entry) of own messages still in the pane, oldest first.
-        self.own: OrderedDict[str, tuple[int, Entry]] = OrderedDict()
+        #: Quiet lines are not in the pane (`/filter joins`).
+        self.hide_quiet = False
+        # Every line, hidden or not (the last SCROLLBACK_LINES): the pane is drawn anew from
+        # them when the filter changes.
+        self._lines: deque[Line] = deque(maxlen=SCROLLBACK_LINES)
+        # msg_id -> (line number, line) of own messages still in the pane, oldest first.
+        self.own: OrderedDict[str, tuple[int, Line]] = OrderedDict()
         #: The day of the date line at the top of the pane, if it is one.
         self.top_day: str | None = None
 
-    def show(self, entries: list[Entry]) -> None:
-        """Append `entries` to the pane, updating own messages' lines in place for DELIVERY
-        entries (the broker's echo of an own line adds no second line)."""
+    def show(self, lines: list[Line]) -> None:
+        """Append `lines` to the scrollback (the pane shows those not hidden), updating own
+        messages' lines in place for DELIVERY entries (the broker's echo of an own line adds
+        no second line)."""
         # Lines go to the pane together, as few times as possible: a full pane drops its
         # oldest lines on each addition.
-        lines: list[StyleAndTextTuples] = []
-        for entry in entries:
+        drawn: list[StyleAndTextTuples] = []
+        for line in lines:
+            entry = line.entry
             if entry.kind is EntryKind.DELIVERY:
-                self.pane.add(lines)
-                lines.clear()
+                self.pane.add(drawn)
+                drawn.clear()
                 self._update_delivery(entry)
-            elif entry.own and entry.msg_id and entry.delivery is not None:
-                first = self.pane.add([*lines, formatted_line(entry)])
-                self.own[entry.msg_id] = (first + len(lines), entry)
-                lines.clear()
-            elif not (entry.own and entry.msg_id in self.own):
-                # (else: the echo of an own line shown already)
-                lines.append(formatted_line(entry))
-        self.pane.add(lines)
+                continue
+            if entry.own and entry.msg_id in self.own and entry.delivery is None:
+                continue  # the echo of an own line shown already
+            self._lines.append(line)
+            if line.quiet and self.hide_quiet:
+                continue
+            if entry.own and entry.msg_id and entry.delivery is not None:
+                first = self.pane.add([*drawn, formatted_line(entry)])
+                self.own[entry.msg_id] = (first + len(drawn), line)
+                drawn.clear()
+            else:
+                drawn.append(formatted_line(entry))
+        self.pane.add(drawn)
         while self.own and next(iter(self.own.values()))[0] < self.pane.dropped:
             self.own.popitem(last=False)
+
+    def show_above(self, entries: list[Entry]) -> bool:
+        """Put `entries` (older history, never hidden) above every line; False if there is
+        no room above."""
+        count = self.pane.prepend([formatted_line(entry) for entry in entries])
+        # (Never more than there is room for: a full deque would drop the newest.)
+        kept = min(count, SCROLLBACK_LINES - len(self._lines))
+        if kept:
+            self._lines.extendleft(Line(entry) for entry in reversed(entries[-kept:]))
+        return count > 0
+
+    def drop_first(self) -> None:
+        """Remove the first line (a date line the history above repeats)."""
+        self.pane.drop_first()
+        if self._lines:
+            self._lines.popleft()
+
+    def refilter(self, hide_quiet: bool) -> None:
+        """Show the quiet lines, or hide them, those shown already included: the pane is
+        drawn anew (and follows the newest line)."""
+        if hide_quiet == self.hide_quiet:
+            return
+        self.hide_quiet = hide_quiet
+        shown = [line for line in self._lines if not (hide_quiet and line.quiet)]
+        self.pane.reset([formatted_line(line.entry) for line in shown])
+        first = len(shown) - len(self.pane.lines)
+        self.own = OrderedDict(
+            (line.entry.msg_id, (number - first, line))
+            for number, line in enumerate(shown)
+            if number >= first and line.entry.own and line.entry.delivery is not None
+        )
 
     def _update_delivery(self, update: Entry) -> None:
         shown = self.own.get(update.msg_id)
         if shown is None:
             if update.delivery is Delivery.FAILED:
-                self.pane.add([formatted_line(update)])  # its line is gone: say it anyway
+                # Its line is gone: say it anyway.
+                self._lines.append(Line(update))
+                self.pane.add([formatted_line(update)])
             return
-        number, entry = shown
-        entry = dataclasses.replace(
-            entry, delivery=update.delivery, code=update.code, reason=update.reason
+        number, line = shown
+        line.entry = dataclasses.replace(
+            line.entry, delivery=update.delivery, code=update.code, reason=update.reason
         )
-        self.own[update.msg_id] = (number, entry)
-        self.pane.replace(number, formatted_line(entry))
+        self.pane.replace(number, formatted_line(line.entry))
 
 
 def buffer_row(number: int, buffer: Buffer, current: bool, width: int | None) -> Row:

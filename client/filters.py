@@ -5,7 +5,9 @@ and leaves.
   confirms their private messages with RECEIVED, so the sender is not left waiting, and
   nobody is told). Kept for the run, in this client only.
 - `/filter joins`: join and leave lines are hidden, except those of someone who spoke in
-  the last SMART_FILTER_MS (whose leaving matters to the conversation).
+  the SMART_FILTER_MS before (whose leaving matters to the conversation). As in weechat, each
+  line is judged when it arrives (`quiet`), filter on or off, and the switch shows or hides
+  the quiet ones, those already shown included.
 
 Sans-IO: times are given, in milliseconds since the epoch like entries' times.
 """
@@ -51,18 +53,24 @@ class Filters:
         """Stop ignoring `nick`; False if it was not."""
         return self._ignored.pop(nick_key(nick), None) is not None
 
-    def hides(self, entry: Entry, now_ms: int) -> bool:
-        """Whether `entry`, arriving at `now_ms`, is left out; notes who speaks."""
-        if entry.kind in (EntryKind.MESSAGE, EntryKind.PRIVATE) and not entry.own:
-            key = nick_key(entry.sender)
-            if key in self._ignored:
-                return True
-            if not entry.history:
-                self._spoke[key] = now_ms
-                if len(self._spoke) > SPEAKERS_KEPT:
-                    self._forget_before(now_ms - SMART_FILTER_MS)
+    def ignores(self, entry: Entry, now_ms: int) -> bool:
+        """Whether `entry`, arriving at `now_ms`, is from an ignored nick (and so left out);
+        notes who speaks."""
+        if entry.kind not in (EntryKind.MESSAGE, EntryKind.PRIVATE) or entry.own:
             return False
-        if not (self.smart and entry.presence):
+        key = nick_key(entry.sender)
+        if key in self._ignored:
+            return True
+        if not entry.history:
+            self._spoke[key] = now_ms
+            if len(self._spoke) > SPEAKERS_KEPT:
+                self._forget_before(now_ms - SMART_FILTER_MS)
+        return False
+
+    def quiet(self, entry: Entry, now_ms: int) -> bool:
+        """Whether `entry`, arriving at `now_ms`, is a join or leave the smart filter hides
+        when on: of someone who did not speak in the SMART_FILTER_MS before."""
+        if not entry.presence:
             return False
         spoke = self._spoke.get(nick_key(entry.sender))
         return spoke is None or now_ms - spoke > SMART_FILTER_MS

@@ -64,13 +64,13 @@ from messages.nicks import normalize_nick
 
 from .buffers import GENERAL, GENERAL_NAME, BufferKey, Buffers
 from .buffers import Buffer as ChatBuffer
-from .bufferview import BufferList, BufferView, activity_fragments
+from .bufferview import BufferList, BufferView, Line, activity_fragments
 from .commands import View
 from .completion import ChatCompleter
 from .filters import Filters
 from .notify import Notifier
 from .pane import MessagePane
-from .render import formatted_line, sanitize
+from .render import sanitize
 from .state import ChatState, Ending, Entry, EntryKind, LinkState, day, now_ms
 from .uilog import logs_in_pane
 from .userlist import UserList
@@ -234,6 +234,7 @@ class ChatUI:
         if view is None:
             view = self._views[key] = BufferView()
             view.pane.on_scroll = self._read
+            view.hide_quiet = self.filters.smart
         return view
 
     def show(self, entries: list[Entry]) -> None:
@@ -242,8 +243,8 @@ class ChatUI:
         looking, and redraw."""
         self._follow_target()
         now = now_ms()
-        # Each buffer's entries, in order, to go to its pane at once.
-        routed: dict[BufferKey, list[Entry]] = {}
+        # Each buffer's lines, in order, to go to its pane at once.
+        routed: dict[BufferKey, list[Line]] = {}
         bells = 0
         for entry in entries:
             if entry.kind is EntryKind.DELIVERY:
@@ -252,13 +253,15 @@ class ChatUI:
                 keys = [key for key, view in self._views.items() if entry.msg_id in view.own]
                 keys += [key for key, batch in routed.items() if _holds(batch, entry.msg_id)]
                 for key in dict.fromkeys(keys or [self.buffers.current.key]):
-                    routed.setdefault(key, []).append(entry)
+                    routed.setdefault(key, []).append(Line(entry))
                 continue
-            if self.filters.hides(entry, now):
+            if self.filters.ignores(entry, now):
                 continue
+            quiet = self.filters.quiet(entry, now)
             for buffer in self.buffers.route(entry):
-                bells += self.buffers.arrive(buffer, entry).alert
-                routed.setdefault(buffer.key, []).append(entry)
+                if not (quiet and self.filters.smart):  # (a hidden line is no activity)
+                    bells += self.buffers.arrive(buffer, entry).alert
+                routed.setdefault(buffer.key, []).append(Line(entry, quiet))
         for key, batch in routed.items():
             self._view(key).show(batch)
         self._notify(bells)
@@ -292,8 +295,8 @@ class ChatUI:
             return
         days = [day(e.time_ms) for e in entries if e.kind is not EntryKind.MARKER]
         if days and days[-1] == view.top_day:
-            view.pane.drop_first()
-        if view.pane.prepend([formatted_line(entry) for entry in entries]):
+            view.drop_first()
+        if view.show_above(entries):
             first = entries[0]
             is_date = first.kind is EntryKind.MARKER and first.text == day(first.time_ms)
             view.top_day = first.text if is_date else None
@@ -367,6 +370,8 @@ class ChatUI:
                 return [state.info(f"{current.name}: notifications on again")]
             case "filter" if argument.lower() == "joins":
                 self.filters.smart = not self.filters.smart
+                for view in self._views.values():
+                    view.refilter(self.filters.smart)
                 return [state.info(self._filter_text())]
             case "filter" if not argument:
                 return [state.info(self._filter_text())]
@@ -598,6 +603,6 @@ class ChatUI:
         return bindings
 
 
-def _holds(entries: list[Entry], msg_id: str) -> bool:
-    """Whether `entries` hold the line of own message `msg_id`."""
-    return any(entry.own and entry.msg_id == msg_id for entry in entries)
+def _holds(lines: list[Line], msg_id: str) -> bool:
+    """Whether `lines` hold the line of own message `msg_id`."""
+    return any(line.entry.own and line.entry.msg_id == msg_id for line in lines)

@@ -5,6 +5,7 @@ its terminal included."""
 import asyncio
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,10 @@ from prompt_toolkit.data_structures import Size
 from prompt_toolkit.output.vt100 import Vt100_Output
 
 from client.buffers import GENERAL, Buffer, BufferKey, Buffers, Level, level_of
+from client.bufferview import BufferView, Line
 from client.filters import SMART_FILTER_MS, Filters
 from client.notify import title
+from client.outbox import Delivery
 from client.state import Entry, EntryKind
 from messages import commands as cmd
 from messages import events as ev
@@ -222,26 +225,26 @@ def test_steps_go_round_the_ends() -> None:
     assert [buffers.number(buffers.step(-1)) for _ in range(3)] == [1, 3, 2]
 
 
-# (seconds since bob last spoke, or None: never) -> whether his join/leave is hidden.
+# (seconds since bob last spoke, or None: never) -> whether the smart filter hides his
+# join or leave.
 @pytest.mark.parametrize(
-    ("smart", "spoke_s_ago", "hidden"),
+    ("spoke_s_ago", "quiet"),
     [
-        (False, None, False),
-        (True, None, True),
-        (True, 10, False),
-        (True, SMART_FILTER_MS // 1000, False),
-        (True, SMART_FILTER_MS // 1000 + 1, True),
+        (None, True),
+        (10, False),
+        (SMART_FILTER_MS // 1000, False),
+        (SMART_FILTER_MS // 1000 + 1, True),
     ],
 )
-def test_smart_filter(smart: bool, spoke_s_ago: int | None, hidden: bool) -> None:
+def test_smart_filter(spoke_s_ago: int | None, quiet: bool) -> None:
     filters = Filters()
-    filters.smart = smart
     now = T + SMART_FILTER_MS * 2
     if spoke_s_ago is not None:
-        assert not filters.hides(say("Bob"), now - spoke_s_ago * 1000)
-    assert filters.hides(presence("bob", "left"), now) is hidden
-    # Other system lines are never hidden.
-    assert not filters.hides(info("bob left, as an answer"), now)
+        assert not filters.ignores(say("Bob"), now - spoke_s_ago * 1000)
+    assert filters.quiet(presence("bob", "left"), now) is quiet
+    # Other lines never are.
+    assert not filters.quiet(info("bob left, as an answer"), now)
+    assert not filters.quiet(say("bob"), now)
 
 
 @pytest.mark.parametrize(
@@ -259,10 +262,30 @@ def test_smart_filter(smart: bool, spoke_s_ago: int | None, hidden: bool) -> Non
 def test_ignore(entry: Entry, hidden: bool) -> None:
     filters = Filters()
     assert filters.ignore("Bob") and not filters.ignore("bob")
-    assert filters.hides(entry, T) is hidden
+    assert filters.ignores(entry, T) is hidden
     assert filters.ignored == ["Bob"]
     assert filters.unignore("bob") and not filters.unignore("bob")
-    assert not filters.hides(entry, T)
+    assert not filters.ignores(entry, T)
+
+
+def _texts(view: BufferView) -> list[str]:
+    return ["".join(fragment[1] for fragment in line)[6:] for line in view.pane.lines]
+
+
+def test_a_refiltered_scrollback_keeps_own_lines_updatable() -> None:
+    view = BufferView()
+    own = Entry(EntryKind.MESSAGE, "mine", T, "alice", own=True, msg_id="m1")
+    pending = replace(own, delivery=Delivery.PENDING)
+    view.show([Line(presence("bob"), quiet=True), Line(pending), Line(say("carol"))])
+    assert _texts(view) == ["-!- bob joined", "<alice> mine …", "<carol> hi"]
+    view.refilter(hide_quiet=True)
+    assert _texts(view) == ["<alice> mine …", "<carol> hi"]
+    # The echo adds nothing; the delivery state changes the line where it is now.
+    view.show([Line(own), Line(replace(pending, kind=EntryKind.DELIVERY, delivery=Delivery.SENT))])
+    view.show([Line(presence("dave"), quiet=True)])
+    assert _texts(view) == ["<alice> mine ✓", "<carol> hi"]
+    view.refilter(hide_quiet=False)
+    assert _texts(view) == ["-!- bob joined", "<alice> mine ✓", "<carol> hi", "-!- dave joined"]
 
 
 def test_title() -> None:
@@ -389,19 +412,29 @@ def test_ignore_hides_messages_and_privates_but_confirms_them(
     asyncio.run(scenario())
 
 
-def test_filter_joins_hides_the_silent(broker: RunningBroker, connect: Connect) -> None:
+def test_filter_joins_hides_the_silent_and_shows_them_again(
+    broker: RunningBroker, connect: Connect
+) -> None:
     async def scenario() -> None:
         async with running_client(broker.endpoint, "bob") as bob:
+            carol = connect("carol")
+            await bob.wait_for_pane("carol joined")
+            # Lines shown already are hidden too.
             bob.type("/filter joins\r")
             await bob.wait_for_pane("filter joins on")
-            carol = connect("carol")
+            assert "carol joined" not in bob.pane_text()
             dave = connect("dave")
             dave.say("hello")
             await bob.wait_for_pane("<dave> hello")
             carol.send(cmd.Quit(""))
             dave.send(cmd.Quit(""))
+            # Dave spoke: his leave shows; carol did not.
             await bob.wait_for_pane("dave left")
             assert "carol" not in bob.pane_text()
+            bob.type("/filter joins\r")
+            await bob.wait_for_pane("filter joins off")
+            lines = bob.pane_text()
+            assert "carol joined" in lines and "carol left" in lines and "dave joined" in lines
 
     asyncio.run(scenario())
 
