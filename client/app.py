@@ -105,6 +105,7 @@ class InteractiveClient:
         )
         session.show = self.ui.show
         session.show_above = self.ui.show_above
+        session.on_view = self.ui.view_command
         self.quit_sent = False
 
     async def run(self, hung_up: asyncio.Event | None = None) -> Ending:

@@ -1,7 +1,8 @@
 """Tab completion of command names and nicks, from the live chat state.
 
 - `/` then letters at the start of the line: command names;
-- after `/msg `, `/query `, `/kick `, `/ban ` and `/unban `: nicks, followed by a space;
+- after `/msg `, `/query `, `/kick `, `/ban `, `/unban `, `/ignore ` and `/unignore `: nicks,
+  followed by a space;
 - a word starting with `@`: `@nick `;
 - after `/msg ` and `/query `, and after `@`, the owners of owned nicks who are away too,
   after those present (to send them private messages);

@@ -99,6 +99,7 @@ from .commands import (
     SetTarget,
     ShowHelp,
     ShowHistory,
+    View,
     help_lines,
     parse_line,
 )
@@ -233,6 +234,9 @@ class Session:
         #: Where history goes that is older than everything shown (the history on joining,
         #: older pages): above it all in the UI. None: shown like anything else.
         self.show_above: Show | None = None
+        #: Carries out the commands about what the full-screen client shows (`View`); None
+        #: where there is no such thing to show (line mode).
+        self.on_view: Callable[[View], None] | None = None
         #: Broadcasts of the stored history shown on joining (0: none).
         self.history_lines = history_lines
         #: The last broadcast number the user saw in a given epoch, on an earlier run (for
@@ -1030,6 +1034,11 @@ class Session:
                     await self.handle_command(self.identity.register(self.state.nick, self.token))
             case Hint(text=text):
                 self.show([self.state.info(text)])
+            case View(name=name):
+                if self.on_view is None:
+                    self.show([self.state.info(f"/{name} works in the full-screen client only")])
+                else:
+                    self.on_view(action)
             case Leave():
                 return action
             case Nothing():

@@ -120,6 +120,8 @@ class Entry:
     #: A private message that reached this client long after it was sent: the broker
     #: kept it while its recipient was away.
     late: bool = False
+    #: A join or leave of `sender` (a filter may hide it).
+    presence: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +251,9 @@ class ChatState:
         """A system entry stamped now."""
         return Entry(EntryKind.SYSTEM, text, self._clock())
 
+    def _presence_entry(self, text: str, nick: str) -> Entry:
+        return Entry(EntryKind.SYSTEM, text, self._clock(), nick, presence=True)
+
     def error(self, text: str, code: int = 0) -> Entry:
         """An error entry stamped now."""
         return Entry(EntryKind.ERROR, text, self._clock(), code=code)
@@ -270,6 +275,12 @@ class ChatState:
             return [self.error(f"no such nick {nick}")]
         self.target = present
         return [self.info(f"messages go to {present} only; /all to talk to everyone")]
+
+    def focus(self, nick: str | None) -> None:
+        """Send plain lines to `nick` (None: to everyone) from now on, without a word: the
+        user switched to the buffer of that conversation."""
+        self.target = nick
+        self._target_gone_told = False
 
     def cycle_target(self, step: int) -> list[Entry]:
         """Move the target `step` places through [everyone, other users alphabetically]."""
@@ -452,7 +463,7 @@ class ChatState:
                 self._presence.append((seq, nick_key(nick), nick))
                 self._users[nick_key(nick)] = nick
                 self._joined[nick_key(nick)] = self._next()
-                entries = [self.info(f"{nick} joined")]
+                entries = [self._presence_entry(f"{nick} joined", nick)]
                 if self.is_target(nick):
                     self.target = nick
                     if self._target_gone_told:
@@ -557,7 +568,7 @@ class ChatState:
         self._users.pop(key, None)
         self._spoke.pop(key, None)
         self._joined.pop(key, None)
-        entries = [self.info(_with_reason(f"{nick} left", reason))]
+        entries = [self._presence_entry(_with_reason(f"{nick} left", reason), nick)]
         if self.is_target(nick):
             entries.append(self._target_gone_entry())
         return entries
