@@ -101,10 +101,15 @@ class InteractiveClient:
         self.state = session.state
         self._lines: asyncio.Queue[str] = asyncio.Queue()
         self.ui = ChatUI(
-            self.state, self._lines.put_nowait, input_history, older=session.request_older
+            self.state,
+            self._lines.put_nowait,
+            input_history,
+            older=session.request_older,
+            want_rooms=session.request_rooms,
         )
         session.show = self.ui.show
         session.show_above = self.ui.show_above
+        session.on_view = self.ui.view_command
         self.quit_sent = False
 
     async def run(self, hung_up: asyncio.Event | None = None) -> Ending:

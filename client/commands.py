@@ -116,6 +116,15 @@ class Leave:
 
 
 @dataclass(frozen=True, slots=True)
+class View:
+    """A command about what the full-screen client shows (`/buffer`, `/close`, `/mute`,
+    `/filter`, `/ignore`, `/unignore`), with the rest of the line: the UI carries it out."""
+
+    name: str
+    argument: str
+
+
+@dataclass(frozen=True, slots=True)
 class Nothing:
     """An empty line: do nothing."""
 
@@ -132,6 +141,7 @@ Action = (
     | Hint
     | RegisterNick
     | Leave
+    | View
     | Nothing
 )
 
@@ -164,6 +174,12 @@ COMMANDS: Final = (
     CommandInfo("rooms", "", "list the rooms, with their members and topics"),
     CommandInfo("topic", "[#ROOM] [TEXT]", "show the topic of ROOM, or set it to TEXT"),
     CommandInfo("who", "[#ROOM]", "list the members of ROOM (without one: /users)"),
+    CommandInfo("buffer", "N|NAME", "go to buffer N or NAME (also Alt-1..9, Alt-Left/Right)"),
+    CommandInfo("close", "", "close the current private buffer"),
+    CommandInfo("mute", "", "no bell, title count or activity for the current buffer (again: on)"),
+    CommandInfo("filter", "[joins]", "hide joins and leaves but of recent speakers (again: show)"),
+    CommandInfo("ignore", "[NICK]", "show nothing NICK says (no NICK: list who is ignored)", True),
+    CommandInfo("unignore", "NICK", "show what NICK says again", True),
     CommandInfo(
         "history",
         "[N]",
@@ -336,6 +352,8 @@ def parse_line(line: str, target: str | None) -> Action:
             return SetTarget(args[0]) if args else SetTarget(None)
         case "all":
             return SetTarget(None)
+        case "buffer" | "close" | "mute" | "filter" | "ignore" | "unignore":
+            return View(name, rest)
         case "history" | "backlog":
             return _history(args)
         case "search" | "grep":

@@ -1,10 +1,12 @@
 """Tab completion of command names and nicks, from the live chat state.
 
 - `/` then letters at the start of the line: command names;
-- after `/msg `, `/query `, `/kick `, `/ban ` and `/unban `: nicks, followed by a space;
+- after `/msg `, `/query `, `/kick `, `/ban `, `/unban `, `/ignore ` and `/unignore `: nicks,
+  followed by a space;
 - a word starting with `@`: `@nick `;
 - after `/msg ` and `/query `, and after `@`, the owners of owned nicks who are away too,
   after those present (to send them private messages);
+- a word starting with `#`: room names, those the user is in first;
 - the first word of a line: `nick: ` (addressing someone, weechat style);
 - any other word: `nick `.
 
@@ -19,7 +21,7 @@ from typing import Final
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 
-from messages import nick_key
+from messages import nick_key, room_key
 
 from .commands import COMMANDS
 from .state import ChatState
@@ -49,7 +51,9 @@ class ChatCompleter(Completer):
         match = _LAST_WORD.search(before)
         word = match.group() if match else ""
         head = before[: len(before) - len(word)]
-        if word.startswith("@"):
+        if word.startswith("#"):
+            yield from self._rooms(word)
+        elif word.startswith("@"):
             yield from self._nicks(word[1:], len(word), "@", " ", away=True)
         elif _NICK_COMMAND.match(head):
             away = _PRIVATE_COMMAND.match(head) is not None
@@ -70,6 +74,12 @@ class ChatCompleter(Completer):
                     display=f"/{info.name}",
                     display_meta=info.summary,
                 )
+
+    def _rooms(self, word: str) -> Iterable[Completion]:
+        key = room_key(word)
+        for name in self._state.ranked_rooms():
+            if room_key(name).startswith(key):
+                yield Completion(f"{name} ", start_position=-len(word), display=name)
 
     def _nicks(
         self, prefix: str, replace: int, lead: str, suffix: str, away: bool = False

@@ -161,6 +161,14 @@ class MessagePane:
             line = self.anchor.line - 1
             self.anchor = self.anchor._replace(line=line) if line >= 0 else Position(0, 0)
 
+    def reset(self, lines: list[StyleAndTextTuples]) -> None:
+        """Start over with `lines` (the last SCROLLBACK_LINES of them), numbered from 0,
+        pinned to the newest row: a filter changed which lines show."""
+        self.lines = lines[-SCROLLBACK_LINES:]
+        self.dropped = 0
+        self.anchor = None
+        self._wrapped.clear()
+
     def replace(self, number: int, line: StyleAndTextTuples) -> bool:
         """Draw line number `number` as `line`; False if it has been dropped."""
         index = number - self.dropped

@@ -116,6 +116,7 @@ from .commands import (
     ShowHelp,
     ShowHistory,
     ShowTopic,
+    View,
     help_lines,
     parse_line,
 )
@@ -137,6 +138,8 @@ from .userpages import NickListPages, UserListPages
 
 log = logging.getLogger(__name__)
 
+#: The list of rooms Tab completes is asked for again after this many seconds, at most.
+ROOM_LIST_REFRESH_S: Final = 10.0
 #: How long to wait for WELCOME on the first registration, in seconds.
 REGISTRATION_TIMEOUT_S: Final = 5.0
 #: Reconnect attempt 2 waits this much longer for WELCOME than one liveness bound, in
@@ -265,6 +268,9 @@ class Session:
         #: Where history goes that is older than everything shown (the history on joining,
         #: older pages): above it all in the UI. None: shown like anything else.
         self.show_above: Show | None = None
+        #: Carries out the commands about what the full-screen client shows (`View`); None
+        #: where there is no such thing to show (line mode).
+        self.on_view: Callable[[View], None] | None = None
         #: Broadcasts of the stored history shown on joining (0: none).
         self.history_lines = history_lines
         #: The last broadcast number the user saw in a given epoch, on an earlier run (for
@@ -289,6 +295,8 @@ class Session:
         self.rooms = JoinedRooms()
         # Rooms asked for with /join whose ROOM answer has not come yet, by key.
         self._joining: set[str] = set()
+        # When the rooms were last asked for completion (monotonic s).
+        self._rooms_asked_at = -math.inf
         # Rooms whose topic the SUB socket of the stream follows.
         self._followed: set[str] = set()
         # A /rooms listing is coming (its ROOM events are lines of it): how many so far.
@@ -828,6 +836,7 @@ class Session:
             entries += self.state.room_event(applied)
             if isinstance(applied, Parted) and self.state.is_self(applied.nick):
                 self.rooms.left(applied.room)
+                self.state.rooms_joined.pop(room_key(applied.room), None)
                 if applied.room in self._followed and self.connection is not None:
                     self._followed.discard(applied.room)
                     self.connection.unfollow(applied.room)
@@ -839,18 +848,21 @@ class Session:
 
     def _room_state(self, state: RoomState, now: float) -> None:
         key = room_key(state.room)
-        if self._rooms_listed is not None and key not in self._joining:
+        self.state.rooms_known[key] = state.room
+        joining = key in self._joining
+        if self._rooms_listed is not None and not joining:
             self._rooms_listed += 1
             self._show(self.state.room_state(state, entered=False))
-            if state.room not in self.rooms:
-                return
+        if not joining and state.room not in self.rooms:
+            return  # a line of a listing, of a room we are not in
         fetch_from = self.rooms.on_state(state, now)
         connection = self.connection
         streamed = self.streaming and not state.invite_only and connection is not None
         if streamed and connection is not None and state.room not in self._followed:
             self._followed.add(state.room)
             connection.follow(state.room)
-        if key in self._joining:
+        self.state.rooms_joined[key] = state.room
+        if joining:
             self._joining.discard(key)
             self._show(
                 self.state.room_state(state, entered=True) + self.state.set_target(state.room)
@@ -859,6 +871,8 @@ class Session:
             self._queue(FetchRoom(state.room, fetch_from))
 
     def _room_list_end(self, after: str, more: bool) -> None:
+        if self._rooms_listed is None:
+            return  # the first page only, asked for completion
         if more:
             self._queue(ListRooms(after))
             return
@@ -870,6 +884,15 @@ class Session:
         self._show([self.state.info(f"{page.room}: {' '.join(page.nicks) or 'nobody'}")])
         if page.more and page.nicks:
             self._queue(ListMembers(page.room, page.nicks[-1]))
+
+    def request_rooms(self) -> None:
+        """The user started typing a room name: refresh the rooms Tab completes (one page,
+        not shown; at most every ROOM_LIST_REFRESH_S)."""
+        now = self._now()
+        if not self.registered or now - self._rooms_asked_at < ROOM_LIST_REFRESH_S:
+            return
+        self._rooms_asked_at = now
+        self._queue(ListRooms())
 
     def _join(self, room: str) -> None:
         self._joining.add(room_key(room))
@@ -1172,6 +1195,15 @@ class Session:
                     await self.handle_command(self.identity.register(self.state.nick, self.token))
             case Hint(text=text):
                 self.show([self.state.info(text)])
+            case View(name=name):
+                if self.on_view is None:
+                    self.show([self.state.info(f"/{name} works in the full-screen client only")])
+                    return None
+                here = self.state.target
+                if name == "close" and here is not None and here in self.rooms:
+                    # Closing a room's buffer leaves the room, as in weechat.
+                    await self.handle_command(Part(here, ""))
+                self.on_view(action)
             case Leave():
                 return action
             case Nothing():

@@ -128,6 +128,8 @@ class Entry:
     late: bool = False
     #: The room it happened in (`#dev`); empty for #general and private messages.
     room: str = ""
+    #: A join or leave of `sender` (a filter may hide it).
+    presence: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,10 @@ class ChatState:
         #: Where plain lines go: None for everyone, else a nick (as the broker spells it).
         #: It stays while that nick is away: only the user turns a query public.
         self.target: str | None = None
+        #: Rooms heard of (ROOM answers), by key, with the rooms this session is in: for
+        #: completion. A room the client is not in may be gone since.
+        self.rooms_known: dict[str, str] = {}
+        self.rooms_joined: dict[str, str] = {}
         # The user was told the query target is not here (told once until it is back).
         self._target_gone_told = False
         self.operator = False
@@ -234,6 +240,16 @@ class ChatState:
         """Whether `nick` is this client's own nick (ignoring case)."""
         return nick_key(nick) == nick_key(self.nick)
 
+    def ranked_rooms(self) -> list[str]:
+        """Room names for completion: the rooms this session is in (the last joined
+        first), then the others heard of, alphabetically."""
+        joined = list(reversed(self.rooms_joined.values()))
+        others = sorted(
+            (name for key, name in self.rooms_known.items() if key not in self.rooms_joined),
+            key=str.casefold,
+        )
+        return joined + others
+
     def ranked_nicks(self, away: bool = False) -> list[str]:
         """Other users for completion: most recent speaker first, then users seen joining
         (latest first), then everyone else alphabetically; with `away`, then the owners of
@@ -256,6 +272,9 @@ class ChatState:
     def info(self, text: str) -> Entry:
         """A system entry stamped now."""
         return Entry(EntryKind.SYSTEM, text, self._clock())
+
+    def _presence_entry(self, text: str, nick: str) -> Entry:
+        return Entry(EntryKind.SYSTEM, text, self._clock(), nick, presence=True)
 
     def error(self, text: str, code: int = 0) -> Entry:
         """An error entry stamped now."""
@@ -282,6 +301,12 @@ class ChatState:
             return [self.error(f"no such nick {nick}")]
         self.target = present
         return [self.info(f"messages go to {present} only; /all to talk to everyone")]
+
+    def focus(self, nick: str | None) -> None:
+        """Send plain lines to `nick` (None: to everyone) from now on, without a word: the
+        user switched to the buffer of that conversation."""
+        self.target = nick
+        self._target_gone_told = False
 
     def cycle_target(self, step: int) -> list[Entry]:
         """Move the target `step` places through [everyone, other users alphabetically]."""
@@ -505,7 +530,7 @@ class ChatState:
                 self._presence.append((seq, nick_key(nick), nick))
                 self._users[nick_key(nick)] = nick
                 self._joined[nick_key(nick)] = self._next()
-                entries = [self.info(f"{nick} joined")]
+                entries = [self._presence_entry(f"{nick} joined", nick)]
                 if self.is_target(nick):
                     self.target = nick
                     if self._target_gone_told:
@@ -613,7 +638,7 @@ class ChatState:
         self._users.pop(key, None)
         self._spoke.pop(key, None)
         self._joined.pop(key, None)
-        entries = [self.info(_with_reason(f"{nick} left", reason))]
+        entries = [self._presence_entry(_with_reason(f"{nick} left", reason), nick)]
         if self.is_target(nick):
             entries.append(self._target_gone_entry())
         return entries

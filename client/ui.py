@@ -1,16 +1,25 @@
 """The full-screen chat: layout, styles and every key binding.
 
-    +------------------------------------------+----------+
-    | message pane (scrollback)                | * all    |
-    |                                          |   alice  |
-    |                                          |   bob    |
-    +------------------------------------------+----------+
-    | status: nick, server, link, operator, secure         |
-    | [all] > input line                                  |
-    +-----------------------------------------------------+
+    +------------------------------------------+------------+
+    | message pane (the current buffer's)      | *1 #general|
+    |                                          | !2 bob 1   |
+    |                                          |  2 here    |
+    |                                          | * all      |
+    |                                          |   alice    |
+    |                                          |   bob      |
+    +------------------------------------------+------------+
+    | status: nick, server, link, buffer, activity, operator  |
+    | [all] > input line                                     |
+    +--------------------------------------------------------+
 
 The UI owns no chat logic: typed lines go to `submit`, entries to show come in through
 `show`, and the user list, status and prompt are drawn from the live `ChatState`.
+
+Buffers (client.buffers): `show` puts each entry in its buffer's scrollback, counts what
+arrives where the user is not looking, and rings the bell for a mention or a private message
+there (client.notify). The current buffer is where plain lines go: it follows the state's
+target (`/query`, `/all`, Ctrl-N, a click on a nick), and switching buffers (Alt-1..9,
+Alt-Left/Right, Alt-A, `/buffer`) sets the target.
 
 Own messages show at once, with their delivery state after the text (`…` pending, `✓` sent,
 `✓✓` delivered, `✗ reason` failed); a DELIVERY entry redraws that same line, and the broker's
@@ -21,9 +30,7 @@ redraws come at most every REDRAW_INTERVAL_S, and drawing the pane costs what is
 not the whole scrollback (client.pane: the scrollback, wrapped and scrolled by rows).
 """
 
-import dataclasses
 import re
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Final
 
@@ -39,6 +46,7 @@ from prompt_toolkit.keys import Keys
 from prompt_toolkit.layout import (
     BufferControl,
     Dimension,
+    DynamicContainer,
     Float,
     FloatContainer,
     FormattedTextControl,
@@ -51,11 +59,19 @@ from prompt_toolkit.layout.menus import CompletionsMenu
 from prompt_toolkit.layout.processors import BeforeInput
 from prompt_toolkit.styles import Style
 
+from messages import ProtocolError, is_room_name
+from messages.nicks import normalize_nick
+
+from .buffers import GENERAL, GENERAL_NAME, BufferKey, Buffers
+from .buffers import Buffer as ChatBuffer
+from .bufferview import BufferList, BufferView, Line, activity_fragments
+from .commands import View
 from .completion import ChatCompleter
-from .outbox import Delivery
+from .filters import Filters
+from .notify import Notifier
 from .pane import MessagePane
-from .render import formatted_line, sanitize
-from .state import ChatState, Ending, Entry, EntryKind, LinkState, day
+from .render import sanitize
+from .state import ChatState, Ending, Entry, EntryKind, LinkState, day, now_ms
 from .uilog import logs_in_pane
 from .userlist import UserList
 
@@ -96,6 +112,12 @@ STYLE: Final = Style.from_dict(
         "users.self": "bold",
         "users.more": "#888888",
         "users.away": "#666666",
+        "buffers.current": "reverse",
+        "buffers.muted": "#666666",
+        "activity.low": "#888888",
+        "activity.message": "bold",
+        "activity.private": "bold ansiyellow",
+        "activity.highlight": "bold ansimagenta",
         "status": "reverse",
         "status.lost": "bg:ansired fg:ansiwhite bold",
         "status.reconnecting": "bg:ansiyellow fg:ansiblack bold",
@@ -126,19 +148,22 @@ class ChatUI:
         submit: Callable[[str], None],
         history: History | None = None,
         older: Callable[[], None] | None = None,
+        want_rooms: Callable[[], None] | None = None,
     ) -> None:
         """`history`: the input history (Up/Down; default: this run's only); `older`: asks
-        for the history before the first line (scrolling up past it)."""
+        for the history before the first line (scrolling up past it); `want_rooms`: asks
+        for the list of rooms (the user is typing a room name, which Tab completes)."""
         self.state = state
         self._submit = submit
         self._pending_exit: Ending | None = None
-        self.pane = MessagePane()
-        self.pane.on_top = older
-        self.pane.on_scroll = self._read
-        # The day of the date line at the top of the pane, if it is one.
-        self._top_day: str | None = None
-        # msg_id -> (line number, entry) of own messages still in the pane, oldest first.
-        self._own: OrderedDict[str, tuple[int, Entry]] = OrderedDict()
+        #: The buffers: #general and the private conversations.
+        self.buffers = Buffers()
+        #: What is left out: ignored nicks, joins and leaves (`/filter joins`).
+        self.filters = Filters()
+        self._notifier = Notifier()
+        # Each open buffer's scrollback; #general's fetches older history at its top.
+        self._views: dict[BufferKey, BufferView] = {}
+        self._view(GENERAL).pane.on_top = older
         self.input = Buffer(
             multiline=False,
             completer=ChatCompleter(state),
@@ -147,6 +172,13 @@ class ChatUI:
             accept_handler=self._accept,
         )
         self.input.on_text_changed += lambda _: self._read()
+        if want_rooms is not None:
+
+            def rooms_wanted(buffer: Buffer) -> None:
+                if buffer.document.get_word_before_cursor(WORD=True) == "#":
+                    want_rooms()
+
+            self.input.on_text_changed += rooms_wanted
         #: The input line (with its prompt).
         self.input_window = input_window = Window(
             BufferControl(self.input, input_processors=[BeforeInput(self.prompt_fragments)]),
@@ -155,19 +187,23 @@ class ChatUI:
             # As tall as the typed text, no taller: the pane above takes the rest.
             dont_extend_height=True,
         )
-        #: The side panel with the user list.
-        self.user_list = UserList(state, lambda target: self.show(state.set_target(target)))
-        self.users_window = Window(
-            self.user_list,
-            width=Dimension(preferred=18, max=24),
+        #: The side panel: the buffers, then the user list.
+        self.buffer_list = BufferList(self.buffers, self.switch)
+        self.buffers_window = Window(
+            self.buffer_list, height=lambda: Dimension.exact(len(self.buffers.buffers))
         )
+        self.user_list = UserList(state, lambda target: self.show(state.set_target(target)))
+        self.users_window = Window(self.user_list)
         body = HSplit(
             [
                 VSplit(
                     [
-                        self.pane.window,
+                        DynamicContainer(lambda: self.pane.window),
                         Window(width=1, char="│", style="class:separator"),
-                        self.users_window,
+                        HSplit(
+                            [self.buffers_window, self.users_window],
+                            width=Dimension(preferred=18, max=24),
+                        ),
                     ]
                 ),
                 Window(FormattedTextControl(self.status_fragments), height=1, style="class:status"),
@@ -197,41 +233,87 @@ class ChatUI:
 
     # -- fed by the client -------------------------------------------------------------
 
+    @property
+    def pane(self) -> MessagePane:
+        """The current buffer's message pane."""
+        return self._view(self.buffers.current.key).pane
+
+    def _view(self, key: BufferKey) -> BufferView:
+        view = self._views.get(key)
+        if view is None:
+            view = self._views[key] = BufferView()
+            view.pane.on_scroll = self._read
+            view.hide_quiet = self.filters.smart
+        return view
+
     def show(self, entries: list[Entry]) -> None:
-        """Append `entries` to the message pane (updating own messages' lines in place for
-        DELIVERY entries) and redraw."""
-        # Lines go to the pane together, as few times as possible: a full pane drops its
-        # oldest lines on each addition.
-        lines: list[StyleAndTextTuples] = []
+        """Put each of `entries` in its buffer's scrollback (updating own messages' lines in
+        place for DELIVERY entries), count and announce what arrives where the user is not
+        looking, and redraw."""
+        self._follow_target()
+        now = now_ms()
+        # Each buffer's lines, in order, to go to its pane at once.
+        routed: dict[BufferKey, list[Line]] = {}
+        bells = 0
         for entry in entries:
             if entry.kind is EntryKind.DELIVERY:
-                self.pane.add(lines)
-                lines.clear()
-                self._update_delivery(entry)
-            elif entry.own and entry.msg_id and entry.delivery is not None:
-                first = self.pane.add([*lines, formatted_line(entry)])
-                self._own[entry.msg_id] = (first + len(lines), entry)
-                lines.clear()
-            elif not (entry.own and entry.msg_id in self._own):
-                # (else: the echo of an own line shown already)
-                lines.append(formatted_line(entry))
-        self.pane.add(lines)
-        while self._own and next(iter(self._own.values()))[0] < self.pane.dropped:
-            self._own.popitem(last=False)
+                # To wherever its line is (or is about to be); a failure with no line left
+                # is said in the current buffer.
+                keys = [key for key, view in self._views.items() if entry.msg_id in view.own]
+                keys += [key for key, batch in routed.items() if _holds(batch, entry.msg_id)]
+                for key in dict.fromkeys(keys or [self.buffers.current.key]):
+                    routed.setdefault(key, []).append(Line(entry))
+                continue
+            if self.filters.ignores(entry, now):
+                continue
+            quiet = self.filters.quiet(entry, now)
+            for buffer in self.buffers.route(entry):
+                if not (quiet and self.filters.smart):  # (a hidden line is no activity)
+                    bells += self.buffers.arrive(buffer, entry).alert
+                routed.setdefault(buffer.key, []).append(Line(entry, quiet))
+        for key, batch in routed.items():
+            self._view(key).show(batch)
+        self._notify(bells)
+        self.app.invalidate()
+
+    def _notify(self, bells: int = 0) -> None:
+        self._notifier.notify(self.app.output, bells, self.buffers.alerts)
+
+    def _follow_target(self) -> None:
+        """Make the buffer of the state's target current (a `/query`, `/all`, Ctrl-N or a
+        click on a nick changed it)."""
+        target = self.state.target
+        if target is None:
+            key = GENERAL
+        elif is_room_name(target):
+            key = BufferKey.room(target)
+        else:
+            key = BufferKey.private(target)
+        if self.buffers.current.key != key:
+            self.buffers.switch(self.buffers.open(key, target or GENERAL_NAME))
+            self._notify()
+
+    def switch(self, buffer: ChatBuffer) -> None:
+        """Show `buffer` (an open one): plain lines go to its conversation from now on."""
+        self.buffers.switch(buffer)
+        self.state.focus(buffer.target)
+        self._notify()
         self.app.invalidate()
 
     def show_above(self, entries: list[Entry]) -> None:
-        """Put `entries` (older history) above everything in the pane and redraw. A date
-        line at the top that names the day the entries end with goes: one per day."""
-        if not entries or not self.pane.can_prepend:
+        """Put `entries` (older history) above everything in #general's pane and redraw. A
+        date line at the top that names the day the entries end with goes: one per day."""
+        # It is the history of the room for everyone: #general's.
+        view = self._view(GENERAL)
+        if not entries or not view.pane.can_prepend:
             return
         days = [day(e.time_ms) for e in entries if e.kind is not EntryKind.MARKER]
-        if days and days[-1] == self._top_day:
-            self.pane.drop_first()
-        if self.pane.prepend([formatted_line(entry) for entry in entries]):
+        if days and days[-1] == view.top_day:
+            view.drop_first()
+        if view.show_above(entries):
             first = entries[0]
             is_date = first.kind is EntryKind.MARKER and first.text == day(first.time_ms)
-            self._top_day = first.text if is_date else None
+            view.top_day = first.text if is_date else None
         self.app.invalidate()
 
     def _read(self) -> None:
@@ -240,19 +322,6 @@ class ChatUI:
             self.state.unread = 0
             self.state.unread_more = False
             self.app.invalidate()
-
-    def _update_delivery(self, update: Entry) -> None:
-        shown = self._own.get(update.msg_id)
-        if shown is None:
-            if update.delivery is Delivery.FAILED:
-                self.pane.add([formatted_line(update)])  # its line is gone: say it anyway
-            return
-        number, entry = shown
-        entry = dataclasses.replace(
-            entry, delivery=update.delivery, code=update.code, reason=update.reason
-        )
-        self._own[update.msg_id] = (number, entry)
-        self.pane.replace(number, formatted_line(entry))
 
     def exit(self, ending: Ending) -> None:
         """Close the UI; `Application.run_async` returns `ending`."""
@@ -273,7 +342,84 @@ class ChatUI:
                 self.app.exit(result=self._pending_exit)
 
         with logs_in_pane(self._show_log):
-            return await self.app.run_async(pre_run=exit_if_asked, set_exception_handler=False)
+            try:
+                return await self.app.run_async(pre_run=exit_if_asked, set_exception_handler=False)
+            finally:
+                self._notifier.reset(self.app.output)
+
+    # -- what is shown: buffers, filters, ignores ----------------------------------------
+
+    def view_command(self, action: View) -> None:
+        """Carry out `/buffer`, `/close`, `/mute`, `/filter`, `/ignore` or `/unignore`."""
+        entries = self._view_command(action.name, action.argument.strip())
+        if entries:
+            self.show(entries)
+        self.app.invalidate()
+
+    def _view_command(self, name: str, argument: str) -> list[Entry]:
+        state, buffers = self.state, self.buffers
+        current = buffers.current
+        match name:
+            case "buffer" if not argument:
+                return [state.info("buffers:")] + [
+                    state.info(f"  {number} {buffer.name}")
+                    for number, buffer in enumerate(buffers.buffers, 1)
+                ]
+            case "buffer":
+                buffer = buffers.lookup(argument)
+                if buffer is None:
+                    return [state.error(f"no buffer {argument}")]
+                self.switch(buffer)
+            case "close":
+                why = buffers.close(current)
+                if why is not None:
+                    return [state.error(why)]
+                self._views.pop(current.key, None)
+                self.switch(buffers.current)
+            case "mute":
+                current.muted = not current.muted
+                current.seen()
+                if current.muted:
+                    return [state.info(f"{current.name}: no bell, title count or activity")]
+                return [state.info(f"{current.name}: notifications on again")]
+            case "filter" if argument.lower() == "joins":
+                self.filters.smart = not self.filters.smart
+                for view in self._views.values():
+                    view.refilter(self.filters.smart)
+                return [state.info(self._filter_text())]
+            case "filter" if not argument:
+                return [state.info(self._filter_text())]
+            case "filter":
+                return [state.info("usage: /filter [joins]")]
+            case "ignore" if not argument:
+                ignored = self.filters.ignored
+                return [
+                    state.info(f"ignored: {' '.join(ignored)}" if ignored else "nobody ignored")
+                ]
+            case "ignore" | "unignore":
+                return [self._ignore(name, argument)]
+        return []
+
+    def _filter_text(self) -> str:
+        if self.filters.smart:
+            return "filter joins on: joins and leaves hidden but of those who spoke lately"
+        return "filter joins off: joins and leaves shown (/filter joins hides them)"
+
+    def _ignore(self, name: str, nick: str) -> Entry:
+        """`/ignore NICK` or `/unignore NICK`: the line that says what was done."""
+        state = self.state
+        try:
+            nick = normalize_nick(nick)
+        except ProtocolError as exc:
+            return state.error(f"{nick!r} is not a nick: {exc.reason}")
+        if name == "unignore":
+            done = self.filters.unignore(nick)
+            return state.info(f"{nick} is shown again" if done else f"{nick} was not ignored")
+        if state.is_self(nick):
+            return state.error("you cannot ignore yourself")
+        if not self.filters.ignore(nick):
+            return state.info(f"{nick} is ignored already")
+        return state.info(f"ignoring {nick}: nothing they say is shown (/unignore {nick})")
 
     def _show_log(self, text: str, error: bool) -> None:
         self.show([self.state.error(text) if error else self.state.info(text)])
@@ -290,8 +436,9 @@ class ChatUI:
         return [("class:prompt", f"[{label}]{count} > ")]
 
     def status_fragments(self) -> StyleAndTextTuples:
-        """The status line: own nick, server, link state (with the reconnect attempt),
-        operator, secure, scrolled-up marker."""
+        """The status line: own nick, server, link state (with the reconnect attempt), the
+        scrolled-up marker, the current buffer, the activity list, operator, secure, the
+        unread count of the history on joining."""
         state = self.state
         link = state.link.value
         link_style = "class:status.lost"
@@ -300,19 +447,23 @@ class ChatUI:
         elif state.link is LinkState.RECONNECTING:
             link_style = "class:status.reconnecting"
             link += f" (attempt {state.reconnect_attempt})"
+        buffers = self.buffers
+        current = f"{buffers.current_number}:{sanitize(buffers.current.name)}"
         status: StyleAndTextTuples = [
             ("class:status.nick", f" {sanitize(state.nick)} "),
             ("", f"@ {sanitize(state.server)} "),
             (link_style, f" {link} "),
         ]
+        if not self.pane.pinned:
+            # Before the rest: it is about what the pane shows right now.
+            status.append(("", " -- more below (PageDown) -- "))
+        status += [("class:status.buffer", f" [{current}] "), *activity_fragments(buffers)]
         if state.operator:
             status.append(("class:status.operator", " operator "))
         if state.secure:
             status.append(("class:status.secure", " secure "))
         if state.unread:
             status.append(("class:status.unread", f" {state.unread_count()} unread "))
-        if not self.pane.pinned:
-            status.append(("", " -- more below (PageDown) -- "))
         return status
 
     def user_list_fragments(
@@ -379,6 +530,32 @@ class ChatUI:
         def _page_down(event: KeyPressEvent) -> None:
             self.pane.scroll_down()
 
+        def go_to(number: int) -> Callable[[KeyPressEvent], None]:
+            def go(event: KeyPressEvent) -> None:
+                buffer = self.buffers.lookup(str(number))
+                if buffer is not None:
+                    self.switch(buffer)
+
+            return go
+
+        for number in range(1, 10):
+            # Alt-1..9: buffer N (weechat and irssi).
+            bindings.add("escape", str(number))(go_to(number))
+
+        @bindings.add("escape", "left")
+        def _previous_buffer(event: KeyPressEvent) -> None:
+            self.switch(self.buffers.step(-1))
+
+        @bindings.add("escape", "right")
+        def _next_buffer(event: KeyPressEvent) -> None:
+            self.switch(self.buffers.step(+1))
+
+        @bindings.add("escape", "a")
+        def _next_activity(event: KeyPressEvent) -> None:
+            buffer = self.buffers.next_active()
+            if buffer is not None:
+                self.switch(buffer)
+
         @bindings.add("c-n", filter=~has_completions)
         @bindings.add("escape", "down")
         def _next_target(event: KeyPressEvent) -> None:
@@ -438,3 +615,8 @@ class ChatUI:
             self._submit("/quit")
 
         return bindings
+
+
+def _holds(lines: list[Line], msg_id: str) -> bool:
+    """Whether `lines` hold the line of own message `msg_id`."""
+    return any(line.entry.own and line.entry.msg_id == msg_id for line in lines)

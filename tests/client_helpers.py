@@ -15,7 +15,8 @@ import zmq
 from prompt_toolkit.application import create_app_session
 from prompt_toolkit.data_structures import Size
 from prompt_toolkit.input import PipeInput, create_pipe_input
-from prompt_toolkit.output import DummyOutput
+from prompt_toolkit.layout import Window
+from prompt_toolkit.output import DummyOutput, Output
 
 from client.app import InteractiveClient
 from client.connection import CurveKeys, StreamBuffers
@@ -177,6 +178,19 @@ class RunningClient:
         return self.screen()
 
 
+def window_position(client: "RunningClient", window: Window) -> tuple[int, int]:
+    """The first row and the height of `window` as last drawn."""
+    screen = client.client.ui.app.renderer.last_rendered_screen
+    assert screen is not None, "nothing drawn yet"
+    where = screen.visible_windows_to_write_positions[window]
+    return where.ypos, where.height
+
+
+def users_position(client: "RunningClient") -> tuple[int, int]:
+    """The first row and the height of the user list (below the buffers) as last drawn."""
+    return window_position(client, client.client.ui.users_window)
+
+
 @contextlib.asynccontextmanager
 async def running_client(
     endpoint: str,
@@ -189,13 +203,15 @@ async def running_client(
     input_history: InputHistory | None = None,
     seen: SeenFile | None = None,
     identity: Identity | None = None,
+    output: Output | None = None,
 ) -> AsyncIterator[RunningClient]:
     """Register `nick` and run the real Application on a pipe input and a dummy output (of
-    a terminal of `size` if given); with `users`, wait until the user list has come too
+    a terminal of `size` if given, or `output`); with `users`, wait until the user list has come too
     (nothing else is then on its way). The session shows `history_lines` of history on
     joining (unread after `last_seen`, or what `seen` says); `input_history` keeps the
     typed lines, `seen` the last broadcast shown."""
-    output = DummyOutput() if size is None else SizedOutput(size)
+    if output is None:
+        output = DummyOutput() if size is None else SizedOutput(size)
     with create_pipe_input() as keyboard, create_app_session(input=keyboard, output=output):
         if seen is not None:
             last_seen = lambda epoch: seen.last_seen(endpoint, epoch)  # noqa: E731

@@ -11,6 +11,7 @@ from client.commands import (
     Send,
     SetTarget,
     ShowHelp,
+    View,
     help_lines,
     parse_line,
 )
@@ -49,6 +50,14 @@ UNKNOWN_HINT = "unknown command /{} — /help lists commands"
         ("/query bob", None, SetTarget("bob")),
         ("/query", "bob", SetTarget(None)),
         ("/all", "bob", SetTarget(None)),
+        # What the full-screen client shows: carried out there.
+        ("/buffer 2", None, View("buffer", "2")),
+        ("/BUFFER  #general ", "bob", View("buffer", "#general")),
+        ("/close", "bob", View("close", "")),
+        ("/mute", None, View("mute", "")),
+        ("/filter joins", None, View("filter", "joins")),
+        ("/ignore bob", None, View("ignore", "bob")),
+        ("/unignore bob", None, View("unignore", "bob")),
         # Local and plain commands.
         ("/users", None, Send(cmd.ListUsers())),
         ("/help", None, ShowHelp()),

@@ -40,6 +40,8 @@ def test_commands_after_slash(state: ChatState) -> None:
     assert completions(state, "/q") == ["/query ", "/quit "]
     assert completions(state, "/")[:3] == ["/msg ", "/query ", "/all"]
     assert completions(state, "/US") == ["/users"]
+    assert completions(state, "/b") == ["/buffer ", "/ban "]
+    assert completions(state, "/unig") == ["/unignore "]
     assert completions(state, "/nope") == []
     # "//" starts a literal line, not a command.
     assert completions(state, "//q") == []
@@ -51,6 +53,7 @@ def test_commands_after_slash(state: ChatState) -> None:
         ("/msg b", ["/msg Bernd ", "/msg bob "]),
         ("/query c", ["/query carol "]),
         ("/kick BO", ["/kick bob "]),
+        ("/ignore ca", ["/ignore carol "]),
         ("@b", ["@Bernd ", "@bob "]),
         ("hey @ca", ["hey @carol "]),
         ("b", ["Bernd: ", "bob: "]),

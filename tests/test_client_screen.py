@@ -15,7 +15,13 @@ from client.pane import wrap
 from client.uilog import PaneLogHandler
 from messages import commands as cmd
 from messages import events as ev
-from tests.client_helpers import RunningClient, eventually, expect, running_client
+from tests.client_helpers import (
+    RunningClient,
+    eventually,
+    expect,
+    running_client,
+    users_position,
+)
 from tests.conftest import RunningBroker
 from tests.peers import Peer
 
@@ -247,9 +253,10 @@ def test_scrolling_up_stops_at_the_top_with_a_full_pane(broker: RunningBroker) -
 
 def panel_rows(client: RunningClient) -> list[str]:
     """The side panel's rows as last drawn (the right part of the screen)."""
+    top, height = users_position(client)
     info = client.client.ui.users_window.render_info
     assert info is not None, "the user list is not drawn yet"
-    screen = client.screen()[: info.window_height]
+    screen = client.screen()[top : top + height]
     return [row.ljust(SMALL.columns)[-info.window_width :].strip() for row in screen]
 
 
@@ -269,9 +276,10 @@ def test_the_user_list_says_how_many_more_scrolls_and_cuts_long_nicks_with_an_el
                 lambda screen: "+" in "".join(panel_rows(alice)), "a '+N more' row"
             )
             rows = panel_rows(alice)
-            # 13 rows: the title, "all" and 10 of the 14 users, then how many are left.
+            # 12 rows below the buffer list: the title, "all" and 9 of the 14 users, then
+            # how many are left.
             assert rows[0] == "14 here"
-            assert rows[-1] == "+4 more"
+            assert rows[-1] == "+5 more"
             assert rows[1] == "* all"
             info = ui.users_window.render_info
             assert info is not None
@@ -286,10 +294,11 @@ def test_the_user_list_says_how_many_more_scrolls_and_cuts_long_nicks_with_an_el
                 lambda screen: panel_rows(alice)[-1] == "user11", "the last user"
             )
             rows = panel_rows(alice)
-            assert rows[1] == "+4 above"
+            assert rows[1] == "+5 above"
             assert "more" not in "".join(rows)
             # A click on `+N above` goes back up; every user was on one page or the other.
-            alice.type(f"\x1b[<0;{column};2M\x1b[<0;{column};2m")
+            above = users_position(alice)[0] + 2  # (terminal rows count from 1)
+            alice.type(f"\x1b[<0;{column};{above}M\x1b[<0;{column};{above}m")
             await alice.wait_for_screen(
                 lambda screen: panel_rows(alice)[1] == "* all", "the top of the list"
             )

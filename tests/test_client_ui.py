@@ -20,7 +20,13 @@ from client.state import ChatState, LinkState
 from client.ui import ChatUI
 from messages import commands as cmd
 from messages import events as ev
-from tests.client_helpers import eventually, expect, running_client, status_text
+from tests.client_helpers import (
+    eventually,
+    expect,
+    running_client,
+    status_text,
+    users_position,
+)
 from tests.conftest import ADMIN_TOKEN, RunningBroker
 from tests.peers import Peer
 
@@ -74,11 +80,12 @@ def test_query_target_from_command_key_and_mouse(broker: RunningBroker, connect:
             await eventually(lambda: alice.client.state.target is None, "Ctrl-N back to all")
 
             # A mouse click (xterm SGR press and release) on bob's row of the side panel,
-            # the rightmost window: rows are the title, all, alice, bob.
+            # the rightmost window: below the buffers, rows are the title, all, alice, bob.
             info = ui.users_window.render_info
             assert info is not None
             column = ui.app.output.get_size().columns - info.window_width + 3
-            alice.type(f"\x1b[<0;{column};4M\x1b[<0;{column};4m")
+            row = users_position(alice)[0] + 4  # (terminal rows count from 1)
+            alice.type(f"\x1b[<0;{column};{row}M\x1b[<0;{column};{row}m")
             await eventually(lambda: alice.client.state.target == "bob", "click on bob")
 
             # The query target leaves: the conversation stays private, and the pane says so.
