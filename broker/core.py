@@ -133,6 +133,9 @@ _METERED: Final = (
     cmd.SetTopic,
     cmd.ListRooms,
     cmd.ListMembers,
+    cmd.SetMode,
+    cmd.Invite,
+    cmd.Evict,
     # (ROOMFETCH, like FETCH, draws on the reply budget.)
 )
 
@@ -432,11 +435,7 @@ class ChatCore:
                 return self._part(room, session, reason or "left")
             case cmd.SetTopic(room_name, topic):
                 room = self.rooms.require_member(room_name, session)
-                if not room.may_set_topic(session):
-                    raise ProtocolError(
-                        ErrorCode.FORBIDDEN,
-                        f"only whoever made {room.name} (or an operator) sets its topic",
-                    )
+                room.require_run_by(session, "sets its topic")
                 room.topic = topic
                 event = ev.TopicSet(room.name, room.log.next_seq(), session.nick, topic)
                 return self._to_room(room, event)
@@ -444,6 +443,18 @@ class ChatCore:
                 return self._rooms_page(session, after, now)
             case cmd.ListMembers(room_name, after):
                 return self._members_page(session, room_name, after, now)
+            case cmd.SetMode(room_name, mode):
+                return self._set_mode(session, room_name, mode)
+            case cmd.Invite(room_name, nick):
+                return self._invite(session, room_name, nick)
+            case cmd.Evict(room_name, nick, reason):
+                room = self.rooms.require_member(room_name, session)
+                room.require_run_by(session, "removes its members")
+                member = room.member(nick)
+                if member is None:
+                    raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
+                why = f"removed by {session.nick}" + (f": {reason}" if reason else "")
+                return self._part(room, member, why)
             case cmd.FetchRoom(room_name, from_seq):
                 room = self.rooms.require_member(room_name, session)
                 return self._room_replay(session, room, from_seq, now)
@@ -1000,6 +1011,34 @@ class ChatCore:
         self.rooms.part(room, session)
         return out
 
+    def _set_mode(self, session: Session, name: str, mode: str) -> list[Outgoing]:
+        room = self.rooms.require_member(name, session)
+        room.require_run_by(session, "sets its mode")
+        if mode not in ("+i", "-i"):
+            raise ProtocolError(
+                ErrorCode.MALFORMED, f"no mode {mode!r}: +i (invite-only) or -i (open)"
+            )
+        event = ev.ModeSet(room.name, room.log.next_seq(), session.nick, mode)
+        # The change itself goes to every member on its connection, whichever way it goes:
+        # those reading the stream follow the room's topic only once they know.
+        room.invite_only = True
+        out = self._to_room(room, event)
+        room.invite_only = mode == "+i"
+        if not room.invite_only:
+            room.invited.clear()
+        return out
+
+    def _invite(self, session: Session, name: str, nick: str) -> list[Outgoing]:
+        room = self.rooms.require_member(name, session)
+        if room.invite_only:
+            room.require_run_by(session, "invites to it")
+        guest = self._require(nick)
+        if guest.token_hash in room.members:
+            raise ProtocolError(ErrorCode.NICK_TAKEN, f"{guest.nick} is in {room.name} already")
+        room.invited.add(nick_key(guest.nick))
+        invited = ev.Invited(room.name, guest.nick, session.nick)
+        return [(guest.identity, invited), (session.identity, invited)]
+
     def _rooms_page(self, session: Session, after: str, now: float) -> list[Outgoing]:
         rooms, more = self.rooms.page(after, ROOMS_PAGE_ROOMS)
         states = [room.state() for room in rooms]
@@ -1010,6 +1049,9 @@ class ChatCore:
 
     def _members_page(self, session: Session, name: str, after: str, now: float) -> list[Outgoing]:
         room = self.rooms.require(name)
+        if room.invite_only:
+            # Who is in an invite-only room is its members' business.
+            room = self.rooms.require_member(name, session)
         start = nick_key(after) if after else ""
         nicks = [nick for nick in room.nicks() if nick_key(nick) > start]
         page: list[str] = []

@@ -10,7 +10,7 @@ from messages import events as ev
 
 BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice
 #: Room events (see `broker.rooms`) are numbered in logs of their own.
-LoggedEvent = BroadcastEvent | ev.Entered | ev.Parted | ev.Posted | ev.TopicSet
+LoggedEvent = BroadcastEvent | ev.Entered | ev.Parted | ev.Posted | ev.TopicSet | ev.ModeSet
 E = TypeVar("E", bound=LoggedEvent)
 
 

@@ -6,8 +6,8 @@ is a `Room`: made when someone enters it, gone when the last member leaves. A ro
 (ENTERED, PARTED, POSTED, TOPIC) are numbered 1, 2, 3, ... in its own log, under an epoch of
 its own, so a client repairs a gap in each room separately (ROOMFETCH).
 
-Members are sessions, keyed by their session token: a session keeps its rooms when it
-resumes on a new connection, and whatever its nick.
+Members are sessions, keyed by (a hash of) their session token: a session keeps its rooms
+when it resumes on a new connection, and whatever its nick.
 """
 
 import secrets
@@ -37,7 +37,7 @@ ROOM_LOG_EVENTS: Final = 1000
 #: Hex digits of a room's epoch.
 _EPOCH_BYTES: Final = 4
 
-RoomEvent = ev.Entered | ev.Parted | ev.Posted | ev.TopicSet
+RoomEvent = ev.Entered | ev.Parted | ev.Posted | ev.TopicSet | ev.ModeSet
 
 
 @dataclass(eq=False)
@@ -46,14 +46,17 @@ class Room:
 
     name: str
     epoch: str
-    #: The nick key of whoever made it: they may set its topic (as may the operators).
-    creator: str
+    #: Who made it, and so runs it (topic, mode, invitations, evictions; operators may
+    #: too): the hash of its session's token, and its nick key if it owned its nick then
+    #: (another session of the nick's owner runs it too; a guest's later namesake does not).
+    creator_token: str
+    creator_owned_key: str = ""
     topic: str = ""
     #: Only the invited may enter, and its events never go on the stream.
     invite_only: bool = False
     #: Nick keys invited (see INVITE), until they enter.
     invited: set[str] = field(default_factory=set)
-    #: Members by session token, in the order they entered.
+    #: Members by the hash of their session token, in the order they entered.
     members: dict[str, Session] = field(default_factory=dict)
     log: BroadcastLog[RoomEvent] = field(default_factory=lambda: BroadcastLog(ROOM_LOG_EVENTS))
 
@@ -72,12 +75,28 @@ class Room:
             self.invite_only,
         )
 
+    def member(self, nick: str) -> Session | None:
+        """The member holding `nick`, if any."""
+        key = nick_key(nick)
+        return next((s for s in self.members.values() if nick_key(s.nick) == key), None)
+
     def nicks(self) -> list[str]:
         """Its members' nicks, sorted by nick key (the order of MEMBERS pages)."""
         return sorted((s.nick for s in self.members.values()), key=nick_key)
 
-    def may_set_topic(self, session: Session) -> bool:
-        return session.operator or nick_key(session.nick) == self.creator
+    def run_by(self, session: Session) -> bool:
+        """Whether `session` runs the room: its maker, or an operator."""
+        if session.operator or session.token_hash == self.creator_token:
+            return True
+        owned = self.creator_owned_key
+        return bool(owned) and session.owns_nick and nick_key(session.nick) == owned
+
+    def require_run_by(self, session: Session, what: str) -> None:
+        """ERROR 403 unless `session` runs the room."""
+        if not self.run_by(session):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"only whoever made {self.name} (or an operator) {what}"
+            )
 
 
 class Rooms:
@@ -86,7 +105,7 @@ class Rooms:
     def __init__(self) -> None:
         self._rooms: dict[str, Room] = {}
         self._by_skeleton: dict[str, str] = {}
-        #: Room keys by member session token.
+        #: Room keys by the hash of each member session's token.
         self._joined: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
@@ -108,7 +127,7 @@ class Rooms:
     def require_member(self, name: str, session: Session) -> Room:
         """The room `name` if `session` is in it, else ERROR 404 or 403."""
         room = self.require(name)
-        if session.token not in room.members:
+        if session.token_hash not in room.members:
             raise ProtocolError(
                 ErrorCode.FORBIDDEN, f"you are not in {room.name}: /join {room.name} first"
             )
@@ -116,7 +135,7 @@ class Rooms:
 
     def of(self, session: Session) -> list[Room]:
         """The rooms `session` is in."""
-        return [self._rooms[key] for key in self._joined.get(session.token, ())]
+        return [self._rooms[key] for key in self._joined.get(session.token_hash, ())]
 
     def enter(self, name: str, session: Session) -> tuple[Room, bool]:
         """Put `session` in room `name`, made if new; the room and whether `session` just
@@ -128,22 +147,30 @@ class Rooms:
                 ErrorCode.FORBIDDEN, f"everyone is in {GENERAL_ROOM}: its messages are SAY"
             )
         room = self._rooms.get(key)
-        if room is not None and session.token in room.members:
+        if room is not None and session.token_hash in room.members:
             return room, False
-        mine = self._joined.get(session.token, set())
+        mine = self._joined.get(session.token_hash, set())
         if len(mine) >= MAX_ROOMS_PER_USER:
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
                 f"you are in {len(mine)} rooms, the most one may be in: /part one first",
             )
+        if room is not None and room.invite_only:
+            invited = nick_key(session.nick)
+            if invited not in room.invited and not session.operator:
+                raise ProtocolError(
+                    ErrorCode.FORBIDDEN,
+                    f"{room.name} is invite-only: whoever made it may /invite you",
+                )
+            room.invited.discard(invited)
         if room is None:
             room = self._make(name, key, session)
         elif len(room.members) >= MAX_ROOM_MEMBERS:
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED, f"{room.name} is full ({MAX_ROOM_MEMBERS} members)"
             )
-        room.members[session.token] = session
-        self._joined.setdefault(session.token, set()).add(key)
+        room.members[session.token_hash] = session
+        self._joined.setdefault(session.token_hash, set()).add(key)
         return room, True
 
     def _make(self, name: str, key: str, creator: Session) -> Room:
@@ -162,20 +189,21 @@ class Rooms:
             )
         if skeleton == room_skeleton(GENERAL_ROOM):
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"{name} looks like {GENERAL_ROOM}")
-        room = Room(name, secrets.token_hex(_EPOCH_BYTES), nick_key(creator.nick))
+        owned = nick_key(creator.nick) if creator.owns_nick else ""
+        room = Room(name, secrets.token_hex(_EPOCH_BYTES), creator.token_hash, owned)
         self._rooms[key] = room
         self._by_skeleton[skeleton] = key
         return room
 
     def part(self, room: Room, session: Session) -> None:
         """Take `session` out of `room`; the room goes when it is empty."""
-        room.members.pop(session.token, None)
+        room.members.pop(session.token_hash, None)
         key = room_key(room.name)
-        mine = self._joined.get(session.token)
+        mine = self._joined.get(session.token_hash)
         if mine is not None:
             mine.discard(key)
             if not mine:
-                del self._joined[session.token]
+                del self._joined[session.token_hash]
         if not room.members:
             del self._rooms[key]
             del self._by_skeleton[room_skeleton(room.name)]

@@ -26,11 +26,14 @@ from messages.commands import (
     Admin,
     Ban,
     ClientCommand,
+    Evict,
+    Invite,
     Kick,
     ListMembers,
     ListRooms,
     ListUsers,
     Part,
+    SetMode,
     SetTopic,
     Shutdown,
     Unban,
@@ -174,6 +177,10 @@ COMMANDS: Final = (
     CommandInfo("rooms", "", "list the rooms, with their members and topics"),
     CommandInfo("topic", "[#ROOM] [TEXT]", "show the topic of ROOM, or set it to TEXT"),
     CommandInfo("who", "[#ROOM]", "list the members of ROOM (without one: /users)"),
+    CommandInfo(
+        "invite", "NICK [#ROOM]", "let NICK into ROOM (invite-only ones too), and tell them", True
+    ),
+    CommandInfo("mode", "[#ROOM] +i|-i", "make ROOM invite-only (+i: off the open stream) or open"),
     CommandInfo("buffer", "N|NAME", "go to buffer N or NAME (also Alt-1..9, Alt-Left/Right)"),
     CommandInfo("close", "", "close the current private buffer"),
     CommandInfo("mute", "", "no bell, title count or activity for the current buffer (again: on)"),
@@ -197,7 +204,8 @@ COMMANDS: Final = (
         "kick",
         "NICK [TIME] [REASON]",
         f"operator: disconnect NICK, barred for TIME (default "
-        f"{format_duration(DEFAULT_KICK_BAR_SECONDS)}; TIME: 90s, 10m, 2h, 7d)",
+        f"{format_duration(DEFAULT_KICK_BAR_SECONDS)}; TIME: 90s, 10m, 2h, 7d); "
+        "/kick #ROOM NICK [REASON]: take NICK out of a room you made",
         True,
     ),
     CommandInfo(
@@ -300,6 +308,26 @@ def _part(args: list[str], target: str | None) -> Action:
     return _reasoned(Part(room, reason), reason)
 
 
+def _evict(rest: str) -> Action:
+    """/kick #ROOM NICK [REASON]."""
+    room, _, rest = rest.partition(" ")
+    nick, _, reason = rest.strip(" ").partition(" ")
+    if not nick:
+        return _usage("kick")
+    if not is_room_name(room):
+        return _not_a_room(room)
+    return _reasoned(Evict(room, nick, reason.strip(" ")), reason)
+
+
+def _invite(rest: str, target: str | None) -> Action:
+    """/invite NICK [#ROOM] (the room the line's target is, by default)."""
+    nick, _, room = rest.partition(" ")
+    room = room.strip(" ") or (target if target is not None and is_room_name(target) else "")
+    if not nick or not room:
+        return _usage("invite")
+    return Send(Invite(room, nick)) if is_room_name(room) else _not_a_room(room)
+
+
 def _topic(rest: str, target: str | None) -> Action:
     """/topic [#ROOM] [TEXT]."""
     room, text = _room_and_rest(rest, target)
@@ -389,8 +417,17 @@ def parse_line(line: str, target: str | None) -> Action:
                 return _usage("admin")
             hint = _too_long("token", rest, MAX_TOKEN_BYTES)
             return hint if hint is not None else Send(Admin(rest))
+        case "kick" if args and args[0].startswith("#"):
+            return _evict(rest)
         case "kick" | "ban":
             return _bar(name, args)
+        case "mode":
+            room, mode = _room_and_rest(rest, target)
+            if room is None or mode not in ("+i", "-i"):
+                return _usage("mode")
+            return Send(SetMode(room, mode)) if is_room_name(room) else _not_a_room(room)
+        case "invite":
+            return _invite(rest, target)
         case "unban":
             return Send(Unban(args[0])) if args else _usage("unban")
         case "wall":

@@ -17,7 +17,7 @@ from messages import room_key
 
 from .stream import BroadcastStream
 
-RoomEvent = ev.Entered | ev.Parted | ev.Posted | ev.TopicSet
+RoomEvent = ev.Entered | ev.Parted | ev.Posted | ev.TopicSet | ev.ModeSet
 
 
 @dataclass
@@ -66,6 +66,8 @@ class JoinedRooms:
             match applied:
                 case ev.TopicSet(topic=topic):
                     room.topic = topic
+                case ev.ModeSet(mode=mode):
+                    room.invite_only = mode == "+i"
                 case ev.Entered():
                     room.members += 1
                 case ev.Parted():

@@ -53,10 +53,12 @@ from messages.commands import (
     Ban,
     ClientCommand,
     Enter,
+    Evict,
     Fetch,
     FetchRoom,
     Hello,
     History,
+    Invite,
     Kick,
     ListMembers,
     ListNicks,
@@ -68,6 +70,7 @@ from messages.commands import (
     Received,
     Register,
     Search,
+    SetMode,
     SetTopic,
     Unban,
     Unregister,
@@ -80,11 +83,13 @@ from messages.events import (
     Delivered,
     Entered,
     Error,
+    Invited,
     Joined,
     Left,
     LogEntry,
     MemberList,
     Message,
+    ModeSet,
     NickList,
     Notice,
     Page,
@@ -158,7 +163,10 @@ BARRED: Final = ErrorCode.FORBIDDEN
 _METERED: Final = (
     Enter,
     Part,
+    SetMode,
     SetTopic,
+    Evict,
+    Invite,
     ListRooms,
     ListMembers,
     ListUsers,
@@ -808,8 +816,10 @@ class Session:
                 self._show(self.state.apply(event))
                 # Our nick joined or left the owned ones.
                 self._queue(ListNicks())
-            case Entered() | Parted() | Posted() | TopicSet():
+            case Entered() | Parted() | Posted() | TopicSet() | ModeSet():
                 self._room_event(event, now)
+            case Invited():
+                self._show(self.state.invited(event))
             case RoomState():
                 self._room_state(event, now)
             case RoomList(after=after, more=more):
@@ -834,6 +844,8 @@ class Session:
                 # Our own post came back: the broker has it, whatever became of the ACK.
                 self._settled(self.outbox.on_ack(applied.msg_id, now), now)
             entries += self.state.room_event(applied)
+            if isinstance(applied, ModeSet):
+                self._follow(applied.room, invite_only=applied.mode == "+i")
             if isinstance(applied, Parted) and self.state.is_self(applied.nick):
                 self.rooms.left(applied.room)
                 self.state.rooms_joined.pop(room_key(applied.room), None)
@@ -856,11 +868,7 @@ class Session:
         if not joining and state.room not in self.rooms:
             return  # a line of a listing, of a room we are not in
         fetch_from = self.rooms.on_state(state, now)
-        connection = self.connection
-        streamed = self.streaming and not state.invite_only and connection is not None
-        if streamed and connection is not None and state.room not in self._followed:
-            self._followed.add(state.room)
-            connection.follow(state.room)
+        self._follow(state.room, state.invite_only)
         self.state.rooms_joined[key] = state.room
         if joining:
             self._joining.discard(key)
@@ -869,6 +877,18 @@ class Session:
             )
         if fetch_from is not None:
             self._queue(FetchRoom(state.room, fetch_from))
+
+    def _follow(self, room: str, invite_only: bool) -> None:
+        """Read `room`'s topic on the stream, unless it is invite-only (then not)."""
+        connection = self.connection
+        if not self.streaming or connection is None:
+            return
+        if invite_only and room in self._followed:
+            self._followed.discard(room)
+            connection.unfollow(room)
+        elif not invite_only and room not in self._followed:
+            self._followed.add(room)
+            connection.follow(room)
 
     def _room_list_end(self, after: str, more: bool) -> None:
         if self._rooms_listed is None:

@@ -23,11 +23,13 @@ from messages.events import (
     Delivered,
     Entered,
     Error,
+    Invited,
     Joined,
     Kicked,
     Left,
     LogEntry,
     Message,
+    ModeSet,
     NickList,
     Notice,
     Operator,
@@ -369,7 +371,21 @@ class ChatState:
                 what = _with_reason(f"{who} left {room}", reason)
             case TopicSet(nick=nick, topic=topic):
                 what = f"{nick} set the topic: {topic}" if topic else f"{nick} cleared the topic"
+            case ModeSet(nick=nick, mode=mode):
+                what = (
+                    f"{nick} made {room} invite-only"
+                    if mode == "+i"
+                    else f"{nick} opened {room} to all"
+                )
         return [replace(self.info(what), room=room)]
+
+    def invited(self, event: Invited) -> list[Entry]:
+        """An invitation, to us or by us."""
+        if self.is_self(event.nick):
+            text = f"{event.by} invites you to {event.room}: /join {event.room}"
+        else:
+            text = f"{event.nick} may enter {event.room} now, and was told"
+        return [self.info(text)]
 
     def room_state(self, state: RoomState, entered: bool) -> list[Entry]:
         """A ROOM state: for a room just entered (`entered`), what it is; else one line of

@@ -26,12 +26,22 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from messages import FETCH_LIMIT, nick_key
-from messages.events import Entered, Joined, Left, Message, Notice, Parted, Posted, TopicSet
+from messages.events import (
+    Entered,
+    Joined,
+    Left,
+    Message,
+    ModeSet,
+    Notice,
+    Parted,
+    Posted,
+    TopicSet,
+)
 
 BroadcastEvent = Joined | Left | Message | Notice
 #: What a `BroadcastStream` orders: the broadcasts of #general, or one room's events (see
 #: `client.rooms`).
-Numbered = BroadcastEvent | Entered | Parted | Posted | TopicSet
+Numbered = BroadcastEvent | Entered | Parted | Posted | TopicSet | ModeSet
 
 #: The most events one FETCH returns; a longer gap takes several.
 FETCH_BATCH: Final = FETCH_LIMIT

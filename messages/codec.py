@@ -68,6 +68,7 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
     "nicks": MAX_LIST_BYTES,
     "room": len(ROOM_PREFIX) + MAX_ROOM_NAME_CHARS,
     "topic": MAX_TOPIC_BYTES,
+    "mode": 2,
 }
 #: Shortest value of each field, in bytes, for fields that have one (besides not empty).
 MIN_FIELD_BYTES: Final[Mapping[str, int]] = {"session": MIN_SESSION_TOKEN_BYTES}

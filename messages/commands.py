@@ -267,6 +267,35 @@ class FetchRoom:
     from_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class SetMode:
+    """Make `room` invite-only (`mode` "+i") or open to all again ("-i"); for its
+    operators."""
+
+    VERB: ClassVar[bytes] = b"MODE"
+    room: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invite:
+    """Let `nick` (who is present) enter `room`, invite-only or not; they are told."""
+
+    VERB: ClassVar[bytes] = b"INVITE"
+    room: str
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class Evict:
+    """Take `nick` out of `room`, for `reason`; for its operators."""
+
+    VERB: ClassVar[bytes] = b"EVICT"
+    room: str
+    nick: str
+    reason: str = ""
+
+
 ClientCommand = (
     Hello
     | Say
@@ -295,6 +324,9 @@ ClientCommand = (
     | ListRooms
     | ListMembers
     | FetchRoom
+    | SetMode
+    | Invite
+    | Evict
 )
 
 #: Every command, in the order docs/PROTOCOL.md lists them.
@@ -326,4 +358,7 @@ CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
     ListRooms,
     ListMembers,
     FetchRoom,
+    SetMode,
+    Invite,
+    Evict,
 )

@@ -333,6 +333,28 @@ class RoomTick:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class ModeSet:
+    """`nick` made `room` invite-only (`mode` "+i") or open to all ("-i"). Numbered in the
+    room's sequence, and sent to every member on its connection (never on the stream)."""
+
+    VERB: ClassVar[bytes] = b"MODE"
+    room: str
+    seq: int
+    nick: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invited:
+    """`by` invited `nick` to `room`: sent to both."""
+
+    VERB: ClassVar[bytes] = b"INVITED"
+    room: str
+    nick: str
+    by: str
+
+
 BrokerEvent = (
     Welcome
     | Joined
@@ -363,6 +385,8 @@ BrokerEvent = (
     | RoomList
     | MemberList
     | RoomTick
+    | ModeSet
+    | Invited
 )
 
 #: Every event, in the order docs/PROTOCOL.md lists them.
@@ -396,4 +420,6 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     RoomList,
     MemberList,
     RoomTick,
+    ModeSet,
+    Invited,
 )

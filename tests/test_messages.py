@@ -76,6 +76,10 @@ COMMANDS: list[cmd.ClientCommand] = [
     cmd.ListMembers("#dev"),
     cmd.ListMembers("#dev", "Анна"),
     cmd.FetchRoom("#dev", 3),
+    cmd.SetMode("#ops", "+i"),
+    cmd.Invite("#ops", "Анна"),
+    cmd.Evict("#ops", "mallory", "spam"),
+    cmd.Evict("#ops", "mallory", ""),
 ]
 
 EVENTS: list[ev.BrokerEvent] = [
@@ -113,6 +117,8 @@ EVENTS: list[ev.BrokerEvent] = [
     ev.RoomState("#dev", "a1b2", 4, 2, "release on Friday"),
     ev.RoomState("#x", "c3", 0, 1, "", invite_only=True),
     ev.RoomTick("#dev", 12),
+    ev.ModeSet("#ops", 5, "alice", "+i"),
+    ev.Invited("#ops", "Анна", "alice"),
     ev.Entered("#dev", 1, "alice"),
     ev.Parted("#dev", 2, "alice", ""),
     ev.Posted("#dev", 3, "tok-5", "Анна", "hi, devs", 1_700_000_000_123),

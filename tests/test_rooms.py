@@ -47,3 +47,27 @@ def test_a_room_is_heard_by_its_members_only(broker: RunningBroker) -> None:
     # carol never saw a byte of #dev, and bob nothing of it after he left.
     assert not [line for line in clients.outputs["carol"] if "build is green" in line]
     assert not [line for line in clients.outputs["bob"] if "still here" in line]
+
+
+@pytest.mark.timeout(90)
+def test_an_invite_only_room_takes_in_whom_its_maker_invites(broker: RunningBroker) -> None:
+    clients = LineClients(broker.endpoint, ["alice", "carol"])
+    try:
+        assert clients.wait_until_all_present(WAIT_S)
+        clients.type("alice", "/join #ops")
+        assert clients.wait_for_line("alice", "you joined #ops", WAIT_S)
+        clients.type("alice", "/mode +i")
+        assert clients.wait_for_line("alice", "#ops -!- alice made #ops invite-only", WAIT_S)
+        clients.type("carol", "/join #ops")
+        assert clients.wait_for_line("carol", "error 403: #ops is invite-only", WAIT_S)
+        clients.type("alice", "/invite carol")
+        assert clients.wait_for_line("carol", "alice invites you to #ops: /join #ops", WAIT_S)
+        clients.type("carol", "/join #ops")
+        assert clients.wait_for_line("alice", "#ops -!- carol joined #ops", WAIT_S)
+        clients.type("alice", "/kick #ops carol enough")
+        assert clients.wait_for_line(
+            "carol", "#ops -!- you left #ops (removed by alice: enough)", WAIT_S
+        )
+    finally:
+        codes = clients.finish(WAIT_S)
+    assert codes == {"alice": 0, "carol": 0}

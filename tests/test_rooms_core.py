@@ -196,3 +196,44 @@ def test_members_who_read_the_stream_get_a_public_rooms_events_there_only(
     assert [identity for identity, e in out if isinstance(e, ev.Posted)] == [STREAM, BOB]
     # And each heartbeat names the room's last number on the stream.
     assert (STREAM, ev.RoomTick("#dev", 3)) in core.tick()
+
+
+def test_an_invite_only_room_lets_in_the_invited_only_and_never_goes_on_the_stream(
+    chat: ChatCore,
+) -> None:
+    out = send(chat, ALICE, cmd.SetMode("#dev", "+i"))
+    mode = ev.ModeSet("#dev", 3, "alice", "+i")
+    assert out == [(ALICE, mode), (BOB, mode)]
+    assert code(send(chat, CAROL, cmd.Enter("#dev"))) == ErrorCode.FORBIDDEN
+    assert code(send(chat, CAROL, cmd.ListMembers("#dev"))) == ErrorCode.FORBIDDEN
+    # Only whoever made it invites, and the one invited is told.
+    assert code(send(chat, BOB, cmd.Invite("#dev", "carol"))) == ErrorCode.FORBIDDEN
+    invited = ev.Invited("#dev", "carol", "alice")
+    assert send(chat, ALICE, cmd.Invite("#dev", "CAROL")) == [(CAROL, invited), (ALICE, invited)]
+    entered = send(chat, CAROL, cmd.Enter("#dev"))
+    assert (STREAM, ev.Entered("#dev", 4, "carol")) not in entered
+    out = send(chat, BOB, cmd.Post("#dev", "m1", "between us"))
+    assert [identity for identity, e in out if isinstance(e, ev.Posted)] == [ALICE, BOB, CAROL]
+    assert not [e for _, e in chat.tick() if isinstance(e, ev.RoomTick)]
+    # Open again: on the stream again (the change itself still on connections).
+    out = send(chat, ALICE, cmd.SetMode("#dev", "-i"))
+    assert STREAM not in [identity for identity, _ in out]
+    out = send(chat, BOB, cmd.Post("#dev", "m2", "for all"))
+    assert out[0] == (STREAM, ev.Posted("#dev", 7, "m2", "bob", "for all", NOW_MS))
+
+
+def test_the_maker_removes_a_member_who_is_told_why(chat: ChatCore) -> None:
+    assert code(send(chat, BOB, cmd.Evict("#dev", "alice", ""))) == ErrorCode.FORBIDDEN
+    out = send(chat, ALICE, cmd.Evict("#dev", "Bob", "spam"))
+    parted = ev.Parted("#dev", 3, "bob", "removed by alice: spam")
+    assert out == [(STREAM, parted), (ALICE, parted), (BOB, parted)]
+    assert code(send(chat, BOB, cmd.Post("#dev", "m1", "hey"))) == ErrorCode.FORBIDDEN
+    assert code(send(chat, ALICE, cmd.Evict("#dev", "carol", ""))) == ErrorCode.NO_SUCH_NICK
+
+
+@pytest.mark.parametrize("mode", ["+o", "i", ""])
+def test_an_unknown_mode_is_refused(chat: ChatCore, mode: str) -> None:
+    assert code(send(chat, ALICE, cmd.SetMode("#dev", mode))) in (
+        ErrorCode.MALFORMED,
+        ErrorCode.TOO_LARGE,
+    )
