@@ -12,6 +12,7 @@ from messages import (
     DEFAULT_BAN_SECONDS,
     DEFAULT_KICK_BAR_SECONDS,
     HISTORY_PAGE_LIMIT,
+    MAX_AWAY_BYTES,
     MAX_REASON_BYTES,
     MAX_SEARCH_BYTES,
     MAX_TEXT_BYTES,
@@ -22,10 +23,12 @@ from messages import (
 )
 from messages.commands import (
     Admin,
+    Away,
     Ban,
     ClientCommand,
     Kick,
     ListUsers,
+    Nick,
     Shutdown,
     Unban,
     Unregister,
@@ -137,6 +140,9 @@ COMMANDS: Final = (
         True,
     ),
     CommandInfo("all", "", "send plain lines to everyone again"),
+    CommandInfo("me", "ACTION", "say what you do: /me waves shows as * you waves"),
+    CommandInfo("away", "[MESSAGE]", "mark yourself away, with MESSAGE; /away alone: back"),
+    CommandInfo("nick", "NEWNICK", "take NEWNICK as your nick"),
     CommandInfo(
         "history",
         "[N]",
@@ -233,6 +239,17 @@ def _history(args: list[str]) -> Action:
     return ShowHistory(int(args[0]))
 
 
+def _nick(args: list[str]) -> Action:
+    """/nick NEWNICK."""
+    if len(args) != 1:
+        return _usage("nick")
+    try:
+        normalize_nick(args[0])
+    except ProtocolError as exc:
+        return Hint(f"{args[0]!r} is not a nick: {exc.reason}")
+    return Send(Nick(args[0]))
+
+
 def _mention(line: str) -> Action | None:
     """`@nick text` as a private message, or None if the line is not one."""
     first, _, text = line[1:].partition(" ")
@@ -272,6 +289,16 @@ def parse_line(line: str, target: str | None) -> Action:
             return SetTarget(args[0]) if args else SetTarget(None)
         case "all":
             return SetTarget(None)
+        case "me" | "action":
+            # On the wire as typed: a text that starts with "/me " is an action.
+            return _say(f"/me {rest}", target) if rest else _usage("me")
+        case "away":
+            hint = _too_long("away message", rest, MAX_AWAY_BYTES)
+            return hint if hint is not None else Send(Away(rest))
+        case "back":
+            return Send(Away(""))
+        case "nick":
+            return _nick(rest.split())
         case "history" | "backlog":
             return _history(args)
         case "search" | "grep":
