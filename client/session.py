@@ -49,6 +49,7 @@ from messages import (
     TokenBucket,
 )
 from messages.commands import (
+    Away,
     Ban,
     ClientCommand,
     Fetch,
@@ -57,6 +58,7 @@ from messages.commands import (
     Kick,
     ListNicks,
     ListUsers,
+    Nick,
     Ping,
     Quit,
     Received,
@@ -147,6 +149,8 @@ _METERED: Final = (
     Wall,
     History,
     Search,
+    Away,
+    Nick,
 )
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
@@ -612,6 +616,10 @@ class Session:
         entries += [self.state.delivery(message) for message in again]
         self._show(entries)
         self._subscribe(welcome, restarted, now)
+        away = self.state.away_of(self.state.nick)
+        if restarted and away:
+            # The broker forgot we were away: say it again, before asking who is.
+            self._queue(Away(away))
         # Who is present: not in WELCOME. Shown the first time only; after a reconnect the
         # list is just brought up to date.
         if not first:

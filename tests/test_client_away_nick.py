@@ -3,8 +3,11 @@
 import time
 
 import pytest
+from prompt_toolkit.completion import CompleteEvent
+from prompt_toolkit.document import Document
 
 from client.commands import COMMANDS, Hint, Post, Send, parse_line
+from client.completion import ChatCompleter
 from client.render import formatted_line, plain_line
 from client.state import ChatState
 from messages import MAX_AWAY_BYTES
@@ -48,7 +51,21 @@ def test_parse_refuses_a_long_away_message_and_a_bad_nick() -> None:
     assert isinstance(hint, Hint) and hint.text.startswith("'a@b' is not a nick")
 
 
-def test_the_new_commands_are_listed_for_help_and_completion() -> None:
+@pytest.mark.parametrize(
+    ("text", "offered"),
+    [
+        ("/aw", ["/away "]),
+        ("/ni", ["/nick "]),
+        ("/me", ["/me "]),
+        ("/m", ["/msg ", "/me "]),
+        ("/me waves at b", ["bob "]),
+    ],
+)
+def test_the_new_commands_and_nicks_in_an_action_complete(text: str, offered: list[str]) -> None:
+    document = Document(text, len(text))
+    completer = ChatCompleter(welcomed())
+    got = completer.get_completions(document, CompleteEvent(completion_requested=True))
+    assert [c.text for c in got] == offered
     assert {"me", "away", "nick"} <= {info.name for info in COMMANDS}
 
 
