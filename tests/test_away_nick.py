@@ -10,10 +10,11 @@ from client.state import LinkState
 from messages import ErrorCode
 from messages import commands as cmd
 from messages import events as ev
-from tests.client_helpers import Relay, bot_client, eventually
+from tests.client_helpers import Relay, bot_client, eventually, running_client
 from tests.conftest import RunningBroker
 from tests.peers import Peer
 from tests.test_client_linemode import run_client
+from tests.test_client_screen import SMALL, pane_rows
 from tests.test_client_session import restart_broker, restartable_broker
 
 Connect = Callable[..., Peer]
@@ -114,3 +115,23 @@ def test_a_client_that_was_away_is_away_again_after_a_broker_restart() -> None:
 
     with restartable_broker() as (relay, brokers):
         asyncio.run(scenario(relay, brokers))
+
+
+def test_the_full_screen_client_draws_an_action_and_dims_who_is_away(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+    bob.send(cmd.Away("lunch"))
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL) as alice:
+            await eventually(lambda: alice.client.state.away_of("bob") == "lunch", "bob away")
+            bob.say("/me waves")
+            await alice.wait_for_screen(
+                lambda screen: any(row.endswith(" * bob waves") for row in pane_rows(alice)),
+                "the action",
+            )
+            [row] = [r for r in alice.client.ui.user_list.rows() if r.text.endswith("bob")]
+            assert "class:users.away" in row.style
+
+    asyncio.run(scenario())

@@ -1,5 +1,7 @@
 """AWAY and NICK in the broker's core, without sockets: table-driven where the rules are."""
 
+from pathlib import Path
+
 import pytest
 
 from broker.console import run_console_line
@@ -204,3 +206,25 @@ def test_the_console_lists_who_is_away(chat: ChatCore) -> None:
         "3 users: alice bob carol",
         "1 away: bob (lunch)",
     ]
+
+
+def test_away_and_renames_are_stored_and_a_renamed_recipient_gets_its_privates_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "chat.db")
+    core = ChatCore(TOKEN, heartbeat_ms=1000, store=Store(path))
+    hello(core, ALICE, "alice")
+    hello(core, BOB, "bob")
+    send(core, BOB, cmd.Away("lunch"))
+    send(core, ALICE, cmd.Tell("m1", "bob", "kept for you"))
+    send(core, BOB, cmd.Nick("bobby"))
+    core.store.commit()
+    del core  # the broker dies
+    again = ChatCore(TOKEN, heartbeat_ms=1000, store=Store(path))
+    assert again.store.broadcasts(3, 10) == [
+        ev.AwayChanged(3, "bob", "lunch"),
+        ev.Renamed(4, "bob", "bobby"),
+    ]
+    # bob's client comes back under its new nick, with its token: the private waits there.
+    out = to(hello(again, BOB, "bobby"), BOB)
+    assert [e.text for e in out if isinstance(e, ev.PrivateMessage)] == ["kept for you"]
