@@ -341,8 +341,9 @@ class BrokerServer:
                 self._close()
 
     def _receive_batch(self) -> None:
-        # Nothing of a batch leaves before the batch is committed: an ACK means stored, and
-        # no broadcast number is seen that a crash could give to another message.
+        # What depends on a batch's rows leaves after the batch is committed: an ACK means
+        # stored, and no broadcast number is seen that a crash could give to another message
+        # (see `Store.owes_commit_to_send` for what may leave before).
         held: list[Outgoing] = []
         try:
             self._receive_some(held)
@@ -352,7 +353,7 @@ class BrokerServer:
     def _release(self, held: list[Outgoing]) -> None:
         """Commit, then send `held` and the ACKs held (one per client for all its messages):
         if the commit failed, an ERROR 507 instead of each ACK."""
-        failure = self._commit_owed()
+        failure = self._commit_owed(acks=True)
         acks = self._acks.flush()
         if failure is not None:
             acks = [
@@ -364,10 +365,12 @@ class BrokerServer:
         self._send(held)
         self._send(acks)
 
-    def _commit_owed(self) -> str | None:
-        """Commit if what is about to be sent depends on rows not committed yet (see
-        `Store.owes_commit`); the reason if that failed."""
-        return self._commit() if self.store.owes_commit else None
+    def _commit_owed(self, acks: bool = False) -> str | None:
+        """Commit if what is about to be sent (`acks`, or other events) depends on rows not
+        committed yet (see `Store.owes_commit`); the reason if that failed."""
+        store = self.store
+        owed = store.owes_commit if acks else store.owes_commit_to_send
+        return self._commit() if owed else None
 
     def _commit(self) -> str | None:
         """Commit the store's writes; the reason if that failed (the rows are kept and
@@ -441,7 +444,7 @@ class BrokerServer:
                 # committed in parts, so that they work while the broker goes on.
                 self._release(held)
                 held.clear()
-            elif held and not self.store.owes_commit:
+            elif held and not self.store.owes_commit_to_send:
                 # Nothing written that must be stored before it is seen: what this message
                 # produced leaves now, as before the broker had a store (its ACKs still
                 # wait for the end of the batch).

@@ -391,6 +391,9 @@ class Store:
         self._last_private_id += 1
         self._waiting[(sender, private.msg_id)] = (self._last_private_id, recipient)
         self._waiting_for[recipient] += 1
+        if not recipient_token:
+            # Kept for an owner who is away: the STORED that says so must wait for a commit.
+            self._rows.kept_for_later += 1
         self._rows.privates.rows.append(
             (
                 self._last_private_id,
@@ -547,13 +550,24 @@ class Store:
 
     @property
     def owes_commit(self) -> bool:
-        """Whether what is about to be sent needs a commit first: messages, joins, leaves
-        and owners written to a file. (Receipts may wait for a later commit: one lost in a
-        crash only brings its message again, which the recipient drops as a repeat. And
-        nothing of a store in memory outlives the process anyway.)"""
+        """Whether an ACK about to be sent needs a commit first: messages, joins, leaves and
+        owners written to a file. (Receipts may wait for a later commit: one lost in a crash
+        only brings its message again, which the recipient drops as a repeat. And nothing
+        of a store in memory outlives the process anyway.)"""
         rows = self._rows
         return self.durable and bool(
             rows.broadcasts.rows or rows.privates.rows or rows.statements.rows
+        )
+
+    @property
+    def owes_commit_to_send(self) -> bool:
+        """Whether events about to be sent need a commit first: as `owes_commit`, but a
+        private message to someone present may reach them before it is committed (its ACK
+        may not). If a crash loses it, its sender, never ACKed, sends it again, and the
+        recipient drops the second copy as a repeat."""
+        rows = self._rows
+        return self.durable and bool(
+            rows.broadcasts.rows or rows.statements.rows or rows.kept_for_later
         )
 
     # -- reading -----------------------------------------------------------------------
@@ -839,6 +853,8 @@ class _Rows:
         #: Statements run at once (owners, pruning), in order.
         self.statements = _Pending("statements", "")
         self.kinds = (self.broadcasts, self.privates, self.done, self.statements)
+        #: How many of `privates` are kept for an owner who is away (not sent to anyone).
+        self.kept_for_later = 0
 
     def unflush(self) -> None:
         """Nothing is in the transaction (it was rolled back)."""
@@ -857,6 +873,7 @@ class _Rows:
     def clear(self) -> None:
         for kind in self.kinds:
             kind.rows, kind.flushed = [], 0
+        self.kept_for_later = 0
 
     def bound(self, limit: int) -> None:
         """Keep at most `limit` rows of each kind, the newest: a disk that stays full must

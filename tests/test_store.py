@@ -5,6 +5,7 @@ import os
 import sqlite3
 import stat
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -217,6 +218,32 @@ def test_a_resent_message_is_recognized_as_stored(path: str) -> None:
     with pytest.raises(AlreadyStored):
         again.add_private(private(1, "alice", "bob", "once"), ALICE, BOB)
     assert again.last_seq == 1
+
+
+@pytest.mark.parametrize(
+    ("write", "before_ack", "before_sending"),
+    [
+        # A private to someone present may reach them before the commit, not its ACK.
+        (lambda s: s.add_private(private(1, "alice", "bob", "hi"), ALICE, BOB), True, False),
+        # Kept for an owner who is away: its STORED waits like an ACK.
+        (lambda s: s.add_private(private(1, "alice", "bob", "hi"), ALICE, ""), True, True),
+        (lambda s: s.add_broadcast(said(1, "alice", "hi")), True, True),
+        (lambda s: s.set_owner("alice", b"k" * 32), True, True),
+        (lambda s: None, False, False),
+    ],
+)
+def test_what_must_be_committed_before_it_is_sent(
+    path: str, write: Callable[[Store], None], before_ack: bool, before_sending: bool
+) -> None:
+    store = Store(path)
+    write(store)
+    assert (store.owes_commit, store.owes_commit_to_send) == (before_ack, before_sending)
+    store.commit()
+    assert (store.owes_commit, store.owes_commit_to_send) == (False, False)
+    # Nothing of a store in memory outlives the process: nothing to wait for.
+    memory = Store(":memory:")
+    write(memory)
+    assert (memory.owes_commit, memory.owes_commit_to_send) == (False, False)
 
 
 def test_pending_privates_are_kept_for_their_recipients_session(path: str) -> None:
