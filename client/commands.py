@@ -140,7 +140,7 @@ COMMANDS: Final = (
         True,
     ),
     CommandInfo("all", "", "send plain lines to everyone again"),
-    CommandInfo("me", "ACTION", "say what you do: /me waves shows as * you waves"),
+    CommandInfo("me", "ACTION", "say what you do: alice's /me waves shows as * alice waves"),
     CommandInfo("away", "[MESSAGE]", "mark yourself away, with MESSAGE; /away alone: back"),
     CommandInfo("nick", "NEWNICK", "take NEWNICK as your nick"),
     CommandInfo(

@@ -475,7 +475,7 @@ class ChatState:
 
     def apply(self, event: BrokerEvent) -> list[Entry]:
         """Take in one broker event; return what to show for it."""
-        if isinstance(event, Joined | Left | Message | Notice):
+        if isinstance(event, Joined | Left | Message | Notice | AwayChanged | Renamed):
             self.last_seq = max(self.last_seq, event.seq)
         match event:
             case Welcome():
