@@ -8,7 +8,7 @@ from typing import Any
 
 from messages import events as ev
 
-BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice
+BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice | ev.AwayChanged | ev.Renamed
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,16 @@ from messages import (
     unpack_events,
 )
 from messages.commands import ClientCommand
-from messages.events import BrokerEvent, Joined, Left, Message, Notice, Tick
+from messages.events import (
+    AwayChanged,
+    BrokerEvent,
+    Joined,
+    Left,
+    Message,
+    Notice,
+    Renamed,
+    Tick,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,9 +152,11 @@ STREAM_READY_MARK: Final = StreamReady()
 
 #: What the broadcast stream carries: broadcasts, TICKs, the ready mark, or something that
 #: broke the protocol.
-StreamItem = Joined | Left | Message | Notice | Tick | StreamReady | ProtocolError
+StreamItem = (
+    Joined | Left | Message | Notice | AwayChanged | Renamed | Tick | StreamReady | ProtocolError
+)
 #: Events the broker may publish on the stream, and protocol errors, for `isinstance`.
-_STREAM_ITEMS: Final = (Joined, Left, Message, Notice, Tick, ProtocolError)
+_STREAM_ITEMS: Final = (Joined, Left, Message, Notice, AwayChanged, Renamed, Tick, ProtocolError)
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,6 +49,7 @@ from messages import (
     TokenBucket,
 )
 from messages.commands import (
+    Away,
     Ban,
     ClientCommand,
     Fetch,
@@ -57,6 +58,7 @@ from messages.commands import (
     Kick,
     ListNicks,
     ListUsers,
+    Nick,
     Ping,
     Quit,
     Received,
@@ -68,6 +70,7 @@ from messages.commands import (
 )
 from messages.events import (
     Ack,
+    AwayChanged,
     BrokerEvent,
     Challenge,
     Delivered,
@@ -82,6 +85,7 @@ from messages.events import (
     Pong,
     PrivateMessage,
     Registered,
+    Renamed,
     Stored,
     Tick,
     UserList,
@@ -115,7 +119,7 @@ from .history import OLDER_PAGE_LINES, QUERY_HISTORY_LINES, Purpose, Request, Re
 from .identity import Identity
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .state import ChatState, Ending, Entry
-from .stream import BroadcastStream
+from .stream import BroadcastEvent, BroadcastStream
 from .userpages import NickListPages, UserListPages
 
 log = logging.getLogger(__name__)
@@ -146,6 +150,8 @@ _METERED: Final = (
     Wall,
     History,
     Search,
+    Away,
+    Nick,
 )
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
@@ -405,6 +411,7 @@ class Session:
         self._fetch_pong = 0
         self._quiet_user_lists = 0
         self._user_pages.reset()
+        self.state.forget_away_snapshot()
         self._nick_pages.reset()
         # (The history on joining is asked for again after the next WELCOME.)
         self.requests.clear()
@@ -613,6 +620,10 @@ class Session:
         entries += [self.state.delivery(message) for message in again]
         self._show(entries)
         self._subscribe(welcome, restarted, now)
+        away = self.state.away_of(self.state.nick)
+        if restarted and away:
+            # The broker forgot we were away: say it again, before asking who is.
+            self._queue(Away(away))
         # Who is present: not in WELCOME. Shown the first time only; after a reconnect the
         # list is just brought up to date.
         if not first:
@@ -720,7 +731,7 @@ class Session:
                     # broadcasts since its number come over the DEALER; earlier ones missed
                     # are fetched.
                     self.stream.on_welcome(event.epoch, event.seq)
-            case Joined() | Left() | Message() | Notice():
+            case Joined() | Left() | Message() | Notice() | AwayChanged() | Renamed():
                 self._broadcast(event, now)
             case Tick(seq=seq):
                 self.stream.on_tick(seq)
@@ -844,9 +855,7 @@ class Session:
             else:
                 self.show([])  # redraw the user list
 
-    def _broadcast(
-        self, event: Joined | Left | Message | Notice, now: float, on_connection: bool = True
-    ) -> None:
+    def _broadcast(self, event: BroadcastEvent, now: float, on_connection: bool = True) -> None:
         accepted = self.stream.accept(event, on_connection)
         entries: list[Entry] = []
         if accepted.lost:
@@ -862,7 +871,7 @@ class Session:
         self._show(entries)
 
     async def _private(self, event: PrivateMessage, now: float) -> None:
-        if self.state.is_self(event.recipient):
+        if self.state.was_self(event.recipient):
             # Confirm every copy, repeats included: the broker resends until we do.
             await self._send_now(Received(event.msg_id, event.sender))
         if not self.stream.first_time(event.sender, event.msg_id):

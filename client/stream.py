@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from messages import FETCH_LIMIT, nick_key
-from messages.events import Joined, Left, Message, Notice
+from messages.events import AwayChanged, Joined, Left, Message, Notice, Renamed
 
-BroadcastEvent = Joined | Left | Message | Notice
+BroadcastEvent = Joined | Left | Message | Notice | AwayChanged | Renamed
 
 #: The most events one FETCH returns; a longer gap takes several.
 FETCH_BATCH: Final = FETCH_LIMIT

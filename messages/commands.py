@@ -203,6 +203,22 @@ class ListNicks:
     after: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Away:
+    """Mark the session away with `away`, the message shown to others; empty: back."""
+
+    VERB: ClassVar[bytes] = b"AWAY"
+    away: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nick:
+    """Take the nick `nick` instead of the session's current one (the session goes on)."""
+
+    VERB: ClassVar[bytes] = b"NICK"
+    nick: str
+
+
 ClientCommand = (
     Hello
     | Say
@@ -224,6 +240,8 @@ ClientCommand = (
     | Unregister
     | Prove
     | ListNicks
+    | Away
+    | Nick
 )
 
 #: Every command, in the order docs/PROTOCOL.md lists them.
@@ -248,4 +266,6 @@ CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
     Unregister,
     Prove,
     ListNicks,
+    Away,
+    Nick,
 )
