@@ -57,7 +57,7 @@ def test_parse_refuses_a_long_away_message_and_a_bad_nick() -> None:
         ("/aw", ["/away "]),
         ("/ni", ["/nick "]),
         ("/me", ["/me "]),
-        ("/m", ["/msg ", "/mute ", "/me "]),
+        ("/m", ["/msg ", "/mute", "/me "]),
         ("/me waves at b", ["bob "]),
     ],
 )
