@@ -54,7 +54,11 @@ def run_console_line(core: ChatCore, line: str, now: float) -> ConsoleResult:
     match verb.lower():
         case "/users":
             users = core.users()
-            return ConsoleResult([f"{len(users)} users: {' '.join(users) or '(none)'}"])
+            lines = [f"{len(users)} users: {' '.join(users) or '(none)'}"]
+            away = [f"{s.nick} ({s.away})" for s in core.sessions() if s.away]
+            if away:
+                lines.append(f"{len(away)} away: {', '.join(away)}")
+            return ConsoleResult(lines)
         case "/kick" | "/ban":
             return _bar(core, verb.lower(), rest, now)
         case "/unban":

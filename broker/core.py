@@ -137,6 +137,9 @@ _METERED: Final = (
     cmd.Invite,
     cmd.Evict,
     # (ROOMFETCH, like FETCH, draws on the reply budget.)
+    # Each is a broadcast.
+    cmd.Away,
+    cmd.Nick,
 )
 
 
@@ -213,6 +216,9 @@ class ChatCore:
         self._wall_clock = wall_clock
         self._by_identity: dict[Identity, Session] = {}
         self._by_key: dict[str, Session] = {}
+        # Sessions that took a new nick (NICK), by their token's hash: found by their token,
+        # to resume them and to tell them what became of what they sent as another nick.
+        self._renamed: dict[str, Session] = {}
         # Clients that do not read the stream: broadcasts go to each of them one by one.
         self._direct: dict[Identity, None] = {}
         # Every USERS reply lists everyone: keep the list sorted as people come and go
@@ -374,7 +380,10 @@ class ChatCore:
                     return [(me, ev.Ack((msg_id,)))]
                 self.unconfirmed_bytes += target.await_receipt(private, session.token_hash, size)
                 # The sender already has the text: the ACK is all it needs.
-                return [(target.identity, private), (me, ev.Ack((msg_id,)))]
+                out: list[Outgoing] = [(target.identity, private), (me, ev.Ack((msg_id,)))]
+                if target is not session and target.tell_away(session.token_hash):
+                    out.append((me, ev.AwayReply(target.nick, target.away)))
+                return out
             case cmd.Received(msg_id, sender):
                 return self._confirm(session, sender, msg_id)
             case cmd.Fetch(from_seq):
@@ -417,6 +426,10 @@ class ChatCore:
                 return self._disown(session)
             case cmd.ListNicks(after):
                 return self._owned_page(session, after, now)
+            case cmd.Away(away):
+                return self._set_away(session, away)
+            case cmd.Nick(nick):
+                return self._rename(session, nick, now)
             case cmd.Prove():
                 raise ProtocolError(
                     ErrorCode.MALFORMED, "no challenge is pending: you are registered"
@@ -475,8 +488,11 @@ class ChatCore:
         """HELLO from an unregistered connection; `proven`: it answered a CHALLENGE for an
         owned nick with the right key."""
         nick = normalize_nick(nick)
-        if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
-            raise ProtocolError(ErrorCode.INVALID_NICK, f"nick {nick} is reserved")
+        self._refuse_reserved(nick)
+        renamed = self._renamed.get(token_hash(token))
+        if renamed is not None:
+            # Its session took another nick (NICK) since: the client's HELLO may predate it.
+            return self._resume(renamed, identity, stream, now, address)
         holder = self.find(nick)
         if holder is not None and hmac.compare_digest(holder.token.encode(), token.encode()):
             # A session that exists was not kicked: a bar on a look-alike does not end it.
@@ -628,6 +644,12 @@ class ChatCore:
             ) from None
         self._owned_lookalikes.remove(nick)
 
+    @staticmethod
+    def _refuse_reserved(nick: str) -> None:
+        """ERROR 422 if `nick` is one the broker signs with, or looks like one."""
+        if nick_key(nick) in RESERVED_NICKS or nick_skeleton(nick) in _RESERVED_SKELETONS:
+            raise ProtocolError(ErrorCode.INVALID_NICK, f"nick {nick} is reserved")
+
     def _refuse_if_like_owned(self, nick: str) -> None:
         """ERROR 409 if `nick` looks like an owned nick (another one)."""
         owned = self._owned_lookalikes.like(nick)
@@ -705,6 +727,8 @@ class ChatCore:
         self._direct.pop(identity, None)
         self.unconfirmed_bytes -= session.unconfirmed_bytes
         del self._by_key[nick_key(session.nick)]
+        if self._renamed.get(session.token_hash) is session:
+            del self._renamed[session.token_hash]
         self._roster.remove(session.nick)
         del self._by_skeleton[nick_skeleton(session.nick)]
         self._addresses.remove_session(session.address)
@@ -814,6 +838,9 @@ class ChatCore:
         that token."""
         sender = self.find(private.sender)
         if sender is None or sender.token_hash != sender_token:
+            # It may have taken another nick since (NICK).
+            sender = self._renamed.get(sender_token)
+        if sender is None:
             # Away (its laptop slept, say); someone else may hold the nick meanwhile.
             self._away_outcomes.setdefault(sender_token, []).append(outcome)
             self._away_count += 1
@@ -917,7 +944,67 @@ class ChatCore:
         page = ev.UserList(self.history.last_seq, tuple(users), after, more)
         # A page costs the bytes of its nick list (at most users_page_bytes).
         self._charge_reply(session, "USERS", len(" ".join(users).encode()), now)
-        return [(session.identity, page)]
+        # Who of them is away comes first, so that the page completes the snapshot.
+        away = [self._by_key[nick_key(nick)] for nick in users]
+        me = session.identity
+        out: list[Outgoing] = [(me, ev.IsAway(s.nick, s.away)) for s in away if s.away]
+        return [*out, (me, page)]
+
+    # -- away and nick changes ---------------------------------------------------------
+
+    def _set_away(self, session: Session, away: str) -> list[Outgoing]:
+        """AWAY: everyone learns the session is away with `away` (empty: back)."""
+        if away == session.away:
+            return []  # nothing changes: nothing to tell
+        session.set_away(away)
+        log.info("%s is %s", session.nick, f"away: {away}" if away else "back")
+        return self._broadcast(ev.AwayChanged(self.history.next_seq(), session.nick, away))
+
+    def _rename(self, session: Session, nick: str, now: float) -> list[Outgoing]:
+        """NICK: the session takes `nick`, on the terms a HELLO gets it; everyone learns."""
+        new, old = normalize_nick(nick), session.nick
+        if new == old:
+            raise ProtocolError(ErrorCode.MALFORMED, f"you are {old} already")
+        self._refuse_reserved(new)
+        self._refuse_if_barred(new, session.token, now)
+        holder = self.find(new)
+        if holder is not None and holder is not session:
+            raise ProtocolError(ErrorCode.NICK_TAKEN, f"nick {holder.nick} is taken")
+        lookalike = self._by_skeleton.get(nick_skeleton(new))
+        if lookalike is not None and lookalike is not session:
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN, f"nick {new} looks like {lookalike.nick}, who is here"
+            )
+        self._refuse_if_like_owned(new)
+        owner = self.store.owner(new)
+        # An owned nick goes only to a session that proved the same identity (for its
+        # current nick): there is no challenge mid-session.
+        if owner is not None and (not session.owns_nick or self.store.owner(old) != owner):
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN, f"nick {new} is registered to another identity"
+            )
+        # Private messages it has yet to confirm reach it under the new nick after a
+        # restart too. (Written before anything changes: a store that fails fails the NICK.)
+        pending = [(private.sender, private.msg_id) for private, *_ in session.unconfirmed.values()]
+        try:
+            self.store.readdress(pending, new)
+        except StoreError as exc:
+            raise ProtocolError(
+                ErrorCode.INSUFFICIENT_STORAGE,
+                truncate_utf8(f"nick not changed: {exc}", MAX_REASON_BYTES),
+            ) from None
+        del self._by_key[nick_key(old)]
+        self._roster.remove(old)
+        del self._by_skeleton[nick_skeleton(old)]
+        session.nick = new
+        self._renamed[session.token_hash] = session
+        # An owned old nick stays owned, by the same identity, and is free to come back to.
+        session.owns_nick = owner is not None
+        self._by_key[nick_key(new)] = session
+        self._roster.add(new)
+        self._by_skeleton[nick_skeleton(new)] = session
+        log.info("%s is now known as %s", old, new)
+        return self._broadcast(ev.Renamed(self.history.next_seq(), old, new))
 
     def _history(self, session: Session, command: cmd.History, now: float) -> list[Outgoing]:
         """A page of the room's broadcasts (no target) or of the privates between the

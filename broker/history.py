@@ -8,7 +8,7 @@ from typing import Any, Generic, TypeVar
 
 from messages import events as ev
 
-BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice
+BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice | ev.AwayChanged | ev.Renamed
 #: Room events (see `broker.rooms`) are numbered in logs of their own.
 LoggedEvent = BroadcastEvent | ev.Entered | ev.Parted | ev.Posted | ev.TopicSet | ev.ModeSet
 E = TypeVar("E", bound=LoggedEvent)

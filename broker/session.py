@@ -20,6 +20,10 @@ UNCONFIRMED_LIMIT: Final = 1000
 #: was already dead when they went out.
 OUTCOMES_KEPT: Final = 100
 
+#: Senders told a session is away (AWAYREPLY) remembered per away message: past this many,
+#: the first told may be told again.
+AWAY_REPLIED_LIMIT: Final = 1024
+
 #: An outcome of a private message, for its sender.
 Outcome = ev.Delivered | ev.Stored | ev.Error
 UNCONFIRMED_BYTES: Final = 256 * 1024
@@ -69,6 +73,10 @@ class Session:
     #: Bytes sent to this client still unread in the network, as of its last message (0
     #: when not known).
     unsent_bytes: int = 0
+    #: The away message (AWAY); empty while the user is here.
+    away: str = ""
+    #: The token hashes of the sessions told `away` (AWAYREPLY) since it was set.
+    away_told: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
 
     def seen(self, msg_id: str) -> bool:
@@ -80,6 +88,21 @@ class Session:
         self._recent_ids[msg_id] = None
         if len(self._recent_ids) > DEDUP_WINDOW:
             self._recent_ids.popitem(last=False)
+
+    def set_away(self, away: str) -> None:
+        """Away with `away` from now on (empty: back); nobody has been told it yet."""
+        self.away = away
+        self.away_told.clear()
+
+    def tell_away(self, sender_token: str) -> bool:
+        """Whether the session of `sender_token` (a hash) is still to be told that this one is
+        away: true once per away message."""
+        if not self.away or sender_token in self.away_told:
+            return False
+        self.away_told[sender_token] = None
+        if len(self.away_told) > AWAY_REPLIED_LIMIT:
+            self.away_told.popitem(last=False)
+        return True
 
     def await_receipt(self, private: ev.PrivateMessage, sender_token: str, size: int) -> int:
         """Keep `private` (of `size` bytes) until this client confirms it; returns by how

@@ -76,6 +76,9 @@ _MESSAGE: Final = 1
 _NOTICE: Final = 2
 _JOIN: Final = 3
 _LEAVE: Final = 4
+# (sender: the nick; text: the away message, or the new nick.)
+_AWAY: Final = 5
+_RENAMED: Final = 6
 
 #: Each step brings a database from the version before it (PRAGMA user_version) to its
 #: own; a newer broker upgrades an older file on open, in one transaction.
@@ -415,6 +418,35 @@ class Store:
             self._waiting_for[recipient] -= 1
             if not self._waiting_for[recipient]:
                 del self._waiting_for[recipient]
+
+    def readdress(self, messages: Sequence[tuple[str, str]], recipient: str) -> None:
+        """The private messages `messages` (each its sender and msg_id), still waiting for
+        their RECEIVED, are for `recipient` from now on: their recipient took that nick
+        (NICK), and gets them again after a restart under it. Raises StoreError."""
+        key = nick_key(recipient)
+        numbers = []
+        for sender, msg_id in messages:
+            waiting = self._waiting.get((nick_key(sender), msg_id))
+            if waiting is not None:
+                numbers.append(waiting[0])
+        if not numbers:
+            return
+        marks = ", ".join("?" * len(numbers))
+        self._write(
+            f"UPDATE privates SET recipient = ?, recipient_key = ? WHERE id IN ({marks})",
+            (recipient, key, *numbers),
+        )
+        for sender, msg_id in messages:
+            sender_key = nick_key(sender)
+            waiting = self._waiting.get((sender_key, msg_id))
+            if waiting is None:
+                continue
+            number, old = waiting
+            self._waiting[(sender_key, msg_id)] = (number, key)
+            self._waiting_for[key] += 1
+            self._waiting_for[old] -= 1
+            if not self._waiting_for[old]:
+                del self._waiting_for[old]
 
     def waiting_for(self, recipient: str) -> int:
         """How many private messages to `recipient` wait for its RECEIVED."""
@@ -915,6 +947,10 @@ def _broadcast_row(event: BroadcastEvent, room: str, now_ms: int) -> tuple[Any, 
             return (seq, room, _JOIN, "", nick, nick_key(nick), "", now_ms)
         case ev.Left(seq, nick, reason):
             return (seq, room, _LEAVE, "", nick, nick_key(nick), reason, now_ms)
+        case ev.AwayChanged(seq, nick, away):
+            return (seq, room, _AWAY, "", nick, nick_key(nick), away, now_ms)
+        case ev.Renamed(seq, nick, new_nick):
+            return (seq, room, _RENAMED, "", nick, nick_key(nick), new_nick, now_ms)
     raise TypeError(f"not a broadcast: {event!r}")  # pragma: no cover
 
 
@@ -927,6 +963,10 @@ def _broadcast_event(
         return ev.Notice(seq, text)
     if kind == _JOIN:
         return ev.Joined(seq, sender)
+    if kind == _AWAY:
+        return ev.AwayChanged(seq, sender, text)
+    if kind == _RENAMED:
+        return ev.Renamed(seq, sender, text)
     return ev.Left(seq, sender, text)
 
 

@@ -12,6 +12,7 @@ from messages import (
     DEFAULT_BAN_SECONDS,
     DEFAULT_KICK_BAR_SECONDS,
     HISTORY_PAGE_LIMIT,
+    MAX_AWAY_BYTES,
     MAX_REASON_BYTES,
     MAX_SEARCH_BYTES,
     MAX_TEXT_BYTES,
@@ -24,6 +25,7 @@ from messages import (
 )
 from messages.commands import (
     Admin,
+    Away,
     Ban,
     ClientCommand,
     Evict,
@@ -32,6 +34,7 @@ from messages.commands import (
     ListMembers,
     ListRooms,
     ListUsers,
+    Nick,
     Part,
     SetMode,
     SetTopic,
@@ -187,6 +190,9 @@ COMMANDS: Final = (
     CommandInfo("filter", "[joins]", "hide joins and leaves but of recent speakers (again: show)"),
     CommandInfo("ignore", "[NICK]", "show nothing NICK says (no NICK: list who is ignored)", True),
     CommandInfo("unignore", "NICK", "show what NICK says again", True),
+    CommandInfo("me", "ACTION", "say what you do: alice's /me waves shows as * alice waves"),
+    CommandInfo("away", "[MESSAGE]", "mark yourself away, with MESSAGE; /away alone: back"),
+    CommandInfo("nick", "NEWNICK", "take NEWNICK as your nick"),
     CommandInfo(
         "history",
         "[N]",
@@ -341,6 +347,17 @@ def _topic(rest: str, target: str | None) -> Action:
     return hint if hint is not None else Send(SetTopic(room, text))
 
 
+def _nick(args: list[str]) -> Action:
+    """/nick NEWNICK."""
+    if len(args) != 1:
+        return _usage("nick")
+    try:
+        normalize_nick(args[0])
+    except ProtocolError as exc:
+        return Hint(f"{args[0]!r} is not a nick: {exc.reason}")
+    return Send(Nick(args[0]))
+
+
 def _mention(line: str) -> Action | None:
     """`@nick text` as a private message, or None if the line is not one."""
     first, _, text = line[1:].partition(" ")
@@ -382,6 +399,16 @@ def parse_line(line: str, target: str | None) -> Action:
             return SetTarget(None)
         case "buffer" | "close" | "mute" | "filter" | "ignore" | "unignore":
             return View(name, rest)
+        case "me" | "action":
+            # On the wire as typed: a text that starts with "/me " is an action.
+            return _say(f"/me {rest}", target) if rest else _usage("me")
+        case "away":
+            hint = _too_long("away message", rest, MAX_AWAY_BYTES)
+            return hint if hint is not None else Send(Away(rest))
+        case "back":
+            return Send(Away(""))
+        case "nick":
+            return _nick(rest.split())
         case "history" | "backlog":
             return _history(args)
         case "search" | "grep":

@@ -8,7 +8,7 @@
   after those present (to send them private messages);
 - a word starting with `#`: room names, those the user is in first;
 - the first word of a line: `nick: ` (addressing someone, weechat style);
-- any other word: `nick `.
+- any other word (in a plain line, `/msg`, `/wall` or `/me`): `nick `.
 
 Nicks match case-insensitively by prefix (`nick_key`, so any script works) and come most
 recent speaker first (`ChatState.ranked_nicks`); the user's own nick is never offered.
@@ -60,7 +60,7 @@ class ChatCompleter(Completer):
             yield from self._nicks(word, len(word), "", " ", away=away)
         elif not head.strip() and not word.startswith("/"):
             yield from self._nicks(word, len(word), "", ": ")
-        elif not head.startswith("/") or head.lower().startswith(("/wall ", "/msg ")):
+        elif not head.startswith("/") or head.lower().startswith(("/wall ", "/msg ", "/me ")):
             yield from self._nicks(word, len(word), "", " ")
 
     def _commands(self, before: str) -> Iterable[Completion]:

@@ -47,6 +47,7 @@ from messages import (
 )
 from messages.commands import ClientCommand
 from messages.events import (
+    AwayChanged,
     BrokerEvent,
     Entered,
     Joined,
@@ -55,6 +56,7 @@ from messages.events import (
     Notice,
     Parted,
     Posted,
+    Renamed,
     RoomTick,
     Tick,
     TopicSet,
@@ -163,6 +165,8 @@ StreamItem = (
     | Left
     | Message
     | Notice
+    | AwayChanged
+    | Renamed
     | Tick
     | Entered
     | Parted
@@ -178,6 +182,8 @@ _STREAM_ITEMS: Final = (
     Left,
     Message,
     Notice,
+    AwayChanged,
+    Renamed,
     Tick,
     Entered,
     Parted,

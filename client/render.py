@@ -17,7 +17,7 @@ from messages import ErrorCode, nick_key
 from messages import sanitize as sanitize  # the client's modules draw with it from here
 
 from .outbox import Delivery
-from .state import Entry, EntryKind
+from .state import Entry, EntryKind, action
 
 
 def fit(text: str, columns: int) -> str:
@@ -78,6 +78,8 @@ def plain_line(entry: Entry) -> str:
     - `HH:MM <alice> text` for a message to everyone, `HH:MM #dev <alice> text` in a room
       (and `HH:MM #dev -!- bob joined #dev` for what happens there);
     - `HH:MM [alice -> bob] text` for a private message;
+    - `HH:MM * alice waves` for an action (`/me waves`) to everyone, and
+      `HH:MM [alice -> bob] * alice waves` for a private one;
     - `HH:MM -!- text` for system lines, `HH:MM -!- notice: text` for notices;
     - `HH:MM -!- error CODE: reason` for errors (`-!- error: reason` for local ones);
     - `HH:MM -- text --` for marker lines (a new day, where the unread part and now
@@ -94,9 +96,14 @@ def plain_line(entry: Entry) -> str:
     if entry.room:
         when = f"{when} {entry.room}"
     text = sanitize(entry.text)
+    does = action(entry.text)
+    if does is not None and entry.kind in (EntryKind.MESSAGE, EntryKind.PRIVATE):
+        text = f"* {sanitize(entry.sender)} {sanitize(does)}"
     match entry.kind:
         case EntryKind.DELIVERY:
             return f"{when} -!- {_delivery_text(entry)}"
+        case EntryKind.MESSAGE if does is not None:
+            return f"{when} {text}"
         case EntryKind.MESSAGE:
             return f"{when} <{sanitize(entry.sender)}> {text}"
         case EntryKind.PRIVATE:
@@ -165,6 +172,13 @@ def _nick(nick: str, own_nick_style: bool) -> tuple[str, str]:
     return (style, sanitize(nick))
 
 
+def _action_head(entry: Entry, does: str | None) -> StyleAndTextTuples:
+    """`* alice ` before the text of a private action (`does`), else nothing."""
+    if does is None:
+        return []
+    return [("class:private", "* "), _nick(entry.sender, entry.own), ("class:private", " ")]
+
+
 def formatted_line(entry: Entry) -> StyleAndTextTuples:
     """`entry` as styled fragments for the message pane (one line, sanitized); history
     dimmed."""
@@ -174,7 +188,15 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
     text_style = "class:text.highlight" if entry.highlight else "class:text"
     if entry.own:
         text_style = "class:text.own"
+    does = action(entry.text)
     match entry.kind:
+        case EntryKind.MESSAGE if does is not None:
+            line += [
+                ("class:punct", "* "),
+                _nick(entry.sender, entry.own),
+                (text_style, " " + sanitize(does)),
+                *delivery_mark(entry),
+            ]
         case EntryKind.MESSAGE:
             line += [
                 ("class:punct", "<"),
@@ -190,7 +212,11 @@ def formatted_line(entry: Entry) -> StyleAndTextTuples:
                 ("class:private", " → "),
                 _nick(entry.recipient, not entry.own),
                 ("class:private", "] "),
-                (f"{text_style} class:text.private", sanitize(entry.text)),
+                *_action_head(entry, does),
+                (
+                    f"{text_style} class:text.private",
+                    sanitize(entry.text if does is None else does),
+                ),
                 *delivery_mark(entry),
                 *late_mark(entry),
             ]

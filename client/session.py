@@ -50,6 +50,7 @@ from messages import (
     room_key,
 )
 from messages.commands import (
+    Away,
     Ban,
     ClientCommand,
     Enter,
@@ -64,6 +65,7 @@ from messages.commands import (
     ListNicks,
     ListRooms,
     ListUsers,
+    Nick,
     Part,
     Ping,
     Quit,
@@ -78,6 +80,7 @@ from messages.commands import (
 )
 from messages.events import (
     Ack,
+    AwayChanged,
     BrokerEvent,
     Challenge,
     Delivered,
@@ -98,6 +101,7 @@ from messages.events import (
     Posted,
     PrivateMessage,
     Registered,
+    Renamed,
     RoomList,
     RoomState,
     RoomTick,
@@ -138,7 +142,7 @@ from .identity import Identity
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
 from .rooms import JoinedRooms, RoomEvent
 from .state import ChatState, Ending, Entry
-from .stream import BroadcastStream
+from .stream import BroadcastEvent, BroadcastStream
 from .userpages import NickListPages, UserListPages
 
 log = logging.getLogger(__name__)
@@ -179,6 +183,8 @@ _METERED: Final = (
     Wall,
     History,
     Search,
+    Away,
+    Nick,
 )
 #: Commands whose answers the broker meters by their bytes (REPLY_BURST_BYTES, then
 #: REPLY_BYTES_PER_SECOND): paced to that budget too.
@@ -457,6 +463,7 @@ class Session:
         self._fetch_pong = 0
         self._quiet_user_lists = 0
         self._user_pages.reset()
+        self.state.forget_away_snapshot()
         self._nick_pages.reset()
         # (The history on joining is asked for again after the next WELCOME.)
         self.requests.clear()
@@ -665,6 +672,10 @@ class Session:
         entries += [self.state.delivery(message) for message in again]
         self._show(entries)
         self._subscribe(welcome, restarted, now)
+        away = self.state.away_of(self.state.nick)
+        if restarted and away:
+            # The broker forgot we were away: say it again, before asking who is.
+            self._queue(Away(away))
         # Who is present: not in WELCOME. Shown the first time only; after a reconnect the
         # list is just brought up to date.
         if not first:
@@ -786,7 +797,7 @@ class Session:
                     # broadcasts since its number come over the DEALER; earlier ones missed
                     # are fetched.
                     self.stream.on_welcome(event.epoch, event.seq)
-            case Joined() | Left() | Message() | Notice():
+            case Joined() | Left() | Message() | Notice() | AwayChanged() | Renamed():
                 self._broadcast(event, now)
             case Tick(seq=seq):
                 self.stream.on_tick(seq)
@@ -1013,9 +1024,7 @@ class Session:
             else:
                 self.show([])  # redraw the user list
 
-    def _broadcast(
-        self, event: Joined | Left | Message | Notice, now: float, on_connection: bool = True
-    ) -> None:
+    def _broadcast(self, event: BroadcastEvent, now: float, on_connection: bool = True) -> None:
         accepted = self.stream.accept(event, on_connection)
         entries: list[Entry] = []
         if accepted.lost:
@@ -1031,7 +1040,7 @@ class Session:
         self._show(entries)
 
     async def _private(self, event: PrivateMessage, now: float) -> None:
-        if self.state.is_self(event.recipient):
+        if self.state.was_self(event.recipient):
             # Confirm every copy, repeats included: the broker resends until we do.
             await self._send_now(Received(event.msg_id, event.sender))
         if not self.stream.first_time(event.sender, event.msg_id):

@@ -18,12 +18,15 @@ from typing import Final
 from messages import is_room_name, nick_key
 from messages.events import (
     Ack,
+    AwayChanged,
+    AwayReply,
     BrokerEvent,
     Challenge,
     Delivered,
     Entered,
     Error,
     Invited,
+    IsAway,
     Joined,
     Kicked,
     Left,
@@ -38,6 +41,7 @@ from messages.events import (
     Posted,
     PrivateMessage,
     Registered,
+    Renamed,
     RoomState,
     ServerShutdown,
     Stored,
@@ -55,6 +59,8 @@ from .rooms import RoomEvent
 #: answer names everyone as of some broadcast, and the joins and leaves after it that were
 #: applied before the answer arrived must be applied again on top of it.
 PRESENCE_LOG_LIMIT: Final = 1000
+#: What starts the text of an action (`/me waves`), on the wire as typed.
+ACTION_PREFIX: Final = "/me "
 
 
 def now_ms() -> int:
@@ -148,6 +154,11 @@ def day(time_ms: int) -> str:
     return time.strftime(f"%A {moment.tm_mday} %B %Y", moment)
 
 
+def action(text: str) -> str | None:
+    """What the sender does, if `text` is an action (`/me waves`: `waves`); else None."""
+    return text[len(ACTION_PREFIX) :] if text.startswith(ACTION_PREFIX) else None
+
+
 def mentions(text: str, nick: str) -> bool:
     """Whether `nick` occurs in `text` as a whole word, ignoring case."""
     # Nick characters are letters, digits, `_` and `-`, so those delimit a word here.
@@ -198,6 +209,16 @@ class ChatState:
         self._sequence = 0
         # nick_key -> nick of every owned nick (NICKS), present or away.
         self._owned: dict[str, str] = {}
+        # nick_key -> away message of the present users who are away (AWAY, ISAWAY).
+        self._away: dict[str, str] = {}
+        # The last AWAY broadcasts applied, (number, nick_key, message), oldest first: they
+        # bring a USERS answer up to date, as the presence log does.
+        self._away_log: deque[tuple[int, str, str]] = deque(maxlen=PRESENCE_LOG_LIMIT)
+        # The ISAWAY events of the USERS answer coming in (they precede its pages).
+        self._away_snapshot: dict[str, str] = {}
+        # The keys of the nicks this session had before it took its current one (NICK):
+        # private messages sent to them are still ours to confirm.
+        self._former: set[str] = set()
         #: The broker run (epoch) and the last broadcast number applied in it: what the user
         #: has seen, kept across runs of the client for the unread marker.
         self.epoch = ""
@@ -251,6 +272,18 @@ class ChatState:
             key=str.casefold,
         )
         return joined + others
+
+    def was_self(self, nick: str) -> bool:
+        """Whether `nick` is this session's own nick, now or before a nick change."""
+        return self.is_self(nick) or nick_key(nick) in self._former
+
+    def away_of(self, nick: str) -> str | None:
+        """The away message of the present user `nick`, or None if they are here."""
+        return self._away.get(nick_key(nick))
+
+    def forget_away_snapshot(self) -> None:
+        """The USERS answer in progress was given up: its ISAWAY events go with it."""
+        self._away_snapshot.clear()
 
     def ranked_nicks(self, away: bool = False) -> list[str]:
         """Other users for completion: most recent speaker first, then users seen joining
@@ -469,8 +502,9 @@ class ChatState:
                 else:
                     users[key] = nick
         self._set_users(users.values())
+        self._set_away(pages[0].seq if pages else 0)
         self.users_known = True
-        entries = [self._users_entry()] if announce else []
+        entries = [self._users_entry(), *self._away_entries()] if announce else []
         return entries + self._check_target()
 
     def history(
@@ -535,7 +569,7 @@ class ChatState:
 
     def apply(self, event: BrokerEvent) -> list[Entry]:
         """Take in one broker event; return what to show for it."""
-        if isinstance(event, Joined | Left | Message | Notice):
+        if isinstance(event, Joined | Left | Message | Notice | AwayChanged | Renamed):
             self.last_seq = max(self.last_seq, event.seq)
         match event:
             case Welcome():
@@ -594,6 +628,18 @@ class ChatState:
                 ]
             case UserList():
                 return self.user_list(event)
+            case AwayChanged(seq=seq, nick=nick, away=away):
+                self._away_log.append((seq, nick_key(nick), away))
+                self._mark_away(nick_key(nick), away)
+                who = "you are" if self.is_self(nick) else f"{nick} is"
+                return [self.info(f"{who} away: {away}" if away else f"{who} back")]
+            case Renamed(seq=seq, nick=old, new_nick=new):
+                return self._renamed(seq, old, new)
+            case IsAway(nick=nick, away=away):
+                self._away_snapshot[nick_key(nick)] = away
+                return []
+            case AwayReply(nick=nick, away=away):
+                return [self.info(f"{nick} is away: {away}")]
             case Notice(text=text):
                 return [Entry(EntryKind.NOTICE, text, self._clock())]
             case Error(code=code, reason=reason):
@@ -629,7 +675,8 @@ class ChatState:
         own = self.is_self(sender)
         if not own:
             self._spoke[nick_key(sender)] = self._next()
-        highlight = not own and mentions(text, self.nick)
+        # In an action, what the sender does: `/me` itself mentions nobody.
+        highlight = not own and mentions(action(text) or text, self.nick)
         return Entry(
             EntryKind.MESSAGE,
             text,
@@ -640,6 +687,45 @@ class ChatState:
             msg_id=msg_id,
             room=room,
         )
+
+    def _renamed(self, seq: int, old: str, new: str) -> list[Entry]:
+        """RENAMED: `old` is `new` from now on, in everything known about them."""
+        old_key, new_key = nick_key(old), nick_key(new)
+        # For the user list: `old` left and `new` joined.
+        self._presence.append((seq, old_key, None))
+        self._presence.append((seq, new_key, new))
+        if self._users.pop(old_key, None) is not None or self.is_self(old):
+            self._users[new_key] = new
+        for ranks in (self._spoke, self._joined):
+            if old_key in ranks:
+                ranks[new_key] = ranks.pop(old_key)
+        if old_key in self._away:
+            self._away[new_key] = self._away.pop(old_key)
+        if self.is_target(old):
+            self.target = new
+        if self.is_self(old):
+            if old_key != new_key:
+                self._former.add(old_key)
+            self.nick = new
+            return [self.info(f"you are now known as {new}")]
+        return [self.info(f"{old} is now known as {new}")]
+
+    def _mark_away(self, key: str, away: str) -> None:
+        if away:
+            self._away[key] = away
+        else:
+            self._away.pop(key, None)
+
+    def _set_away(self, since: int) -> None:
+        """Who is away: the ISAWAY events of the USERS answer just in, then the AWAY
+        broadcasts numbered after its first page (applied already, before it came)."""
+        self._away = self._away_snapshot
+        self._away_snapshot = {}
+        for seq, key, away in self._away_log:
+            if seq > since:
+                self._mark_away(key, away)
+        for key in [k for k in self._away if k not in self._users]:
+            del self._away[key]
 
     def _operator_lost(self, why: str) -> Entry:
         # The status line loses its "operator" mark too, but that is easy to miss.
@@ -654,6 +740,7 @@ class ChatState:
         self._users.pop(key, None)
         self._spoke.pop(key, None)
         self._joined.pop(key, None)
+        self._away.pop(key, None)
         entries = [self._presence_entry(_with_reason(f"{nick} left", reason), nick)]
         if self.is_target(nick):
             entries.append(self._target_gone_entry())
@@ -695,6 +782,13 @@ class ChatState:
         users = self.users
         noun = "user" if len(users) == 1 else "users"
         return self.info(f"{len(users)} {noun}: {' '.join(users)}")
+
+    def _away_entries(self) -> list[Entry]:
+        """The line naming who of those present is away, if anyone is."""
+        away = [
+            f"{nick} ({self._away[nick_key(nick)]})" for nick in self.users if self.away_of(nick)
+        ]
+        return [self.info(f"{len(away)} of them away: {', '.join(away)}")] if away else []
 
 
 def _with_reason(what: str, reason: str) -> str:

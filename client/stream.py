@@ -27,6 +27,7 @@ from typing import Final
 
 from messages import FETCH_LIMIT, nick_key
 from messages.events import (
+    AwayChanged,
     Entered,
     Joined,
     Left,
@@ -35,10 +36,11 @@ from messages.events import (
     Notice,
     Parted,
     Posted,
+    Renamed,
     TopicSet,
 )
 
-BroadcastEvent = Joined | Left | Message | Notice
+BroadcastEvent = Joined | Left | Message | Notice | AwayChanged | Renamed
 #: What a `BroadcastStream` orders: the broadcasts of #general, or one room's events (see
 #: `client.rooms`).
 Numbered = BroadcastEvent | Entered | Parted | Posted | TopicSet | ModeSet

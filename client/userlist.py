@@ -2,7 +2,7 @@
 
     14 here          title: how many users
   * all              the target (`*`, reversed)
-    alice            one row per user, cut with `…` to the panel's width
+    alice            one row per user, cut with `…` to the panel's width (dimmed: away)
     ...
     +3 more          what does not fit, below (and `+N above` once scrolled)
 
@@ -113,7 +113,7 @@ class UserList(UIControl):
         away: bool = False,
     ) -> Row:
         """The row of `target` (None: everyone), selected if it is the one `target_key`
-        names; dimmed if `away`."""
+        names; dimmed if `away` (an owner not here) or if its user is away (AWAY)."""
         state = self._state
         name = self._cut(sanitize(label), columns)
         if target is not None and state.is_self(target):
@@ -123,7 +123,7 @@ class UserList(UIControl):
         else:
             selected = target_key is not None and target_key == nick_key(target)
         style = "class:users.selected" if selected else ""
-        if away:
+        if away or (target is not None and state.away_of(target) is not None):
             style += " class:users.away"
         elif target is not None:
             style += f" fg:{nick_color(target)}"

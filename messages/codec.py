@@ -28,6 +28,7 @@ from .identity import Base64Of
 from .limits import (
     HISTORY_PAGE_LIMIT,
     MAX_ACK_IDS,
+    MAX_AWAY_BYTES,
     MAX_FRAME_BYTES,
     MAX_FRAMES,
     MAX_ID_BYTES,
@@ -55,9 +56,11 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
     "recipient": 4 * MAX_NICK_CHARS,
     "sender": 4 * MAX_NICK_CHARS,
     "by": 4 * MAX_NICK_CHARS,
+    "new_nick": 4 * MAX_NICK_CHARS,
     "after": 4 * MAX_NICK_CHARS,
     "target": 4 * MAX_NICK_CHARS,
     "words": MAX_SEARCH_BYTES,
+    "away": MAX_AWAY_BYTES,
     "msg_id": MAX_ID_BYTES,
     "msg_ids": MAX_ACK_IDS * (MAX_ID_BYTES + 1),
     "session": MAX_ID_BYTES,
@@ -74,7 +77,18 @@ FIELD_LIMITS: Final[Mapping[str, int]] = {
 MIN_FIELD_BYTES: Final[Mapping[str, int]] = {"session": MIN_SESSION_TOKEN_BYTES}
 #: Fields that may not be empty.
 NON_EMPTY_FIELDS: Final = frozenset(
-    {"text", "nick", "recipient", "sender", "msg_id", "session", "epoch", "words", "room"}
+    {
+        "text",
+        "nick",
+        "new_nick",
+        "recipient",
+        "sender",
+        "msg_id",
+        "session",
+        "epoch",
+        "words",
+        "room",
+    }
 )
 #: Exceptions to NON_EMPTY_FIELDS, by verb: fields that must not be empty in this verb
 #: (though they may be elsewhere), and fields that may be (though they may not elsewhere).

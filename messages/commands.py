@@ -296,6 +296,22 @@ class Evict:
     reason: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Away:
+    """Mark the session away with `away`, the message shown to others; empty: back."""
+
+    VERB: ClassVar[bytes] = b"AWAY"
+    away: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nick:
+    """Take the nick `nick` instead of the session's current one (the session goes on)."""
+
+    VERB: ClassVar[bytes] = b"NICK"
+    nick: str
+
+
 ClientCommand = (
     Hello
     | Say
@@ -327,6 +343,8 @@ ClientCommand = (
     | SetMode
     | Invite
     | Evict
+    | Away
+    | Nick
 )
 
 #: Every command, in the order docs/PROTOCOL.md lists them.
@@ -361,4 +379,6 @@ CLIENT_COMMANDS: tuple[type[ClientCommand], ...] = (
     SetMode,
     Invite,
     Evict,
+    Away,
+    Nick,
 )

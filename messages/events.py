@@ -3,9 +3,9 @@
 `VERB` is frame 1 on the wire; the fields follow in declaration order, one frame each.
 Times are milliseconds since the Unix epoch, stamped by the broker.
 
-Broadcast events (JOIN, LEAVE, MESSAGE, NOTICE) carry `seq`: the broker numbers them 1, 2,
-3, ... within one `epoch` (one run of the broker), so a client can tell when it missed one
-and FETCH it again.
+Broadcast events (JOIN, LEAVE, MESSAGE, NOTICE, AWAY, RENAMED) carry `seq`: the broker
+numbers them 1, 2, 3, ... within one `epoch` (one run of the broker), so a client can tell
+when it missed one and FETCH it again.
 """
 
 from dataclasses import dataclass
@@ -355,6 +355,46 @@ class Invited:
     by: str
 
 
+@dataclass(frozen=True, slots=True)
+class AwayChanged:
+    """`nick` is away with the message `away` from now on; empty: back."""
+
+    VERB: ClassVar[bytes] = b"AWAY"
+    seq: int
+    nick: str
+    away: str
+
+
+@dataclass(frozen=True, slots=True)
+class Renamed:
+    """The user `nick` is now known as `new_nick` (the same session)."""
+
+    VERB: ClassVar[bytes] = b"RENAMED"
+    seq: int
+    nick: str
+    new_nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class IsAway:
+    """Part of the answer to USERS: `nick`, on the page that follows, is away with the
+    message `away`. Not a broadcast: a snapshot, like the page."""
+
+    VERB: ClassVar[bytes] = b"ISAWAY"
+    nick: str
+    away: str
+
+
+@dataclass(frozen=True, slots=True)
+class AwayReply:
+    """Your private message went to `nick`, who is away with the message `away`: sent once
+    per sender while the same away lasts."""
+
+    VERB: ClassVar[bytes] = b"AWAYREPLY"
+    nick: str
+    away: str
+
+
 BrokerEvent = (
     Welcome
     | Joined
@@ -387,6 +427,10 @@ BrokerEvent = (
     | RoomTick
     | ModeSet
     | Invited
+    | AwayChanged
+    | Renamed
+    | IsAway
+    | AwayReply
 )
 
 #: Every event, in the order docs/PROTOCOL.md lists them.
@@ -422,4 +466,8 @@ BROKER_EVENTS: tuple[type[BrokerEvent], ...] = (
     RoomTick,
     ModeSet,
     Invited,
+    AwayChanged,
+    Renamed,
+    IsAway,
+    AwayReply,
 )

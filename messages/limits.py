@@ -18,6 +18,8 @@ MAX_NICK_CHARS: Final = 32
 MAX_TEXT_BYTES: Final = 4096
 #: Longest kick, leave or shutdown reason, in UTF-8 bytes.
 MAX_REASON_BYTES: Final = 400
+#: Longest away message (AWAY), in UTF-8 bytes.
+MAX_AWAY_BYTES: Final = 200
 #: Longest operator token, in UTF-8 bytes.
 MAX_TOKEN_BYTES: Final = 256
 #: Longest message id or session token, in bytes (ASCII letters, digits, `-`, `_`, `.`).

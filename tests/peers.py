@@ -30,7 +30,7 @@ from messages import events as ev
 EXPECT_TIMEOUT_S = 15.0
 
 E = TypeVar("E", bound=ev.BrokerEvent)
-BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice
+BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice | ev.AwayChanged | ev.Renamed
 #: Events a conversation test may skip over: presence, heartbeats, acknowledgements.
 _NOISE = (ev.Joined, ev.Left, ev.Pong, ev.Ack, ev.Delivered, ev.Tick)
 

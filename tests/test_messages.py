@@ -6,6 +6,7 @@ import pytest
 
 from messages import (
     HISTORY_PAGE_LIMIT,
+    MAX_AWAY_BYTES,
     MAX_NICK_CHARS,
     MAX_PACKED_BYTES,
     MAX_REASON_BYTES,
@@ -80,6 +81,9 @@ COMMANDS: list[cmd.ClientCommand] = [
     cmd.Invite("#ops", "Анна"),
     cmd.Evict("#ops", "mallory", "spam"),
     cmd.Evict("#ops", "mallory", ""),
+    cmd.Away("lunch, back at one"),
+    cmd.Away(""),
+    cmd.Nick("Анна"),
 ]
 
 EVENTS: list[ev.BrokerEvent] = [
@@ -127,6 +131,11 @@ EVENTS: list[ev.BrokerEvent] = [
     ev.RoomList("", False),
     ev.MemberList("#dev", 4, ("alice", "Анна")),
     ev.MemberList("#dev", 4, (), "zed", more=False),
+    ev.AwayChanged(5, "bob", "lunch"),
+    ev.AwayChanged(6, "bob", ""),
+    ev.Renamed(7, "bob", "Анна"),
+    ev.IsAway("bob", "lunch"),
+    ev.AwayReply("bob", "lunch"),
 ]
 
 
@@ -248,6 +257,10 @@ SAY = [SIGNATURE, b"SAY", b"m1"]
         ([SIGNATURE, b"QUIT", b"r" * (MAX_REASON_BYTES + 1)], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"ADMIN", b"t" * 257], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"PING", b"extra"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"AWAY", b"a" * (MAX_AWAY_BYTES + 1)], ErrorCode.TOO_LARGE),
+        ([SIGNATURE, b"AWAY"], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"NICK", b""], ErrorCode.MALFORMED),
+        ([SIGNATURE, b"NICK", b"a" * 200], ErrorCode.TOO_LARGE),
         ([SIGNATURE, b"HISTORY", b"", b"", b"0", b"50"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"HISTORY", b"h 1", b"", b"0", b"50"], ErrorCode.MALFORMED),
         ([SIGNATURE, b"HISTORY", b"h1", b"", b"0", b"0"], ErrorCode.MALFORMED),
