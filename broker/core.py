@@ -32,6 +32,7 @@ from messages import (
     USERS_PAGE_BYTES,
     ErrorCode,
     ProtocolError,
+    check_room_name,
     command_verbs,
     decode_command,
     encode,
@@ -241,8 +242,10 @@ class ChatCore:
         #: HELLOs for owned nicks, waiting for their PROVE.
         self.challenges = Challenges()
         self._owned_lookalikes = OwnedLookalikes(self.store)
-        #: Every room but #general (whose traffic is the broadcasts above).
+        #: Every room but #general (whose traffic is the broadcasts above), as the store kept
+        #: them: their members are absent until they register again.
         self.rooms = Rooms()
+        self.rooms.resume(self.store.rooms())
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -436,11 +439,14 @@ class ChatCore:
                 )
             case cmd.Post(room_name, msg_id, text):
                 room = self.rooms.require_member(room_name, session)
-                session.accept(msg_id)
                 post = ev.Posted(
                     room.name, room.log.next_seq(), msg_id, session.nick, text, self._now_ms()
                 )
-                return [*self._to_room(room, post), (me, ev.Ack((msg_id,)))]
+                stored = self._store_chat(self.store.add_room_event, post)
+                session.accept(msg_id)
+                if not stored:
+                    return [(me, ev.Ack((msg_id,)))]
+                return [*self._to_room(room, post, stored=True), (me, ev.Ack((msg_id,)))]
             case cmd.Enter(room_name):
                 return self._enter(session, room_name)
             case cmd.Part(room_name, reason):
@@ -450,6 +456,7 @@ class ChatCore:
                 room = self.rooms.require_member(room_name, session)
                 room.require_run_by(session, "sets its topic")
                 room.topic = topic
+                self._persist(self.store.save_room, room.stored())
                 event = ev.TopicSet(room.name, room.log.next_seq(), session.nick, topic)
                 return self._to_room(room, event)
             case cmd.ListRooms(after):
@@ -546,6 +553,8 @@ class ChatCore:
         for private, sender_token in kept:
             size = private_bytes(private)
             self.unconfirmed_bytes += session.await_receipt(private, sender_token, size)
+        # Back in the rooms it was in before a restart (the client enters them again too).
+        self.rooms.come_back(session)
         log.info("%s joined (%d users)", nick, len(self._by_key))
         joined = ev.Joined(self.history.next_seq(), nick)
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
@@ -783,6 +792,14 @@ class ChatCore:
             self._orphans_due = now + self.expiry_seconds
         if now < self._orphans_due:
             return []
+        out: list[Outgoing] = []
+        for room, token, nick in self.rooms.absent_members():
+            # Like a session that expired: its nick leaves, as absent members do not count
+            # as sessions, with the reason.
+            why = "did not come back after the server restarted"
+            out += self._to_room(room, ev.Parted(room.name, room.log.next_seq(), nick, why))
+            self.rooms.forget_absent(room, token)
+            self._left_room(room, token, self.rooms.get(room.name) is None)
         try:
             waiting = self.store.pending(ORPHAN_SWEEP_LIMIT)
             # One look at the store per recipient, not per message.
@@ -791,9 +808,8 @@ class ChatCore:
         except StoreError as exc:
             log.error("private messages kept through the restart not looked at: %s", exc)
             self._orphans_due = now + self.expiry_seconds  # again later
-            return []
+            return out
         self._orphans_swept = True
-        out: list[Outgoing] = []
         for private, sender_token, recipient_token in waiting:
             recipient = self.find(private.recipient)
             if recipient is not None and recipient.token_hash == recipient_token:
@@ -1071,11 +1087,13 @@ class ChatCore:
 
     # -- rooms -----------------------------------------------------------------------
 
-    def _to_room(self, room: Room, event: RoomEvent) -> list[Outgoing]:
-        """Number `event` in `room`'s log and address it to every member: on the stream
-        (under the room's topic) for those who read it, unless the room is invite-only, and
-        on their connections for the others."""
+    def _to_room(self, room: Room, event: RoomEvent, stored: bool = False) -> list[Outgoing]:
+        """Number `event` in `room`'s log (and the store, unless `stored` already) and
+        address it to every member: on the stream (under the room's topic) for those who
+        read it, unless the room is invite-only, and on their connections for the others."""
         numbered(room, event)
+        if not stored:
+            self.store.keep_room_event(event)
         members = room.members.values()
         if room.invite_only:
             return [(member.identity, event) for member in members]
@@ -1084,9 +1102,16 @@ class ChatCore:
         return out
 
     def _enter(self, session: Session, name: str) -> list[Outgoing]:
+        new = self.rooms.get(check_room_name(name)) is None
+        invited = nick_key(session.nick)
         room, entered = self.rooms.enter(name, session)
         out: list[Outgoing] = []
+        if new:
+            self._persist(self.store.save_room, room.stored())
         if entered:
+            self._persist(self.store.add_member, room.name, session.token_hash, session.nick)
+            if room.invite_only:
+                self._persist(self.store.set_invited, room.name, invited, False)
             log.info("%s entered %s (%d members)", session.nick, room.name, len(room.members))
             out = self._to_room(room, ev.Entered(room.name, room.log.next_seq(), session.nick))
         return [*out, (session.identity, room.state())]
@@ -1095,8 +1120,24 @@ class ChatCore:
         """`session` leaves `room`: every member (itself included) is told."""
         reason = truncate_utf8(reason, MAX_REASON_BYTES)
         out = self._to_room(room, ev.Parted(room.name, room.log.next_seq(), session.nick, reason))
-        self.rooms.part(room, session)
+        self._left_room(room, session.token_hash, self.rooms.part(room, session))
         return out
+
+    def _left_room(self, room: Room, token: str, gone: bool) -> None:
+        """Store that the session of `token` left `room`, and the room too if it went."""
+        if gone:
+            self._persist(self.store.drop_room, room.name)
+        else:
+            self._persist(self.store.drop_member, room.name, token)
+
+    def _persist(self, write: Callable[..., None], *args: object) -> None:
+        """Store a change of rooms (membership, topic, mode) with `write(*args)`; if the
+        store fails, the change holds in memory, and the log says it will not survive a
+        restart (chat messages, refused meanwhile, tell their senders)."""
+        try:
+            write(*args)
+        except StoreError as exc:
+            log.warning("a change of rooms is not stored: %s", exc)
 
     def _set_mode(self, session: Session, name: str, mode: str) -> list[Outgoing]:
         room = self.rooms.require_member(name, session)
@@ -1112,7 +1153,10 @@ class ChatCore:
         out = self._to_room(room, event)
         room.invite_only = mode == "+i"
         if not room.invite_only:
+            for nick in room.invited:
+                self._persist(self.store.set_invited, room.name, nick, False)
             room.invited.clear()
+        self._persist(self.store.save_room, room.stored())
         return out
 
     def _invite(self, session: Session, name: str, nick: str) -> list[Outgoing]:
@@ -1123,6 +1167,7 @@ class ChatCore:
         if guest.token_hash in room.members:
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"{guest.nick} is in {room.name} already")
         room.invited.add(nick_key(guest.nick))
+        self._persist(self.store.set_invited, room.name, guest.nick, True)
         invited = ev.Invited(room.name, guest.nick, session.nick)
         return [(guest.identity, invited), (session.identity, invited)]
 
@@ -1158,6 +1203,12 @@ class ChatCore:
     ) -> list[Outgoing]:
         from_seq = max(from_seq, 1)
         replay = room.log.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
+        if replay.gone_until and self.store.durable:
+            # Older than what memory keeps (or from before a restart): the store may have it.
+            stored = self.store.room_events(room.name, from_seq, FETCH_LIMIT)
+            kept, size = within(stored, FETCH_REPLY_BYTES, event_bytes)
+            first = kept[0].seq if kept else room.last_seq + 1
+            replay = Replay(kept, first if first > from_seq else 0, size)
         events = f"{room.name}: events"
         return self._replayed(session, "ROOMFETCH", events, from_seq, replay, now)
 

@@ -31,6 +31,7 @@ from messages import events as ev
 
 from .history import BroadcastLog
 from .session import Session
+from .store import StoredRoom
 
 #: Events of each room kept in memory for ROOMFETCH.
 ROOM_LOG_EVENTS: Final = 1000
@@ -58,6 +59,9 @@ class Room:
     invited: set[str] = field(default_factory=set)
     #: Members by the hash of their session token, in the order they entered.
     members: dict[str, Session] = field(default_factory=dict)
+    #: Members kept through a broker restart whose session has not registered again yet:
+    #: their nicks, by token hash (see `Rooms.come_back`).
+    absent: dict[str, str] = field(default_factory=dict)
     log: BroadcastLog[RoomEvent] = field(default_factory=lambda: BroadcastLog(ROOM_LOG_EVENTS))
 
     @property
@@ -70,7 +74,7 @@ class Room:
             self.name,
             self.epoch,
             self.log.last_seq,
-            len(self.members),
+            len(self.members) + len(self.absent),
             self.topic,
             self.invite_only,
         )
@@ -81,8 +85,21 @@ class Room:
         return next((s for s in self.members.values() if nick_key(s.nick) == key), None)
 
     def nicks(self) -> list[str]:
-        """Its members' nicks, sorted by nick key (the order of MEMBERS pages)."""
-        return sorted((s.nick for s in self.members.values()), key=nick_key)
+        """Its members' nicks (those not back since a restart too), sorted by nick key (the
+        order of MEMBERS pages)."""
+        present = [s.nick for s in self.members.values()]
+        return sorted([*present, *self.absent.values()], key=nick_key)
+
+    def stored(self) -> StoredRoom:
+        """What the store keeps of it (its members and events are written one by one)."""
+        return StoredRoom(
+            self.name,
+            self.epoch,
+            self.topic,
+            self.invite_only,
+            self.creator_token,
+            self.creator_owned_key,
+        )
 
     def run_by(self, session: Session) -> bool:
         """Whether `session` runs the room: its maker, or an operator."""
@@ -149,6 +166,9 @@ class Rooms:
         room = self._rooms.get(key)
         if room is not None and session.token_hash in room.members:
             return room, False
+        if room is not None and room.absent.pop(session.token_hash, None) is not None:
+            room.members[session.token_hash] = session  # back after a restart
+            return room, False
         mine = self._joined.get(session.token_hash, set())
         if len(mine) >= MAX_ROOMS_PER_USER:
             raise ProtocolError(
@@ -195,18 +215,57 @@ class Rooms:
         self._by_skeleton[skeleton] = key
         return room
 
-    def part(self, room: Room, session: Session) -> None:
-        """Take `session` out of `room`; the room goes when it is empty."""
+    def part(self, room: Room, session: Session) -> bool:
+        """Take `session` out of `room`; whether the room went (it was the last one in)."""
         room.members.pop(session.token_hash, None)
+        return self._leave(room, session.token_hash)
+
+    def _leave(self, room: Room, token: str) -> bool:
         key = room_key(room.name)
-        mine = self._joined.get(session.token_hash)
+        mine = self._joined.get(token)
         if mine is not None:
             mine.discard(key)
             if not mine:
-                del self._joined[session.token_hash]
-        if not room.members:
-            del self._rooms[key]
-            del self._by_skeleton[room_skeleton(room.name)]
+                del self._joined[token]
+        if room.members or room.absent:
+            return False
+        del self._rooms[key]
+        del self._by_skeleton[room_skeleton(room.name)]
+        return True
+
+    def resume(self, stored: list[StoredRoom]) -> None:
+        """Start from the rooms a store kept: their members are absent until their sessions
+        register again (`come_back`)."""
+        for kept in stored:
+            key = room_key(kept.name)
+            room = Room(kept.name, kept.epoch, kept.creator_token, kept.creator_owned_key)
+            room.topic, room.invite_only = kept.topic, kept.invite_only
+            room.invited = set(kept.invited)
+            room.absent = dict(kept.members)
+            room.log.resume([], kept.last_seq)
+            self._rooms[key] = room
+            self._by_skeleton[room_skeleton(room.name)] = key
+            for token in room.absent:
+                self._joined.setdefault(token, set()).add(key)
+
+    def come_back(self, session: Session) -> list[Room]:
+        """A session registered: the rooms it was in before a restart, which it is in
+        again."""
+        rooms = []
+        for room in self.of(session):
+            if room.absent.pop(session.token_hash, None) is not None:
+                room.members[session.token_hash] = session
+                rooms.append(room)
+        return rooms
+
+    def absent_members(self) -> list[tuple[Room, str, str]]:
+        """(room, token hash, nick) of each member not back since the restart."""
+        return [(room, t, nick) for room in self._rooms.values() for t, nick in room.absent.items()]
+
+    def forget_absent(self, room: Room, token: str) -> None:
+        """An absent member did not come back: out of `room` (gone if empty)."""
+        room.absent.pop(token, None)
+        self._leave(room, token)
 
     def page(self, after: str, limit: int) -> tuple[list[Room], bool]:
         """Up to `limit` rooms sorted by name key after `after`, and whether more follow."""

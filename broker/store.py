@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, cast
 
 from messages import events as ev
-from messages import nick_key
+from messages import nick_key, room_key
 
 from .history import BroadcastEvent
 
@@ -159,6 +159,37 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     INSERT INTO privates_text (rowid, text) SELECT id, text FROM privates
     WHERE id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_privates');
     """,
+    # 3: rooms (see broker.rooms): each with its members (by session token hash, as
+    # private messages are tied to sessions), invitations and numbered events.
+    """
+    CREATE TABLE rooms (
+        room_key TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        epoch TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        invite_only INTEGER NOT NULL,
+        creator_token TEXT NOT NULL,
+        creator_owned_key TEXT NOT NULL
+    );
+    CREATE TABLE room_members (
+        room_key TEXT NOT NULL, token TEXT NOT NULL, nick TEXT NOT NULL,
+        PRIMARY KEY (room_key, token)
+    ) WITHOUT ROWID;
+    CREATE TABLE room_invited (
+        room_key TEXT NOT NULL, nick_key TEXT NOT NULL, PRIMARY KEY (room_key, nick_key)
+    ) WITHOUT ROWID;
+    CREATE TABLE room_events (
+        id INTEGER PRIMARY KEY,
+        room_key TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        msg_id TEXT NOT NULL,
+        nick TEXT NOT NULL,
+        text TEXT NOT NULL,
+        time_ms INTEGER NOT NULL,
+        UNIQUE (room_key, seq)
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -196,6 +227,27 @@ class Page:
     entries: list[Entry]
     #: Pass as `before` for the next older page; 0: nothing older.
     next_before: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRoom:
+    """A room as the store keeps it (see broker.rooms.Room)."""
+
+    name: str
+    epoch: str
+    topic: str
+    invite_only: bool
+    creator_token: str
+    creator_owned_key: str
+    #: The number of its last stored event (0: none).
+    last_seq: int = 0
+    #: (session token hash, nick) of each member.
+    members: list[tuple[str, str]] = field(default_factory=list)
+    #: Nick keys invited.
+    invited: list[str] = field(default_factory=list)
+
+
+RoomEvent = ev.Entered | ev.Parted | ev.Posted | ev.TopicSet | ev.ModeSet
 
 
 def pair_key(one: str, other: str) -> str:
@@ -312,6 +364,11 @@ class Store:
                 (RECENT_IDS // 2,),
             ).fetchall()
             self._recent.update((tuple(row), None) for row in reversed(rows))
+        posts = self._db.execute(
+            "SELECT nick, msg_id FROM room_events WHERE kind = ? ORDER BY id DESC LIMIT ?",
+            (_POSTED, RECENT_IDS // 2),
+        ).fetchall()
+        self._recent.update(((nick_key(nick), msg_id), None) for nick, msg_id in reversed(posts))
         for number, sender_key, msg_id, recipient_key in self._db.execute(
             "SELECT id, sender_key, msg_id, recipient_key FROM waiting JOIN privates USING (id) "
             "ORDER BY id"
@@ -556,7 +613,10 @@ class Store:
         of a store in memory outlives the process anyway.)"""
         rows = self._rows
         return self.durable and bool(
-            rows.broadcasts.rows or rows.privates.rows or rows.statements.rows
+            rows.broadcasts.rows
+            or rows.privates.rows
+            or rows.room_events.rows
+            or rows.statements.rows
         )
 
     @property
@@ -567,8 +627,110 @@ class Store:
         recipient drops the second copy as a repeat."""
         rows = self._rows
         return self.durable and bool(
-            rows.broadcasts.rows or rows.statements.rows or rows.kept_for_later
+            rows.broadcasts.rows
+            or rows.room_events.rows
+            or rows.statements.rows
+            or rows.kept_for_later
         )
+
+    # -- rooms -------------------------------------------------------------------------
+
+    def save_room(self, room: StoredRoom) -> None:
+        """Write `room`'s name, epoch, topic, mode and maker (not its members or events)
+        with the next commit. Raises StoreError."""
+        self._write(
+            "INSERT OR REPLACE INTO rooms VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                room_key(room.name),
+                room.name,
+                room.epoch,
+                room.topic,
+                int(room.invite_only),
+                room.creator_token,
+                room.creator_owned_key,
+            ),
+        )
+
+    def drop_room(self, name: str) -> None:
+        """Forget room `name`, its members, invitations and events. Raises StoreError."""
+        for table in ("rooms", "room_members", "room_invited", "room_events"):
+            self._write(f"DELETE FROM {table} WHERE room_key = ?", (room_key(name),))
+
+    def add_member(self, room: str, token: str, nick: str) -> None:
+        """The session of token hash `token` (as `nick`) is in `room`. Raises StoreError."""
+        self._write(
+            "INSERT OR REPLACE INTO room_members VALUES (?, ?, ?)", (room_key(room), token, nick)
+        )
+
+    def drop_member(self, room: str, token: str) -> None:
+        """The session of token hash `token` is no longer in `room`. Raises StoreError."""
+        self._write(
+            "DELETE FROM room_members WHERE room_key = ? AND token = ?", (room_key(room), token)
+        )
+
+    def set_invited(self, room: str, nick: str, invited: bool) -> None:
+        """`nick` may (or no longer may) enter the invite-only `room`. Raises StoreError."""
+        if invited:
+            sql = "INSERT OR IGNORE INTO room_invited VALUES (?, ?)"
+        else:
+            sql = "DELETE FROM room_invited WHERE room_key = ? AND nick_key = ?"
+        self._write(sql, (room_key(room), nick_key(nick)))
+
+    def add_room_event(self, event: RoomEvent) -> None:
+        """Write a room's numbered event with the next commit. Raises StoreError while
+        commits fail, AlreadyStored for a POSTED stored before (its sender and id)."""
+        if self.failing is not None:
+            raise StoreError(self.failing)
+        if isinstance(event, ev.Posted):
+            self._remember(nick_key(event.sender), event.msg_id)
+        self.keep_room_event(event)
+
+    def keep_room_event(self, event: RoomEvent) -> None:
+        """Write a room's numbered event with the next commit, even while commits fail:
+        for events that happen whether or not they are stored (leaving, ...)."""
+        self._rows.room_events.rows.append(_room_event_row(event, self._now_ms()))
+
+    @_reading
+    def rooms(self) -> list[StoredRoom]:
+        """Every stored room, with its members, invitations and last event's number."""
+        self._flush()
+        db = self._db
+        members: dict[str, list[tuple[str, str]]] = {}
+        for key, token, nick in db.execute("SELECT room_key, token, nick FROM room_members"):
+            members.setdefault(key, []).append((token, nick))
+        invited: dict[str, list[str]] = {}
+        for key, nick in db.execute("SELECT room_key, nick_key FROM room_invited"):
+            invited.setdefault(key, []).append(nick)
+        last = dict(db.execute("SELECT room_key, max(seq) FROM room_events GROUP BY room_key"))
+        return [
+            StoredRoom(
+                name,
+                epoch,
+                topic,
+                bool(mode),
+                token,
+                owned,
+                int(last.get(key) or 0),
+                members.get(key, []),
+                invited.get(key, []),
+            )
+            for key, name, epoch, topic, mode, token, owned in db.execute(
+                "SELECT room_key, name, epoch, topic, invite_only, creator_token, "
+                "creator_owned_key FROM rooms"
+            )
+        ]
+
+    @_reading
+    def room_events(self, name: str, from_seq: int, limit: int) -> list[RoomEvent]:
+        """`name`'s stored events numbered `from_seq` or later, oldest first, at most
+        `limit`."""
+        self._flush()
+        rows = self._db.execute(
+            "SELECT seq, kind, msg_id, nick, text, time_ms FROM room_events "
+            "WHERE room_key = ? AND seq >= ? ORDER BY seq LIMIT ?",
+            (room_key(name), from_seq, limit),
+        )
+        return [_room_event(name, *row) for row in rows]
 
     # -- reading -----------------------------------------------------------------------
 
@@ -816,6 +978,16 @@ _INSERT_BROADCAST: Final = (
 )
 _INSERT_PRIVATE: Final = "INSERT INTO privates VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _DONE: Final = "DELETE FROM waiting WHERE id = ?"
+_INSERT_ROOM_EVENT: Final = (
+    "INSERT INTO room_events (room_key, seq, kind, msg_id, nick, text, time_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+# Room event kinds, as stored.
+_ENTERED: Final = 1
+_PARTED: Final = 2
+_POSTED: Final = 3
+_TOPIC: Final = 4
+_MODE: Final = 5
 
 
 @dataclass(slots=True)
@@ -850,9 +1022,16 @@ class _Rows:
         self.broadcasts = _Pending("broadcasts", _INSERT_BROADCAST)
         self.privates = _Pending("privates", _INSERT_PRIVATE)
         self.done = _Pending("receipts", _DONE)
-        #: Statements run at once (owners, pruning), in order.
+        self.room_events = _Pending("room events", _INSERT_ROOM_EVENT)
+        #: Statements run at once (owners, rooms, pruning), in order.
         self.statements = _Pending("statements", "")
-        self.kinds = (self.broadcasts, self.privates, self.done, self.statements)
+        self.kinds = (
+            self.broadcasts,
+            self.privates,
+            self.done,
+            self.room_events,
+            self.statements,
+        )
         #: How many of `privates` are kept for an owner who is away (not sent to anyone).
         self.kept_for_later = 0
 
@@ -976,3 +1155,33 @@ def _page(rows: list[Any], limit: int) -> Page:
     rows = rows[:limit]
     entries = [Entry(*row) for row in reversed(rows)]
     return Page(entries, entries[0].id if more and entries else 0)
+
+
+def _room_event_row(event: RoomEvent, now_ms: int) -> tuple[Any, ...]:
+    key = room_key(event.room)
+    match event:
+        case ev.Entered(seq=seq, nick=nick):
+            return (key, seq, _ENTERED, "", nick, "", now_ms)
+        case ev.Parted(seq=seq, nick=nick, reason=reason):
+            return (key, seq, _PARTED, "", nick, reason, now_ms)
+        case ev.Posted(seq=seq, msg_id=msg_id, sender=sender, text=text, time_ms=time_ms):
+            return (key, seq, _POSTED, msg_id, sender, text, time_ms)
+        case ev.TopicSet(seq=seq, nick=nick, topic=topic):
+            return (key, seq, _TOPIC, "", nick, topic, now_ms)
+        case ev.ModeSet(seq=seq, nick=nick, mode=mode):
+            return (key, seq, _MODE, "", nick, mode, now_ms)
+    raise ValueError(f"not a room event: {event!r}")  # pragma: no cover
+
+
+def _room_event(
+    room: str, seq: int, kind: int, msg_id: str, nick: str, text: str, time_ms: int
+) -> RoomEvent:
+    if kind == _ENTERED:
+        return ev.Entered(room, seq, nick)
+    if kind == _PARTED:
+        return ev.Parted(room, seq, nick, text)
+    if kind == _POSTED:
+        return ev.Posted(room, seq, msg_id, nick, text, time_ms)
+    if kind == _TOPIC:
+        return ev.TopicSet(room, seq, nick, text)
+    return ev.ModeSet(room, seq, nick, text)

@@ -1,12 +1,14 @@
 """Rooms in the broker's core, without sockets: entering, posting, parting, topics, listings,
 gap repair per room, and the limits."""
 
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from broker.core import STREAM, ChatCore, Outgoing
 from broker.rooms import ROOM_LOG_EVENTS
+from broker.store import Store
 from messages import MAX_ROOMS_PER_USER, ErrorCode
 from messages import commands as cmd
 from messages import events as ev
@@ -237,3 +239,50 @@ def test_an_unknown_mode_is_refused(chat: ChatCore, mode: str) -> None:
         ErrorCode.MALFORMED,
         ErrorCode.TOO_LARGE,
     )
+
+
+def test_rooms_members_topics_and_events_survive_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "chat.db")
+    core = ChatCore("operator-token-0123456789", heartbeat_ms=1000, store=Store(path))
+    for identity, nick in ((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol")):
+        hello(core, identity, nick)
+    send(core, ALICE, cmd.Enter("#dev"))
+    send(core, BOB, cmd.Enter("#dev"))
+    send(core, ALICE, cmd.SetTopic("#dev", "release Friday"))
+    send(core, ALICE, cmd.Post("#dev", "m1", "before the crash"))
+    send(core, ALICE, cmd.SetMode("#dev", "+i"))
+    send(core, ALICE, cmd.Invite("#dev", "carol"))
+    epoch = core.rooms.require("#dev").epoch
+    core.store.commit()
+    del core  # the broker dies
+
+    again = ChatCore("operator-token-0123456789", heartbeat_ms=1000, store=Store(path))
+    room = again.rooms.require("#dev")
+    assert (room.epoch, room.topic, room.invite_only, room.last_seq) == (
+        epoch,
+        "release Friday",
+        True,
+        5,
+    )
+    assert room.nicks() == ["alice", "bob"]
+    # alice's client comes back with its token: in #dev again, running it still.
+    hello(again, ALICE, "alice", T0 + 1)
+    assert send(again, ALICE, cmd.Enter("#dev"), T0 + 1) == [(ALICE, room.state())]
+    out = send(again, ALICE, cmd.FetchRoom("#dev", 3), T0 + 1)
+    assert [e.text for _, e in out if isinstance(e, ev.Posted)] == ["before the crash"]
+    # The invitation held; a resend of the post is only acknowledged.
+    hello(again, CAROL, "carol", T0 + 1)
+    assert not only(send(again, CAROL, cmd.Enter("#dev"), T0 + 1), ev.Error)
+    resent = send(again, ALICE, cmd.Post("#dev", "m1", "before the crash"), T0 + 1)
+    assert resent == [(ALICE, ev.Ack(("m1",)))]
+    # bob never comes back: after a session's lifetime, he leaves #dev.
+    again.expire(T0 + 1.5)
+    later = T0 + 1.5 + again.expiry_seconds
+    for present in (ALICE, CAROL):
+        send(again, present, cmd.Ping(), later)
+    out = again.expire(later)
+    assert (
+        ALICE,
+        ev.Parted("#dev", 7, "bob", "did not come back after the server restarted"),
+    ) in out
+    assert room.nicks() == ["alice", "carol"]
