@@ -311,6 +311,8 @@ class Session:
         self._joining: set[str] = set()
         # When the rooms were last asked for completion (monotonic s).
         self._rooms_asked_at = -math.inf
+        # Rooms whose member list is being asked for quietly, by key.
+        self._members_wanted: set[str] = set()
         # Rooms whose topic the SUB socket of the stream follows.
         self._followed: set[str] = set()
         # A /rooms listing is coming (its ROOM events are lines of it): how many so far.
@@ -878,6 +880,11 @@ class Session:
             self._show(self.state.room_state(state, entered=False))
         if not joining and state.room not in self.rooms:
             return  # a line of a listing, of a room we are not in
+        known = self.rooms.get(state.room)
+        if known is None or known.stream.epoch != state.epoch:
+            # Who is in it, for the side panel and completion (not shown: /who shows it).
+            self._members_wanted.add(key)
+            self._queue(ListMembers(state.room))
         fetch_from = self.rooms.on_state(state, now)
         self._follow(state.room, state.invite_only)
         self.state.rooms_joined[key] = state.room
@@ -912,7 +919,14 @@ class Session:
         self._rooms_listed = None
 
     def _member_list(self, page: MemberList) -> None:
-        self._show([self.state.info(f"{page.room}: {' '.join(page.nicks) or 'nobody'}")])
+        key = room_key(page.room)
+        if key in self._members_wanted:
+            self.state.set_members(page.room, page.nicks, first_page=not page.after)
+            if not page.more or not page.nicks:
+                self._members_wanted.discard(key)
+            self._show([])  # (the side panel)
+        else:
+            self._show([self.state.info(f"{page.room}: {' '.join(page.nicks) or 'nobody'}")])
         if page.more and page.nicks:
             self._queue(ListMembers(page.room, page.nicks[-1]))
 

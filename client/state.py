@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Final
 
-from messages import is_room_name, nick_key
+from messages import is_room_name, nick_key, room_key
 from messages.events import (
     Ack,
     AwayChanged,
@@ -186,6 +186,9 @@ class ChatState:
         #: completion. A room the client is not in may be gone since.
         self.rooms_known: dict[str, str] = {}
         self.rooms_joined: dict[str, str] = {}
+        # The members of the rooms this session is in, by room key, then nick key (the
+        # MEMBERS answer, brought up to date by ENTERED and PARTED).
+        self._room_members: dict[str, dict[str, str]] = {}
         # The user was told the query target is not here (told once until it is back).
         self._target_gone_told = False
         self.operator = False
@@ -285,18 +288,33 @@ class ChatState:
         """The USERS answer in progress was given up: its ISAWAY events go with it."""
         self._away_snapshot.clear()
 
-    def ranked_nicks(self, away: bool = False) -> list[str]:
-        """Other users for completion: most recent speaker first, then users seen joining
-        (latest first), then everyone else alphabetically; with `away`, then the owners of
-        owned nicks who are not here. Never includes self."""
+    def members_of(self, room: str) -> list[str] | None:
+        """The members of `room` (one this session is in), sorted; None until known."""
+        members = self._room_members.get(room_key(room))
+        return None if members is None else sorted(members.values(), key=nick_key)
 
-        def rank(nick: str) -> tuple[int, int, str]:
+    def set_members(self, room: str, nicks: Iterable[str], first_page: bool) -> None:
+        """A page of the MEMBERS answer for `room` (the first one starts the list anew)."""
+        key = room_key(room)
+        members = {} if first_page else self._room_members.get(key, {})
+        members.update((nick_key(nick), nick) for nick in nicks)
+        self._room_members[key] = members
+
+    def ranked_nicks(self, away: bool = False) -> list[str]:
+        """Other users for completion: in a room, its members first; then most recent
+        speaker first, then users seen joining (latest first), then everyone else
+        alphabetically; with `away`, then the owners of owned nicks who are not here. Never
+        includes self."""
+        here = self._room_members.get(room_key(self.target)) if self.target else None
+
+        def rank(nick: str) -> tuple[int, int, int, str]:
             key = nick_key(nick)
+            outside = int(here is not None and key not in here)
             if key in self._spoke:
-                return (0, -self._spoke[key], key)
+                return (outside, 0, -self._spoke[key], key)
             if key in self._joined:
-                return (1, -self._joined[key], key)
-            return (2, 0, key)
+                return (outside, 1, -self._joined[key], key)
+            return (outside, 2, 0, key)
 
         own = nick_key(self.nick)
         present = sorted((n for k, n in self._users.items() if k != own), key=rank)
@@ -398,8 +416,13 @@ class ChatState:
             case Posted(msg_id=msg_id, sender=sender, text=text, time_ms=time_ms):
                 return [self._said(sender, text, time_ms, msg_id, room)]
             case Entered(nick=nick):
+                self._room_members.setdefault(room_key(room), {})[nick_key(nick)] = nick
                 what = f"you joined {room}" if self.is_self(nick) else f"{nick} joined {room}"
             case Parted(nick=nick, reason=reason):
+                if self.is_self(nick):
+                    self._room_members.pop(room_key(room), None)
+                else:
+                    self._room_members.get(room_key(room), {}).pop(nick_key(nick), None)
                 who = "you" if self.is_self(nick) else nick
                 what = _with_reason(f"{who} left {room}", reason)
             case TopicSet(nick=nick, topic=topic):
@@ -701,6 +724,9 @@ class ChatState:
                 ranks[new_key] = ranks.pop(old_key)
         if old_key in self._away:
             self._away[new_key] = self._away.pop(old_key)
+        for members in self._room_members.values():
+            if members.pop(old_key, None) is not None:
+                members[new_key] = new
         if self.is_target(old):
             self.target = new
         if self.is_self(old):

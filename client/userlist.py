@@ -1,6 +1,6 @@
 """The side panel of the full-screen client: who is here, and where plain lines go.
 
-    14 here          title: how many users
+    14 here          title: how many users (in a room's buffer, `3 in #dev`: its members)
   * all              the target (`*`, reversed)
     alice            one row per user, cut with `…` to the panel's width (dimmed: away)
     ...
@@ -17,7 +17,7 @@ from prompt_toolkit.formatted_text import StyleAndTextTuples
 from prompt_toolkit.layout import UIContent, UIControl
 from prompt_toolkit.mouse_events import MouseEvent, MouseEventType
 
-from messages import nick_key
+from messages import is_room_name, nick_key
 
 from .render import fit, nick_color, sanitize
 from .state import ChatState
@@ -56,6 +56,11 @@ class UserList(UIControl):
         users = state.users  # sorted anew on each read: once per redraw
         # Then, dimmed, the owners of owned nicks who are away.
         listed = users + state.away_users
+        # In a room's buffer: who is in the room.
+        in_room = state.target if state.target and is_room_name(state.target) else None
+        members = state.members_of(in_room) if in_room is not None else None
+        if members is not None:
+            users = listed = members
         columns = None if width is None else max(1, width - 2)
         target_key = None if state.target is None else nick_key(state.target)
 
@@ -71,8 +76,9 @@ class UserList(UIControl):
             ]
 
         # Until the first USERS answer, only who was seen joining is known.
-        count = str(len(users)) if state.users_known else "…"
-        title = Row("class:users.title", self._cut(f" {count} here", width))
+        count = str(len(users)) if state.users_known or members is not None else "…"
+        where = f"in {in_room}" if members is not None else "here"
+        title = Row("class:users.title", self._cut(f" {count} {where}", width))
         total = len(listed) + 1
         room = total if height is None else max(1, height - 1)
         if total <= room:

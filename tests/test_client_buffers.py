@@ -485,6 +485,11 @@ def test_a_mention_in_a_room_rings_for_a_member_looking_elsewhere(
             assert ui.buffer_list.rows()[1].text == "!2 #dev 1"
             bob.type("\x1b2")
             await bob.wait_for_pane("#dev <alice> bob: review please")
+            # The side panel lists who is in #dev; Tab offers them first.
+            await eventually(
+                lambda: ui.user_list.rows()[0].text.strip() == "2 in #dev", "#dev's members"
+            )
+            assert bob.client.state.ranked_nicks()[:1] == ["alice"]
             bob.type("/part\r")
             await until(alice, ev.Parted, nick="bob")
 

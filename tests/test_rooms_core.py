@@ -9,6 +9,7 @@ import pytest
 from broker.core import STREAM, ChatCore, Outgoing
 from broker.rooms import ROOM_LOG_EVENTS
 from broker.store import Store
+from client.state import ChatState
 from messages import MAX_ROOMS_PER_USER, ErrorCode
 from messages import commands as cmd
 from messages import events as ev
@@ -286,3 +287,18 @@ def test_rooms_members_topics_and_events_survive_a_restart(tmp_path: Path) -> No
         ev.Parted("#dev", 7, "bob", "did not come back after the server restarted"),
     ) in out
     assert room.nicks() == ["alice", "carol"]
+
+
+def test_in_a_room_completion_offers_its_members_first_recent_speakers_first() -> None:
+    state = ChatState("alice", "tcp://127.0.0.1:5555", clock=lambda: NOW_MS)
+    state.apply(ev.Welcome("alice", 2000, "e1", 5, (), 5556))
+    state.apply(ev.UserList(5, ("alice", "bob", "carol", "dave", "erin")))
+    state.apply(ev.Message(6, "m1", "carol", "hi", NOW_MS))  # carol spoke last, outside
+    state.set_members("#dev", ["alice", "erin", "bob"], first_page=True)
+    state.room_event(ev.Posted("#dev", 3, "m2", "erin", "ping", NOW_MS))
+    state.room_event(ev.Entered("#dev", 4, "dave"))
+    state.set_target("#dev")
+    assert state.ranked_nicks() == ["erin", "bob", "dave", "carol"]
+    assert state.members_of("#DEV") == ["alice", "bob", "dave", "erin"]
+    state.set_target(None)
+    assert state.ranked_nicks()[:2] == ["erin", "carol"]

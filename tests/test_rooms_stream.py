@@ -2,20 +2,24 @@
 topic; a subscriber follows only what it subscribed to, and the broker applies no
 subscription to everything."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
+import pytest
 import zmq
 
 from messages import GENERAL_ROOM, STREAM_READY, stream_topic
 from messages import commands as cmd
 from messages import events as ev
+from tests.conftest import start_broker
 from tests.peers import EXPECT_TIMEOUT_S, Peer
 
 Connect = Callable[..., Peer]
 Context = zmq.Context[zmq.Socket[bytes]]
-#: How long a subscriber that should receive nothing is watched, in ms: over two of the
-#: broker's heartbeats (a TICK is published at each).
-SILENT_MS = 5000
+#: The broker's heartbeat where a subscriber is watched receiving nothing, in ms (a TICK is
+#: published at each).
+QUICK_HEARTBEAT_MS = 200
+#: How long it is watched, in ms: several heartbeats.
+SILENT_MS = 5 * QUICK_HEARTBEAT_MS
 
 
 def follow(peer: Peer, room: str) -> None:
@@ -29,10 +33,26 @@ def follow(peer: Peer, room: str) -> None:
             return
 
 
+@pytest.fixture
+def quick(context: Context) -> Iterator[Connect]:
+    """Peers of a broker whose heartbeat (and so each room's ROOMTICK) is quick."""
+    broker = start_broker(QUICK_HEARTBEAT_MS)
+    peers: list[Peer] = []
+
+    def make() -> Peer:
+        peers.append(Peer(context, broker.endpoint))
+        return peers[-1]
+
+    yield make
+    for peer in peers:
+        peer.close()
+    broker.stop()
+
+
 def test_a_member_reads_its_room_on_the_stream_and_others_see_none_of_it(
-    connect: Connect,
+    quick: Connect,
 ) -> None:
-    alice, bob, carol = connect(), connect(), connect()
+    alice, bob, carol = quick(), quick(), quick()
     for peer, nick in ((alice, "alice"), (bob, "bob"), (carol, "carol")):
         peer.register(nick, stream=True)
     alice.send(cmd.Enter("#dev"))
@@ -53,8 +73,8 @@ def test_a_member_reads_its_room_on_the_stream_and_others_see_none_of_it(
     assert not [e for e in heard if isinstance(e, ev.Posted | ev.RoomTick)]
 
 
-def test_a_subscription_to_everything_is_not_applied(connect: Connect, context: Context) -> None:
-    alice = connect()
+def test_a_subscription_to_everything_is_not_applied(quick: Connect, context: Context) -> None:
+    alice = quick()
     port = alice.register("alice", stream=True).stream_port
     alice.send(cmd.Enter("#dev"))
     alice.on_connection(ev.RoomState)
