@@ -417,14 +417,17 @@ class ChatState:
                 return [self._said(sender, text, time_ms, msg_id, room)]
             case Entered(nick=nick):
                 self._room_members.setdefault(room_key(room), {})[nick_key(nick)] = nick
-                what = f"you joined {room}" if self.is_self(nick) else f"{nick} joined {room}"
-            case Parted(nick=nick, reason=reason):
                 if self.is_self(nick):
-                    self._room_members.pop(room_key(room), None)
-                else:
-                    self._room_members.get(room_key(room), {}).pop(nick_key(nick), None)
-                who = "you" if self.is_self(nick) else nick
-                what = _with_reason(f"{who} left {room}", reason)
+                    return [replace(self.info(f"you joined {room}"), room=room)]
+                # A join like any other: /filter joins may hide it.
+                return [replace(self._presence_entry(f"{nick} joined {room}", nick), room=room)]
+            case Parted(nick=nick, reason=reason) if self.is_self(nick):
+                self._room_members.pop(room_key(room), None)
+                return [replace(self.info(_with_reason(f"you left {room}", reason)), room=room)]
+            case Parted(nick=nick, reason=reason):
+                self._room_members.get(room_key(room), {}).pop(nick_key(nick), None)
+                what = _with_reason(f"{nick} left {room}", reason)
+                return [replace(self._presence_entry(what, nick), room=room)]
             case TopicSet(nick=nick, topic=topic):
                 what = f"{nick} set the topic: {topic}" if topic else f"{nick} cleared the topic"
             case ModeSet(nick=nick, mode=mode):

@@ -296,7 +296,9 @@ def test_in_a_room_completion_offers_its_members_first_recent_speakers_first() -
     state.apply(ev.Message(6, "m1", "carol", "hi", NOW_MS))  # carol spoke last, outside
     state.set_members("#dev", ["alice", "erin", "bob"], first_page=True)
     state.room_event(ev.Posted("#dev", 3, "m2", "erin", "ping", NOW_MS))
-    state.room_event(ev.Entered("#dev", 4, "dave"))
+    # A join in a room is a join like any other: /filter joins may hide it.
+    [joined] = state.room_event(ev.Entered("#dev", 4, "dave"))
+    assert (joined.presence, joined.sender, joined.room) == (True, "dave", "#dev")
     state.set_target("#dev")
     assert state.ranked_nicks() == ["erin", "bob", "dave", "carol"]
     assert state.members_of("#DEV") == ["alice", "bob", "dave", "erin"]
