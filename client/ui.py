@@ -32,6 +32,7 @@ not the whole scrollback (client.pane: the scrollback, wrapped and scrolled by r
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Final
 
 from prompt_toolkit.application import Application
@@ -270,7 +271,10 @@ class ChatUI:
             for buffer in self.buffers.route(entry):
                 if not (quiet and self.filters.smart):  # (a hidden line is no activity)
                     bells += self.buffers.arrive(buffer, entry).alert
-                routed.setdefault(buffer.key, []).append(Line(entry, quiet))
+                # In its room's own buffer a line needs no room name (elsewhere it does).
+                own_room = bool(entry.room) and buffer.key == BufferKey.room(entry.room)
+                shown = replace(entry, room="") if own_room else entry
+                routed.setdefault(buffer.key, []).append(Line(shown, quiet))
         for key, batch in routed.items():
             self._view(key).show(batch)
         self._notify(bells)

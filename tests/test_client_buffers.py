@@ -484,7 +484,8 @@ def test_a_mention_in_a_room_rings_for_a_member_looking_elsewhere(
             await eventually(lambda: terminal.titles()[-1:] == ["(1) zmq-chat"], "the title")
             assert ui.buffer_list.rows()[1].text == "!2 #dev 1"
             bob.type("\x1b2")
-            await bob.wait_for_pane("#dev <alice> bob: review please")
+            await bob.wait_for_pane("<alice> bob: review please")
+            assert "#dev <alice>" not in bob.pane_text()  # its own buffer names no room
             # The side panel lists who is in #dev; Tab offers them first.
             await eventually(
                 lambda: ui.user_list.rows()[0].text.strip() == "2 in #dev", "#dev's members"
