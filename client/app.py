@@ -15,7 +15,14 @@ from prompt_toolkit import PromptSession
 from messages import ProtocolError, normalize_nick, sanitize
 
 from .connection import CurveKeys
-from .history import INPUT_HISTORY_FILE, SEEN_FILE, InputHistory, SeenFile
+from .history import (
+    INPUT_HISTORY_FILE,
+    ROOMS_FILE,
+    SEEN_FILE,
+    InputHistory,
+    RoomsFile,
+    SeenFile,
+)
 from .identity import Identity
 from .session import REGISTRATION_TIMEOUT_S, RegistrationError, Session, new_session_token
 from .state import Ending, LinkState
@@ -93,10 +100,16 @@ class InteractiveClient:
         session: Session,
         input_history: InputHistory | None = None,
         seen: SeenFile | None = None,
+        rooms: RoomsFile | None = None,
     ) -> None:
         """`input_history` keeps the lines typed; `seen`, when the run ends, the last
-        broadcast shown (the next run counts the unread from there)."""
+        broadcast shown (the next run counts the unread from there); `rooms`, the rooms the
+        user is in (entered again now, as the last run left them)."""
         self.session = session
+        if rooms is not None:
+            server = session.server
+            session.rejoin(rooms.rooms(server))
+            session.on_rooms_changed = lambda names: rooms.save(server, names)
         self.seen = seen
         self.state = session.state
         self._lines: asyncio.Queue[str] = asyncio.Queue()
@@ -227,7 +240,8 @@ async def run_interactive(
                 input_history = InputHistory(state_dir / INPUT_HISTORY_FILE)
             except OSError as exc:
                 say(f"the input history is not kept: {exc}")
-        client = InteractiveClient(session, input_history, seen)
+        rooms = RoomsFile(state_dir / ROOMS_FILE) if state_dir is not None else None
+        client = InteractiveClient(session, input_history, seen, rooms)
         try:
             return await client.run(hung_up)
         finally:

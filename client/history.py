@@ -1,6 +1,7 @@
 """What the client keeps of the past: the stored history it asks the broker for (HISTORY and
 SEARCH requests and their answers), the last broadcast the user saw (for the unread marker
-of the next run) and the input history (Up/Down), both in the client's state directory.
+of the next run), the rooms the user was in (entered again by the next run) and the input
+history (Up/Down), all three in the client's state directory.
 
 No sockets here: the session sends the commands and hands in the LOG and PAGE events.
 """
@@ -20,7 +21,7 @@ from typing import Final
 
 from prompt_toolkit.history import FileHistory
 
-from messages import HISTORY_PAGE_LIMIT
+from messages import HISTORY_PAGE_LIMIT, is_room_name
 from messages.commands import History, Search
 from messages.events import LogEntry, Page
 
@@ -42,6 +43,8 @@ INPUT_HISTORY_FILE: Final = "input-history"
 SEEN_FILE: Final = "seen.json"
 #: Servers remembered in SEEN_FILE; the ones least recently used go first.
 SEEN_SERVERS: Final = 100
+#: The rooms the user was in, per server (`{server: ["#dev", ...]}`).
+ROOMS_FILE: Final = "rooms.json"
 #: Typed lines that hold a secret (the operator token): never written to the input history.
 _SECRET_LINE: Final = re.compile(r"\s*/(admin|oper)\b", re.IGNORECASE)
 #: Mode of the files the client writes in its state directory: the owner's only.
@@ -136,14 +139,14 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
-class SeenFile:
-    """The last broadcast shown, per server: `{server: [epoch, seq]}` in a JSON file. A
-    broadcast number means something only within its epoch (one broker database)."""
+class _PerServer:
+    """A JSON file of one value per server, the most recent last, SEEN_SERVERS at most,
+    readable by the user only."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _load(self) -> dict[str, list[str | int]]:
+    def _load(self) -> dict[str, object]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -152,6 +155,22 @@ class SeenFile:
             log.warning("%s unreadable, starting afresh: %s", self.path, exc)
             return {}
         return data if isinstance(data, dict) else {}
+
+    def _store(self, server: str, value: object) -> None:
+        data = self._load()
+        data.pop(server, None)
+        data[server] = value  # the most recent last
+        for stale in list(data)[:-SEEN_SERVERS]:
+            del data[stale]
+        try:
+            write_private(self.path, json.dumps(data, indent=1))
+        except OSError as exc:
+            log.warning("could not write %s: %s", self.path, exc)
+
+
+class SeenFile(_PerServer):
+    """The last broadcast shown, per server: `{server: [epoch, seq]}` in a JSON file. A
+    broadcast number means something only within its epoch (one broker database)."""
 
     def last_seen(self, server: str, epoch: str) -> int | None:
         """The last broadcast number shown from `server` in `epoch`; None if unknown."""
@@ -162,15 +181,23 @@ class SeenFile:
 
     def save(self, server: str, epoch: str, seq: int) -> None:
         """Remember `seq` as the last broadcast shown from `server` in `epoch`."""
-        data = self._load()
-        data.pop(server, None)
-        data[server] = [epoch, seq]  # the most recent last
-        for stale in list(data)[:-SEEN_SERVERS]:
-            del data[stale]
-        try:
-            write_private(self.path, json.dumps(data, indent=1))
-        except OSError as exc:
-            log.warning("could not write %s: %s", self.path, exc)
+        self._store(server, [epoch, seq])
+
+
+class RoomsFile(_PerServer):
+    """The rooms the user was in, per server: the next run enters them again (weechat's
+    autojoin, kept up to date by /join and /part)."""
+
+    def rooms(self, server: str) -> list[str]:
+        """The rooms to enter on `server` (well-formed names only)."""
+        match self._load().get(server):
+            case list(names):
+                return [name for name in names if isinstance(name, str) and is_room_name(name)]
+        return []
+
+    def save(self, server: str, rooms: list[str]) -> None:
+        """The user is in `rooms` on `server` now."""
+        self._store(server, rooms)
 
 
 class InputHistory(FileHistory):

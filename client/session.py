@@ -311,6 +311,10 @@ class Session:
         self._joining: set[str] = set()
         # When the rooms were last asked for completion (monotonic s).
         self._rooms_asked_at = -math.inf
+        # Rooms entered again as the last run left them (shown, but lines stay where they go).
+        self._rejoining: set[str] = set()
+        #: Told the names of the rooms this session is in whenever they change.
+        self.on_rooms_changed: Callable[[list[str]], None] | None = None
         # Rooms whose member list is being asked for quietly, by key.
         self._members_wanted: set[str] = set()
         # Rooms whose topic the SUB socket of the stream follows.
@@ -861,6 +865,7 @@ class Session:
                 self._follow(applied.room, invite_only=applied.mode == "+i")
             if isinstance(applied, Parted) and self.state.is_self(applied.nick):
                 self.rooms.left(applied.room)
+                self._rooms_changed()
                 self.state.rooms_joined.pop(room_key(applied.room), None)
                 if applied.room in self._followed and self.connection is not None:
                     self._followed.discard(applied.room)
@@ -874,7 +879,7 @@ class Session:
     def _room_state(self, state: RoomState, now: float) -> None:
         key = room_key(state.room)
         self.state.rooms_known[key] = state.room
-        joining = key in self._joining
+        joining = key in self._joining or key in self._rejoining
         if self._rooms_listed is not None and not joining:
             self._rooms_listed += 1
             self._show(self.state.room_state(state, entered=False))
@@ -888,11 +893,15 @@ class Session:
         fetch_from = self.rooms.on_state(state, now)
         self._follow(state.room, state.invite_only)
         self.state.rooms_joined[key] = state.room
-        if joining:
+        if key in self._joining:
             self._joining.discard(key)
             self._show(
                 self.state.room_state(state, entered=True) + self.state.set_target(state.room)
             )
+            self._rooms_changed()
+        elif key in self._rejoining:
+            self._rejoining.discard(key)
+            self._show(self.state.room_state(state, entered=True))
         if fetch_from is not None:
             self._queue(FetchRoom(state.room, fetch_from))
 
@@ -938,6 +947,16 @@ class Session:
             return
         self._rooms_asked_at = now
         self._queue(ListRooms())
+
+    def rejoin(self, rooms: list[str]) -> None:
+        """Enter `rooms` (those the last run was in), without sending lines there."""
+        for room in rooms:
+            self._rejoining.add(room_key(room))
+            self._queue(Enter(room))
+
+    def _rooms_changed(self) -> None:
+        if self.on_rooms_changed is not None:
+            self.on_rooms_changed(self.rooms.names())
 
     def _join(self, room: str) -> None:
         self._joining.add(room_key(room))

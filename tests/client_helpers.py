@@ -20,7 +20,7 @@ from prompt_toolkit.output import DummyOutput, Output
 
 from client.app import InteractiveClient
 from client.connection import CurveKeys, StreamBuffers
-from client.history import InputHistory, SeenFile
+from client.history import InputHistory, RoomsFile, SeenFile
 from client.identity import Identity
 from client.render import plain_line
 from client.session import Session
@@ -204,6 +204,7 @@ async def running_client(
     seen: SeenFile | None = None,
     identity: Identity | None = None,
     output: Output | None = None,
+    rooms: RoomsFile | None = None,
 ) -> AsyncIterator[RunningClient]:
     """Register `nick` and run the real Application on a pipe input and a dummy output (of
     a terminal of `size` if given, or `output`); with `users`, wait until the user list has come too
@@ -226,7 +227,7 @@ async def running_client(
         task: asyncio.Task[Ending] | None = None
         try:
             await session.register(WAIT_S)
-            client = InteractiveClient(session, input_history, seen)
+            client = InteractiveClient(session, input_history, seen, rooms)
             task = asyncio.create_task(client.run())
             await eventually(lambda: client.ui.app.is_running, "the application to start")
             if users:

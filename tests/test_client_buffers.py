@@ -16,6 +16,7 @@ from prompt_toolkit.output.vt100 import Vt100_Output
 from client.buffers import GENERAL, Buffer, BufferKey, Buffers, Level, level_of
 from client.bufferview import BufferView, Line
 from client.filters import SMART_FILTER_MS, Filters
+from client.history import RoomsFile
 from client.notify import title
 from client.outbox import Delivery
 from client.state import Entry, EntryKind
@@ -493,5 +494,27 @@ def test_a_mention_in_a_room_rings_for_a_member_looking_elsewhere(
             assert bob.client.state.ranked_nicks()[:1] == ["alice"]
             bob.type("/part\r")
             await until(alice, ev.Parted, nick="bob")
+
+    asyncio.run(scenario())
+
+
+def test_the_next_run_is_back_in_the_rooms_the_last_one_was_in(
+    broker: RunningBroker, tmp_path: Path
+) -> None:
+    rooms = RoomsFile(tmp_path / "rooms.json")
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "bob", rooms=rooms) as bob:
+            for room in ("#dev", "#ops"):
+                bob.type(f"/join {room}\r")
+                await eventually(lambda: bob.client.ui.buffers.current.name == room, room)  # noqa: B023
+            bob.type("/part #ops\r")
+            await eventually(lambda: rooms.rooms(broker.endpoint) == ["#dev"], "the file")
+        # (The file is the state directory's, whatever the nick of the next run.)
+        async with running_client(broker.endpoint, "robert", rooms=rooms) as again:
+            ui = again.client.ui
+            names = lambda: [b.name for b in ui.buffers.buffers]  # noqa: E731
+            await eventually(lambda: names() == ["#general", "#dev"], "#dev's buffer")
+            assert ui.buffers.current.name == "#general"  # lines still go where they went
 
     asyncio.run(scenario())
