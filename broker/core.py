@@ -38,6 +38,7 @@ from messages import (
     encode,
     format_duration,
     from_b64url,
+    is_room_name,
     message_ref,
     nick_key,
     nick_skeleton,
@@ -1026,6 +1027,13 @@ class ChatCore:
         """A page of the room's broadcasts (no target) or of the privates between the
         session's nick and the target: LOG events, then PAGE."""
         target, before, limit = command.target, command.before, command.limit
+
+        if is_room_name(target):
+            # A room's posts are its members' (an invite-only room's above all).
+            room = self.rooms.require_member(target, session)
+            return self._page(
+                session, command, now, lambda: self.store.room_history(room.name, before, limit)
+            )
 
         def read() -> Page:
             if target and not session.owns_nick:

@@ -770,6 +770,19 @@ class Store:
         return _page(rows, limit)
 
     @_reading
+    def room_history(self, name: str, before: int, limit: int) -> Page:
+        """The posts of room `name` numbered below `before` (0: the latest), the newest
+        `limit` of them; each entry's recipient is the room."""
+        before = before or _NO_LIMIT
+        self._flush()
+        rows = self._db.execute(
+            "SELECT seq, nick, ?, text, time_ms FROM room_events "
+            "WHERE room_key = ? AND kind = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (name, room_key(name), _POSTED, before, limit + 1),
+        ).fetchall()
+        return _page(rows, limit)
+
+    @_reading
     def conversation(self, me: str, other: str, before: int, limit: int) -> Page:
         """The private messages between `me` and `other`, either way, numbered below
         `before` (0: the latest), the newest `limit` of them."""

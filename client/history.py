@@ -62,6 +62,8 @@ class Purpose(enum.Enum):
     SHOW = "show"
     #: `/search WORDS`: hits shown with their date.
     SEARCH = "search"
+    #: A room's last posts, shown in it when the user joins it.
+    ROOM = "room"
 
 
 @dataclass

@@ -898,6 +898,9 @@ class Session:
             self._show(
                 self.state.room_state(state, entered=True) + self.state.set_target(state.room)
             )
+            if self.history_lines:
+                # What was said there before, as on joining the chat.
+                self._queue(self.requests.history(Purpose.ROOM, state.room, 0, self.history_lines))
             self._rooms_changed()
         elif key in self._rejoining:
             self._rejoining.discard(key)
@@ -997,6 +1000,10 @@ class Session:
                 noun = "message" if len(logs) == 1 else "messages"
                 header = state.info(f"history: the last {len(logs)} {noun}{with_whom}")
                 self._show([header, *state.history(logs), state.marker("end of history")])
+            case Purpose.ROOM, _ if logs:
+                self._show([*state.history(logs), state.marker("now")])
+            case Purpose.ROOM, _:
+                pass  # nothing said there yet
             case Purpose.SEARCH, Search(words=words):
                 noun = "hit" if len(logs) == 1 else "hits"
                 header = state.info(f"search {words!r}: {len(logs)} {noun}")
@@ -1245,7 +1252,10 @@ class Session:
                         self.requests.history(Purpose.SHOW, nick, 0, QUERY_HISTORY_LINES)
                     )
             case ShowHistory(limit=limit):
-                await self.handle_command(self.requests.history(Purpose.SHOW, "", 0, limit))
+                # In a room, the room's history; elsewhere #general's.
+                here = self.state.target
+                room = here if here is not None and here in self.rooms else ""
+                await self.handle_command(self.requests.history(Purpose.SHOW, room, 0, limit))
             case SearchHistory(words=words):
                 await self.handle_command(self.requests.search(words))
             case ShowHelp():

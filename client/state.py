@@ -576,6 +576,18 @@ class ChatState:
 
     def _history_entry(self, log: LogEntry, dated: bool) -> Entry:
         own = bool(log.sender) and self.is_self(log.sender)
+        if is_room_name(log.recipient):
+            # A post of a room (HISTORY of a room names it as the recipient).
+            return Entry(
+                EntryKind.MESSAGE,
+                log.text,
+                log.time_ms,
+                log.sender,
+                own=own,
+                history=True,
+                dated=dated,
+                room=log.recipient,
+            )
         if not log.sender:
             kind = EntryKind.NOTICE
         elif log.recipient:

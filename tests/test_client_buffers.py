@@ -466,9 +466,13 @@ def test_a_mention_in_a_room_rings_for_a_member_looking_elsewhere(
     alice = connect("alice")
     alice.send(cmd.Enter("#dev"))
     alice.on_connection(ev.RoomState)
+    alice.send(cmd.Post("#dev", alice.next_id(), "welcome to #dev"))
+    alice.on_connection(ev.Ack)
 
     async def scenario() -> None:
-        async with running_client(broker.endpoint, "bob", output=terminal.output) as bob:
+        async with running_client(
+            broker.endpoint, "bob", output=terminal.output, history_lines=10
+        ) as bob:
             ui = bob.client.ui
             # Typing '#' asks for the rooms there are: Tab completes #dev.
             bob.type("/join #")
@@ -478,6 +482,8 @@ def test_a_mention_in_a_room_rings_for_a_member_looking_elsewhere(
             bob.type("\r")
             await eventually(lambda: ui.buffers.current.name == "#dev", "#dev's buffer")
             await until(alice, ev.Entered, nick="bob")
+            # What was said there before bob came, as history.
+            await bob.wait_for_pane("<alice> welcome to #dev")
             bob.type("\x1b1")
             await eventually(lambda: ui.buffers.current_number == 1, "Alt-1")
             alice.send(cmd.Post("#dev", alice.next_id(), "bob: review please"))
@@ -513,8 +519,10 @@ def test_the_next_run_is_back_in_the_rooms_the_last_one_was_in(
         # (The file is the state directory's, whatever the nick of the next run.)
         async with running_client(broker.endpoint, "robert", rooms=rooms) as again:
             ui = again.client.ui
-            names = lambda: [b.name for b in ui.buffers.buffers]  # noqa: E731
-            await eventually(lambda: names() == ["#general", "#dev"], "#dev's buffer")
+            await eventually(
+                lambda: [b.name for b in ui.buffers.buffers] == ["#general", "#dev"],
+                "#dev's buffer",
+            )
             assert ui.buffers.current.name == "#general"  # lines still go where they went
 
     asyncio.run(scenario())

@@ -304,3 +304,15 @@ def test_in_a_room_completion_offers_its_members_first_recent_speakers_first() -
     assert state.members_of("#DEV") == ["alice", "bob", "dave", "erin"]
     state.set_target(None)
     assert state.ranked_nicks()[:2] == ["erin", "carol"]
+
+
+def test_a_rooms_history_is_for_its_members(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Post("#dev", "m1", "first"))
+    send(chat, BOB, cmd.Post("#dev", "m2", "second"))
+    out = send(chat, BOB, cmd.History("h1", "#DEV", 0, 10))
+    assert [(e.sender, e.recipient, e.text) for e in only(out, ev.LogEntry)] == [
+        ("alice", "#dev", "first"),
+        ("bob", "#dev", "second"),
+    ]
+    assert only(out, ev.Page) == [ev.Page("h1", 2, 0)]
+    assert code(send(chat, CAROL, cmd.History("h2", "#dev", 0, 10))) == ErrorCode.FORBIDDEN
