@@ -4,13 +4,16 @@
 
 A private tmux server (its own socket, `tmux -L`) runs one window per program, 100 x 28
 cells: a shell that starts the broker, and one shell per client (alice, bob, bella, carol,
-and dave, who joins after the broker restarted). The broker and each client keep their state
+and dave, who joins after the broker restarted; then alice, bob and carol come back, for a
+room, buffers and mentions). The broker and each client keep their state
 (the broker's database, a client's identity and input history) in a temporary directory.
 The script types into them with `send-keys` (text, Tab, Enter), waits for what it expects
 to appear on screen by polling `capture-pane` (bounded, no fixed sleeps), captures panes
 with their colours (`capture-pane -e`, ANSI SGR) and renders them to PNG with Pillow and
 DejaVu Sans Mono: one cell per character (two for wide characters), 16, 256 and 24-bit
-colours, bold, italic, underline and reverse, on a dark background.
+colours, bold, italic, underline and reverse, on a dark background. Where the client's
+terminal title matters (its count of unseen mentions), the title bar shows the title the
+client set (tmux's `pane_title`).
 
 The tmux server, and with it the broker and the clients, is stopped on exit, failure and
 Ctrl-C included. Needs tmux and Pillow (`pip install -e '.[screenshots]'`).
@@ -381,6 +384,10 @@ class Tmux:
         """Press named keys (`Enter`, `Tab`, ...)."""
         self.run("send-keys", "-t", f"shots:{window}", *keys)
 
+    def title(self, window: str) -> str:
+        """The title the program in `window` gave its terminal (`OSC 2`)."""
+        return self.run("display-message", "-p", "-t", f"shots:{window}", "#{pane_title}").strip()
+
     def capture(self, window: str, colours: bool = False) -> str:
         args = ["capture-pane", "-p", "-t", f"shots:{window}"]
         if colours:
@@ -531,8 +538,21 @@ def shoot(out_dir: Path, state_dir: Path) -> list[Path]:
     def start(tmux: Tmux, window: str, command: str) -> None:
         tmux.new_window(window, SHELL)
         tmux.wait_for(window, "$")
+        restart(tmux, window, command)
+
+    def restart(tmux: Tmux, window: str, command: str) -> None:
+        """Run `command` in `window`'s shell, on a cleared screen."""
         tmux.run("send-keys", "-t", f"shots:{window}", "clear", "Enter")
         tmux.type(window, command)
+        tmux.keys(window, "Enter")
+
+    def titled(tmux: Tmux, window: str) -> str:
+        """`window`'s name and the title its program set: `bob — (1) zmq-chat`."""
+        return f"{window} — {tmux.title(window)}"
+
+    def say(tmux: Tmux, window: str, line: str) -> None:
+        """Type `line` and Enter."""
+        tmux.type(window, line)
         tmux.keys(window, "Enter")
 
     with terminals() as tmux:
@@ -568,19 +588,21 @@ def shoot(out_dir: Path, state_dir: Path) -> list[Path]:
         )
         save("03-tab-completion.png", framed(screen(tmux, "alice", "alice")))
 
-        # 4. bob it is; a private message, an answer, and a broadcast.
+        # 4. bob it is; a private message, an answer, and a broadcast. The private message
+        # opens bob's buffer 2, alice's conversation; bob goes there (Alt-2) and answers
+        # with a plain line, which goes to alice, whose side panel counts it in her buffer
+        # 2, bob's, while she stays in #general.
         tmux.wait_for("alice", "[all] > /msg bob")
-        tmux.type("alice", "lunch at one?")
-        tmux.keys("alice", "Enter")
-        tmux.wait_for("bob", "lunch at one?")
+        say(tmux, "alice", "lunch at one?")
+        tmux.wait_for("bob", "!2 alice 1")
         tmux.wait_for("alice", "lunch at one? ✓✓")
-        tmux.type("bob", "@alice sure, see you there")
-        tmux.keys("bob", "Enter")
-        tmux.wait_for("alice", "sure, see you there")
-        tmux.type("carol", "anyone else hungry?")
-        tmux.keys("carol", "Enter")
+        tmux.keys("bob", "M-2")
+        tmux.wait_for("bob", "[2:alice]", "lunch at one?")
+        say(tmux, "bob", "sure, see you there")
+        tmux.wait_for("alice", "!2 bob 1")
+        say(tmux, "carol", "anyone else hungry?")
         tmux.wait_for("alice", "<carol> anyone else hungry?")
-        tmux.wait_for("bob", "<carol> anyone else hungry?", "sure, see you there ✓✓")
+        tmux.wait_for("bob", " 1 #general 1", "sure, see you there ✓✓")
         save(
             "04-private-and-broadcast.png",
             side_by_side([screen(tmux, "alice", "alice"), screen(tmux, "bob", "bob")]),
@@ -613,6 +635,55 @@ def shoot(out_dir: Path, state_dir: Path) -> list[Path]:
         start(tmux, "dave", client_command("dave"))
         tmux.wait_for("dave", "anyone else hungry?", "now")
         save("06-history-after-restart.png", framed(screen(tmux, "dave", "dave")))
+
+        # 7. alice, bob and carol come back; alice and bob go into #dev, where alice sets
+        # the topic. While alice looks at #dev, carol mentions her in #general and dave
+        # writes to her privately: the side panel counts both buffers, with `!` for the
+        # mention and the private message, and the status line lists them.
+        for nick in ("alice", "bob", "carol"):
+            restart(tmux, nick, client_command(nick))
+            tmux.wait_for(nick, f"connected to {server} as {nick}")
+        tmux.wait_for("dave", "carol joined", "4 here")
+        say(tmux, "alice", "/join #dev")
+        tmux.wait_for("alice", "you joined #dev", "[2:#dev]")
+        say(tmux, "bob", "/join #dev")
+        tmux.wait_for("bob", "you joined #dev", "[2:#dev]")
+        tmux.wait_for("alice", "bob joined #dev")
+        say(tmux, "alice", "/topic release on Friday")
+        tmux.wait_for("bob", "alice set the topic: release on Friday")
+        say(tmux, "bob", "the rooms branch is merged")
+        tmux.wait_for("alice", "#dev <bob> the rooms branch is merged")
+        say(tmux, "alice", "great, I will write the notes")
+        tmux.wait_for("bob", "#dev <alice> great, I will write the notes")
+        say(tmux, "carol", "alice: are the screenshots ready?")
+        tmux.wait_for("alice", "!1 #general 1")
+        say(tmux, "dave", "lunch anyone?")
+        tmux.wait_for("alice", "!1 #general 2")
+        say(tmux, "dave", "/msg alice can I join #dev?")
+        tmux.wait_for("alice", "!3 dave 1", "Act: 1,3")
+        tmux.wait_until(
+            "alice", lambda _: tmux.title("alice") == "(2) zmq-chat", "(2) in the title"
+        )
+        save("07-buffers-and-activity.png", framed(screen(tmux, "alice", titled(tmux, "alice"))))
+
+        # 8. bob goes to #general (Alt-1); alice mentions him in #dev, which he is not
+        # looking at: his bell rings, #dev gets `!` and a count, and his terminal's title
+        # counts the mention.
+        tmux.keys("bob", "M-1")
+        tmux.wait_for("bob", "[1:#general]", "lunch anyone?")
+        say(tmux, "alice", "bob: can you tag the release?")
+        tmux.wait_for("alice", "#dev <alice> bob: can you tag the release?")
+        tmux.wait_for("bob", "!2 #dev 1", "Act: 2")
+        tmux.wait_until("bob", lambda _: tmux.title("bob") == "(1) zmq-chat", "(1) in the title")
+        save(
+            "08-mention-elsewhere.png",
+            side_by_side(
+                [
+                    screen(tmux, "alice", titled(tmux, "alice")),
+                    screen(tmux, "bob", titled(tmux, "bob")),
+                ]
+            ),
+        )
     return written
 
 
