@@ -47,7 +47,7 @@ from typing import Any, Protocol
 
 import zmq
 
-from messages import SIGNATURE, encode
+from messages import SIGNATURE, encode, stream_topic
 from messages import commands as cmd
 
 from . import zmtp
@@ -580,14 +580,24 @@ class RoomsJob(ZmqJob):
 
 
 class ManyRoomsJob(ZmqJob):
-    """Clients that, on "go", all ENTER their rooms (request["rooms_of"]: nick -> rooms)."""
+    """Clients that, on "go", all ENTER their rooms (request["rooms_of"]: nick -> rooms).
+
+    Each reads the stream as the reference client does (a raw SUB, subscribed to
+    #general); on "go" with phase "subscribe", each subscribes to its rooms' topics too."""
 
     def setup(self) -> dict[str, Any]:
-        self.members = self.register(list(self.request["rooms_of"]))
+        nicks = list(self.request["rooms_of"])
+        self.members = self.register(nicks)
+        self.streams = dict(zip(nicks, self.open_readers(nicks), strict=True))
         return {}
 
     def go(self, request: dict[str, Any]) -> dict[str, Any]:
         rooms_of: dict[str, list[str]] = self.request["rooms_of"]
+        if request.get("phase") == "subscribe":
+            for nick, reader in self.streams.items():
+                topics = [stream_topic(name) for name in rooms_of[nick]]
+                reader.send(zmtp.subscriptions(*topics, first=False))
+            return self.result(subscribed=sum(map(len, rooms_of.values())))
         wait_until(request["start"])
         start = time.monotonic()
         for client in self.members:

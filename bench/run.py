@@ -310,17 +310,26 @@ class Bench:
         replies = call_all(
             workers, [{"op": "go", "start": start, "limit": limit}] * len(workers), limit + 60
         )
-        call_all(workers, [{"op": "quiet", "seconds": 0.5, "limit": 60}] * len(workers), 90)
+        quiet = [{"op": "quiet", "seconds": 0.5, "limit": 60}] * len(workers)
+        call_all(workers, quiet, 90)
         after = rss_bytes(server.pid)
         entered = sum(r["entered"] for r in replies)
-        return [
+        figures: Figures = [
             ("memberships", "count", float(entered)),
             ("time to join all", "s", max(r["seconds"] for r in replies)),
             ("RSS per membership", "KiB", (after - before) / max(1, entered) / 1024),
             ("RSS before joining", "MiB", before / 2**20),
             ("RSS after joining", "MiB", after / 2**20),
-            ("errors", "count", float(sum(r.get("errors", 0) for r in replies))),
         ]
+        if server.dialect == "chat":
+            # The members read the stream: each now subscribes to its rooms' topics too.
+            call_all(workers, [{"op": "go", "phase": "subscribe"}] * len(workers), 60)
+            call_all(workers, quiet, 90)
+            subscribed = rss_bytes(server.pid)
+            per = (subscribed - before) / max(1, entered) / 1024
+            figures.append(("RSS per membership, stream subscribed", "KiB", per))
+        errors = sum(r.get("errors", 0) for r in replies)
+        return [*figures, ("errors", "count", float(errors))]
 
     def latency(
         self, server: Server, kind: str, base: dict[str, Any], used: list[Worker]
@@ -440,11 +449,15 @@ RATIO_METRICS = (
     "server CPU per delivery",
     "time to join all",
     "RSS per membership",
+    "RSS per membership, stream subscribed",
     "RSS after joining",
 )
 #: Metrics compared with another of the ceiling's: the ceiling has no stream, so a chat
 #: client with its stream open (two connections) is set against a ceiling client (one).
-RATIO_AGAINST = {"RSS per idle client, stream open": "RSS per idle client"}
+RATIO_AGAINST = {
+    "RSS per idle client, stream open": "RSS per idle client",
+    "RSS per membership, stream subscribed": "RSS per membership",
+}
 
 
 def record(

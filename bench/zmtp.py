@@ -83,11 +83,12 @@ CEILING_WELCOME: Final = b"\x00\x07WELCOME"
 _GENERAL_TOPIC: Final = stream_topic(GENERAL_ROOM)
 
 
-def subscriptions(*topics: bytes) -> bytes:
-    """Subscriptions to STREAM_READY, #general's topic and `topics`, one message each."""
+def subscriptions(*topics: bytes, first: bool = True) -> bytes:
+    """Subscriptions to `topics`, one message each, after those to STREAM_READY and
+    #general's topic unless `first` is false (they were sent already)."""
     return b"".join(
         b"\x00" + bytes((1 + len(topic),)) + b"\x01" + topic
-        for topic in (STREAM_READY, _GENERAL_TOPIC, *topics)
+        for topic in ((STREAM_READY, _GENERAL_TOPIC) if first else ()) + topics
     )
 
 
@@ -252,12 +253,16 @@ class Reader:
             self.close()
             return b""
         self.greeted = None
+        self.send(self.first)
+        return data[end:]
+
+    def send(self, data: bytes) -> None:
+        """Send `data` whole (subscriptions: a few hundred bytes at most)."""
         self.sock.setblocking(True)
         try:
-            self.sock.sendall(self.first)
+            self.sock.sendall(data)
         finally:
             self.sock.setblocking(False)
-        return data[end:]
 
     def _pong(self, data: bytes) -> None:
         start = 0
