@@ -29,7 +29,7 @@ help:
 	@echo "make test    ruff + mypy + pytest"
 	@echo "make reliability   figures for docs/RELIABILITY.md (restarts, bad input, slow reader, flood)"
 	@echo "make attack        attacks on a fresh broker: does it hold, a bystander's PING, RSS"
-	@echo "make bench         benchmark against a raw pyzmq ceiling and IRC servers (< 5 min)"
+	@echo "make bench         benchmark against a raw pyzmq ceiling and IRC servers (~8 min)"
 	@echo "make bench-full    the same with 10,000 idle clients (~15 min)"
 	@echo "make bench-peers   install ngIRCd and InspIRCd to compare against (root, apt)"
 	@echo "make bench-typing  key latency in the full-screen client, quiet and under 1,000 msgs/s"

@@ -16,7 +16,17 @@ import time
 from typing import Any
 
 from .load import TEXT
-from .worker import READ_BYTES, TRAILING_LIMIT, register_all, run_load, run_paced, serve, trail
+from .worker import (
+    READ_BYTES,
+    TRAILING_LIMIT,
+    count_in,
+    register_all,
+    run_load,
+    run_paced,
+    serve,
+    trail,
+    wait_until,
+)
 
 WORD = b"PRIVMSG"
 CHANNEL = b"#bench"
@@ -25,8 +35,26 @@ WELCOME, END_OF_NAMES = b"001", b"366"
 FAILURES = frozenset({b"432", b"433", b"451", b"471", b"473", b"474"})
 
 
+#: Every pattern counted is at most this long; a read keeps this many bytes minus one.
+MAX_PATTERN = 24
+
+
 class Conn:
-    __slots__ = ("got", "nick", "out", "scan", "sent", "sock", "state", "tail")
+    __slots__ = (
+        "channels",
+        "foreign",
+        "foreign_got",
+        "got",
+        "joins_left",
+        "nick",
+        "out",
+        "pattern",
+        "scan",
+        "sent",
+        "sock",
+        "state",
+        "tail",
+    )
 
     def __init__(self, sock: socket.socket, nick: str) -> None:
         self.sock = sock
@@ -38,6 +66,13 @@ class Conn:
         self.scan = b""
         #: "registering", "registered", "joining", "joined"
         self.state = "registering"
+        #: The channels to join once registered, and the joins not yet complete (366).
+        self.channels: list[bytes] = []
+        self.joins_left = 0
+        #: What a delivery looks like, and what this client should never see.
+        self.pattern = WORD
+        self.foreign = b""
+        self.foreign_got = 0
 
 
 class IrcJob:
@@ -48,7 +83,8 @@ class IrcJob:
         self.window: int = request.get("window", 100)
         self.epoll = select.epoll()
         self.conns: dict[int, Conn] = {}
-        self.join = False
+        #: The channels each nick joins once registered.
+        self.channels_of: dict[str, list[bytes]] = {}
         self.errors = 0
         self.first_error = ""
 
@@ -59,6 +95,7 @@ class IrcJob:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
         conn = Conn(sock, nick)
+        conn.channels = self.channels_of.get(nick, [])
         self.conns[sock.fileno()] = conn
         self.epoll.register(sock.fileno(), select.EPOLLIN)
         name = nick.encode()
@@ -66,8 +103,11 @@ class IrcJob:
         return conn
 
     def register(self, nicks: list[str], join: bool, limit: float = 60.0) -> list[Conn]:
-        """Connect and register `nicks` (and join the channel), `concurrency` at a time."""
-        self.join = join
+        """Connect and register `nicks` (and join the channel, or the channels in
+        `channels_of`), `concurrency` at a time."""
+        if join:
+            for member in nicks:
+                self.channels_of.setdefault(member, [CHANNEL])
         want = "joined" if join else "registered"
         concurrency: int = self.request.get("concurrency", 200)
         conns: list[Conn] = []
@@ -104,13 +144,20 @@ class IrcJob:
                 self.first_error = self.first_error or line[:200].decode(errors="replace")
             elif code == WELCOME and conn.state == "registering":
                 conn.state = "registered"
-                if self.join:
-                    conn.state = "joining"
-                    self.write(conn, b"JOIN %s\r\n" % CHANNEL)
+                if conn.channels:
+                    self.join(conn)
             elif code == END_OF_NAMES and conn.state == "joining":
-                conn.state = "joined"
-                conn.scan = b""
-                return
+                conn.joins_left -= 1
+                if conn.joins_left == 0:
+                    conn.state = "joined"
+                    conn.scan = b""
+                    return
+
+    def join(self, conn: Conn) -> None:
+        """Join each of the client's channels, with a JOIN each (as the chat ENTERs each)."""
+        conn.state = "joining"
+        conn.joins_left = len(conn.channels)
+        self.write(conn, b"".join(b"JOIN %s\r\n" % channel for channel in conn.channels))
 
     def read(self, conn: Conn) -> int:
         try:
@@ -124,11 +171,17 @@ class IrcJob:
             return 0
         if conn.state not in ("registered", "joined"):
             self.handshake(conn, data)
-        joined = conn.tail + data
-        n = joined.count(WORD)
-        conn.got += n
         # A word split between two reads is counted once, in the later one.
-        conn.tail = joined[-(len(WORD) - 1) :]
+        tail = conn.tail
+        n = count_in(tail, data, conn.pattern)
+        conn.got += n
+        if conn.foreign:
+            conn.foreign_got += count_in(tail, data, conn.foreign)
+        conn.tail = (
+            data[1 - MAX_PATTERN :]
+            if len(data) >= MAX_PATTERN
+            else (tail + data)[1 - MAX_PATTERN :]
+        )
         return n or 1
 
     def setup(self) -> dict[str, Any]:
@@ -284,7 +337,116 @@ class IdleJob(IrcJob):
         return self.result(registered=done, seconds=seconds)
 
 
-JOBS = {"direct": DirectJob, "fanout": FanoutJob, "latency": LatencyJob, "idle": IdleJob}
+class RoomsJob(IrcJob):
+    """The chat's rooms job (bench.load.RoomsJob) with channels: members of channels, each
+    counting its own channel's PRIVMSGs and any trace of `foreign`; the first channel is
+    the measured one, the others are busy around it."""
+
+    def setup(self) -> dict[str, Any]:
+        specs = self.request["rooms"]
+        foreign: bytes = self.request.get("foreign", "").encode()
+        for spec in specs:
+            for nick in spec["nicks"]:
+                self.channels_of[nick] = [spec["room"].encode()]
+        conns = self.register([n for spec in specs for n in spec["nicks"]], join=True)
+        by_nick = {c.nick: c for c in conns}
+        self.rooms: list[tuple[list[Conn], Conn | None, Conn | None, float, bytes]] = []
+        for spec in specs:
+            members = [by_nick[n] for n in spec["nicks"]]
+            for conn in members:
+                conn.pattern = b"PRIVMSG %s " % spec["room"].encode()
+                conn.foreign = foreign
+            self.rooms.append(
+                (
+                    members,
+                    by_nick.get(spec.get("sender") or ""),
+                    by_nick.get(spec.get("probe") or ""),
+                    spec.get("rate", 0),
+                    privmsg(spec["room"].encode()),
+                )
+            )
+        return {}
+
+    def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        window, start = self.window, request["start"]
+        main, busy = self.rooms[0], self.rooms[1:]
+        busy_members = [c for room in busy for c in room[0]]
+        senders = [(s, p, rate, line) for _, s, p, rate, line in self.rooms if s and p]
+        base = {s.nick: p.got for s, p, _, _ in senders}
+        for sender, *_ in senders:
+            sender.sent = 0
+        got0 = sum(c.got for c in main[0])
+        busy0 = sum(c.got for c in busy_members)
+
+        def top_up() -> None:
+            now = time.monotonic()
+            for sender, probe, rate, line in senders:
+                if sender.out:
+                    self.write(sender, b"")
+                    continue
+                room = window - (sender.sent - (probe.got - base[sender.nick]))
+                if rate:
+                    room = min(room, int((now - start) * rate) + 1 - sender.sent)
+                if room > 0:
+                    self.write(sender, line * room)
+                    sender.sent += room
+
+        result = run_load(
+            self,
+            request,
+            lambda: sum(c.got for c in main[0]),
+            top_up,
+            lambda: sum(c.got for c in busy_members),
+        )
+        # Whatever the senders could not write yet is not sent.
+        deadline = time.monotonic() + TRAILING_LIMIT
+        while any(s.out for s, *_ in senders) and time.monotonic() < deadline:
+            for sender, *_ in senders:
+                self.write(sender, b"")
+            self.pump(0.001)
+        trail(self)
+        result.update(
+            sent=main[1].sent if main[1] else 0,
+            total=sum(c.got for c in main[0]) - got0,
+            busy_sent=sum(s.sent for _, s, _, _, _ in busy if s),
+            busy_total=sum(c.got for c in busy_members) - busy0,
+            foreign=sum(c.foreign_got for c in main[0]),
+            busy_foreign=sum(c.foreign_got for c in busy_members),
+        )
+        return result
+
+
+class ManyRoomsJob(IrcJob):
+    """Clients that, on "go", all JOIN their channels (request["rooms_of"])."""
+
+    def setup(self) -> dict[str, Any]:
+        self.members = self.register(list(self.request["rooms_of"]), join=False)
+        return {}
+
+    def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        rooms_of: dict[str, list[str]] = self.request["rooms_of"]
+        limit: float = request.get("limit", 120.0)
+        wait_until(request["start"])
+        start = time.monotonic()
+        for conn in self.members:
+            conn.channels = [name.encode() for name in rooms_of[conn.nick]]
+            self.join(conn)
+        while any(c.state != "joined" for c in self.members):
+            if time.monotonic() - start > limit:
+                raise RuntimeError(f"not every channel joined in {limit:.0f} s")
+            self.pump(0.01)
+        entered = sum(len(c.channels) for c in self.members)
+        return self.result(entered=entered, seconds=time.monotonic() - start)
+
+
+JOBS = {
+    "direct": DirectJob,
+    "fanout": FanoutJob,
+    "latency": LatencyJob,
+    "idle": IdleJob,
+    "rooms": RoomsJob,
+    "manyrooms": ManyRoomsJob,
+}
 
 
 def make_job(request: dict[str, Any]) -> IrcJob:

@@ -30,6 +30,12 @@ Jobs:
            time (ns), the recipient records the difference
   idle     connect and register `nicks`, at most `concurrency` waiting at a time; for
            chat, a second phase ("stream") then opens the stream for each of them
+  rooms    members of rooms (ENTER, then a raw SUB subscribed to #general and the room,
+           counting the room's POSTEDs and any trace of the rooms in `foreign`); in each
+           room with a sender, it POSTs, as fast as `window` allows ahead of the room's
+           probe or at a fixed `rate`
+  manyrooms  register `nicks`; on "go" each ENTERs its rooms at once, and the job waits
+           for every ROOM answer
 """
 
 import itertools
@@ -41,11 +47,11 @@ from typing import Any, Protocol
 
 import zmq
 
-from messages import SIGNATURE, encode
+from messages import SIGNATURE, encode, stream_topic
 from messages import commands as cmd
 
 from . import zmtp
-from .worker import register_all, run_load, run_paced, serve, trail
+from .worker import register_all, run_load, run_paced, serve, trail, wait_until
 
 TEXT = "benchmark message: 64 bytes of chat text, the same on every run."
 NOBLOCK = zmq.NOBLOCK
@@ -58,7 +64,7 @@ class Counter(Protocol):
 
 
 class Client:
-    __slots__ = ("got", "nick", "sent", "sock", "welcomed")
+    __slots__ = ("got", "nick", "pending", "sent", "sock", "welcomed")
 
     def __init__(self, sock: zmq.Socket, nick: str) -> None:  # type: ignore[type-arg]
         self.sock = sock
@@ -66,6 +72,8 @@ class Client:
         self.got = 0
         self.sent = 0
         self.welcomed = False
+        #: ENTERs not answered yet (by ROOM).
+        self.pending = 0
 
 
 class Dialect:
@@ -154,13 +162,17 @@ class ZmqJob:
             self.pump(0.05)
         return clients
 
-    def open_reader(self, nick: str) -> zmtp.Reader:
+    def open_reader(self, nick: str, room: str = "", foreign: bytes = b"") -> zmtp.Reader:
         """A raw reader for `nick`: a SUB on the chat stream (the stream port comes from a
-        WELCOME, so some client must have registered first), or a DEALER registered with
+        WELCOME, so some client must have registered first), counting #general's MESSAGEs
+        or, given `room`, that room's POSTEDs (and `foreign`); or a DEALER registered with
         the ceiling under `nick`."""
         if self.dialect.chat:
             assert self.stream_port, "no WELCOME yet: the stream port is unknown"
-            reader = zmtp.subscriber(self.host, self.stream_port, nick)
+            if room:
+                reader = zmtp.room_subscriber(self.host, self.stream_port, nick, room, foreign)
+            else:
+                reader = zmtp.subscriber(self.host, self.stream_port, nick)
         else:
             reader = zmtp.ceiling_dealer(self.host, self.port, nick)
         self.readers[reader.fileno()] = reader
@@ -168,9 +180,12 @@ class ZmqJob:
         self.waiting.add(reader)
         return reader
 
-    def open_readers(self, nicks: Sequence[str], limit: float = 60.0) -> list[zmtp.Reader]:
-        """A raw reader for each of `nicks`, once every one has its welcome."""
-        readers = [self.open_reader(nick) for nick in nicks]
+    def open_readers(
+        self, nicks: Sequence[str], limit: float = 60.0, room: str = "", foreign: bytes = b""
+    ) -> list[zmtp.Reader]:
+        """A raw reader for each of `nicks` (see `open_reader`), once every one has its
+        welcome."""
+        readers = [self.open_reader(nick, room, foreign) for nick in nicks]
         self.await_readers(limit)
         if self.waiting:
             raise RuntimeError(f"{len(self.waiting)} readers not welcomed in {limit:.0f} s")
@@ -226,10 +241,22 @@ class ZmqJob:
             client.welcomed = True
             if self.dialect.chat:
                 self.stream_port = int(frames[-1])
+        elif kind == b"ROOM":
+            client.pending -= 1
         elif kind in (b"ERROR", b"KICKED", b"SHUTDOWN"):
             self.errors += 1
             if not self.first_error:
                 self.first_error = repr(frames[1:])[:300]
+
+    def await_rooms(self, clients: Sequence[Client], limit: float = 60.0) -> float:
+        """Read until every ENTER of `clients` has its ROOM answer; how long it took."""
+        start = time.monotonic()
+        while any(c.pending > 0 for c in clients):
+            if time.monotonic() - start > limit:
+                missing = sum(max(0, c.pending) for c in clients)
+                raise RuntimeError(f"{missing} ENTERs not answered in {limit:.0f} s")
+            self.pump(0.01)
+        return time.monotonic() - start
 
     def setup(self) -> dict[str, Any]:
         raise NotImplementedError  # each job builds its own clients
@@ -444,7 +471,152 @@ class IdleJob(ZmqJob):
         return self.result(opened=opened)
 
 
-JOBS = {"direct": DirectJob, "fanout": FanoutJob, "latency": LatencyJob, "idle": IdleJob}
+class Room:
+    """One room as a worker holds it: its members here, their readers, and its sender."""
+
+    __slots__ = ("frames", "index", "name", "nicks", "probe", "rate", "readers", "sender", "sent")
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.name: str = spec["room"]
+        self.nicks: list[str] = spec["nicks"]
+        #: Posts per second, or 0: as fast as the window allows.
+        self.rate: float = spec.get("rate", 0)
+        self.readers: list[zmtp.Reader] = []
+        self.sender: Client | None = None
+        self.probe: zmtp.Reader | None = None
+        self.frames, self.index = encode(cmd.Post(self.name, "0", TEXT)), 3
+        self.sent = 0
+
+
+def post_paced(rooms: Sequence[Room], window: int, start: float) -> Callable[[], None]:
+    """A top-up that keeps each room's sender at most `window` posts ahead of its probe,
+    and, for a room with a rate, no further ahead of that rate since `start`."""
+    ids = itertools.count(1)
+    senders = [r for r in rooms if r.sender is not None and r.probe is not None]
+    base = {id(r): r.probe.got for r in senders if r.probe is not None}
+    for r in senders:
+        r.sent = 0
+
+    def top_up() -> None:
+        now = time.monotonic()
+        for r in senders:
+            assert r.sender is not None and r.probe is not None
+            room = window - (r.sent - (r.probe.got - base[id(r)]))
+            if r.rate:
+                room = min(room, int((now - start) * r.rate) + 1 - r.sent)
+            if room > 0:
+                frames, index, send = r.frames, r.index, r.sender.sock.send_multipart
+                for _ in range(room):
+                    frames[index] = b"%d" % next(ids)
+                    send(frames)
+                r.sent += room
+
+    return top_up
+
+
+class RoomsJob(ZmqJob):
+    """Members of rooms, each counting its own room's posts on the stream; the first room
+    is the measured one (its deliveries are "count"), the others are busy around it."""
+
+    def setup(self) -> dict[str, Any]:
+        if not self.dialect.chat:
+            raise ValueError("rooms: only the chat's dialect has rooms")
+        self.rooms = [Room(spec) for spec in self.request["rooms"]]
+        foreign: bytes = self.request.get("foreign", "").encode()
+        self.foreign = foreign
+        #: The measured room's members here, and the traces of `foreign` on their DEALERs
+        #: (a member reading the stream is sent no room's events on its connection).
+        self.outsiders = set(self.rooms[0].nicks)
+        self.dealer_foreign = 0
+        clients = self.register([n for r in self.rooms for n in r.nicks])
+        by_nick = {c.nick: c for c in clients}
+        for room in self.rooms:
+            enter = encode(cmd.Enter(room.name))
+            for nick in room.nicks:
+                by_nick[nick].pending += 1
+                by_nick[nick].sock.send_multipart(enter)
+        self.await_rooms(clients)
+        # Subscribed only once the room exists (ROOM came back): the broker applies a
+        # subscription only to a room that exists.
+        for room, spec in zip(self.rooms, self.request["rooms"], strict=True):
+            room.readers = self.open_readers(room.nicks, room=room.name, foreign=foreign)
+            room.sender = by_nick.get(spec.get("sender") or "")
+            room.probe = next((r for r in room.readers if r.nick == spec.get("probe")), None)
+        senders = {id(r.sender) for r in self.rooms if r.sender is not None}
+        self.idle = [c for c in clients if id(c) not in senders]
+        self.unpoll(self.idle)
+        return {}
+
+    def other(self, client: Client, frames: list[bytes]) -> None:
+        if client.nick in self.outsiders and self.foreign:
+            self.dealer_foreign += sum(frame.count(self.foreign) for frame in frames)
+        super().other(client, frames)
+
+    def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        main, busy = self.rooms[0], self.rooms[1:]
+        main_readers = main.readers
+        busy_readers = [reader for room in busy for reader in room.readers]
+        got0 = sum(r.got for r in main_readers)
+        busy0 = sum(r.got for r in busy_readers)
+        result = run_load(
+            self,
+            request,
+            lambda: sum(r.got for r in main_readers),
+            post_paced(self.rooms, self.window, request["start"]),
+            lambda: sum(r.got for r in busy_readers),
+        )
+        trail(self)
+        self.sweep(self.idle)
+        result.update(
+            sent=main.sent,
+            total=sum(r.got for r in main_readers) - got0,
+            busy_sent=sum(r.sent for r in busy),
+            busy_total=sum(r.got for r in busy_readers) - busy0,
+            # Since each reader opened: setup's ENTERED events count too.
+            foreign=sum(r.foreign_got for r in main_readers) + self.dealer_foreign,
+            busy_foreign=sum(r.foreign_got for r in busy_readers),
+        )
+        return result
+
+
+class ManyRoomsJob(ZmqJob):
+    """Clients that, on "go", all ENTER their rooms (request["rooms_of"]: nick -> rooms).
+
+    Each reads the stream as the reference client does (a raw SUB, subscribed to
+    #general); on "go" with phase "subscribe", each subscribes to its rooms' topics too."""
+
+    def setup(self) -> dict[str, Any]:
+        nicks = list(self.request["rooms_of"])
+        self.members = self.register(nicks)
+        self.streams = dict(zip(nicks, self.open_readers(nicks), strict=True))
+        return {}
+
+    def go(self, request: dict[str, Any]) -> dict[str, Any]:
+        rooms_of: dict[str, list[str]] = self.request["rooms_of"]
+        if request.get("phase") == "subscribe":
+            for nick, reader in self.streams.items():
+                topics = [stream_topic(name) for name in rooms_of[nick]]
+                reader.send(zmtp.subscriptions(*topics, first=False))
+            return self.result(subscribed=sum(map(len, rooms_of.values())))
+        wait_until(request["start"])
+        start = time.monotonic()
+        for client in self.members:
+            for name in rooms_of[client.nick]:
+                client.pending += 1
+                client.sock.send_multipart(encode(cmd.Enter(name)))
+        self.await_rooms(self.members, request.get("limit", 120.0))
+        entered = sum(len(rooms_of[c.nick]) for c in self.members)
+        return self.result(entered=entered, seconds=time.monotonic() - start)
+
+
+JOBS = {
+    "direct": DirectJob,
+    "fanout": FanoutJob,
+    "latency": LatencyJob,
+    "idle": IdleJob,
+    "rooms": RoomsJob,
+    "manyrooms": ManyRoomsJob,
+}
 
 
 def make_job(request: dict[str, Any]) -> ZmqJob:

@@ -18,6 +18,16 @@ overflowed). The chat's idle clients register with the broadcast stream closed (
 IRC client joins no channel); the broker's idle figures also include the same clients
 with their stream open ("RSS per stream subscriber", "RSS per idle client, stream open",
 compared with the ceiling's RSS per idle client).
+
+Rooms (the ceiling relays have none, so these skip them and compare with InspIRCd, whose
+channels are the IRC equivalent): "rooms-N" is fan-out to the N members of one room
+(#fan; a channel for IRC) while BUSY_ROOMS rooms of BUSY_MEMBERS members each get
+`--busy-rate` posts a second; every member of #fan counts each trace of the busy rooms'
+names that reaches it ("busy-room traces at non-members", which must be 0; the busy rooms'
+own members count theirs, which shows the count works). "manyrooms-N" registers the users
+of N rooms of MANY_ROOM_MEMBERS, each user in `--rooms-per-user` of them, then every user
+ENTERs (JOINs) all its rooms at once: the time until every answer came, and the server's
+RSS growth per membership.
 """
 
 import argparse
@@ -43,8 +53,33 @@ from .worker import Worker, call_all, wait_until
 HERE = Path(__file__).resolve().parent
 ZMQ_SYSTEMS = ("chat", "chat-memory", "ceiling", "ceiling-asyncio")
 IRC_SYSTEMS = tuple(peers.PEERS)
-SCENARIOS = ("direct-1", "direct-50", "fanout-100", "fanout-1000", "latency", "idle")
+SCENARIOS = (
+    "direct-1",
+    "direct-50",
+    "fanout-100",
+    "fanout-1000",
+    "latency",
+    "idle",
+    "rooms-1000",
+    "manyrooms-1000",
+)
 CEILING = "ceiling"
+#: Scenarios of rooms, which the ceiling relays do not know (they have one group): their
+#: ratios are to InspIRCd, measured in the same run.
+ROOM_SCENARIOS = ("rooms", "manyrooms")
+ROOM_BASELINE = "inspircd"
+#: Around the measured room (rooms-N): this many busy rooms of BUSY_MEMBERS members each,
+#: whose first member posts `--busy-rate` times a second. Their names share BUSY_PREFIX,
+#: which no byte of the measured room's traffic holds: a member of none of them counts it.
+BUSY_ROOMS, BUSY_MEMBERS, BUSY_PREFIX = 10, 10, "#busy-"
+#: The measured room (a short name: its members count "POSTED" and the name, packed).
+MAIN_ROOM = "#fan"
+#: Posts per second in each busy room, by default: a very busy room for people, not a
+#: flood (ten rooms: 2,000 posts and 20,000 deliveries a second).
+BUSY_RATE = 200.0
+#: Members of each room in manyrooms-N (N rooms), and rooms of each user by default:
+#: 1,000 rooms of 10 are 10,000 memberships of 1,000 users.
+MANY_ROOM_MEMBERS, ROOMS_PER_USER = 10, 10
 #: Fixed send rate of the latency scenario, messages per second.
 LATENCY_RATE = 2000
 #: Messages in flight per pair (direct) or per sender (fanout).
@@ -167,11 +202,7 @@ class Bench:
     ) -> Figures:
         workers = self.workers(kind, self.args.workers)
         used.extend(workers)
-        nicks = [f"u{i}" for i in range(members)]
-        share = [nicks[i :: len(workers)] for i in range(len(workers))]
-        # The sender and its probe live in the first worker.
-        share[0] = ["u0", "u1", *(n for n in share[0] if n != "u0")]
-        share[1:] = [[n for n in s if n != "u1"] for s in share[1:]]
+        share = with_sender([f"u{i}" for i in range(members)], len(workers))
         requests = [
             {"op": "setup", "job": "fanout", "nicks": s, **base}
             | ({"sender": "u0", "probe": "u1"} if i == 0 else {})
@@ -188,6 +219,117 @@ class Bench:
             print(f"  {server.name}: {missing} of {expected} deliveries did not arrive")
         undelivered = missing / expected * 100 if expected else float("nan")
         return [*self._throughput(replies, cpu, "deliveries/s"), ("undelivered", "%", undelivered)]
+
+    def rooms(
+        self, server: Server, kind: str, base: dict[str, Any], used: list[Worker], members: int
+    ) -> Figures:
+        """Fan-out to the `members` of one room while BUSY_ROOMS other rooms are busy; the
+        measured room's members count every trace of the busy rooms that reaches them."""
+        workers = self.workers(kind, self.args.workers)
+        used.extend(workers)
+        share = with_sender([f"u{i}" for i in range(members)], len(workers))
+        requests = [
+            {
+                "op": "setup",
+                "job": "rooms",
+                "foreign": BUSY_PREFIX,
+                "rooms": [{"room": MAIN_ROOM, "nicks": s, "sender": "u0", "probe": "u1"}],
+                **base,
+            }
+            for s in share
+        ]
+        for k in range(BUSY_ROOMS):
+            nicks = [f"b{k}m{j}" for j in range(BUSY_MEMBERS)]
+            busy = {"room": f"{BUSY_PREFIX}{k}", "nicks": nicks, "rate": self.args.busy_rate}
+            # A whole busy room lives in one worker, its sender and probe together.
+            requests[k % len(workers)]["rooms"].append(
+                busy | {"sender": nicks[0], "probe": nicks[1]}
+            )
+        call_all(workers, requests, 180)
+        replies, cpu = self._timed(server, workers, settle=0.2)
+        window = self.args.window
+        busy_count = sum(r["also_count"] for r in replies)
+        figures = self._throughput(replies, cpu, "deliveries/s")
+        # Per delivery: the busy rooms' deliveries are work too.
+        all_count = sum(r["count"] for r in replies) + busy_count
+        figures[1] = ("server CPU per delivery", "us", cpu / all_count * 1e6 if all_count else 0)
+        echo = 1 if kind == "irc" else 0  # IRC does not send a message back to its sender
+        owed = sum(r["sent"] for r in replies) * (members - echo)
+        busy_owed = sum(r["busy_sent"] for r in replies) * (BUSY_MEMBERS - echo)
+        missing = owed - sum(r["total"] for r in replies)
+        busy_missing = busy_owed - sum(r["busy_total"] for r in replies)
+        if missing or busy_missing:
+            print(
+                f"  {server.name}: {missing} of {owed} deliveries did not arrive, and "
+                f"{busy_missing} of {busy_owed} in the busy rooms"
+            )
+        foreign = float(sum(r["foreign"] for r in replies))
+        if foreign:
+            print(f"  {server.name}: {foreign:.0f} traces of the busy rooms reached non-members")
+        return [
+            *figures,
+            ("undelivered", "%", missing / owed * 100 if owed else float("nan")),
+            ("busy rooms", "deliveries/s", busy_count / window),
+            ("busy rooms undelivered", "%", busy_missing / busy_owed * 100 if busy_owed else 0),
+            ("busy-room traces at non-members", "count", foreign),
+            (
+                "busy-room traces at members",
+                "count",
+                float(sum(r["busy_foreign"] for r in replies)),
+            ),
+        ]
+
+    def manyrooms(
+        self, server: Server, kind: str, base: dict[str, Any], used: list[Worker], rooms: int
+    ) -> Figures:
+        """`rooms` rooms of MANY_ROOM_MEMBERS members, each user in `--rooms-per-user` of
+        them: how long until every ENTER (JOIN) is answered, and what the server's memory
+        grew by."""
+        per_user = self.args.rooms_per_user
+        memberships = rooms * MANY_ROOM_MEMBERS
+        users = memberships // per_user
+        if users * per_user != memberships or users < MANY_ROOM_MEMBERS:
+            raise ValueError(f"{memberships} memberships do not split into {per_user} per user")
+        rooms_of: dict[str, list[str]] = defaultdict(list)
+        # Membership m: room m // size, user m % users; users >= size keeps both distinct.
+        for m in range(memberships):
+            rooms_of[f"u{m % users}"].append(f"#r{m // MANY_ROOM_MEMBERS}")
+        workers = self.workers(kind, self.args.workers)
+        used.extend(workers)
+        nicks = list(rooms_of)
+        share = [nicks[i :: len(workers)] for i in range(len(workers))]
+        requests = [
+            {"op": "setup", "job": "manyrooms", "rooms_of": {n: rooms_of[n] for n in s}, **base}
+            for s in share
+        ]
+        call_all(workers, requests, 180)
+        call_all(workers, [{"op": "quiet", "seconds": 0.5, "limit": 60}] * len(workers), 90)
+        before = rss_bytes(server.pid)
+        start = time.monotonic() + LEAD
+        limit = self.args.idle_limit
+        replies = call_all(
+            workers, [{"op": "go", "start": start, "limit": limit}] * len(workers), limit + 60
+        )
+        quiet = [{"op": "quiet", "seconds": 0.5, "limit": 60}] * len(workers)
+        call_all(workers, quiet, 90)
+        after = rss_bytes(server.pid)
+        entered = sum(r["entered"] for r in replies)
+        figures: Figures = [
+            ("memberships", "count", float(entered)),
+            ("time to join all", "s", max(r["seconds"] for r in replies)),
+            ("RSS per membership", "KiB", (after - before) / max(1, entered) / 1024),
+            ("RSS before joining", "MiB", before / 2**20),
+            ("RSS after joining", "MiB", after / 2**20),
+        ]
+        if server.dialect == "chat":
+            # The members read the stream: each now subscribes to its rooms' topics too.
+            call_all(workers, [{"op": "go", "phase": "subscribe"}] * len(workers), 60)
+            call_all(workers, quiet, 90)
+            subscribed = rss_bytes(server.pid)
+            per = (subscribed - before) / max(1, entered) / 1024
+            figures.append(("RSS per membership, stream subscribed", "KiB", per))
+        errors = sum(r.get("errors", 0) for r in replies)
+        return [*figures, ("errors", "count", float(errors))]
 
     def latency(
         self, server: Server, kind: str, base: dict[str, Any], used: list[Worker]
@@ -263,6 +405,24 @@ class Bench:
         ]
 
 
+def with_sender(nicks: list[str], workers: int) -> list[list[str]]:
+    """`nicks` shared among `workers`, the sender u0 and its probe u1 in the first."""
+    share = [nicks[i::workers] for i in range(workers)]
+    share[0] = ["u0", "u1", *(n for n in share[0] if n != "u0")]
+    share[1:] = [[n for n in s if n != "u1"] for s in share[1:]]
+    return share
+
+
+def baseline(scenario: str) -> str:
+    """The system a scenario's figures are compared with, measured in the same run."""
+    return ROOM_BASELINE if scenario.partition("-")[0] in ROOM_SCENARIOS else CEILING
+
+
+def supports(system: str, scenario: str) -> bool:
+    """The ceiling relays have no rooms: one group of everyone."""
+    return not (system.startswith(CEILING) and scenario.partition("-")[0] in ROOM_SCENARIOS)
+
+
 # -- aggregation and output ------------------------------------------------------------
 
 
@@ -270,11 +430,12 @@ def aggregate(raw: dict[tuple[str, str, str, str], list[float]], runs: int) -> l
     records: list[dict[str, Any]] = []
     for (scenario, metric, unit, system), values in raw.items():
         records.append(record(scenario, metric, unit, system, values))
-        ceiling = raw.get((scenario, RATIO_AGAINST.get(metric, metric), unit, CEILING))
-        if system != CEILING and ceiling and metric in RATIO_METRICS:
-            ratios = [v / c for v, c in zip(values, ceiling, strict=False) if c]
+        versus = baseline(scenario)
+        base = raw.get((scenario, RATIO_AGAINST.get(metric, metric), unit, versus))
+        if system != versus and base and metric in RATIO_METRICS:
+            ratios = [v / c for v, c in zip(values, base, strict=False) if c]
             if ratios:
-                records.append(record(scenario, f"{metric} / ceiling", "x", system, ratios))
+                records.append(record(scenario, f"{metric} / {versus}", "x", system, ratios))
     return records
 
 
@@ -286,10 +447,17 @@ RATIO_METRICS = (
     "RSS per idle client, stream open",
     "time to register all",
     "server CPU per delivery",
+    "time to join all",
+    "RSS per membership",
+    "RSS per membership, stream subscribed",
+    "RSS after joining",
 )
 #: Metrics compared with another of the ceiling's: the ceiling has no stream, so a chat
 #: client with its stream open (two connections) is set against a ceiling client (one).
-RATIO_AGAINST = {"RSS per idle client, stream open": "RSS per idle client"}
+RATIO_AGAINST = {
+    "RSS per idle client, stream open": "RSS per idle client",
+    "RSS per membership, stream subscribed": "RSS per membership",
+}
 
 
 def record(
@@ -325,12 +493,14 @@ def fmt(value: float, unit: str) -> str:
 
 def table(records: list[dict[str, Any]]) -> str:
     ratio = {
-        (r["scenario"], r["metric"].removesuffix(" / ceiling"), r["system"]): r
+        (r["scenario"], r["metric"].rsplit(" / ", 1)[0], r["system"]): r
         for r in records
         if r["unit"] == "x"
     }
     lines = [
-        "| scenario | metric | unit | system | median | min - max | x ceiling |",
+        f"x baseline: to the {CEILING}; for {', '.join(ROOM_SCENARIOS)}, to {ROOM_BASELINE}",
+        "",
+        "| scenario | metric | unit | system | median | min - max | x baseline |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in records:
@@ -388,6 +558,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="registrations in progress per worker (default: 5 for ngIRCd, else 200)",
     )
     parser.add_argument("--idle-limit", type=float, default=IDLE_LIMIT, help="seconds")
+    parser.add_argument(
+        "--busy-rate",
+        type=float,
+        default=BUSY_RATE,
+        help=f"posts per second in each of the {BUSY_ROOMS} busy rooms of rooms-N",
+    )
+    parser.add_argument(
+        "--rooms-per-user",
+        type=int,
+        default=ROOMS_PER_USER,
+        help=f"rooms each user is in, in manyrooms-N (N rooms of {MANY_ROOM_MEMBERS})",
+    )
     parser.add_argument("--quick", action="store_true", help="1 run, 1 s windows: a smoke test")
     parser.add_argument("--json", default=str(HERE / "results.json"), help="where to write")
     parser.add_argument(
@@ -422,6 +604,10 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             for scenario in scenarios:
                 for system in systems:
+                    if not supports(system, scenario):
+                        if run == 0:
+                            print(f"note: {system} has no rooms; {scenario} skipped for it")
+                        continue
                     t = time.monotonic()
                     figures = bench.measure(system, scenario)
                     shown = ", ".join(f"{m} {fmt(v, u)} {u}" for m, u, v in figures[:2])

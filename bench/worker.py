@@ -34,6 +34,16 @@ C = TypeVar("C")
 READ_BYTES = 1 << 16
 
 
+def count_in(tail: bytes, data: bytes, pattern: bytes) -> int:
+    """Occurrences of `pattern` in `data`, and those that straddle `tail` (the end of the
+    previous read, at least len(pattern) - 1 bytes unless the reads began with it) and
+    `data`: each occurrence is counted once, in the read where it ends."""
+    n = data.count(pattern)
+    if tail:
+        n += (tail[1 - len(pattern) :] + data[: len(pattern) - 1]).count(pattern)
+    return n
+
+
 class Job(Protocol):
     def setup(self) -> dict[str, Any]: ...
     def go(self, request: dict[str, Any]) -> dict[str, Any]: ...
@@ -127,26 +137,33 @@ def run_load(
     request: dict[str, Any],
     delivered: Callable[[], int],
     top_up: Callable[[], None],
+    also: Callable[[], int] | None = None,
 ) -> dict[str, Any]:
     """From request["start"], call `top_up` and read until the warm-up and the window are
-    over; count `delivered()` within the window, and the worker's CPU time."""
+    over; count `delivered()` within the window (and `also()`, as "also_count"), and the
+    worker's CPU time."""
+    also = also or (lambda: 0)
     start = request["start"]
     count_from = start + request["warm"]
     end = count_from + request["window"]
     wait_until(start)
     first = cpu0 = None
+    also0 = 0
     pump = job.pump
     while True:
         now = time.monotonic()
         if first is None and now >= count_from:
-            first, cpu0 = delivered(), time.process_time()
+            first, also0, cpu0 = delivered(), also(), time.process_time()
         if now >= end:
             break
         top_up()
         pump(0.002)
     assert first is not None and cpu0 is not None
     return job.result(
-        count=delivered() - first, cpu=time.process_time() - cpu0, seconds=now - count_from
+        count=delivered() - first,
+        also_count=also() - also0,
+        cpu=time.process_time() - cpu0,
+        seconds=now - count_from,
     )
 
 

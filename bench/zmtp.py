@@ -60,7 +60,7 @@ from messages import (
 )
 from messages import commands as cmd
 
-from .worker import READ_BYTES
+from .worker import READ_BYTES, count_in
 
 #: Our half of the ZMTP 3.1 greeting: signature (0xFF, 8 bytes of padding, 0x7F),
 #: version 3.1, mechanism NULL padded to 20 bytes, as-server 0, 31 bytes of filler.
@@ -81,13 +81,29 @@ CEILING_WELCOME: Final = b"\x00\x07WELCOME"
 #: #general's topic, as messages (ZMTP 3.0 style; libzmq 4.3 accepts them from 3.1 peers
 #: too): each one frame, body b"\x01" + the topic.
 _GENERAL_TOPIC: Final = stream_topic(GENERAL_ROOM)
-SUBSCRIBE_GENERAL: Final = b"".join(
-    b"\x00" + bytes((1 + len(topic),)) + b"\x01" + topic for topic in (STREAM_READY, _GENERAL_TOPIC)
-)
+
+
+def subscriptions(*topics: bytes, first: bool = True) -> bytes:
+    """Subscriptions to `topics`, one message each, after those to STREAM_READY and
+    #general's topic unless `first` is false (they were sent already)."""
+    return b"".join(
+        b"\x00" + bytes((1 + len(topic),)) + b"\x01" + topic
+        for topic in ((STREAM_READY, _GENERAL_TOPIC) if first else ()) + topics
+    )
+
+
+SUBSCRIBE_GENERAL: Final = subscriptions()
 PING: Final = b"\x04PING"
 #: Every pattern searched for is at most this long; a read keeps this many bytes minus
 #: one for the next.
-_MAX_PATTERN: Final = 11
+_MAX_PATTERN: Final = 24
+
+
+def posted_in(room: str) -> bytes:
+    """The POSTED verb of a room's event and its room frame, inside a packed stream frame:
+    a POSTED of `room` and of no other room (its length prefix ends the name)."""
+    name = room.encode()
+    return b"POSTED" + len(name).to_bytes(4, "big") + name
 
 
 def command(name: bytes, body: bytes) -> bytes:
@@ -126,12 +142,15 @@ class Reader:
     `first` is the message sent once the handshake is done (a subscription or a HELLO);
     `ready_marker` is the encoded frame that says the peer is sending us what we want (the
     stream's welcome; the ceiling's WELCOME). Call `read` whenever the socket is readable:
-    it completes the handshake, then counts.
+    it completes the handshake, then counts. A non-empty `foreign` is counted too, in
+    `foreign_got`: bytes this reader should never see (another room's name).
     """
 
     __slots__ = (
         "closed",
         "first",
+        "foreign",
+        "foreign_got",
         "got",
         "greeted",
         "is_ready",
@@ -150,10 +169,13 @@ class Reader:
         ready_marker: bytes,
         pattern: bytes = MESSAGE_FRAME,
         nick: str = "",
+        foreign: bytes = b"",
     ) -> None:
-        assert len(pattern) <= _MAX_PATTERN and len(ready_marker) <= _MAX_PATTERN
+        assert max(len(pattern), len(ready_marker), len(foreign)) <= _MAX_PATTERN
         self.nick = nick
         self.pattern = pattern
+        self.foreign = foreign
+        self.foreign_got = 0
         self.marker = ready_marker
         self.first = first
         self.got = 0
@@ -192,12 +214,10 @@ class Reader:
             if not data:
                 return 0
         tail = self.tail
-        pattern = self.pattern
-        n = data.count(pattern)
-        if tail:
-            # Occurrences that straddle the previous read and this one.
-            n += (tail[1 - len(pattern) :] + data[: len(pattern) - 1]).count(pattern)
+        n = count_in(tail, data, self.pattern)
         self.got += n
+        if self.foreign:
+            self.foreign_got += count_in(tail, data, self.foreign)
         if not self.is_ready:
             marker = self.marker
             if marker in data or marker in tail[1 - len(marker) :] + data[: len(marker) - 1]:
@@ -233,12 +253,16 @@ class Reader:
             self.close()
             return b""
         self.greeted = None
+        self.send(self.first)
+        return data[end:]
+
+    def send(self, data: bytes) -> None:
+        """Send `data` whole (subscriptions: a few hundred bytes at most)."""
         self.sock.setblocking(True)
         try:
-            self.sock.sendall(self.first)
+            self.sock.sendall(data)
         finally:
             self.sock.setblocking(False)
-        return data[end:]
 
     def _pong(self, data: bytes) -> None:
         start = 0
@@ -257,8 +281,17 @@ class Reader:
 
 
 def subscriber(host: str, port: int, nick: str = "") -> Reader:
-    """A SUB reader of the broker's broadcast stream, subscribed to everything."""
+    """A SUB reader of the broker's broadcast stream, subscribed to #general: counts its
+    MESSAGEs."""
     return Reader((host, port), b"SUB", SUBSCRIBE_GENERAL, STREAM_WELCOME, PACKED_MESSAGE, nick)
+
+
+def room_subscriber(host: str, port: int, nick: str, room: str, foreign: bytes = b"") -> Reader:
+    """A SUB reader of the broker's stream subscribed to #general and `room` (whose ROOM
+    answer has come: the broker applies a subscription only to a room that exists), as a
+    member of `room` subscribes: counts the POSTEDs of `room`, and `foreign`."""
+    first = subscriptions(stream_topic(room))
+    return Reader((host, port), b"SUB", first, STREAM_WELCOME, posted_in(room), nick, foreign)
 
 
 def ceiling_dealer(host: str, port: int, nick: str) -> Reader:
@@ -309,10 +342,13 @@ def _launched(
         ctx.destroy(linger=0)
 
 
-def check_broker(messages: int = 3000) -> list[str]:
+def check_broker(messages: int = 3000, room: str = "") -> list[str]:
     """Counts of raw SUB readers (big and tiny reads) against a pyzmq SUB's, on the
-    benchmark's broker; the problems found."""
+    benchmark's broker, of #general's MESSAGEs or, given `room`, of its POSTEDs while the
+    sender posts as much in another room (#busy-0), of which the readers, subscribed to
+    `room` only, must see no byte; the problems found."""
     problems: list[str] = []
+    other = "#busy-0"
     with _launched("bench.launch", problems) as (endpoint, ctx):
         host, _ = tcp_address(endpoint)
         sender = ctx.socket(zmq.DEALER)
@@ -321,14 +357,24 @@ def check_broker(messages: int = 3000) -> list[str]:
         sender.send_multipart(encode(cmd.Hello("sender", secrets.token_urlsafe(16), True)))
         welcome = sender.recv_multipart()
         port = int(welcome[-1])
+        for name in (room, other) if room else ():
+            sender.send_multipart(encode(cmd.Enter(name)))
+            while sender.recv_multipart()[1] != b"ROOM":
+                pass
         sub = ctx.socket(zmq.SUB)
         sub.setsockopt(zmq.LINGER, 0)
         sub.setsockopt(zmq.RCVHWM, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, STREAM_READY)
-        sub.setsockopt(zmq.SUBSCRIBE, _GENERAL_TOPIC)
+        for topic in (STREAM_READY, _GENERAL_TOPIC, *([stream_topic(room)] if room else [])):
+            sub.setsockopt(zmq.SUBSCRIBE, topic)
         sub.connect(f"tcp://{host}:{port}")
-        big = [subscriber(host, port) for _ in range(3)]
-        tiny = [subscriber(host, port) for _ in range(2)]
+
+        def reader() -> Reader:
+            if room:
+                return room_subscriber(host, port, "", room, foreign=other.encode())
+            return subscriber(host, port)
+
+        big = [reader() for _ in range(3)]
+        tiny = [reader() for _ in range(2)]
         # Wait for every welcome (the broker sends it when it attaches the subscriber).
         deadline = time.monotonic() + 10
         sub_ready = False
@@ -348,11 +394,19 @@ def check_broker(messages: int = 3000) -> list[str]:
         # Drain the pyzmq SUB of what came before (JOINs).
         while sub.poll(50):
             sub.recv_multipart()
-        template = encode(cmd.Say("0", "benchmark message: 64 bytes of chat text, the same."))
+        text = "benchmark message: 64 bytes of chat text, the same."
+        template, index = (
+            (encode(cmd.Post(room, "0", text)), 3) if room else (encode(cmd.Say("0", text)), 2)
+        )
+        elsewhere = encode(cmd.Post(other, "0", text))
+        verb = b"POSTED" if room else b"MESSAGE"
         pyzmq_count = 0
         for i in range(1, messages + 1):
-            template[2] = b"%d" % i
+            template[index] = b"%d" % i
             sender.send_multipart(template)
+            if room:
+                elsewhere[3] = b"x%d" % i
+                sender.send_multipart(elsewhere)
             if i % 100 == 0:
                 _pump(big, 0.001)
                 _pump(tiny, 0.001, 5)
@@ -364,13 +418,16 @@ def check_broker(messages: int = 3000) -> list[str]:
                     # Decoded, independently of the raw count: one frame of packed events.
                     (framed,) = frames
                     _, packed = split_topic(framed)
-                    pyzmq_count += sum(e[1] == b"MESSAGE" for e in unpack_events(packed))
+                    pyzmq_count += sum(e[1] == verb for e in unpack_events(packed))
         _pump(big, 0.3)
         _pump(tiny, 1.0, 5)
         raw = [r.got - b for r, b in zip(big + tiny, base, strict=True)]
-        print(f"broker: {messages} SAYs; pyzmq SUB counted {pyzmq_count}; raw SUBs {raw}")
+        what = f"POSTs in {room} (and as many in {other})" if room else "SAYs"
+        print(f"broker: {messages} {what}; pyzmq SUB counted {pyzmq_count}; raw SUBs {raw}")
         if pyzmq_count != messages or any(n != pyzmq_count for n in raw):
             problems.append(f"counts differ: pyzmq {pyzmq_count}, raw {raw}, sent {messages}")
+        if leaked := sum(r.foreign_got for r in big + tiny):
+            problems.append(f"{leaked} traces of {other} reached readers of {room} only")
         for r in big + tiny:
             r.close()
         sender.close()
@@ -448,7 +505,7 @@ def check_heartbeat() -> list[str]:
 
 
 def main() -> int:
-    problems = check_broker() + check_ceiling() + check_heartbeat()
+    problems = check_broker() + check_broker(room="#fan") + check_ceiling() + check_heartbeat()
     for problem in problems:
         print("FAILED:", problem)
     if not problems:
