@@ -40,6 +40,8 @@ CPU_SAMPLE_S = 2.0
 SETTLE_S = 1.0
 #: How long to wait for the broker to show it acted (cut a peer off), in s.
 ACT_TIMEOUT_S = 20.0
+#: How long the last connections of a flood are given to be taken in, all together (s).
+SETTLE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -384,6 +386,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _answered(peers: list[Peer], timeout_s: float) -> int:
+    """Each of `peers` PINGs; how many answered within `timeout_s` (all waited at once)."""
+    poller = zmq.Poller()
+    for peer in peers:
+        peer.socket.send_multipart(encode(cmd.Ping()))
+        poller.register(peer.socket, zmq.POLLIN)
+    waiting = {peer.socket for peer in peers}
+    deadline = time.monotonic() + timeout_s
+    while waiting and (left := deadline - time.monotonic()) > 0:
+        for answering, _ in poller.poll(int(left * 1000)):
+            answering.recv_multipart()
+            if answering in waiting:
+                waiting.discard(answering)
+                poller.unregister(answering)
+    return len(peers) - len(waiting)
+
+
 def descriptor_limit(context: Context, descriptors: int, connections: int) -> Result:
     """A broker allowed `descriptors` file descriptors; `connections` idle connections from
     several addresses, more than it can hold; then a new user."""
@@ -398,10 +417,10 @@ def descriptor_limit(context: Context, descriptors: int, connections: int) -> Re
                 Peer(context, _from_address(broker.endpoint, addresses[n % len(addresses)]))
                 for n in range(connections)
             ]
-            # Time for libzmq to accept them all (and the broker to cut off the excess).
-            for peer in idle[-8:]:
-                peer.socket.send_multipart(encode(cmd.Ping()))
-                peer.socket.poll(int(ACT_TIMEOUT_S * 1000))
+            # Time for libzmq to accept them all (and the broker to cut off the excess): the
+            # last ones PING, and are waited for together (one that was cut off never
+            # answers: a wait for each in turn could take ACT_TIMEOUT_S apiece).
+            _answered(idle[-8:], SETTLE_TIMEOUT_S)
             used_before = cpu_seconds(pid)
             start = time.monotonic()
             newcomer = Peer(context, _from_address(broker.endpoint, "127.0.3.1"))
