@@ -1102,11 +1102,19 @@ class ChatCore:
         numbered(room, event)
         if not stored:
             self.store.keep_room_event(event)
-        members = room.members.values()
+        members = room.members
         if room.invite_only:
-            return [(member.identity, event) for member in members]
+            return [(member.identity, event) for member in members.values()]
         out: list[Outgoing] = [(STREAM, event)]
-        out += [(member.identity, event) for member in members if not member.stream]
+        if len(self._direct) < len(members):
+            # Few clients do not read the stream: look at those rather than at every member
+            # (a room of a thousand costs as little as #general).
+            by_identity = self._by_identity
+            for identity in self._direct:
+                if by_identity[identity].token_hash in members:
+                    out.append((identity, event))
+        else:
+            out += [(m.identity, event) for m in members.values() if not m.stream]
         return out
 
     def _enter(self, session: Session, name: str) -> list[Outgoing]:
