@@ -19,6 +19,9 @@ class PendingAcks:
     def __init__(self) -> None:
         self._ids: dict[Identity, list[str]] = {}
 
+    def __bool__(self) -> bool:
+        return bool(self._ids)
+
     def hold(self, outgoing: list[Outgoing]) -> list[Outgoing]:
         """`outgoing` without its ACKs, which are kept for `flush`."""
         rest: list[Outgoing] = []
