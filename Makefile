@@ -11,6 +11,9 @@ DEV_STAMP := $(VENV)/.installed-dev
 BIND        ?= tcp://127.0.0.1:5555
 SERVER      ?= tcp://127.0.0.1:5555
 NICK        ?=
+# pytest processes for `make test` (pytest-xdist): the suite waits on sockets and processes
+# most of the time, so two share two CPUs well.
+TEST_WORKERS ?= 2
 ADMIN_TOKEN_FILE ?=
 BENCH_ARGS  ?=
 ATTACK_ARGS ?=
@@ -66,7 +69,7 @@ typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
 unit: $(DEV_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test: lint typecheck unit
 

@@ -1,6 +1,7 @@
 """Attacks on a real broker (tests/attacks.py, smaller than `make attack`), and the
 connection table that holds them off, table by table."""
 
+import pytest
 import zmq
 
 from broker.connections import Connection, ConnectionLimits, ConnectionTable, Verdict
@@ -243,5 +244,6 @@ def test_a_full_broker_makes_room_with_the_oldest_idle_connection_of_the_busiest
     assert table.evicted() == []
 
 
+@pytest.mark.timeout(90)  # a broker process, a flood of 150 connections, a CPU sample
 def test_a_broker_at_its_descriptor_limit_still_lets_a_new_user_in(context: Context) -> None:
     _held(attacks.descriptor_limit(context, descriptors=160, connections=150))
