@@ -119,6 +119,7 @@ class InteractiveClient:
             input_history,
             older=session.request_older,
             want_rooms=session.request_rooms,
+            older_room=session.request_older_room,
         )
         session.show = self.ui.show
         session.show_above = self.ui.show_above

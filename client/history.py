@@ -64,6 +64,8 @@ class Purpose(enum.Enum):
     SEARCH = "search"
     #: A room's last posts, shown in it when the user joins it.
     ROOM = "room"
+    #: An older page of a room's posts, fetched by scrolling up past the top of its buffer.
+    OLDER_ROOM = "older room"
 
 
 @dataclass

@@ -315,6 +315,8 @@ class Session:
         self._rejoining: set[str] = set()
         #: Told the names of the rooms this session is in whenever they change.
         self.on_rooms_changed: Callable[[list[str]], None] | None = None
+        # Where each room's shown history begins (`next_before` of its last page), by key.
+        self._room_older: dict[str, int] = {}
         # Rooms whose member list is being asked for quietly, by key.
         self._members_wanted: set[str] = set()
         # Rooms whose topic the SUB socket of the stream follows.
@@ -1000,10 +1002,16 @@ class Session:
                 noun = "message" if len(logs) == 1 else "messages"
                 header = state.info(f"history: the last {len(logs)} {noun}{with_whom}")
                 self._show([header, *state.history(logs), state.marker("end of history")])
-            case Purpose.ROOM, _ if logs:
-                self._show([*state.history(logs), state.marker("now")])
-            case Purpose.ROOM, _:
-                pass  # nothing said there yet
+            case Purpose.ROOM, History(target=room):
+                self._room_older[room_key(room)] = page.next_before
+                if logs:
+                    self._show([*state.history(logs), state.marker("now")])
+            case Purpose.OLDER_ROOM, History(target=room):
+                self._room_older[room_key(room)] = page.next_before
+                entries = state.history(logs)
+                if logs and not page.next_before:
+                    entries.insert(0, state.marker("the history begins here"))
+                self._show_older(entries)
             case Purpose.SEARCH, Search(words=words):
                 noun = "hit" if len(logs) == 1 else "hits"
                 header = state.info(f"search {words!r}: {len(logs)} {noun}")
@@ -1026,6 +1034,14 @@ class Session:
         ):
             return
         self._queue(self.requests.history(Purpose.OLDER, "", self.older_before, OLDER_PAGE_LINES))
+
+    def request_older_room(self, room: str) -> None:
+        """The user scrolled up past the top of `room`'s buffer: fetch the page of its
+        posts before what it shows, unless one is on its way or there is none."""
+        before = self._room_older.get(room_key(room), 0)
+        if not self.registered or not before or self.requests.awaiting(Purpose.OLDER_ROOM):
+            return
+        self._queue(self.requests.history(Purpose.OLDER_ROOM, room, before, OLDER_PAGE_LINES))
 
     def _history_refused(self, error: Error) -> None:
         request = self.requests.fail(error.ref)

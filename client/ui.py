@@ -63,7 +63,7 @@ from prompt_toolkit.styles import Style
 from messages import ProtocolError, is_room_name
 from messages.nicks import normalize_nick
 
-from .buffers import GENERAL, GENERAL_NAME, BufferKey, Buffers
+from .buffers import GENERAL, GENERAL_NAME, BufferKey, BufferKind, Buffers
 from .buffers import Buffer as ChatBuffer
 from .bufferview import BufferList, BufferView, Line, activity_fragments
 from .commands import View
@@ -150,10 +150,13 @@ class ChatUI:
         history: History | None = None,
         older: Callable[[], None] | None = None,
         want_rooms: Callable[[], None] | None = None,
+        older_room: Callable[[str], None] | None = None,
     ) -> None:
         """`history`: the input history (Up/Down; default: this run's only); `older`: asks
         for the history before the first line (scrolling up past it); `want_rooms`: asks
-        for the list of rooms (the user is typing a room name, which Tab completes)."""
+        for the list of rooms (the user is typing a room name, which Tab completes);
+        `older_room`, for the posts of a room before the first its buffer shows."""
+        self._older_room = older_room
         self.state = state
         self._submit = submit
         self._pending_exit: Ending | None = None
@@ -245,6 +248,9 @@ class ChatUI:
             view = self._views[key] = BufferView()
             view.pane.on_scroll = self._read
             view.hide_quiet = self.filters.smart
+            older = self._older_room
+            if older is not None and key.kind is BufferKind.ROOM and key != GENERAL:
+                view.pane.on_top = lambda: older(key.key)
         return view
 
     def show(self, entries: list[Entry]) -> None:
@@ -305,10 +311,13 @@ class ChatUI:
         self.app.invalidate()
 
     def show_above(self, entries: list[Entry]) -> None:
-        """Put `entries` (older history) above everything in #general's pane and redraw. A
-        date line at the top that names the day the entries end with goes: one per day."""
-        # It is the history of the room for everyone: #general's.
-        view = self._view(GENERAL)
+        """Put `entries` (older history) above everything in the pane of their room
+        (#general's unless they name one) and redraw. A date line at the top that names the
+        day the entries end with goes: one per day."""
+        room = next((entry.room for entry in entries if entry.room), "")
+        view = self._view(BufferKey.room(room) if room else GENERAL)
+        # In its room's own buffer a line needs no room name.
+        entries = [replace(entry, room="") for entry in entries]
         if not entries or not view.pane.can_prepend:
             return
         days = [day(e.time_ms) for e in entries if e.kind is not EntryKind.MARKER]

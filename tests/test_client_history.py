@@ -22,6 +22,7 @@ from client.identity import Identity
 from client.pane import MessagePane
 from client.render import plain_line
 from client.state import ChatState, day
+from messages import commands as cmd
 from messages import events as ev
 from tests.client_helpers import (
     WAIT_S,
@@ -78,6 +79,15 @@ async def search(client: BotClient, words: str, hits: int) -> list[str]:
         if header in lines[0]:
             return lines[: hits + 1]
         assert loop.time() < deadline, f"/search {words} never found {hits}"
+
+
+async def scroll_to_the_beginning(client: RunningClient, oldest: str) -> None:
+    """PageUp until `oldest` shows in the current buffer, then until the history begins."""
+    pane = client.client.ui.pane
+    while oldest not in client.pane_text():
+        client.type(PAGE_UP)
+        await eventually(lambda: not pane.pinned or oldest in client.pane_text(), "scroll")
+    await client.wait_for_pane("the history begins here")
 
 
 def index(lines: list[str], needle: str) -> int:
@@ -164,10 +174,7 @@ def test_scrolling_up_past_the_top_fetches_the_older_page_above(
             await alice.wait_for_pane("now ──")
             assert "old 3" not in alice.pane_text() and "<bob> old 4" in alice.pane_text()
             pane = alice.client.ui.pane
-            while "old 0" not in alice.pane_text():
-                alice.type(PAGE_UP)
-                await eventually(lambda: not pane.pinned or "old 0" in alice.pane_text(), "scroll")
-            await alice.wait_for_pane("the history begins here")
+            await scroll_to_the_beginning(alice, "old 0")
             lines = alice.pane_lines()
             assert index(lines, "history begins") < index(lines, "old 0") < index(lines, "old 3")
             assert index(lines, "old 3") < index(lines, "old 4") < index(lines, "now ──")
@@ -356,3 +363,30 @@ def test_the_pane_takes_older_lines_on_top_keeping_its_numbers_and_view() -> Non
     pane.scroll_up(10)  # to the top
     pane.scroll_up(1)  # and past it
     assert asked == ["older"]
+
+
+def test_scrolling_up_in_a_rooms_buffer_fetches_its_older_posts(
+    broker: RunningBroker, connect: Connect
+) -> None:
+    bob = connect("bob")
+    bob.send(cmd.Enter("#dev"))
+    bob.on_connection(ev.RoomState)
+    for n in range(6):
+        bob.send(cmd.Post("#dev", bob.next_id(), f"old {n}"))
+        bob.on_connection(ev.Ack)
+
+    async def scenario() -> None:
+        async with running_client(broker.endpoint, "alice", size=SMALL, history_lines=2) as alice:
+            alice.type("/join #dev\r")
+            await alice.wait_for_pane("<bob> old 5")
+            assert "old 3" not in alice.pane_text()
+            await scroll_to_the_beginning(alice, "old 0")  # in #dev's buffer
+            lines = alice.pane_lines()
+            assert index(lines, "history begins") < index(lines, "old 0") < index(lines, "old 4")
+            assert "#dev <bob>" not in alice.pane_text()  # its own buffer names no room
+            # #general's pane got none of it.
+            alice.type("\x1b1")
+            await eventually(lambda: alice.client.ui.buffers.current_number == 1, "Alt-1")
+            assert "old" not in alice.pane_text()
+
+    asyncio.run(scenario())
