@@ -400,8 +400,10 @@ class ChatCore:
                 # Private messages only for the nick's owner: a guest holding a nick now was
                 # not necessarily who held it when they were sent.
                 viewer = session.nick if session.owns_nick else None
+                # And the posts of the rooms it is in.
+                rooms = [room.name for room in self.rooms.of(session)]
                 return self._page(
-                    session, command, now, lambda: self.store.search(viewer, words, limit)
+                    session, command, now, lambda: self.store.search(viewer, words, limit, rooms)
                 )
             case cmd.Ping():
                 return [(me, ev.Pong())]

@@ -190,6 +190,20 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         UNIQUE (room_key, seq)
     );
     """,
+    # 4: full-text search over rooms' posts too, built by `Store.index` like the others.
+    """
+    CREATE VIRTUAL TABLE room_events_text USING fts5(
+        text, content='room_events', content_rowid='id'
+    );
+    CREATE TRIGGER room_events_text_remove AFTER DELETE ON room_events
+    WHEN old.kind = 3
+        AND old.id <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'indexed_room_events')
+    BEGIN
+        INSERT INTO room_events_text (room_events_text, rowid, text)
+        VALUES ('delete', old.id, old.text);
+    END;
+    INSERT INTO meta (key, value) VALUES ('indexed_room_events', '0');
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -838,10 +852,11 @@ class Store:
         return [(ev.PrivateMessage(*row[:5]), row[5], row[6]) for row in rows]
 
     @_reading
-    def search(self, viewer: str | None, words: str, limit: int) -> Page:
+    def search(self, viewer: str | None, words: str, limit: int, rooms: Sequence[str] = ()) -> Page:
         """The newest `limit` chat messages that contain all of `words`, among the
-        broadcasts and the private messages `viewer` sent or received (None: broadcasts
-        only); oldest first."""
+        broadcasts, the private messages `viewer` sent or received (None: broadcasts
+        only) and the posts of `rooms` (each hit's recipient the room's name); oldest
+        first."""
         query = search_query(words)
         if not query:
             return Page([], 0)
@@ -864,7 +879,21 @@ class Store:
                 "ORDER BY privates_text.rowid DESC LIMIT ?",
                 (query, key, key, limit),
             ).fetchall()
-        hits = sorted(public + private, key=lambda row: (row[4], bool(row[2]), row[0]))[-limit:]
+        posted = []
+        if rooms:
+            keys = [room_key(room) for room in rooms]
+            posted = self._db.execute(
+                "SELECT room_events.seq, nick, rooms.name, room_events.text, time_ms "
+                "FROM room_events_text "
+                "CROSS JOIN room_events ON room_events.id = room_events_text.rowid "
+                "JOIN rooms ON rooms.room_key = room_events.room_key "
+                f"WHERE room_events_text MATCH ? AND room_events.room_key IN "
+                f"({', '.join('?' * len(keys))}) "
+                "ORDER BY room_events_text.rowid DESC LIMIT ?",
+                (query, *keys, limit),
+            ).fetchall()
+        rows = public + private + posted
+        hits = sorted(rows, key=lambda row: (row[4], bool(row[2]), row[0]))[-limit:]
         return Page([Entry(*row) for row in hits], 0)
 
     @_reading
@@ -932,7 +961,11 @@ class Store:
         db = self._db
         try:
             db.execute("BEGIN")
-            for table, column, kind in (("broadcasts", "seq", "kind"), ("privates", "id", "1")):
+            for table, column, kind, chat_kind in (
+                ("broadcasts", "seq", "kind", _MESSAGE),
+                ("privates", "id", "1", 1),
+                ("room_events", "id", "kind", _POSTED),
+            ):
                 key = f"indexed_{table}"
                 upto = int(self._meta(key) or 0)
                 extra = ", sender_key, recipient_key" if table == "privates" else ""
@@ -943,7 +976,7 @@ class Store:
                 ).fetchall()
                 if not rows:
                     continue
-                chat = [(row[0], row[2]) for row in rows if row[1] == _MESSAGE]
+                chat = [(row[0], row[2]) for row in rows if row[1] == chat_kind]
                 db.executemany(f"INSERT INTO {table}_text (rowid, text) VALUES (?, ?)", chat)
                 if extra:
                     db.executemany(

@@ -316,3 +316,14 @@ def test_a_rooms_history_is_for_its_members(chat: ChatCore) -> None:
     ]
     assert only(out, ev.Page) == [ev.Page("h1", 2, 0)]
     assert code(send(chat, CAROL, cmd.History("h2", "#dev", 0, 10))) == ErrorCode.FORBIDDEN
+
+
+def test_search_finds_posts_in_the_rooms_one_is_in(chat: ChatCore) -> None:
+    send(chat, ALICE, cmd.Post("#dev", "m1", "the deploy is green"))
+    chat.store.commit()
+    chat.store.index()
+    out = send(chat, BOB, cmd.Search("s1", "deploy", 10))
+    assert [(e.recipient, e.text) for e in only(out, ev.LogEntry)] == [
+        ("#dev", "the deploy is green")
+    ]
+    assert only(send(chat, CAROL, cmd.Search("s2", "deploy", 10)), ev.LogEntry) == []

@@ -18,6 +18,7 @@ from broker.store import (
     AlreadyStored,
     Entry,
     Store,
+    StoredRoom,
     StoreError,
     StoreUnusable,
 )
@@ -107,6 +108,27 @@ def test_search_sees_broadcasts_and_the_viewers_own_privates(path: str) -> None:
     assert [e.text for e in store.search("bob", "deploy secret", 10).entries] == [
         "deploy secret for bob"
     ]
+
+
+def test_search_sees_the_posts_of_the_rooms_it_is_asked_about_only(path: str) -> None:
+    store = Store(path)
+    for name in ("#dev", "#ops"):
+        store.save_room(StoredRoom(name, "e1", "", False, ALICE, ""))
+    store.add_room_event(ev.Posted("#dev", 1, "d1", "alice", "deploy at noon", 5_000))
+    store.add_room_event(ev.Posted("#ops", 1, "o1", "carol", "deploy key rotated", 6_000))
+    store.keep_room_event(ev.Entered("#dev", 2, "bob"))
+    store.commit()
+    assert store.index() == 2
+    hits = store.search(None, "deploy", 10, ["#DEV"]).entries
+    assert [(e.sender, e.recipient, e.text) for e in hits] == [("alice", "#dev", "deploy at noon")]
+    assert store.search(None, "deploy", 10).entries == []
+    # A room that goes takes its posts out of the index.
+    store.drop_room("#dev")
+    store.commit()
+    assert store.search(None, "deploy", 10, ["#dev", "#ops"]).entries[0].text == (
+        "deploy key rotated"
+    )
+    assert len(store.search(None, "deploy", 10, ["#dev", "#ops"]).entries) == 1
 
 
 @pytest.mark.parametrize(
