@@ -928,12 +928,20 @@ class Store:
 
     def prune(self) -> int:
         """Delete at most PRUNE_BATCH of the oldest messages past retention, of each kind;
-        how many. Committed with the next `commit`. Costs one row read when nothing is due."""
+        how many. Committed with the next `commit`. Costs a row read or two per kind when
+        nothing is due."""
         cutoff_ms = self._now_ms() - int(self.retain_days * 86_400_000)
         deleted = 0
+        try:
+            newest_post = self._db.execute("SELECT max(id) FROM room_events").fetchone()[0]
+        except sqlite3.Error as exc:
+            log.error("pruning room_events failed: %s", exc)
+            newest_post = None
         for table, column, newest in (
             ("broadcasts", "seq", self.last_seq),
             ("privates", "id", self._last_private_id),
+            # Rooms' events, all rooms together (a room's own numbering goes on).
+            ("room_events", "id", newest_post or 0),
         ):
             by_count = newest - self.retain_messages
 

@@ -179,6 +179,13 @@ def test_messages_older_than_the_retention_are_pruned(path: str) -> None:
     store.commit()
     assert store.prune() == 1
     assert [e.text for e in store.history(0, 10).entries] == ["new"]
+    # Rooms' posts too.
+    store.save_room(StoredRoom("#dev", "e1", "", False, ALICE, ""))
+    store.add_room_event(ev.Posted("#dev", 1, "d1", "alice", "old post", 1_000))
+    store.add_room_event(ev.Posted("#dev", 2, "d2", "alice", "new post", int(now * 1000)))
+    store.commit()
+    assert store.prune() == 1
+    assert [e.text for e in store.room_history("#dev", 0, 10).entries] == ["new post"]
 
 
 def test_a_full_disk_fails_the_commit_keeps_its_rows_and_refuses_chat(path: str) -> None:
