@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import logging
 import math
-import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -32,7 +31,6 @@ from messages import (
     USERS_PAGE_BYTES,
     ErrorCode,
     ProtocolError,
-    check_room_name,
     command_verbs,
     decode_command,
     encode,
@@ -49,6 +47,7 @@ from messages import (
 )
 from messages import commands as cmd
 from messages import events as ev
+from messages.events import RoomEvent
 
 from .addresses import AddressLimits, address_key
 from .admin_token import check_admin_token
@@ -56,8 +55,8 @@ from .bans import Bans
 from .history import BroadcastEvent, BroadcastLog, Replay, within
 from .owners import Challenges, OwnedLookalikes, owned_nicks, signed_by
 from .ratelimit import FloodPolicy
-from .rooms import Room, RoomEvent, Rooms, numbered
-from .roster import Roster
+from .rooms import Room, Rooms, numbered
+from .roster import Roster, page_of
 from .session import (
     UNCONFIRMED_BYTES,
     UNCONFIRMED_LIMIT,
@@ -208,7 +207,7 @@ class ChatCore:
         self.store = store or Store()
         #: Names the numbering of broadcasts: the store's (a file keeps it across restarts,
         #: and numbers go on from the last one stored); random for a store in memory.
-        self.epoch = epoch or self.store.epoch or secrets.token_hex(4)
+        self.epoch = epoch or self.store.epoch
         #: The last broadcasts, in memory: most FETCHes are answered from here.
         self.history: BroadcastLog[BroadcastEvent] = BroadcastLog(HISTORY_EVENTS)
         self.history.resume(self.store.recent(HISTORY_EVENTS), self.store.last_seq)
@@ -801,8 +800,7 @@ class ChatCore:
             # as sessions, with the reason.
             why = "did not come back after the server restarted"
             out += self._to_room(room, ev.Parted(room.name, room.log.next_seq(), nick, why))
-            self.rooms.forget_absent(room, token)
-            self._left_room(room, token, self.rooms.get(room.name) is None)
+            self._left_room(room, token, self.rooms.forget_absent(room, token))
         try:
             waiting = self.store.pending(ORPHAN_SWEEP_LIMIT)
             # One look at the store per recipient, not per message.
@@ -1097,15 +1095,18 @@ class ChatCore:
 
     # -- rooms -----------------------------------------------------------------------
 
-    def _to_room(self, room: Room, event: RoomEvent, stored: bool = False) -> list[Outgoing]:
+    def _to_room(
+        self, room: Room, event: RoomEvent, stored: bool = False, direct: bool = False
+    ) -> list[Outgoing]:
         """Number `event` in `room`'s log (and the store, unless `stored` already) and
         address it to every member: on the stream (under the room's topic) for those who
-        read it, unless the room is invite-only, and on their connections for the others."""
+        read it, unless the room is invite-only (or `direct`), and on their connections for
+        the others."""
         numbered(room, event)
         if not stored:
             self.store.keep_room_event(event)
         members = room.members
-        if room.invite_only:
+        if room.invite_only or direct:
             return [(member.identity, event) for member in members.values()]
         out: list[Outgoing] = [(STREAM, event)]
         if len(self._direct) < len(members):
@@ -1120,16 +1121,14 @@ class ChatCore:
         return out
 
     def _enter(self, session: Session, name: str) -> list[Outgoing]:
-        new = self.rooms.get(check_room_name(name)) is None
-        invited = nick_key(session.nick)
-        room, entered = self.rooms.enter(name, session)
+        room, entered, made = self.rooms.enter(name, session)
         out: list[Outgoing] = []
-        if new:
+        if made:
             self._persist(self.store.save_room, room.stored())
         if entered:
             self._persist(self.store.add_member, room.name, session.token_hash, session.nick)
             if room.invite_only:
-                self._persist(self.store.set_invited, room.name, invited, False)
+                self._persist(self.store.set_invited, room.name, session.nick, False)
             log.info("%s entered %s (%d members)", session.nick, room.name, len(room.members))
             out = self._to_room(room, ev.Entered(room.name, room.log.next_seq(), session.nick))
         return [*out, (session.identity, room.state())]
@@ -1167,12 +1166,10 @@ class ChatCore:
         event = ev.ModeSet(room.name, room.log.next_seq(), session.nick, mode)
         # The change itself goes to every member on its connection, whichever way it goes:
         # those reading the stream follow the room's topic only once they know.
-        room.invite_only = True
-        out = self._to_room(room, event)
+        out = self._to_room(room, event, direct=True)
         room.invite_only = mode == "+i"
         if not room.invite_only:
-            for nick in room.invited:
-                self._persist(self.store.set_invited, room.name, nick, False)
+            self._persist(self.store.clear_invited, room.name)
             room.invited.clear()
         self._persist(self.store.save_room, room.stored())
         return out
@@ -1202,17 +1199,10 @@ class ChatCore:
         if room.invite_only:
             # Who is in an invite-only room is its members' business.
             room = self.rooms.require_member(name, session)
-        start = nick_key(after) if after else ""
-        nicks = [nick for nick in room.nicks() if nick_key(nick) > start]
-        page: list[str] = []
-        size = 0
-        for nick in nicks:
-            size += len(nick.encode()) + 1
-            if size > self.users_page_bytes and page:
-                break
-            page.append(nick)
-        self._charge_reply(session, "MEMBERS", size, now)
-        more = len(page) < len(nicks)
+        nicks = room.nicks()
+        page, more = page_of(list(map(nick_key, nicks)), nicks, after, self.users_page_bytes)
+        # A page costs the bytes of its nick list, as a USERS page does.
+        self._charge_reply(session, "MEMBERS", len(" ".join(page).encode()), now)
         event = ev.MemberList(room.name, room.last_seq, tuple(page), after, more)
         return [(session.identity, event)]
 

@@ -10,7 +10,6 @@ Members are sessions, keyed by (a hash of) their session token: a session keeps 
 when it resumes on a new connection, and whatever its nick.
 """
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
@@ -31,14 +30,10 @@ from messages import events as ev
 
 from .history import BroadcastLog
 from .session import Session
-from .store import StoredRoom
+from .store import RoomEvent, StoredRoom, new_epoch
 
 #: Events of each room kept in memory for ROOMFETCH.
 ROOM_LOG_EVENTS: Final = 1000
-#: Hex digits of a room's epoch.
-_EPOCH_BYTES: Final = 4
-
-RoomEvent = ev.Entered | ev.Parted | ev.Posted | ev.TopicSet | ev.ModeSet
 
 
 @dataclass(eq=False)
@@ -154,9 +149,10 @@ class Rooms:
         """The rooms `session` is in."""
         return [self._rooms[key] for key in self._joined.get(session.token_hash, ())]
 
-    def enter(self, name: str, session: Session) -> tuple[Room, bool]:
-        """Put `session` in room `name`, made if new; the room and whether `session` just
-        entered it (False: it was in already). ERROR 403, 409 or 429 when it may not."""
+    def enter(self, name: str, session: Session) -> tuple[Room, bool, bool]:
+        """Put `session` in room `name`, made if new; the room, whether `session` just
+        entered it (False: it was in already) and whether the room was just made. ERROR
+        403, 409 or 429 when it may not."""
         check_room_name(name)
         key = room_key(name)
         if key == room_key(GENERAL_ROOM):
@@ -165,10 +161,7 @@ class Rooms:
             )
         room = self._rooms.get(key)
         if room is not None and session.token_hash in room.members:
-            return room, False
-        if room is not None and room.absent.pop(session.token_hash, None) is not None:
-            room.members[session.token_hash] = session  # back after a restart
-            return room, False
+            return room, False, False
         mine = self._joined.get(session.token_hash, set())
         if len(mine) >= MAX_ROOMS_PER_USER:
             raise ProtocolError(
@@ -183,6 +176,7 @@ class Rooms:
                     f"{room.name} is invite-only: whoever made it may /invite you",
                 )
             room.invited.discard(invited)
+        made = room is None
         if room is None:
             room = self._make(name, key, session)
         elif len(room.members) >= MAX_ROOM_MEMBERS:
@@ -191,7 +185,7 @@ class Rooms:
             )
         room.members[session.token_hash] = session
         self._joined.setdefault(session.token_hash, set()).add(key)
-        return room, True
+        return room, True, made
 
     def _make(self, name: str, key: str, creator: Session) -> Room:
         if len(self._rooms) >= MAX_ROOMS:
@@ -210,7 +204,7 @@ class Rooms:
         if skeleton == room_skeleton(GENERAL_ROOM):
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"{name} looks like {GENERAL_ROOM}")
         owned = nick_key(creator.nick) if creator.owns_nick else ""
-        room = Room(name, secrets.token_hex(_EPOCH_BYTES), creator.token_hash, owned)
+        room = Room(name, new_epoch(), creator.token_hash, owned)
         self._rooms[key] = room
         self._by_skeleton[skeleton] = key
         return room
@@ -248,24 +242,21 @@ class Rooms:
             for token in room.absent:
                 self._joined.setdefault(token, set()).add(key)
 
-    def come_back(self, session: Session) -> list[Room]:
-        """A session registered: the rooms it was in before a restart, which it is in
-        again."""
-        rooms = []
+    def come_back(self, session: Session) -> None:
+        """A session registered: it is in the rooms it was in before a restart again."""
         for room in self.of(session):
             if room.absent.pop(session.token_hash, None) is not None:
                 room.members[session.token_hash] = session
-                rooms.append(room)
-        return rooms
 
     def absent_members(self) -> list[tuple[Room, str, str]]:
         """(room, token hash, nick) of each member not back since the restart."""
         return [(room, t, nick) for room in self._rooms.values() for t, nick in room.absent.items()]
 
-    def forget_absent(self, room: Room, token: str) -> None:
-        """An absent member did not come back: out of `room` (gone if empty)."""
+    def forget_absent(self, room: Room, token: str) -> bool:
+        """An absent member did not come back: out of `room`; whether the room went (it was
+        the last one in)."""
         room.absent.pop(token, None)
-        self._leave(room, token)
+        return self._leave(room, token)
 
     def page(self, after: str, limit: int) -> tuple[list[Room], bool]:
         """Up to `limit` rooms sorted by name key after `after`, and whether more follow."""

@@ -34,14 +34,23 @@ class Roster:
     def page(self, after: str, max_bytes: int) -> tuple[list[str], bool]:
         """The nicks sorted after `after` (from the first if it is empty) that fit in
         `max_bytes` as UTF-8 joined by spaces (one at least), and whether more follow."""
-        start = bisect_right(self._keys, nick_key(after)) if after else 0
-        page: list[str] = []
-        size = 0
-        for index in range(start, len(self._nicks)):
-            nick = self._nicks[index]
-            cost = len(nick.encode()) + (1 if page else 0)
-            if size + cost > max_bytes and page:
-                return page, True
-            size += cost
-            page.append(nick)
-        return page, False
+        return page_of(self._keys, self._nicks, after, max_bytes)
+
+
+def page_of(
+    keys: list[str], nicks: list[str], after: str, max_bytes: int
+) -> tuple[list[str], bool]:
+    """Of `nicks` (sorted by their `keys`, nick keys), those after `after` (from the first
+    if it is empty) that fit in `max_bytes` as UTF-8 joined by spaces (one at least), and
+    whether more follow."""
+    start = bisect_right(keys, nick_key(after)) if after else 0
+    page: list[str] = []
+    size = 0
+    for index in range(start, len(nicks)):
+        nick = nicks[index]
+        cost = len(nick.encode()) + (1 if page else 0)
+        if size + cost > max_bytes and page:
+            return page, True
+        size += cost
+        page.append(nick)
+    return page, False

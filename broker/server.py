@@ -646,8 +646,9 @@ class BrokerServer:
             if cached is None:
                 cached = encoded[id(event)] = (event, encode(event))
             if identity == STREAM:
-                room = getattr(event, "room", GENERAL_ROOM)
-                self._unpublished.setdefault(stream_topic(room), []).append(cached[1])
+                room = getattr(event, "room", None)  # (#general's broadcasts have none)
+                topic = _GENERAL_TOPIC if room is None else stream_topic(room)
+                self._unpublished.setdefault(topic, []).append(cached[1])
                 continue
             if bound(identity) is None:
                 # Its connection is gone (a routing id is never bound twice): gone for

@@ -261,7 +261,12 @@ class StoredRoom:
     invited: list[str] = field(default_factory=list)
 
 
-RoomEvent = ev.Entered | ev.Parted | ev.Posted | ev.TopicSet | ev.ModeSet
+RoomEvent = ev.RoomEvent
+
+
+def new_epoch() -> str:
+    """A random epoch: names a numbering (a database's broadcasts, a room's life)."""
+    return secrets.token_hex(_EPOCH_BYTES)
 
 
 def pair_key(one: str, other: str) -> str:
@@ -417,11 +422,11 @@ class Store:
     def _epoch(self) -> str:
         """The epoch of this database: made once, when the file is made."""
         if not self.durable:
-            return secrets.token_hex(_EPOCH_BYTES)
+            return new_epoch()
         row = self._db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
         if row is not None:
             return str(row[0])
-        epoch = secrets.token_hex(_EPOCH_BYTES)
+        epoch = new_epoch()
         self._db.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?)", (epoch,))
         return epoch
 
@@ -681,6 +686,10 @@ class Store:
         self._write(
             "DELETE FROM room_members WHERE room_key = ? AND token = ?", (room_key(room), token)
         )
+
+    def clear_invited(self, room: str) -> None:
+        """Nobody is invited to `room` any more (it is open). Raises StoreError."""
+        self._write("DELETE FROM room_invited WHERE room_key = ?", (room_key(room),))
 
     def set_invited(self, room: str, nick: str, invited: bool) -> None:
         """`nick` may (or no longer may) enter the invite-only `room`. Raises StoreError."""

@@ -17,7 +17,7 @@ from messages import room_key
 
 from .stream import BroadcastStream
 
-RoomEvent = ev.Entered | ev.Parted | ev.Posted | ev.TopicSet | ev.ModeSet
+RoomEvent = ev.RoomEvent
 
 
 @dataclass
@@ -26,7 +26,6 @@ class JoinedRoom:
 
     name: str
     topic: str = ""
-    members: int = 0
     invite_only: bool = False
     stream: BroadcastStream = field(default_factory=BroadcastStream)
 
@@ -50,7 +49,7 @@ class JoinedRooms:
         """The ROOM state of a room just entered (or entered again): the number to fetch
         from, if some events of it were missed."""
         room = self._rooms.setdefault(room_key(state.room), JoinedRoom(state.room))
-        room.name, room.topic, room.members = state.room, state.topic, state.members
+        room.name, room.topic = state.room, state.topic
         room.invite_only = state.invite_only
         room.stream.on_welcome(state.epoch, state.seq)
         return room.stream.fetch_due(now)
@@ -68,10 +67,6 @@ class JoinedRooms:
                     room.topic = topic
                 case ev.ModeSet(mode=mode):
                     room.invite_only = mode == "+i"
-                case ev.Entered():
-                    room.members += 1
-                case ev.Parted():
-                    room.members = max(room.members - 1, 0)
         return released, room.stream.fetch_due(now)
 
     def on_tick(self, name: str, seq: int, now: float) -> int | None:

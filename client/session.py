@@ -140,7 +140,7 @@ from .connection import (
 from .history import OLDER_PAGE_LINES, QUERY_HISTORY_LINES, Purpose, Request, Requests
 from .identity import Identity
 from .outbox import Outbox, OutgoingMessage, liveness_bound_s
-from .rooms import JoinedRooms, RoomEvent
+from .rooms import RoomEvent
 from .state import ChatState, Ending, Entry
 from .stream import BroadcastEvent, BroadcastStream
 from .userpages import NickListPages, UserListPages
@@ -306,7 +306,7 @@ class Session:
         self.reply_pacer = TokenBucket(REPLY_PACING_BURST, REPLY_PACING_PER_SECOND)
         self.stream = BroadcastStream()
         #: The rooms this session is in (entered again after each registration).
-        self.rooms = JoinedRooms()
+        self.rooms = self.state.rooms
         # Rooms asked for with /join whose ROOM answer has not come yet, by key.
         self._joining: set[str] = set()
         # When the rooms were last asked for completion (monotonic s).
@@ -868,10 +868,7 @@ class Session:
             if isinstance(applied, Parted) and self.state.is_self(applied.nick):
                 self.rooms.left(applied.room)
                 self._rooms_changed()
-                self.state.rooms_joined.pop(room_key(applied.room), None)
-                if applied.room in self._followed and self.connection is not None:
-                    self._followed.discard(applied.room)
-                    self.connection.unfollow(applied.room)
+                self._follow(applied.room, invite_only=True)  # i.e. no longer on the stream
                 if self.state.is_target(applied.room):
                     entries += self.state.set_target(None)
         self._show(entries)
@@ -894,7 +891,6 @@ class Session:
             self._queue(ListMembers(state.room))
         fetch_from = self.rooms.on_state(state, now)
         self._follow(state.room, state.invite_only)
-        self.state.rooms_joined[key] = state.room
         if key in self._joining:
             self._joining.discard(key)
             self._show(

@@ -53,7 +53,7 @@ from messages.events import (
 from messages.limits import HEARTBEAT_INTERVAL_MS, MIN_HEARTBEAT_MS
 
 from .outbox import Delivery, OutgoingMessage
-from .rooms import RoomEvent
+from .rooms import JoinedRooms, RoomEvent
 
 #: Joins and leaves remembered (with their numbers) to bring a user list up to date: a USERS
 #: answer names everyone as of some broadcast, and the joins and leaves after it that were
@@ -182,10 +182,11 @@ class ChatState:
         #: Where plain lines go: None for everyone, else a nick (as the broker spells it).
         #: It stays while that nick is away: only the user turns a query public.
         self.target: str | None = None
-        #: Rooms heard of (ROOM answers), by key, with the rooms this session is in: for
-        #: completion. A room the client is not in may be gone since.
+        #: Rooms heard of (ROOM answers), by key: for completion. A room the client is not
+        #: in may be gone since.
         self.rooms_known: dict[str, str] = {}
-        self.rooms_joined: dict[str, str] = {}
+        #: The rooms this session is in, each with its numbering (kept by the session).
+        self.rooms = JoinedRooms()
         # The members of the rooms this session is in, by room key, then nick key (the
         # MEMBERS answer, brought up to date by ENTERED and PARTED).
         self._room_members: dict[str, dict[str, str]] = {}
@@ -269,9 +270,9 @@ class ChatState:
     def ranked_rooms(self) -> list[str]:
         """Room names for completion: the rooms this session is in (the last joined
         first), then the others heard of, alphabetically."""
-        joined = list(reversed(self.rooms_joined.values()))
+        joined = list(reversed(self.rooms.names()))
         others = sorted(
-            (name for key, name in self.rooms_known.items() if key not in self.rooms_joined),
+            (name for name in self.rooms_known.values() if name not in self.rooms),
             key=str.casefold,
         )
         return joined + others
@@ -576,19 +577,11 @@ class ChatState:
 
     def _history_entry(self, log: LogEntry, dated: bool) -> Entry:
         own = bool(log.sender) and self.is_self(log.sender)
-        if is_room_name(log.recipient):
-            # A post of a room (HISTORY of a room names it as the recipient).
-            return Entry(
-                EntryKind.MESSAGE,
-                log.text,
-                log.time_ms,
-                log.sender,
-                own=own,
-                history=True,
-                dated=dated,
-                room=log.recipient,
-            )
-        if not log.sender:
+        # A post of a room: HISTORY and SEARCH name the room as its recipient.
+        room = log.recipient if is_room_name(log.recipient) else ""
+        if room:
+            kind = EntryKind.MESSAGE
+        elif not log.sender:
             kind = EntryKind.NOTICE
         elif log.recipient:
             kind = EntryKind.PRIVATE
@@ -599,10 +592,11 @@ class ChatState:
             log.text,
             log.time_ms,
             log.sender,
-            log.recipient,
+            "" if room else log.recipient,
             own=own,
             history=True,
             dated=dated,
+            room=room,
         )
 
     def apply(self, event: BrokerEvent) -> list[Entry]:

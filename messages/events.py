@@ -395,6 +395,9 @@ class AwayReply:
     away: str
 
 
+#: The numbered events of a room (see docs/PROTOCOL.md, Rooms).
+RoomEvent = Entered | Parted | Posted | TopicSet | ModeSet
+
 BrokerEvent = (
     Welcome
     | Joined
