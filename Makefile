@@ -19,16 +19,26 @@ BENCH_ARGS  ?=
 ATTACK_ARGS ?=
 SECURE      ?=
 STATE_DIR   ?=
+# NATS=nats://127.0.0.1:4222 makes `make broker` join the cluster of brokers on that NATS
+# server (docs/CLUSTER.md); BROKER_ID names the broker in it (default: host and port).
+NATS        ?=
+BROKER_ID   ?=
+# `make nats`: a local nats-server with JetStream, its data in the state directory.
+NATS_PORT   ?= 4222
+NATS_DIR    ?= $(or $(STATE_DIR),$(ZMQ_CHAT_STATE_DIR),$(HOME)/.local/state/zmq-chat)/nats
 
 # SECURE=1 turns on CurveZMQ; STATE_DIR says where the broker's key pair lives.
 SECURITY = $(if $(SECURE),--secure) $(if $(STATE_DIR),--state-dir '$(STATE_DIR)')
 
-.PHONY: help venv broker client test lint typecheck unit reliability bench bench-full bench-peers bench-profile bench-typing screenshots attack clean
+.PHONY: help venv broker client nats nats-server test lint typecheck unit reliability bench bench-full bench-peers bench-profile bench-typing screenshots attack clean
 
 help:
 	@echo "make broker [BIND=tcp://127.0.0.1:5555] [ADMIN_TOKEN_FILE=path] [SECURE=1]"
 	@echo "            (or ZMQ_CHAT_ADMIN_TOKEN=... make broker; default: a token generated into a file)"
 	@echo "make client NICK=alice [SERVER=tcp://127.0.0.1:5555] [SECURE=1]"
+	@echo "make nats    a local nats-server with JetStream on port 4222 [NATS_PORT=...]"
+	@echo "make broker NATS=nats://127.0.0.1:4222 BIND=tcp://127.0.0.1:5565"
+	@echo "             a broker in the cluster of every broker on that NATS (docs/CLUSTER.md)"
 	@echo "make test    ruff + mypy + pytest"
 	@echo "make reliability   figures for docs/RELIABILITY.md (restarts, bad input, slow reader, flood)"
 	@echo "make attack        attacks on a fresh broker: does it hold, a bystander's PING, RSS"
@@ -56,10 +66,29 @@ broker: $(RUN_STAMP)
 	$(if $(ADMIN_TOKEN),$(error ADMIN_TOKEN= puts the operator token in the process list, for \
 		every user to read: run ZMQ_CHAT_ADMIN_TOKEN=... make broker, or make broker \
 		ADMIN_TOKEN_FILE=path))
-	$(PY) -m broker --bind '$(BIND)' $(if $(ADMIN_TOKEN_FILE),--admin-token-file '$(ADMIN_TOKEN_FILE)') $(SECURITY)
+	$(PY) -m broker --bind '$(BIND)' $(if $(ADMIN_TOKEN_FILE),--admin-token-file '$(ADMIN_TOKEN_FILE)') $(SECURITY) \
+		$(if $(NATS),--nats '$(NATS)') $(if $(BROKER_ID),--broker-id '$(BROKER_ID)')
 
 client: $(RUN_STAMP)
 	$(PY) -m client --server '$(SERVER)' $(if $(NICK),--nick '$(NICK)') $(SECURITY)
+
+# nats-server from Debian's packages (root and apt-get), installed on first use: the cluster's
+# tests start their own.
+nats-server:
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || { \
+		if [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing nats-server (Debian's package)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null 2>&1 || \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server; }; \
+		else \
+			echo "nats-server is missing: install Debian's nats-server package (apt-get install nats-server, as root)" >&2; \
+			exit 1; \
+		fi; }
+
+nats: nats-server
+	mkdir -p '$(NATS_DIR)'
+	@echo "NATS with JetStream on nats://127.0.0.1:$(NATS_PORT), data in $(NATS_DIR); stop with Ctrl-C"
+	$$(command -v nats-server || echo /usr/sbin/nats-server) -js -sd '$(NATS_DIR)' -a 127.0.0.1 -p $(NATS_PORT)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
@@ -68,7 +97,7 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
-unit: $(DEV_STAMP)
+unit: $(DEV_STAMP) nats-server
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 test: lint typecheck unit

@@ -3,11 +3,14 @@
 import argparse
 import logging
 import os
+import re
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Final
 
 import zmq
 
@@ -28,6 +31,7 @@ from .admin_token import (
     read_token_file,
     readable_by_others,
 )
+from .backplane import BackplaneError
 from .connections import ConnectionLimits
 from .console import HELP
 from .keys import STATE_DIR_ENV, default_state_dir, server_key_pair
@@ -198,8 +202,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             f"(default: {DEFAULT_RETAIN_MESSAGES})"
         ),
     )
+    parser.add_argument(
+        "--nats",
+        action="append",
+        default=[],
+        metavar="URL",
+        help=(
+            "join the cluster of brokers that share this NATS server (nats://host:4222; "
+            "repeat, or separate with commas, for a NATS cluster); without it the broker "
+            "runs alone (docs/CLUSTER.md)"
+        ),
+    )
+    parser.add_argument(
+        "--broker-id",
+        default=None,
+        help=(
+            "this broker's name in the cluster, the same across its restarts (default: "
+            "the host's name and --bind's port)"
+        ),
+    )
+    parser.add_argument(
+        "--nats-replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help=(
+            "copies JetStream keeps of the cluster's streams and buckets, if this broker "
+            "is the first and makes them: 3 on a NATS cluster of 3 (default: 1)"
+        ),
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     args = parser.parse_args(argv)
+    args.nats = [url.strip() for value in args.nats for url in value.split(",") if url.strip()]
+    if args.broker_id is None:
+        args.broker_id = default_broker_id(args.bind)
+    if args.nats_replicas < 1:
+        parser.error("--nats-replicas must be positive")
+    if not BROKER_ID.fullmatch(args.broker_id):
+        parser.error("--broker-id: 1 to 64 letters, digits, '-' or '_'")
     if args.admin_token is not None:
         parser.error(_NO_TOKEN_ON_THE_COMMAND_LINE)
     if args.heartbeat_ms < MIN_HEARTBEAT_MS:
@@ -217,6 +257,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ):
         parser.error("--address-sessions, --address-burst and --address-rate must be positive")
     return args
+
+
+#: What a broker's name in a cluster may hold (a key of a NATS key-value bucket).
+BROKER_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def default_broker_id(bind: str) -> str:
+    """The host's name and `bind`'s port, as a broker's name in a cluster."""
+    port = bind.rpartition(":")[2]
+    name = f"{socket.gethostname()}-{port}"
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64]
 
 
 #: A log line on stderr: time, level, module, message.
@@ -249,13 +300,16 @@ def operator_token(token_file: Path | None, state_dir: Path | None) -> tuple[str
     return token, f"generated, in {path} (readable by you only)"
 
 
-def database_path(db: str | None, state_dir: Path | None) -> str:
+def database_path(db: str | None, state_dir: Path | None, broker_id: str = "") -> str:
     """Where the store lives: `db`, else chat.db in the state directory (made if need be,
-    readable by its owner only)."""
+    readable by its owner only); for a broker in a cluster, chat-BROKER_ID.db, so that two
+    brokers started from one directory do not share one."""
     if db is not None:
         return db
     where = state_dir or default_state_dir()
     where.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if broker_id:
+        return str(where / f"{Path(DB_FILE_NAME).stem}-{broker_id}{Path(DB_FILE_NAME).suffix}")
     return str(where / DB_FILE_NAME)
 
 
@@ -279,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir = args.state_dir or default_state_dir()
         public_key, secret_key = server_key_pair(state_dir)
     try:
-        db = database_path(args.db, args.state_dir)
+        db = database_path(args.db, args.state_dir, args.broker_id if args.nats else "")
     except OSError as exc:
         print(f"database: {exc}", file=sys.stderr)
         return 2
@@ -305,11 +359,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         db=db,
         retain_days=args.retain_days,
         retain_messages=args.retain_messages,
+        nats=tuple(args.nats),
+        broker_id=args.broker_id,
+        nats_replicas=args.nats_replicas,
     )
     try:
         server = BrokerServer(config)
     except StoreUnusable as exc:
         print(f"cannot use the database {exc}", file=sys.stderr)
+        return 1
+    except BackplaneError as exc:
+        print(f"cannot join the cluster: {exc}", file=sys.stderr)
         return 1
     except (zmq.ZMQError, ValueError) as exc:
         where = args.bind if args.stream is None else f"{args.bind} and {args.stream}"
@@ -325,6 +385,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"broadcast stream on {server.stream_endpoint}", flush=True)
     if public_key is not None:
         print(f"CurveZMQ on; server public key: {public_key.decode()}", flush=True)
+    if args.nats:
+        print(f"in the cluster of {', '.join(args.nats)} as {args.broker_id}", flush=True)
     print(f"operator token: {where}", flush=True)
     if db == IN_MEMORY:
         print("remembering nothing past this run (--db :memory:)", flush=True)

@@ -32,6 +32,7 @@ operator commands:
   /registered [AFTER]          list the registered nicks (those after AFTER)
   /drop NICK                   free a registered nick, whoever owns it
   /shutdown [reason]           tell everyone, then stop the broker
+  /shutdown --all [reason]     in a cluster: stop every broker of it
   /help                        this list
 TIME is a number and a unit, s m h d or w, or several largest first: 90s, 10m, 1h30m, 7d"""
 
@@ -42,6 +43,9 @@ class ConsoleResult:
 
     output: list[str] = field(default_factory=list)
     outgoing: list[Outgoing] = field(default_factory=list)
+    #: Lines for other brokers of the cluster to run, with the broker each is for ("":
+    #: every other broker).
+    forward: list[tuple[str, str]] = field(default_factory=list)
 
 
 def run_console_line(core: ChatCore, line: str, now: float) -> ConsoleResult:
@@ -88,6 +92,11 @@ def run_console_line(core: ChatCore, line: str, now: float) -> ConsoleResult:
                 [f"{len(nicks)} registered{after}: {' '.join(nicks) or '(none)'}{tail}"]
             )
         case "/shutdown":
+            everywhere, _, why = rest.partition(" ")
+            if everywhere == "--all" and core.cluster is not None:
+                forward = [(f"/shutdown {why}".strip(), "")]
+                reason = why or "chat shutdown"
+                return ConsoleResult(["shutting down the cluster"], core.shutdown(reason), forward)
             return ConsoleResult(["shutting down"], core.shutdown(rest or "broker shutdown"))
         case "/help":
             return ConsoleResult(HELP.splitlines())
@@ -109,6 +118,13 @@ def _bar(core: ChatCore, verb: str, rest: str, now: float) -> ConsoleResult:
     except ValueError as exc:
         return ConsoleResult([str(exc)])
     except ProtocolError as exc:
+        broker = core.broker_of(nick)
+        if broker is not None:
+            # Held on another broker of the cluster: that one acts.
+            line = f"{verb} {rest}"
+            return ConsoleResult(
+                [f"{nick} is on broker {broker}: asked it to"], [], [(line, broker)]
+            )
         return ConsoleResult([exc.reason])
     done = "kicked" if verb == "/kick" else "banned"
     barred = f", barred for {format_duration(seconds)}" if seconds else ""

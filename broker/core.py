@@ -52,7 +52,23 @@ from messages.events import RoomEvent
 from .addresses import AddressLimits, address_key
 from .admin_token import check_admin_token
 from .bans import Bans
-from .history import BroadcastEvent, BroadcastLog, Replay, within
+from .cluster import (
+    Backplane,
+    Claim,
+    ClaimGone,
+    ClaimOutcome,
+    ClaimSet,
+    ClusterEvent,
+    ConsoleIn,
+    LinkChanged,
+    Numbered,
+    OutcomeIn,
+    PrivateIn,
+    Published,
+    Reaped,
+    claim_keys,
+)
+from .history import HISTORY_EVENTS, BroadcastEvent, BroadcastLog, Replay, within
 from .owners import Challenges, OwnedLookalikes, owned_nicks, signed_by
 from .ratelimit import FloodPolicy
 from .rooms import Room, Rooms, numbered
@@ -82,8 +98,6 @@ FLOOD_CONTROL: Final = "flood-control"
 #: Names the broker signs with; no user may take them, nor anything that looks like them.
 RESERVED_NICKS: Final = frozenset({CONSOLE_OPERATOR, FLOOD_CONTROL, "server", "broker"})
 _RESERVED_SKELETONS: Final = frozenset(nick_skeleton(nick) for nick in RESERVED_NICKS)
-#: Broadcast events kept for clients that FETCH what they missed.
-HISTORY_EVENTS: Final = 10_000
 #: Bytes of unconfirmed private messages kept for all recipients together: past it, a TELL
 #: is refused (ERROR 507) until recipients confirm or leave.
 TOTAL_UNCONFIRMED_BYTES: Final = 64 * 1024 * 1024
@@ -189,6 +203,7 @@ class ChatCore:
         unconfirmed_bytes: int = UNCONFIRMED_BYTES,
         total_unconfirmed_bytes: int = TOTAL_UNCONFIRMED_BYTES,
         store: Store | None = None,
+        cluster: Backplane | None = None,
     ) -> None:
         check_admin_token(admin_token)
         self.admin_token = admin_token
@@ -246,6 +261,20 @@ class ChatCore:
         #: them: their members are absent until they register again.
         self.rooms = Rooms()
         self.rooms.resume(self.store.rooms())
+        #: The cluster this broker serves the chat with (docs/CLUSTER.md); None: alone.
+        self.cluster = cluster
+        # The nicks other brokers of the cluster hold, by nick key: they are in USERS, and
+        # a TELL reaches them.
+        self._remote: dict[str, Claim] = {}
+        if cluster is not None:
+            # #general is the cluster's: its numbering and history are the cluster
+            # stream's, which delivers its last events (`from_cluster`) from `first_seq`.
+            self.epoch = cluster.epoch
+            self.history.resume([], cluster.first_seq - 1)
+            for claim in cluster.start_claims.values():
+                # This broker's own too: from before a restart, they are elsewhere until
+                # their sessions come back (or are given up).
+                self._claim_set(claim, starting=True)
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -361,6 +390,15 @@ class ChatCore:
                 raise ProtocolError(
                     ErrorCode.ALREADY_REGISTERED, f"already registered as {session.nick}"
                 )
+            case cmd.Say(msg_id, text) if self.cluster is not None:
+                # Numbered by the cluster's stream, which delivers it to every broker (this
+                # one too); the ACK waits for the stream to keep it (`Published`).
+                session.accept(msg_id)
+                message = ev.Message(0, msg_id, session.nick, text, self._now_ms())
+                self.cluster.publish_broadcast(message, session.token_hash, session.nick, msg_id)
+                return []
+            case cmd.Tell(msg_id, recipient, text) if self.cluster is not None:
+                return self._tell_cluster(self.cluster, session, msg_id, recipient, text)
             case cmd.Say(msg_id, text):
                 seq = self.history.next_seq()
                 message = ev.Message(seq, msg_id, session.nick, text, self._now_ms())
@@ -525,7 +563,16 @@ class ChatCore:
         # for the owner of the nick, every one that waits for it. (Read before anything
         # changes: a store that cannot be read fails the HELLO, not half of it.)
         hashed = token_hash(token)
-        kept = self.store.pending_for(nick, None if proven else hashed)
+        resumed = False
+        if self.cluster is None:
+            kept = self.store.pending_for(nick, None if proven else hashed)
+        else:
+            # The cluster's check last: a claim made is a nick taken everywhere.
+            resumed = self._claim(self.cluster, nick, hashed)
+            pending = self.cluster.pending_for(nick, hashed)
+            kept = [(waiting.private, waiting.sender_token) for waiting in pending]
+            self._forget_remote(nick)
+            self.cluster.follow(nick)
         flood = self.flood
         session = Session(
             identity,
@@ -557,6 +604,10 @@ class ChatCore:
             self.unconfirmed_bytes += session.await_receipt(private, sender_token, size)
         # Back in the rooms it was in before a restart (the client enters them again too).
         self.rooms.come_back(session)
+        if resumed:
+            # Its session comes from another broker of the cluster: nobody saw it leave.
+            log.info("%s went on here (%d users here)", nick, len(self._by_key))
+            return self._welcome(session)
         log.info("%s joined (%d users)", nick, len(self._by_key))
         joined = ev.Joined(self.history.next_seq(), nick)
         return [*self._broadcast(joined, skip=identity), *self._welcome(session)]
@@ -725,16 +776,23 @@ class ChatCore:
             *((me, outcome) for outcome in session.outcomes),
         ]
 
-    def remove(self, identity: Identity, reason: str, departed: bool = True) -> list[Outgoing]:
+    def remove(
+        self, identity: Identity, reason: str, departed: bool = True, moved: bool = False
+    ) -> list[Outgoing]:
         """Forget the session of `identity` and tell everyone else it left.
 
         Used for QUIT, kicks, expiry, and by the socket loop when `identity` stopped
         reading. Unless it left by its own choice (`departed=False`), the identity's next
-        message learns `reason`.
+        message learns `reason`. A session that `moved` to another broker of the cluster
+        goes silently: it has not left, and what waits for it waits there.
         """
         session = self._by_identity.pop(identity, None)
         if session is None:
             return []
+        if self.cluster is not None:
+            self.cluster.unfollow(session.nick)
+            if not moved:
+                self.cluster.release(session.nick, session.token_hash)
         self._direct.pop(identity, None)
         self.unconfirmed_bytes -= session.unconfirmed_bytes
         del self._by_key[nick_key(session.nick)]
@@ -748,6 +806,12 @@ class ChatCore:
             if len(self._departed) > DEPARTED_LIMIT:
                 self._departed.popitem(last=False)
         log.info("%s left: %s (%d users)", session.nick, reason, len(self._by_key))
+        if moved:
+            session.unconfirmed.clear()
+            session.unconfirmed_bytes = 0
+            return [
+                out for room in self.rooms.of(session) for out in self._part(room, session, reason)
+            ]
         left = self._broadcast(
             ev.Left(self.history.next_seq(), session.nick, truncate_utf8(reason, MAX_REASON_BYTES))
         )
@@ -845,6 +909,9 @@ class ChatCore:
         private, sender_token, size = waiting
         self.unconfirmed_bytes -= size
         self.store.private_done(private.sender, msg_id)
+        if self.cluster is not None:
+            # Kept where any broker finds it: this session may go on on another.
+            self.cluster.confirmed(session.nick, private.sender, msg_id)
         return self._tell_sender(private, sender_token, ev.Delivered(msg_id, session.nick))
 
     def _tell_sender(
@@ -857,6 +924,11 @@ class ChatCore:
         if sender is None or sender.token_hash != sender_token:
             # It may have taken another nick since (NICK).
             sender = self._renamed.get(sender_token)
+        if sender is None and self.cluster is not None:
+            remote = self._remote.get(nick_key(private.sender))
+            if remote is not None and remote.token_hash == sender_token:
+                self.cluster.send_outcome(remote.nick, sender_token, outcome)
+                return []
         if sender is None:
             # Away (its laptop slept, say); someone else may hold the nick meanwhile.
             self._away_outcomes.setdefault(sender_token, []).append(outcome)
@@ -880,7 +952,7 @@ class ChatCore:
     def _replay(self, session: Session, from_seq: int, now: float) -> list[Outgoing]:
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1
         replay = self.history.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
-        if replay.gone_until and self.store.durable:
+        if replay.gone_until and self.store.durable and self.cluster is None:
             # Older than what memory keeps: the store may have it.
             replay = self._stored_replay(from_seq)
         return self._replayed(session, "FETCH", "broadcasts", from_seq, replay, now)
@@ -962,9 +1034,9 @@ class ChatCore:
         # A page costs the bytes of its nick list (at most users_page_bytes).
         self._charge_reply(session, "USERS", len(" ".join(users).encode()), now)
         # Who of them is away comes first, so that the page completes the snapshot.
-        away = [self._by_key[nick_key(nick)] for nick in users]
+        here = [self._by_key.get(nick_key(nick)) for nick in users]
         me = session.identity
-        out: list[Outgoing] = [(me, ev.IsAway(s.nick, s.away)) for s in away if s.away]
+        out: list[Outgoing] = [(me, ev.IsAway(s.nick, s.away)) for s in here if s and s.away]
         return [*out, (me, page)]
 
     # -- away and nick changes ---------------------------------------------------------
@@ -1000,6 +1072,11 @@ class ChatCore:
             raise ProtocolError(
                 ErrorCode.NICK_TAKEN, f"nick {new} is registered to another identity"
             )
+        if self.cluster is not None:
+            self._claim(self.cluster, new, session.token_hash)
+            self.cluster.release(old, session.token_hash)
+            self.cluster.unfollow(old)
+            self.cluster.follow(new)
         # Private messages it has yet to confirm reach it under the new nick after a
         # restart too. (Written before anything changes: a store that fails fails the NICK.)
         pending = [(private.sender, private.msg_id) for private, *_ in session.unconfirmed.values()]
@@ -1220,6 +1297,147 @@ class ChatCore:
         events = f"{room.name}: events"
         return self._replayed(session, "ROOMFETCH", events, from_seq, replay, now)
 
+    # -- the cluster (docs/CLUSTER.md) ------------------------------------------------------
+
+    def from_cluster(self, event: ClusterEvent) -> list[Outgoing]:
+        """Handle what came from the other brokers of the cluster (through the backplane)."""
+        if self.stopped:
+            return []
+        match event:
+            case Numbered(numbered):
+                if numbered.seq <= self.history.last_seq:
+                    return []  # delivered again (the link reconnected): seen already
+                if numbered.seq != self.history.next_seq():
+                    # The stream lost some (its limits): what is gone is gone for FETCH too.
+                    log.warning("#general jumps from %d to %d", self.history.last_seq, numbered.seq)
+                    self.history.resume([], numbered.seq - 1)
+                return self._deliver_broadcast(numbered)
+            case Published(token, nick, msg_id, ok, reason):
+                sender = self._session_of(nick, token)
+                if sender is None:
+                    return []  # it resends to wherever it is now: the stream keeps it once
+                if ok:
+                    return [(sender.identity, ev.Ack((msg_id,)))]
+                why = truncate_utf8(f"not sent: {reason}; send it again", MAX_REASON_BYTES)
+                return [(sender.identity, ev.Error(ErrorCode.UNAVAILABLE, msg_id, why))]
+            case PrivateIn(private, sender_token, recipient_token):
+                return self._private_in(private, sender_token, recipient_token)
+            case OutcomeIn(sender_nick, sender_token, outcome):
+                sender = self._session_of(sender_nick, sender_token)
+                if sender is None:
+                    return []
+                sender.outcomes.append(outcome)
+                return [(sender.identity, outcome)]
+            case ClaimSet(claim):
+                return self._claim_set(claim)
+            case ClaimGone(key):
+                self._claim_gone(key)
+                return []
+            case Reaped(claim):
+                self._claim_gone(claim_keys(claim.nick)[0])
+                why = "its server stopped answering"
+                return self._broadcast(ev.Left(self.history.next_seq(), claim.nick, why))
+            case LinkChanged(up, detail):
+                log.warning("cluster: %s", detail)
+                if up:
+                    return []
+                why = (
+                    "this server lost its link to the rest of the chat: messages are refused "
+                    "until it is back"
+                )
+                error = ev.Error(ErrorCode.UNAVAILABLE, "", why)
+                return [(identity, error) for identity in self._by_identity]
+            case ConsoleIn():
+                return []  # the socket loop runs operator lines
+        raise AssertionError(f"unhandled cluster event {event!r}")  # pragma: no cover
+
+    def broker_of(self, nick: str) -> str | None:
+        """The broker of the cluster that holds `nick`, if another one does."""
+        claim = self._remote.get(nick_key(nick))
+        return claim.broker if claim is not None else None
+
+    def _claim(self, cluster: Backplane, nick: str, hashed: str) -> bool:
+        """Claim `nick` in the cluster for the session with `hashed`: whether the session
+        held it already (it comes from another broker). ERROR 409 or 503 if not."""
+        result = cluster.claim(nick, hashed)
+        if result.outcome is ClaimOutcome.TAKEN:
+            raise ProtocolError(ErrorCode.NICK_TAKEN, result.reason)
+        if result.outcome is ClaimOutcome.UNAVAILABLE:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, result.reason)
+        return result.outcome is ClaimOutcome.RESUMED
+
+    def _claim_set(self, claim: Claim, starting: bool = False) -> list[Outgoing]:
+        """A nick was claimed in the cluster, or its claim moved: another broker's is in the
+        roster; a session here whose claim moved away goes on there."""
+        assert self.cluster is not None
+        if claim.broker == self.cluster.broker_id and not starting:
+            return []  # this broker's doing
+        key = nick_key(claim.nick)
+        out: list[Outgoing] = []
+        here = self._by_key.get(key)
+        if here is not None:
+            if here.token_hash != claim.token_hash:
+                log.error("%s is held here and on %s", claim.nick, claim.broker)
+                return []
+            out = self.remove(here.identity, "went on on another server", False, moved=True)
+        if key not in self._remote:
+            self._roster.add(claim.nick)
+        self._remote[key] = claim
+        return out
+
+    def _claim_gone(self, key: str) -> None:
+        """A claim was released: another broker's nick leaves the roster."""
+        for nick, claim in list(self._remote.items()):
+            if key in claim_keys(claim.nick):
+                self._forget_remote(nick)
+
+    def _forget_remote(self, nick: str) -> None:
+        claim = self._remote.pop(nick_key(nick), None)
+        if claim is not None:
+            self._roster.remove(claim.nick)
+
+    def _session_of(self, nick: str, hashed: str) -> Session | None:
+        """The session here of `nick` with token hash `hashed` (it may have taken another
+        nick since)."""
+        session = self.find(nick)
+        if session is None or session.token_hash != hashed:
+            session = self._renamed.get(hashed)
+        return session
+
+    def _tell_cluster(
+        self, cluster: Backplane, session: Session, msg_id: str, recipient: str, text: str
+    ) -> list[Outgoing]:
+        """TELL in a cluster: through the cluster, which keeps it until its recipient
+        confirms it (on whichever broker it is by then); the ACK follows (`Published`)."""
+        target = self.find(recipient)
+        remote = None if target is not None else self._remote.get(nick_key(recipient))
+        if target is None and remote is None:
+            return self._tell_offline(session, msg_id, recipient, text)
+        holder: Session | Claim | None = target or remote
+        assert holder is not None
+        nick, token = holder.nick, holder.token_hash
+        private = ev.PrivateMessage(msg_id, session.nick, nick, text, self._now_ms())
+        if target is not None:
+            self._room_for(target, private)
+        session.accept(msg_id)
+        cluster.send_private(private, session.token_hash, token)
+        if target is not None and target is not session and target.tell_away(session.token_hash):
+            return [(session.identity, ev.AwayReply(target.nick, target.away))]
+        return []
+
+    def _private_in(
+        self, private: ev.PrivateMessage, sender_token: str, recipient_token: str
+    ) -> list[Outgoing]:
+        """A private message through the cluster, for a session here."""
+        target = self.find(private.recipient)
+        if target is None or target.token_hash != recipient_token:
+            return []  # not this session's: kept in the cluster for the one it is for
+        if receipt_key(private.sender, private.msg_id) in target.unconfirmed:
+            return []  # again (sent again, or read again on resuming): the client has it
+        size = private_bytes(private)
+        self.unconfirmed_bytes += target.await_receipt(private, sender_token, size)
+        return [(target.identity, private)]
+
     # -- operator actions (from an operator client or the broker's terminal) ------------
 
     def _admin(self, session: Session, token: str, now: float) -> list[Outgoing]:
@@ -1384,8 +1602,19 @@ class ChatCore:
         """Number `event` into the broadcast log (and the store, unless `stored` already)
         and address it to the stream and to every client that does not read the stream (but
         `skip`)."""
+        if self.cluster is not None:
+            # Numbered by the cluster's stream: it comes back to every broker (`Numbered`).
+            self.cluster.publish_broadcast(event)
+            return []
         if not stored:
             self.store.keep_broadcast(event)
+        return self._deliver_broadcast(event, skip)
+
+    def _deliver_broadcast(
+        self, event: BroadcastEvent, skip: Identity | None = None
+    ) -> list[Outgoing]:
+        """Log `event` and address it to the stream and every client that does not read
+        the stream (but `skip`)."""
         self.history.append(event)
         out: list[Outgoing] = [(STREAM, event)]
         out.extend((identity, event) for identity in self._direct if identity != skip)

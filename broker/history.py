@@ -4,7 +4,7 @@ import itertools
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from messages import events as ev
 
@@ -12,6 +12,10 @@ BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice | ev.AwayChanged |
 #: Room events (see `broker.rooms`) are numbered in logs of their own.
 LoggedEvent = BroadcastEvent | ev.Entered | ev.Parted | ev.Posted | ev.TopicSet | ev.ModeSet
 E = TypeVar("E", bound=LoggedEvent)
+
+
+#: Broadcast events kept in memory for clients that FETCH what they missed.
+HISTORY_EVENTS: Final = 10_000
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,8 @@ from messages import events as ev
 
 from .acks import PendingAcks
 from .addresses import address_key
+from .backplane import BackplaneError, NatsBackplane
+from .cluster import ConsoleIn
 from .connections import (
     CHAT,
     STREAM_SOCKET,
@@ -146,6 +148,8 @@ BAN_SECONDS: Final = 60
 UPKEEP_INTERVAL_S: Final = 0.25
 #: How often connections are checked for being refused or late to register, in s.
 CONNECTION_SWEEP_S: Final = 0.5
+#: How long a broker in a cluster waits at start for #general's last events, in s.
+CATCH_UP_TIMEOUT_S: Final = 30.0
 #: What the socket monitors report: connections accepted and ended.
 MONITORED_EVENTS: Final = int(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
 _MORE_FLAGS: Final = int(zmq.SNDMORE | zmq.NOBLOCK)
@@ -185,6 +189,13 @@ class BrokerConfig:
     #: Caps the database at this many pages (SQLite's max_page_count): a full disk, for
     #: tests. None: no cap.
     db_max_pages: int | None = None
+    #: The NATS servers of the cluster this broker joins (docs/CLUSTER.md); none: alone.
+    nats: tuple[str, ...] = ()
+    #: This broker's name in the cluster: the same across its restarts, so that its
+    #: clients' sessions are found again.
+    broker_id: str = ""
+    #: Copies of the cluster's streams and buckets, when this broker makes them.
+    nats_replicas: int = 1
 
 
 class BrokerServer:
@@ -206,6 +217,18 @@ class BrokerServer:
             retain_messages=config.retain_messages,
             max_pages=config.db_max_pages,
         )
+        self.backplane: NatsBackplane | None = None
+        if config.nats:
+            liveness_s = HEARTBEAT_LIVENESS * config.heartbeat_ms / 1000
+            backplane = NatsBackplane(
+                list(config.nats), config.broker_id, liveness_s, config.nats_replicas
+            )
+            try:
+                backplane.start()
+            except BackplaneError:
+                store.close()
+                raise
+            self.backplane = backplane
         limits = config.connections
         self._connections = ConnectionTable(
             replace(limits, total=min(limits.total, connection_budget()))
@@ -253,6 +276,8 @@ class BrokerServer:
             self._socket.close()
             self._stream.close()
             self._context.term()
+            if self.backplane is not None:
+                self.backplane.close()
             raise
         # Connections come and go on these: the table knows each one's descriptor.
         self._monitors = {
@@ -271,6 +296,7 @@ class BrokerServer:
             stream_port=stream_port,
             users_page_bytes=config.users_page_bytes,
             store=store,
+            cluster=self.backplane,
         )
         self.store = store
         self._acks = PendingAcks()
@@ -308,6 +334,10 @@ class BrokerServer:
         console = self.config.console_fd
         if console is not None:
             poller.register(console, zmq.POLLIN)
+        cluster_fd = None if self.backplane is None else self.backplane.wake_fd
+        if cluster_fd is not None:
+            poller.register(cluster_fd, zmq.POLLIN)
+        self._catch_up()
         heartbeat_interval = self.config.heartbeat_ms / 1000
         next_heartbeat = time.monotonic() + heartbeat_interval
         # Connections over a limit or late to register are cut off within this.
@@ -330,6 +360,8 @@ class BrokerServer:
                     self._release_deferred()
                 if self._stream in ready:
                     self._drain_subscriptions()
+                if cluster_fd is not None and cluster_fd in ready:
+                    self._from_cluster()
                 if wake_fd in ready:
                     self._drain_shutdown_requests()
                 if console is not None and console in ready and not self._read_console(console):
@@ -356,6 +388,8 @@ class BrokerServer:
                 if now >= next_heartbeat:
                     self._send(self.core.expire(now))
                     self._send(self.core.tick())
+                    if self.backplane is not None:
+                        self.backplane.beat()
                     next_heartbeat = now + heartbeat_interval
                 self._publish()
         finally:
@@ -615,6 +649,38 @@ class BrokerServer:
         while not self._shutdown_reasons.empty():
             self._send(self.core.shutdown(self._shutdown_reasons.get()))
 
+    def _catch_up(self) -> None:
+        """In a cluster, take in #general's last events before serving anyone: a WELCOME
+        must not name an older last event than the cluster's."""
+        backplane = self.backplane
+        if backplane is None:
+            return
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        poller = zmq.Poller()
+        poller.register(backplane.wake_fd, zmq.POLLIN)
+        while backplane.received_seq < backplane.last_seq:
+            left_ms = (deadline - time.monotonic()) * 1000
+            if left_ms <= 0:
+                log.warning(
+                    "serving before #general caught up (%d of %d)",
+                    backplane.received_seq,
+                    backplane.last_seq,
+                )
+                break
+            poller.poll(math.ceil(left_ms))
+            self._from_cluster()
+        self._from_cluster()
+
+    def _from_cluster(self) -> None:
+        """Handle what the other brokers of the cluster sent."""
+        assert self.backplane is not None
+        for event in self.backplane.events():
+            if isinstance(event, ConsoleIn):
+                log.warning("operator line from the cluster: %s", sanitize(event.line))
+                self._run_console_line(event.line, forward=False)
+            else:
+                self._send(self.core.from_cluster(event))
+
     def _read_console(self, fd: int) -> bool:
         """Run the operator lines that arrived; False once the terminal is closed."""
         # Raw reads, not a buffered readline: a buffered line would hide from poll.
@@ -625,12 +691,20 @@ class BrokerServer:
         self._console_buffer += data
         *lines, self._console_buffer = self._console_buffer.split(b"\n")
         for line in lines:
-            result = run_console_line(self.core, line.decode("utf-8", "replace"), time.monotonic())
-            for text in result.output:
-                # Lines may quote peers (nicks, reasons): never raw to the terminal.
-                print(sanitize(text), flush=True)
-            self._send(result.outgoing)
+            self._run_console_line(line.decode("utf-8", "replace"))
         return True
+
+    def _run_console_line(self, line: str, forward: bool = True) -> None:
+        """Run an operator line: from this broker's terminal, or (`forward` False) from
+        another broker's."""
+        result = run_console_line(self.core, line, time.monotonic())
+        for text in result.output:
+            # Lines may quote peers (nicks, reasons): never raw to the terminal.
+            print(sanitize(text), flush=True)
+        if forward and self.backplane is not None:
+            for other_line, broker in result.forward:
+                self.backplane.console(other_line, broker)
+        self._send(result.outgoing)
 
     def _send(self, outgoing: Iterable[Outgoing]) -> None:
         # What is sent is stored first (a LEAVE of an expiry, a console notice, ...).
@@ -771,6 +845,8 @@ class BrokerServer:
         self._wake_reader.close()
         self._wake_writer.close()
         self._memory.close()
+        if self.backplane is not None:
+            self.backplane.close()
         self.store.close()
 
 

@@ -21,6 +21,9 @@ class ErrorCode(IntEnum):
     #: A private message the broker accepted (ACK) was dropped before its recipient
     #: confirmed it: the recipient's session ended, or it had too many unconfirmed.
     UNDELIVERED = 504
+    #: The broker cannot do this now: in a cluster, NATS (which it must ask) is unreachable.
+    #: The same command may succeed later.
+    UNAVAILABLE = 503
     INSUFFICIENT_STORAGE = 507
 
 

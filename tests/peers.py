@@ -175,6 +175,15 @@ class Peer:
             self._unread.extend(e for e in self.read_stream() if not self._applied(e))
         return self._unread.popleft()
 
+    def take_ids_from(self, other: "Peer") -> None:
+        """Number messages on from where `other` is (a client that went on elsewhere with
+        the same session)."""
+        self._ids = other._ids
+
+    def unread(self, events: list[ev.BrokerEvent]) -> None:
+        """Have `next_event` return `events` (in order) before anything else."""
+        self._unread.extendleft(reversed(events))
+
     def _applied(self, event: ev.BrokerEvent) -> bool:
         """Whether `event` is a broadcast our WELCOME's `seq` already covers."""
         welcome = self.welcome

@@ -5,7 +5,8 @@ import pytest
 
 from broker.acks import PendingAcks
 from broker.console import run_console_line
-from broker.core import CONSOLE_OPERATOR, HISTORY_EVENTS, STREAM, ChatCore, Outgoing
+from broker.core import CONSOLE_OPERATOR, STREAM, ChatCore, Outgoing
+from broker.history import HISTORY_EVENTS
 from messages import (
     FETCH_LIMIT,
     HEARTBEAT_LIVENESS,

@@ -1,0 +1,623 @@
+"""The link to NATS: the only module that touches it.
+
+The broker's loop is synchronous (it polls ZeroMQ sockets); nats-py is asyncio. The link
+runs its own event loop in a thread of its own. The loop calls it two ways:
+
+- **asks** that need an answer before the broker can answer its client (a nick claim, the
+  private messages a resumed session has not confirmed): they block the loop, at most
+  `ASK_TIMEOUT_S`, and are refused at once while NATS is unreachable, never risked;
+- **tells** (publish a broadcast, a private message, a receipt; release a claim; say the
+  broker is alive): queued, in order, and answered later if at all.
+
+What comes from NATS (numbered broadcasts, private messages for sessions here, claims that
+changed, what became of a publish) is queued for the loop as `broker.cluster` events; a
+byte on `wake_fd` says there is something to read.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
+from typing import Any, Final, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import api
+from nats.js.kv import KeyValue
+
+from messages import ProtocolError
+from messages import events as ev
+
+from .cluster import (
+    BROKERS_BUCKET,
+    CLAIMS_BUCKET,
+    CONSOLE_SUBJECT,
+    EPOCH_KEY,
+    GENERAL_STREAM,
+    GENERAL_SUBJECT,
+    META_BUCKET,
+    MSG_ID_HEADER,
+    OUTCOME,
+    PRIVATE,
+    RECEIPT,
+    USERS_STREAM,
+    Claim,
+    ClaimGone,
+    ClaimOutcome,
+    ClaimResult,
+    ClaimSet,
+    ClusterEvent,
+    ConsoleIn,
+    LinkChanged,
+    PrivateIn,
+    Published,
+    Reaped,
+    claim_keys,
+    dedup_id,
+    every_user_subject,
+    numbered,
+    outcome_in,
+    pack_event,
+    private_in,
+    receipt,
+    receipt_of,
+    unconfirmed,
+    user_subject,
+    user_token,
+)
+from .history import HISTORY_EVENTS, BroadcastEvent
+from .session import Outcome
+
+log = logging.getLogger(__name__)
+
+#: Why a claim is refused while NATS cannot be asked.
+UNREACHABLE: Final = "the server cannot check the nick with the rest of the chat now; try again"
+
+T = TypeVar("T")
+
+#: The longest the broker's loop waits for NATS to answer an ask (a claim), in s.
+ASK_TIMEOUT_S: Final = 2.0
+#: The longest a publish waits for JetStream to say it is stored, in s: then its sender is
+#: told it failed (it sends it again).
+PUBLISH_TIMEOUT_S: Final = 5.0
+#: How long to keep trying to reach NATS at start, in s.
+CONNECT_TIMEOUT_S: Final = 10.0
+#: Events of #general the cluster's stream keeps, and for how long (s): the cluster's
+#: history, as the store keeps a lone broker's.
+GENERAL_MAX_EVENTS: Final = 1_000_000
+GENERAL_MAX_AGE_S: Final = 365 * 24 * 3600
+#: How long the users' stream keeps a private message or receipt, in s: a session that
+#: comes back later than this has long expired.
+USERS_MAX_AGE_S: Final = 24 * 3600
+#: JetStream's window for recognising a message sent again (Nats-Msg-Id), in s: longer
+#: than any failover.
+DUPLICATE_WINDOW_S: Final = 120.0
+#: How often JetStream tells the broker that #general's (quiet) stream is still followed, in
+#: s: after a few missed, the broker follows it again.
+ORDERED_HEARTBEAT_S: Final = 1.0
+#: Most private messages (and receipts) read for one resumed session.
+PENDING_READ_LIMIT: Final = 10_000
+#: How long a broker that stopped beating keeps its claims, in multiples of its heartbeat
+#: liveness: its clients fail over within one liveness and resume their sessions elsewhere,
+#: without a LEAVE and a JOIN; past this, they are gone.
+REAP_AFTER_LIVENESS: Final = 2
+
+
+class BackplaneError(Exception):
+    """NATS could not be reached, or its streams and buckets could not be made."""
+
+
+class NatsBackplane:
+    """One broker's link to the cluster's NATS servers (`servers`), as `broker_id`."""
+
+    def __init__(
+        self, servers: list[str], broker_id: str, liveness_s: float, replicas: int = 1
+    ) -> None:
+        self.servers = servers
+        self.broker_id = broker_id
+        #: Copies JetStream keeps of each stream and bucket the broker makes (on as many
+        #: servers of a NATS cluster); those already made keep theirs.
+        self.replicas = replicas
+        #: A broker silent this long (s) has its claims removed.
+        self.reap_after_s = REAP_AFTER_LIVENESS * liveness_s
+        #: The cluster's epoch (names the numbering of #general), once started.
+        self.epoch = ""
+        #: The first #general event delivered (as `Numbered`): the last ones that fit the
+        #: core's memory.
+        self.first_seq = 1
+        #: The last #general event when the link started: the broker serves once it has it.
+        self.last_seq = 0
+        #: The last #general event received (whether it could be read or not).
+        self.received_seq = 0
+        #: Every claim in the cluster when the link started, by key.
+        self.start_claims: dict[str, Claim] = {}
+        #: Whether NATS is reachable right now.
+        self.up = False
+        self._events: queue.SimpleQueue[ClusterEvent] = queue.SimpleQueue()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._wake_writer.setblocking(False)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="nats", daemon=True)
+        self._nc: NatsClient | None = None
+        self._js: Any = None
+        self._claims: KeyValue | None = None
+        self._brokers: KeyValue | None = None
+        # Per nick key of each session here: its subscriptions (private messages, outcomes).
+        self._followed: dict[str, list[Subscription]] = {}
+        # Every claim and each broker's last beat (monotonic s), as the watchers saw them.
+        self._claims_seen: dict[str, Claim] = {}
+        self._beats: dict[str, float] = {}
+        self._started_at = time.monotonic()
+        # The claims this process made or took over: a claim in this broker's name that is
+        # not one of them is from before its restart, and goes if nobody resumes it.
+        self._mine: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def wake_fd(self) -> int:
+        """Readable when `events` has something."""
+        return self._wake_reader.fileno()
+
+    # -- life -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect, make the streams and buckets if they are not there, read the epoch and
+        every claim, and follow #general from its last event on. Raises BackplaneError."""
+        self._thread.start()
+        try:
+            self._ask(self._start(), CONNECT_TIMEOUT_S + ASK_TIMEOUT_S)
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            self.close()
+            raise BackplaneError(f"cannot reach NATS at {', '.join(self.servers)}: {exc}") from exc
+
+    def close(self) -> None:
+        """Drain and close the connection (what is queued is sent first), then the thread."""
+        if self._thread.is_alive():
+            with contextlib.suppress(TimeoutError, nats.errors.Error, OSError):
+                self._ask(self._close(), ASK_TIMEOUT_S)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(ASK_TIMEOUT_S)
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def events(self) -> list[ClusterEvent]:
+        """What came from the cluster since the last call, in order."""
+        with contextlib.suppress(BlockingIOError, OSError):
+            while self._wake_reader.recv(4096):
+                pass
+        out: list[ClusterEvent] = []
+        with contextlib.suppress(queue.Empty):
+            while True:
+                out.append(self._events.get_nowait())
+        return out
+
+    # -- asks (block the caller) ----------------------------------------------------------
+
+    def claim(self, nick: str, token_hash: str) -> ClaimResult:
+        """Claim `nick` for the session with `token_hash` on this broker: a new claim, the
+        session's own claim moved here (it comes from another broker), or a refusal."""
+        if not self.up:
+            return ClaimResult(ClaimOutcome.UNAVAILABLE, UNREACHABLE)
+        try:
+            return self._ask(self._claim(nick, token_hash), ASK_TIMEOUT_S)
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            log.warning("a claim of %s could not be checked: %s", nick, exc)
+            return ClaimResult(ClaimOutcome.UNAVAILABLE, UNREACHABLE)
+
+    def pending_for(self, nick: str, token_hash: str) -> list[PrivateIn]:
+        """The private messages for `nick`'s session with `token_hash` it has not confirmed
+        (empty if the cluster cannot say now: they stay kept)."""
+        if not self.up:
+            return []
+        try:
+            return self._ask(self._pending_for(nick, token_hash), ASK_TIMEOUT_S)
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            log.warning("private messages for %s not read: %s", nick, exc)
+            return []
+
+    # -- tells (queued) ---------------------------------------------------------------
+
+    def publish_broadcast(
+        self, event: BroadcastEvent, token_hash: str = "", nick: str = "", msg_id: str = ""
+    ) -> None:
+        """Publish `event` to #general's stream; for a chat message (`msg_id` of `nick`'s
+        session with `token_hash`), a `Published` follows."""
+        headers = {MSG_ID_HEADER: dedup_id("say", token_hash, msg_id)} if msg_id else None
+        published = Published(token_hash, nick, msg_id, True) if msg_id else None
+        self._tell(self._publish(GENERAL_SUBJECT, pack_event(event), headers, published))
+
+    def send_private(
+        self, private: ev.PrivateMessage, sender_token: str, recipient_token: str
+    ) -> None:
+        """Publish `private` for its recipient's session (`recipient_token`); a `Published`
+        follows for its sender."""
+        headers = {MSG_ID_HEADER: dedup_id("pm", sender_token, private.msg_id)}
+        payload = pack_event(private, sender_token, recipient_token)
+        subject = user_subject(private.recipient, PRIVATE)
+        published = Published(sender_token, private.sender, private.msg_id, True)
+        self._tell(self._publish(subject, payload, headers, published))
+
+    def confirmed(self, recipient: str, sender: str, msg_id: str) -> None:
+        """Keep that `recipient` confirmed `sender`'s private message `msg_id`."""
+        payload = receipt(sender, msg_id)
+        self._tell(self._publish(user_subject(recipient, RECEIPT), payload, None, None))
+
+    def send_outcome(self, sender: str, sender_token: str, outcome: Outcome) -> None:
+        """Tell the broker holding `sender` what became of one of its private messages."""
+        payload = pack_event(outcome, sender, sender_token)
+        self._tell(self._publish_core(user_subject(sender, OUTCOME), payload))
+
+    def follow(self, nick: str) -> None:
+        """Receive the private messages and outcomes for `nick`, held here."""
+        self._tell(self._follow(nick))
+
+    def unfollow(self, nick: str) -> None:
+        """Stop receiving those of `nick` (it left, or holds another nick now)."""
+        self._tell(self._unfollow(nick))
+
+    def release(self, nick: str, token_hash: str) -> None:
+        """Free `nick`, if the session with `token_hash` still holds it here."""
+        self._tell(self._release(nick, token_hash))
+
+    def beat(self) -> None:
+        """Say this broker is alive, and remove the claims of brokers that are not."""
+        self._tell(self._beat())
+
+    def console(self, line: str, broker: str = "") -> None:
+        """Have every other broker (or `broker`) run operator line `line`."""
+        record = json.dumps({"line": line, "broker": broker, "from": self.broker_id}).encode()
+        self._tell(self._publish_core(CONSOLE_SUBJECT, record))
+
+    # -- the thread's side ------------------------------------------------------------
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def _ask(self, coroutine: Coroutine[Any, Any, T], timeout_s: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        try:
+            return future.result(timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+    def _tell(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        # Coroutines scheduled from one thread start in the order they were scheduled, and
+        # each sends before its first wait: publishes leave in order.
+        asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    def _put(self, event: ClusterEvent) -> None:
+        self._events.put(event)
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_writer.send(b"\0")
+
+    async def _start(self) -> None:
+        self._nc = await nats.connect(
+            servers=self.servers,
+            name=f"zmq-chat broker {self.broker_id}",
+            connect_timeout=2,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            allow_reconnect=True,
+            disconnected_cb=self._disconnected,
+            reconnected_cb=self._reconnected,
+            error_cb=self._error,
+        )
+        self.up = True
+        js = self._js = self._nc.jetstream()
+        await self._stream(
+            name=GENERAL_STREAM,
+            subjects=[GENERAL_SUBJECT],
+            max_msgs=GENERAL_MAX_EVENTS,
+            max_age=GENERAL_MAX_AGE_S,
+        )
+        await self._stream(
+            name=USERS_STREAM,
+            subjects=[every_user_subject(PRIVATE), every_user_subject(RECEIPT)],
+            max_age=USERS_MAX_AGE_S,
+        )
+        self._claims = await self._bucket(CLAIMS_BUCKET)
+        self._brokers = await self._bucket(BROKERS_BUCKET)
+        meta = await self._bucket(META_BUCKET)
+        epoch = f"c{int(time.time() * 1000):x}".encode()
+        with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+            await meta.create(EPOCH_KEY, epoch)
+        self.epoch = (await meta.get(EPOCH_KEY)).value.decode()  # type: ignore[union-attr]
+        info = await js.stream_info(GENERAL_STREAM)
+        self.last_seq = info.state.last_seq
+        self.first_seq = max(1, self.last_seq - HISTORY_EVENTS + 1)
+        await self._watch(self._claims, self._on_claim)
+        self.start_claims = dict(self._claims_seen)
+        await self._watch(self._brokers, self._on_beat)
+        await self._beat()
+        await self._nc.subscribe(CONSOLE_SUBJECT, cb=self._on_console)
+        # The last events, which the core keeps in memory, then each as it is published.
+        await js.subscribe(
+            GENERAL_SUBJECT,
+            cb=self._on_general,
+            ordered_consumer=True,
+            # Missed heartbeats are how it notices a NATS server that restarted, and
+            # follows again from the last event it got.
+            idle_heartbeat=ORDERED_HEARTBEAT_S,
+            deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+            config=api.ConsumerConfig(opt_start_seq=self.first_seq),
+        )
+
+    async def _stream(self, **config: Any) -> None:
+        """Make a stream, unless it is there already (as the first broker made it)."""
+        try:
+            await self._js.add_stream(
+                duplicate_window=DUPLICATE_WINDOW_S,
+                storage=api.StorageType.FILE,
+                num_replicas=self.replicas,
+                **config,
+            )
+        except nats.js.errors.BadRequestError:
+            await self._js.stream_info(config["name"])  # there, made otherwise: fine
+
+    async def _bucket(self, name: str) -> KeyValue:
+        """A key-value bucket (one value per key), made unless it is there already."""
+        try:
+            bucket: KeyValue = await self._js.create_key_value(
+                bucket=name, history=1, replicas=self.replicas
+            )
+        except nats.js.errors.BadRequestError:
+            bucket = await self._js.key_value(name)
+        return bucket
+
+    async def _close(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.drain()
+
+    async def _watch(self, bucket: KeyValue, on_entry: Callable[[Any], None]) -> None:
+        """Follow every key of `bucket`: its present values first (read before this
+        returns), then every change."""
+        watcher = await bucket.watchall()
+        while True:
+            entry = await watcher.updates(timeout=ASK_TIMEOUT_S)  # type: ignore[no-untyped-call]
+            if entry is None:
+                break  # the present values are all read
+            on_entry(entry)
+
+        async def follow() -> None:
+            async for entry in watcher:
+                if entry is not None:
+                    on_entry(entry)
+
+        self._spawn(follow())
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _on_claim(self, entry: Any) -> None:
+        key = entry.key
+        if entry.operation in ("DEL", "PURGE") or entry.value is None:
+            self._mine.discard(key)
+            if self._claims_seen.pop(key, None) is not None:
+                self._put(ClaimGone(key))
+            return
+        try:
+            claim = Claim.from_bytes(entry.value, entry.revision)
+        except ValueError as exc:
+            log.error("a claim that is not one (%s): %s", key, exc)
+            return
+        self._claims_seen[key] = claim
+        if claim.broker != self.broker_id:
+            self._mine.discard(key)  # it went on on another broker
+        self._put(ClaimSet(claim))
+
+    def _on_beat(self, entry: Any) -> None:
+        if entry.operation in ("DEL", "PURGE"):
+            self._beats.pop(entry.key, None)
+        else:
+            self._beats[entry.key] = time.monotonic()
+
+    async def _on_general(self, msg: Msg) -> None:
+        self.received_seq = msg.metadata.sequence.stream
+        try:
+            self._put(numbered(msg.data, msg.metadata.sequence.stream))
+        except (ValueError, ProtocolError) as exc:
+            log.error("#general's stream holds what is not an event: %s", exc)
+
+    async def _on_private(self, msg: Msg) -> None:
+        try:
+            self._put(private_in(msg.data))
+        except (ValueError, ProtocolError) as exc:
+            log.error("a private message that is not one: %s", exc)
+
+    async def _on_outcome(self, msg: Msg) -> None:
+        try:
+            self._put(outcome_in(msg.data))
+        except (ValueError, ProtocolError) as exc:
+            log.error("an outcome that is not one: %s", exc)
+
+    async def _on_console(self, msg: Msg) -> None:
+        try:
+            record = json.loads(msg.data)
+            line, broker, sender = record["line"], record["broker"], record["from"]
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("an operator action that is not one: %s", exc)
+            return
+        if sender != self.broker_id and broker in ("", self.broker_id):
+            self._put(ConsoleIn(str(line), str(broker)))
+
+    async def _disconnected(self) -> None:
+        if self.up:
+            self.up = False
+            self._put(LinkChanged(False, "NATS unreachable"))
+
+    async def _reconnected(self) -> None:
+        self.up = True
+        url = self._nc.connected_url if self._nc is not None else None
+        self._put(LinkChanged(True, f"NATS back at {url.netloc if url else '?'}"))
+
+    async def _error(self, exc: Exception) -> None:
+        log.warning("NATS: %s", exc)
+
+    async def _claim(self, nick: str, token_hash: str) -> ClaimResult:
+        by_name, by_look = claim_keys(nick)
+        named = await self._take(by_name, nick, token_hash)
+        if isinstance(named, Claim):
+            return ClaimResult(ClaimOutcome.TAKEN, f"nick {named.nick} is taken")
+        looked = await self._take(by_look, nick, token_hash)
+        if isinstance(looked, Claim):
+            if named is ClaimOutcome.CLAIMED:
+                await self._release_key(by_name, token_hash)
+            return ClaimResult(
+                ClaimOutcome.TAKEN, f"nick {nick} looks like {looked.nick}, who is here"
+            )
+        if ClaimOutcome.RESUMED in (named, looked):
+            return ClaimResult(ClaimOutcome.RESUMED)
+        return ClaimResult(ClaimOutcome.CLAIMED)
+
+    async def _take(self, key: str, nick: str, token_hash: str) -> ClaimOutcome | Claim:
+        """Claim `key` for `nick`'s session with `token_hash`: CLAIMED, RESUMED (it held it
+        already, maybe on another broker), or the claim that holds it."""
+        assert self._claims is not None
+        mine = Claim(nick, token_hash, self.broker_id)
+        try:
+            revision = await self._claims.create(key, mine.to_bytes())
+            outcome = ClaimOutcome.CLAIMED
+        except nats.js.errors.KeyWrongLastSequenceError:
+            entry = await self._claims.get(key)
+            held = Claim.from_bytes(entry.value or b"", entry.revision or 0)
+            if held.token_hash != token_hash:
+                return held
+            # The session's own claim: it moves here (its client failed over, or came back).
+            try:
+                revision = await self._claims.update(key, mine.to_bytes(), last=held.revision)
+            except nats.js.errors.KeyWrongLastSequenceError:
+                return held  # changed meanwhile: the client tries again
+            outcome = ClaimOutcome.RESUMED
+        self._claims_seen[key] = replace(mine, revision=revision)
+        self._mine.add(key)
+        return outcome
+
+    async def _release(self, nick: str, token_hash: str) -> None:
+        for key in claim_keys(nick):
+            await self._release_key(key, token_hash)
+
+    async def _release_key(self, key: str, token_hash: str) -> None:
+        assert self._claims is not None
+        held = self._claims_seen.get(key)
+        if held is None or held.broker != self.broker_id or held.token_hash != token_hash:
+            return  # it moved to another broker (or was never this session's)
+        self._mine.discard(key)
+        with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+            await self._claims.delete(key, last=held.revision)
+
+    async def _beat(self) -> None:
+        if self._brokers is None or self._claims is None or not self.up:
+            return
+        with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+            await self._brokers.put(self.broker_id, str(time.time()).encode())
+        now = time.monotonic()
+        for key, claim in list(self._claims_seen.items()):
+            if key in self._mine:
+                continue
+            # (A claim in this broker's name from before its restart: as old as the start.)
+            last = self._beats.get(claim.broker, self._started_at)
+            if claim.broker == self.broker_id:
+                last = self._started_at
+            if now - last < self.reap_after_s:
+                continue
+            # Compare-and-delete: of all the brokers that find it dead, one removes it.
+            try:
+                await self._claims.delete(key, last=claim.revision)
+            except (nats.errors.Error, nats.js.errors.Error):
+                continue
+            if key == claim_keys(claim.nick)[0]:  # (once per nick: it has two keys)
+                log.info("%s was on %s, silent for %.0f s", claim.nick, claim.broker, now - last)
+                self._put(Reaped(claim))
+
+    async def _publish(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+        published: Published | None,
+    ) -> None:
+        """Publish to JetStream; then `published`, or what went wrong instead."""
+        ok, reason = True, ""
+        try:
+            if self._js is None or not self.up:
+                raise nats.errors.ConnectionClosedError
+            ack = await self._js.publish(
+                subject, payload, timeout=PUBLISH_TIMEOUT_S, headers=headers
+            )
+            del ack
+        except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+            ok, reason = False, f"the cluster did not keep it ({type(exc).__name__})"
+            log.warning("a publish to %s failed: %s", subject, reason)
+        if published is not None:
+            self._put(published if ok else replace(published, ok=False, reason=reason))
+
+    async def _publish_core(self, subject: str, payload: bytes) -> None:
+        if self._nc is None:
+            return
+        with contextlib.suppress(nats.errors.Error, OSError):
+            await self._nc.publish(subject, payload)
+
+    async def _follow(self, nick: str) -> None:
+        if self._nc is None or user_token(nick) in self._followed:
+            return
+        self._followed[user_token(nick)] = [
+            await self._nc.subscribe(user_subject(nick, PRIVATE), cb=self._on_private),
+            await self._nc.subscribe(user_subject(nick, OUTCOME), cb=self._on_outcome),
+        ]
+
+    async def _unfollow(self, nick: str) -> None:
+        for subscription in self._followed.pop(user_token(nick), []):
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+    async def _pending_for(self, nick: str, token_hash: str) -> list[PrivateIn]:
+        # Subscribed first (see `follow`), then read: what is published meanwhile comes
+        # both ways, and the client drops the second copy.
+        await self._follow(nick)
+        privates = await self._read(user_subject(nick, PRIVATE))
+        receipts = await self._read(user_subject(nick, RECEIPT))
+        kept: list[PrivateIn] = []
+        for msg in privates:
+            with contextlib.suppress(ValueError, ProtocolError):
+                kept.append(private_in(msg.data))
+        confirmed: set[tuple[str, str]] = set()
+        for msg in receipts:
+            with contextlib.suppress(ValueError):
+                confirmed.add(receipt_of(msg.data))
+        return list(unconfirmed(kept, confirmed, token_hash))
+
+    async def _read(self, subject: str) -> list[Msg]:
+        """Every message the users' stream keeps on `subject` (PENDING_READ_LIMIT at most)."""
+        js = self._js
+        try:
+            last = await js.get_last_msg(USERS_STREAM, subject)
+        except nats.js.errors.NotFoundError:
+            return []
+        subscription = await js.subscribe(
+            subject, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
+        )
+        messages: list[Msg] = []
+        try:
+            while len(messages) < PENDING_READ_LIMIT:
+                msg = await subscription.next_msg(timeout=ASK_TIMEOUT_S)
+                messages.append(msg)
+                if msg.metadata.sequence.stream >= last.seq:
+                    break
+        finally:
+            await subscription.unsubscribe()
+        return messages

@@ -1,0 +1,272 @@
+"""Several brokers, one chat: two broker processes joined by a real nats-server.
+
+The conversation of the issue's "Done when": alice on one broker and bob on the other see
+each other and talk; `Alice` is refused on either; the broker holding alice is killed and
+she goes on through the other with nothing lost or doubled.
+"""
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import pytest
+import zmq
+
+from messages import ErrorCode
+from messages import commands as cmd
+from messages import events as ev
+from tests.natsd import NatsServer
+from tests.peers import Peer
+from tests.processes import BrokerProcess, free_port
+
+#: The brokers' heartbeat: a client silent for 3 of them is removed, and a broker silent
+#: for twice that loses its users.
+HEARTBEAT_MS = 1000
+#: How long a wait for something the cluster does may take, in s (a busy machine).
+WAIT_S = 20.0
+#: How often a peer waiting for something PINGs, so that it stays registered, in s.
+PING_EVERY_S = 0.3
+
+E = TypeVar("E", bound=ev.BrokerEvent)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@dataclass
+class Cluster:
+    nats: NatsServer
+    a: BrokerProcess
+    b: BrokerProcess
+
+
+def broker_in(nats: NatsServer, broker_id: str) -> BrokerProcess:
+    broker = BrokerProcess(
+        f"tcp://127.0.0.1:{free_port()}",
+        HEARTBEAT_MS,
+        "--nats",
+        nats.url,
+        "--broker-id",
+        broker_id,
+    )
+    broker.start()
+    return broker
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    nats = NatsServer()
+    nats.start()
+    a = broker_in(nats, "A")
+    b = broker_in(nats, "B")
+    try:
+        yield Cluster(nats, a, b)
+    finally:
+        a.stop()
+        b.stop()
+        nats.stop()
+
+
+def wait_for(
+    peer: Peer,
+    kind: type[E],
+    where: Callable[[E], bool] = lambda _: True,
+    seen: list[ev.BrokerEvent] | None = None,
+) -> E:
+    """The first `kind` event `where` takes, PINGing meanwhile (one PING at a time,
+    answered before this returns: no PONG is left for later); every event before it goes
+    to `seen`."""
+    deadline = time.monotonic() + WAIT_S
+    pinged = False
+    found: E | None = None
+    later: list[ev.BrokerEvent] = []
+    while found is None or pinged:
+        assert time.monotonic() < deadline, f"{peer.nick}: not within {WAIT_S} s; saw {seen}"
+        if not pinged:
+            peer.send(cmd.Ping())
+            pinged = True
+        try:
+            event = peer.next_event(timeout=PING_EVERY_S)
+        except AssertionError:
+            continue  # nothing yet
+        if isinstance(event, ev.Pong):
+            pinged = False
+        elif found is not None:
+            later.append(event)  # for the test's next wait
+        elif isinstance(event, kind) and where(event):
+            found = event
+        elif seen is not None:
+            seen.append(event)
+    peer.unread(later)
+    return found
+
+
+def users_are(peer: Peer, nicks: set[str]) -> None:
+    """Wait until `peer`'s USERS lists exactly `nicks`."""
+    deadline = time.monotonic() + WAIT_S
+    while set(peer.users()) != nicks:
+        assert time.monotonic() < deadline, f"{peer.nick}: users {peer.users()}, not {nicks}"
+        peer.sync()
+
+
+def alice_and_bob(cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]) -> tuple[Peer, Peer]:
+    """alice registered on broker A, bob on broker B, each seeing both."""
+    alice = Peer(context, cluster.a.endpoint)
+    bob = Peer(context, cluster.b.endpoint)
+    alice.register("alice")
+    bob.register("bob")
+    users_are(alice, {"alice", "bob"})
+    users_are(bob, {"alice", "bob"})
+    return alice, bob
+
+
+def test_alice_and_bob_on_two_brokers_see_each_other_and_talk(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice = Peer(context, cluster.a.endpoint)
+    bob = Peer(context, cluster.b.endpoint)
+    alice_welcome = alice.register("alice")
+    bob_welcome = bob.register("bob")
+    # One chat: one numbering of #general, whichever broker says it.
+    assert alice_welcome.epoch == bob_welcome.epoch
+    wait_for(alice, ev.Joined, lambda e: e.nick == "bob")
+    users_are(alice, {"alice", "bob"})
+    users_are(bob, {"alice", "bob"})
+
+    msg_id = alice.tell("bob", "lunch at one?")
+    private = wait_for(bob, ev.PrivateMessage)
+    assert private == ev.PrivateMessage(msg_id, "alice", "bob", "lunch at one?", private.time_ms)
+    wait_for(alice, ev.Ack, lambda e: msg_id in e.msg_ids)
+    bob.send(cmd.Received(msg_id, "alice"))
+    delivered = wait_for(alice, ev.Delivered)
+    assert delivered == ev.Delivered(msg_id, "bob")
+
+    said = bob.say("yes, at one")
+    heard = wait_for(alice, ev.Message)
+    assert (heard.sender, heard.text, heard.msg_id) == ("bob", "yes, at one", said)
+    wait_for(bob, ev.Message, lambda e: e.msg_id == said)
+    # Both brokers number it alike: bob fetches it from his broker under alice's number.
+    [fetched] = [e for e in bob.fetch(heard.seq, heard.seq) if isinstance(e, ev.Message)]
+    assert fetched == heard
+
+
+@pytest.mark.parametrize("nick", ["Alice", "ALICE", "aIice"])
+def test_a_nick_held_on_one_broker_is_refused_on_every_broker(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]], nick: str
+) -> None:
+    Peer(context, cluster.a.endpoint).register("alice")
+    for broker in (cluster.a, cluster.b):
+        other = Peer(context, broker.endpoint)
+        other.send(cmd.Hello(nick, other.token))
+        refusal = other.expect(ev.Error)
+        assert refusal.code == ErrorCode.NICK_TAKEN, refusal
+
+
+def race(peer: Peer, nick: str, start: threading.Barrier, answers: list[ev.BrokerEvent]) -> None:
+    """HELLO `nick` once every racer is ready; the answer goes to `answers`."""
+    start.wait()
+    peer.send(cmd.Hello(nick, peer.token))
+    answers.append(peer.on_connection(ev.Welcome | ev.Error))  # type: ignore[arg-type]
+
+
+def test_two_brokers_racing_for_one_nick_give_it_to_one(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    for round_ in range(5):
+        nick = f"carol{round_}"
+        peers = [Peer(context, broker.endpoint) for broker in (cluster.a, cluster.b) * 2]
+        start = threading.Barrier(len(peers))
+        answers: list[ev.BrokerEvent] = []
+
+        threads = [
+            threading.Thread(target=race, args=(peer, nick, start, answers)) for peer in peers
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT_S)
+        welcomes = [a for a in answers if isinstance(a, ev.Welcome)]
+        refusals = [a for a in answers if isinstance(a, ev.Error)]
+        assert len(welcomes) == 1, answers
+        assert [r.code for r in refusals] == [ErrorCode.NICK_TAKEN] * 3, answers
+        for peer in peers:
+            peer.close()
+
+
+def test_the_broker_holding_alice_dies_and_she_goes_on_through_the_other(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice, bob = alice_and_bob(cluster, context)
+    before = alice.say("before the crash")
+    wait_for(alice, ev.Ack, lambda e: before in e.msg_ids)
+    heard = wait_for(bob, ev.Message)
+    last_seen = heard.seq
+
+    cluster.a.kill()
+    # While alice's client notices: bob writes to her and to everyone.
+    to_alice = bob.tell("alice", "are you there?")
+    wait_for(bob, ev.Ack, lambda e: to_alice in e.msg_ids)
+    meanwhile = bob.say("the server of alice is down")
+    wait_for(bob, ev.Ack, lambda e: meanwhile in e.msg_ids)
+
+    # Her client resumes its session on the other broker: same nick, same token.
+    again = Peer(context, cluster.b.endpoint)
+    again.token = alice.token
+    again.take_ids_from(alice)
+    welcome = again.register("alice")
+    # What she missed: the private message on resuming, the broadcast by FETCH.
+    private = wait_for(again, ev.PrivateMessage)
+    assert (private.msg_id, private.text) == (to_alice, "are you there?")
+    missed = again.fetch(last_seen + 1, welcome.seq)
+    assert [e.text for e in missed if isinstance(e, ev.Message)] == ["the server of alice is down"]
+    # Her message the dead broker had ACKed, sent again through this one: kept once.
+    again.send(cmd.Say(before, "before the crash"))
+    wait_for(again, ev.Ack, lambda e: before in e.msg_ids)
+    after = again.say("back")
+    seen: list[ev.BrokerEvent] = []
+    wait_for(bob, ev.Message, lambda e: e.msg_id == after, seen)
+    # Inside the liveness window: bob saw alice neither leave nor join, nor anything twice.
+    assert not [e for e in seen if isinstance(e, ev.Joined | ev.Left | ev.Message)], seen
+    users_are(bob, {"alice", "bob"})
+
+
+def test_a_dead_brokers_users_leave_once_it_is_given_up_on(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    _, bob = alice_and_bob(cluster, context)
+    cluster.a.kill()
+    left = wait_for(bob, ev.Left)
+    assert left.nick == "alice"
+    users_are(bob, {"bob"})
+    # The nick is free again, on either broker.
+    assert Peer(context, cluster.b.endpoint).register("alice").nick == "alice"
+
+
+def test_without_nats_a_nick_is_refused_and_the_chat_comes_back_with_it(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice, bob = alice_and_bob(cluster, context)
+    cluster.nats.stop()
+    # Told, and a nick that cannot be checked is refused, never risked.
+    told = wait_for(alice, ev.Error)
+    assert told.code == ErrorCode.UNAVAILABLE
+    carol = Peer(context, cluster.a.endpoint)
+    carol.send(cmd.Hello("carol", carol.token))
+    refusal = carol.expect(ev.Error)
+    assert refusal.code == ErrorCode.UNAVAILABLE, refusal
+
+    cluster.nats.start()
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        dave = Peer(context, cluster.a.endpoint)
+        dave.send(cmd.Hello("dave", dave.token))
+        answer: ev.BrokerEvent = dave.on_connection(ev.Welcome | ev.Error)  # type: ignore[arg-type]
+        if isinstance(answer, ev.Welcome):
+            break
+        assert time.monotonic() < deadline, f"the cluster did not come back: {answer}"
+        alice.sync()
+        bob.sync()
+    said = alice.say("still here")
+    heard = wait_for(bob, ev.Message, lambda e: e.msg_id == said)
+    assert heard.text == "still here"
