@@ -226,6 +226,13 @@ def backoff_s(attempt: int) -> float:
     return float(min(RECONNECT_BACKOFF_MAX_S, RECONNECT_BACKOFF_INITIAL_S * 2 ** (attempt - 2)))
 
 
+def reconnect_round(attempt: int, servers: int) -> int:
+    """Which round (1, 2, ...) reconnect attempt `attempt` (1, 2, ...) is in, with `servers`
+    servers tried in turn: each round tries each server once, and backs off as one attempt
+    did with a single server (`backoff_s` of the round)."""
+    return (attempt - 1) // servers + 1
+
+
 def new_session_token() -> str:
     """A random session token, chosen once per run of the client."""
     return secrets.token_urlsafe(SESSION_TOKEN_BYTES)
@@ -651,10 +658,9 @@ class Session:
         attempt = 0
         while self.state.ending is None:
             attempt += 1
-            # Each server once per round: the backoff grows by rounds, so that the other
-            # servers are all tried promptly.
-            round_ = (attempt - 1) // len(self.servers) + 1
-            last_of_round = attempt % len(self.servers) == 0
+            # The backoff grows by rounds, so that the other servers are all tried promptly.
+            round_ = reconnect_round(attempt, len(self.servers))
+            last_of_round = reconnect_round(attempt + 1, len(self.servers)) > round_
             self.state.reconnect_attempt = attempt
             self.show([])  # redraw the status line
             try:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from client.cli import DEFAULT_SERVER, build_parser, server_list
+from client.session import backoff_s, reconnect_round
 from client.state import LinkState
 from messages import events as ev
 from tests.client_helpers import WAIT_S, bot_client, eventually, port_of
@@ -40,6 +41,20 @@ SHORT_HEARTBEAT_MS = 200
 )
 def test_server_options_give_the_servers_in_order(arguments: list[str], servers: list[str]) -> None:
     assert server_list(build_parser().parse_args(arguments).server) == servers
+
+
+@pytest.mark.parametrize(
+    ("servers", "waits"),
+    [
+        # One server: the backoff as ever.
+        (1, [0, 1, 2, 4, 8, 8]),
+        # Each other server is tried promptly; each round then waits longer.
+        (2, [0, 0, 1, 1, 2, 2]),
+        (3, [0, 0, 0, 1, 1, 1]),
+    ],
+)
+def test_reconnect_attempts_back_off_by_rounds_of_servers(servers: int, waits: list[int]) -> None:
+    assert [backoff_s(reconnect_round(n, servers)) for n in range(1, 7)] == waits
 
 
 def test_a_server_not_listening_is_passed_for_the_next(
