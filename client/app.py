@@ -6,7 +6,7 @@ lines as one asyncio TaskGroup.
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -38,7 +38,7 @@ Say = Callable[[str], None]
 
 
 async def connect_and_register(
-    server: str,
+    servers: Sequence[str],
     nick: str | None,
     ask_nick: AskNick,
     say: Say,
@@ -48,13 +48,15 @@ async def connect_and_register(
     seen: SeenFile | None = None,
     identity: Identity | None = None,
 ) -> Session:
-    """A session registered on `server`, asking for another nick (through `ask_nick`) while
+    """A session registered on one of `servers` (the first that answers, see
+    `Session.register`), asking for another nick (through `ask_nick`) while
     the nick is missing, invalid or taken; `say` tells the user why. It shows the last
     `history_lines` broadcasts on joining, marking those after the last one `seen` names
     as unread. Raises
-    RegistrationError if the server does not answer, ValueError if `server` is not a valid
-    endpoint."""
+    RegistrationError if no server answers, ValueError if one is not a valid endpoint."""
     token = new_session_token()
+    # The state files name the chat by its servers, whichever of them serves this run.
+    chat = ",".join(servers)
     while True:
         if not nick:
             nick = (await ask_nick()).strip()
@@ -67,9 +69,9 @@ async def connect_and_register(
             nick = None
             continue
         # A fresh connection per attempt: nothing of a refused attempt lingers.
-        last_seen = None if seen is None else lambda epoch: seen.last_seen(server, epoch)
+        last_seen = None if seen is None else lambda epoch: seen.last_seen(chat, epoch)
         session = Session(
-            server,
+            servers,
             nick,
             keys=keys,
             token=token,
@@ -107,9 +109,9 @@ class InteractiveClient:
         user is in (entered again now, as the last run left them)."""
         self.session = session
         if rooms is not None:
-            server = session.server
-            session.rejoin(rooms.rooms(server))
-            session.on_rooms_changed = lambda names: rooms.save(server, names)
+            chat = session.chat
+            session.rejoin(rooms.rooms(chat))
+            session.on_rooms_changed = lambda names: rooms.save(chat, names)
         self.seen = seen
         self.state = session.state
         self._lines: asyncio.Queue[str] = asyncio.Queue()
@@ -160,7 +162,7 @@ class InteractiveClient:
         """Keep the last broadcast shown, for the next run's unread count."""
         state = self.state
         if self.seen is not None and state.epoch:
-            self.seen.save(self.session.server, state.epoch, state.last_seq)
+            self.seen.save(self.session.chat, state.epoch, state.last_seq)
 
     async def hang_up(self) -> None:
         """The terminal is gone (SIGHUP, closed window): leave as /quit does, so that
@@ -201,7 +203,7 @@ class InteractiveClient:
 
 
 async def run_interactive(
-    server: str,
+    servers: Sequence[str],
     nick: str | None,
     timeout_s: float = REGISTRATION_TIMEOUT_S,
     keys: CurveKeys | None = None,
@@ -229,7 +231,7 @@ async def run_interactive(
     try:
         try:
             session = await connect_and_register(
-                server, nick, ask_nick, say, timeout_s, keys, history_lines, seen, identity
+                servers, nick, ask_nick, say, timeout_s, keys, history_lines, seen, identity
             )
         except (RegistrationError, ValueError) as exc:
             return Ending(str(exc), 1)

@@ -30,8 +30,8 @@ With stdin or stdout not a terminal it runs in line mode, for scripts: each inpu
 handled as if typed, each event is printed as one line (see the client.linemode docstring);
 exit status 0 at end of input (once the server has every message), 1 if the server is
 unreachable (at start, or for too long after the end of input), shut down or kicked us, 2 if
-the nick is invalid or taken. A lost connection is re-established by itself, keeping the
-nick and every message not yet acknowledged.
+the nick is invalid or taken. A lost connection is re-established by itself (through the next
+--server, if several are given), keeping the nick and every message not yet acknowledged.
 """
 
 
@@ -64,6 +64,19 @@ def identity_path(identity: Path | None, state_dir: Path | None) -> Path:
     return directory / IDENTITY_FILE
 
 
+def server_list(values: Sequence[str] | None) -> list[str]:
+    """The servers `--server` names, in order: each value may hold several endpoints,
+    comma-separated (as `make client SERVER=...` passes them); a repeated one counts once.
+    [DEFAULT_SERVER] if none was given."""
+    servers: list[str] = []
+    for value in values or [DEFAULT_SERVER]:
+        for endpoint in value.split(","):
+            endpoint = endpoint.strip()
+            if endpoint and endpoint not in servers:
+                servers.append(endpoint)
+    return servers
+
+
 def _positive_seconds(text: str) -> float:
     try:
         seconds = float(text)
@@ -93,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--server",
-        default=DEFAULT_SERVER,
+        action="append",
         metavar="ENDPOINT",
-        help=f"the broker's ZeroMQ endpoint (default: {DEFAULT_SERVER})",
+        help=f"the broker's ZeroMQ endpoint (default: {DEFAULT_SERVER}); repeat it, or "
+        "separate endpoints with commas, to name several brokers of one chat: the first that "
+        "answers is used, and when its link is lost the client goes on through the next",
     )
     parser.add_argument(
         "--nick",
@@ -108,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_seconds,
         default=REGISTRATION_TIMEOUT_S,
         metavar="SECONDS",
-        help="how long to wait for the server to answer registration "
+        help="how long to wait for the server (each, if several) to answer registration "
         f"(default: {REGISTRATION_TIMEOUT_S:g})",
     )
     parser.add_argument(
@@ -162,6 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the client with `argv` (default: sys.argv[1:]); return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    servers = server_list(args.server)
+    if not servers:
+        parser.error("--server names no endpoint")
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     level = logging.DEBUG if args.verbose else logging.WARNING
     try:
@@ -189,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(sys.stdin, io.TextIOWrapper):
             sys.stdin.reconfigure(errors="replace")
         client = LineClient(
-            args.server,
+            servers,
             args.nick,
             sys.stdin,
             sys.stdout,
@@ -207,9 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         history = DEFAULT_HISTORY_LINES if args.history is None else args.history
         state_dir = args.state_dir if args.state_dir is not None else default_state_dir()
         ending = asyncio.run(
-            run_interactive(
-                args.server, args.nick, args.timeout, keys, state_dir, history, identity
-            )
+            run_interactive(servers, args.nick, args.timeout, keys, state_dir, history, identity)
         )
     except KeyboardInterrupt:
         return 1

@@ -57,6 +57,7 @@ import dataclasses
 import logging
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, TextIO
 
@@ -198,7 +199,7 @@ class LineClient:
 
     def __init__(
         self,
-        server: str,
+        servers: Sequence[str],
         nick: str,
         stdin: TextIO,
         stdout: TextIO,
@@ -207,7 +208,8 @@ class LineClient:
         history_lines: int = 0,
         identity: Identity | None = None,
     ) -> None:
-        self.server = server
+        #: The servers, tried in order (see `Session`).
+        self.servers = servers
         self.identity = identity
         #: Broadcasts of the stored history printed on joining.
         self.history_lines = history_lines
@@ -242,7 +244,7 @@ class LineClient:
         except ProtocolError as exc:
             return self.fail(f"invalid nick {self.nick!r}: {exc.reason}", 2)
         session = Session(
-            self.server,
+            self.servers,
             nick,
             self.show,
             keys=self.keys,
@@ -302,9 +304,10 @@ class LineClient:
                 # The session reports why (kicked, nick lost); wait for it rather than guess.
                 await asyncio.Event().wait()
             count = session.undelivered
+            where = ", ".join(self.servers)
             if not count:
-                return Ending(f"no answer from {self.server}", 1)
+                return Ending(f"no answer from {where}", 1)
             noun = "message" if count == 1 else "messages"
-            return Ending(f"{count} {noun} not delivered: no answer from {self.server}", 1)
+            return Ending(f"{count} {noun} not delivered: no answer from {where}", 1)
         await session.quit(reason)
         return Ending("end of input", 0)

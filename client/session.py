@@ -13,6 +13,12 @@ same nick and session token and waits for WELCOME; each further attempt waits lo
 ERROR 401 while registered (the broker restarted, or dropped the session) registers again at
 once on the same socket. A HELLO with our token resumes our session on the broker.
 
+Several servers (the brokers of one cluster, say): the first registration tries each in
+turn, one registration bound each, until one answers. A lost link moves on to the next one,
+round-robin, with the same HELLO, so that a broker of the same cluster resumes the session
+(an unrelated broker takes it as a new registration). Each server is tried once before the
+attempts back off: a round of attempts is one per server, and the backoff grows per round.
+
 Broadcasts come on the broker's stream (see `client.connection`) when the server is a TCP
 endpoint: HELLO says so, and after each WELCOME the session subscribes to the port it names
 (again only if the broker restarted or the port changed: a resumed session keeps its
@@ -33,7 +39,7 @@ import logging
 import math
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from messages import (
@@ -220,6 +226,13 @@ def backoff_s(attempt: int) -> float:
     return float(min(RECONNECT_BACKOFF_MAX_S, RECONNECT_BACKOFF_INITIAL_S * 2 ** (attempt - 2)))
 
 
+def reconnect_round(attempt: int, servers: int) -> int:
+    """Which round (1, 2, ...) reconnect attempt `attempt` (1, 2, ...) is in, with `servers`
+    servers tried in turn: each round tries each server once, and backs off as one attempt
+    did with a single server (`backoff_s` of the round)."""
+    return (attempt - 1) // servers + 1
+
+
 def new_session_token() -> str:
     """A random session token, chosen once per run of the client."""
     return secrets.token_urlsafe(SESSION_TOKEN_BYTES)
@@ -247,7 +260,8 @@ def _reply_cost(command: ClientCommand) -> float:
 
 
 class Session:
-    """One chat session of `nick` on `server`, across as many connections as it takes.
+    """One chat session of `nick` on `server` (one endpoint, or several to fail over
+    between, in order), across as many connections as it takes.
 
     `register` makes the first registration (and fails if it cannot); `run` then applies
     broker events to `state`, shows the resulting entries through `show`, keeps the link
@@ -256,7 +270,7 @@ class Session:
 
     def __init__(
         self,
-        server: str,
+        server: str | Sequence[str],
         nick: str,
         show: Show = _discard,
         *,
@@ -267,7 +281,12 @@ class Session:
         last_seen: Callable[[str], int | None] | None = None,
         identity: Identity | None = None,
     ) -> None:
-        self.server = server
+        #: The servers, in the order they are tried (see the module docstring).
+        self.servers: tuple[str, ...] = (server,) if isinstance(server, str) else tuple(server)
+        if not self.servers:
+            raise ValueError("no server to connect to")
+        # Which of them the current connection goes to.
+        self._server_index = 0
         self.keys = keys
         #: The key that owns our registered nicks: it answers CHALLENGE and signs REGISTER.
         #: Without one, a registered nick cannot be taken and none can be registered.
@@ -276,7 +295,7 @@ class Session:
         self.stream_buffers = stream_buffers
         #: Repeated on every HELLO: the broker resumes the session that has it.
         self.token = token or new_session_token()
-        self.state = ChatState(nick, server, secure=keys is not None)
+        self.state = ChatState(nick, self.servers[0], secure=keys is not None)
         #: Where entries go; may be replaced before `run` (the UI is built after `register`).
         self.show = show
         #: Where history goes that is older than everything shown (the history on joining,
@@ -375,6 +394,17 @@ class Session:
     # -- properties ------------------------------------------------------------------------
 
     @property
+    def server(self) -> str:
+        """The server of the current connection (or the one being tried)."""
+        return self.servers[self._server_index]
+
+    @property
+    def chat(self) -> str:
+        """The servers as given, comma-separated: what names this chat in the state files
+        (the server itself when there is one)."""
+        return ",".join(self.servers)
+
+    @property
     def liveness_s(self) -> float:
         """How long the broker may stay silent before the link counts as lost."""
         return liveness_bound_s(self.state.heartbeat_ms)
@@ -399,27 +429,41 @@ class Session:
         """Open a connection, send HELLO and wait for WELCOME. Raises RegistrationError if the
         broker refuses the nick (exit code 2, with its reason) or does not answer within
         `timeout_s` seconds (exit code 1); ValueError if the server is not a valid endpoint.
+        With several servers, each that does not answer within `timeout_s` is passed for the
+        next; the first answer counts, and RegistrationError says none answered.
         """
-        self._open(watch_handshakes=True)
-        answer = await self._hello(timeout_s)
-        connection = self.connection
-        assert connection is not None
-        # Only a HELLO that got no answer needs to know how the handshake went.
-        failure = connection.handshake_failure() if answer is None else None
-        connection.stop_watching_handshakes()
-        if isinstance(answer, Welcome):
-            self._first_welcome = answer
-            return answer
-        if answer is None:
-            raise RegistrationError(self._no_answer(timeout_s, failure), 1)
-        code = 2 if answer.code in NICK_REFUSED or answer.code == BARRED else 1
-        raise RegistrationError(
-            f"nick {self.state.nick!r} refused ({answer.code}): {answer.reason}", code
-        )
+        failures: list[tuple[str, HandshakeFailure]] = []
+        for index, server in enumerate(self.servers):
+            if index:
+                # As irssi cycling its server list: the user sees where it goes next.
+                log.warning(
+                    "no answer from %s within %g s: trying %s", self.server, timeout_s, server
+                )
+            self._server_index = index
+            self._open(watch_handshakes=True)
+            answer = await self._hello(timeout_s)
+            connection = self.connection
+            assert connection is not None
+            # Only a HELLO that got no answer needs to know how the handshake went.
+            failure = connection.handshake_failure() if answer is None else None
+            connection.stop_watching_handshakes()
+            if isinstance(answer, Welcome):
+                self._first_welcome = answer
+                return answer
+            if answer is not None:
+                code = 2 if answer.code in NICK_REFUSED or answer.code == BARRED else 1
+                raise RegistrationError(
+                    f"nick {self.state.nick!r} refused ({answer.code}): {answer.reason}", code
+                )
+            if failure is not None:
+                failures.append((server, failure))
+        raise RegistrationError(self._no_answer(timeout_s, failures), 1)
 
-    def _no_answer(self, timeout_s: float, failure: HandshakeFailure | None) -> str:
-        """Why registration got no answer, with a hint at what to do."""
-        where = self.server
+    def _no_answer(self, timeout_s: float, failures: list[tuple[str, HandshakeFailure]]) -> str:
+        """Why registration got no answer (`failures`: the servers whose handshake failed,
+        and how), with a hint at what to do."""
+        # A failed handshake says more than silence: the first one is explained.
+        where, failure = failures[0] if failures else (", ".join(self.servers), None)
         match failure, self.keys:
             case HandshakeFailure(), None:
                 # Without a key only the mechanism can fail (however libzmq reports it).
@@ -437,12 +481,15 @@ class Session:
                     "broker prints its public key when it starts), and does it run with "
                     "--secure?"
                 )
-        hint = ": is it running, and is the key right?" if self.keys else ": is it running?"
+        verb = "is it" if len(self.servers) == 1 else "are they"
+        hint = f": {verb} running, and is the key right?" if self.keys else f": {verb} running?"
         return f"no answer from {where} within {timeout_s:g} s{hint}"
 
     def _open(self, watch_handshakes: bool = False) -> None:
         """A fresh connection in place of the current one."""
         self._close_connection()
+        # The status line and "reconnected to ..." name the server of this connection.
+        self.state.server = self.server
         self.connection = Connection(
             self.server,
             self.keys,
@@ -599,13 +646,21 @@ class Session:
         self._close_connection()
         self.connection = None
         self._show(self.state.mark_reconnecting(why))
+        # The server may be gone for good: the next attempt goes to the next one, if any.
+        self._next_server()
+
+    def _next_server(self) -> None:
+        self._server_index = (self._server_index + 1) % len(self.servers)
 
     async def _reconnect(self) -> None:
-        """Register again on fresh connections until WELCOME, backing off; ends the session
-        if the nick is refused."""
+        """Register again on fresh connections until WELCOME, one server after the other,
+        backing off each round; ends the session if the nick is refused."""
         attempt = 0
         while self.state.ending is None:
             attempt += 1
+            # The backoff grows by rounds, so that the other servers are all tried promptly.
+            round_ = reconnect_round(attempt, len(self.servers))
+            last_of_round = reconnect_round(attempt + 1, len(self.servers)) > round_
             self.state.reconnect_attempt = attempt
             self.show([])  # redraw the status line
             try:
@@ -613,7 +668,8 @@ class Session:
             except ValueError as exc:  # pragma: no cover - the endpoint worked before
                 self._show(self.state.mark_lost(str(exc), 1))
                 return
-            wait = self.liveness_s + backoff_s(attempt)
+            log.info("reconnecting to %s (attempt %d)", self.server, attempt)
+            wait = self.liveness_s + backoff_s(round_)
             answer = await self._hello(wait)
             if isinstance(answer, Welcome):
                 self._welcomed(answer, self._now())
@@ -621,10 +677,12 @@ class Session:
             if isinstance(answer, Error):
                 if self._ended_by(answer):
                     return
-                # Refused for now (too many joins, say): wait before the next attempt.
+                # Refused for now (too many joins, say): wait before the next round.
                 log.info("registration refused (%d): %s", answer.code, answer.reason)
                 self._close_connection()
-                await asyncio.sleep(max(backoff_s(attempt + 1), RECONNECT_BACKOFF_INITIAL_S))
+                if last_of_round:
+                    await asyncio.sleep(max(backoff_s(round_ + 1), RECONNECT_BACKOFF_INITIAL_S))
+            self._next_server()
 
     def _ended_by(self, answer: Error) -> bool:
         """End the session if `answer` to our HELLO refuses it for good (the nick, or a

@@ -174,7 +174,11 @@ class ChatState:
         self, nick: str, server: str, clock: Callable[[], int] = now_ms, secure: bool = False
     ) -> None:
         self.nick = nick
+        #: The server of the current connection (the session changes it on a failover).
         self.server = server
+        # The server that last welcomed us: another one that does not know the session is
+        # not a restart.
+        self._welcomed_on = server
         #: The link is encrypted with CurveZMQ.
         self.secure = secure
         #: While RECONNECTING: which attempt this is (1, 2, ...).
@@ -495,12 +499,17 @@ class ChatState:
             self.operator = False
             # The new run numbers its broadcasts from 1 again.
             self._presence.clear()
+        moved, self._welcomed_on = self._welcomed_on != self.server, self.server
         if first:
             return [self.info(f"connected to {self.server} as {self.nick}")]
-        restart = "; the server was restarted" if restarted else ""
+        restart = ""
+        if restarted:
+            restart = "; it did not know this session" if moved else "; the server was restarted"
         entries = [self.info(f"reconnected to {self.server} as {self.nick}{restart}")]
         if lost_rights:
-            entries.append(self._operator_lost("the server restarted"))
+            entries.append(
+                self._operator_lost("the server changed" if moved else "the server restarted")
+            )
         return entries
 
     def user_list(self, *pages: UserList, announce: bool = True) -> list[Entry]:

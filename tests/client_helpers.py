@@ -7,7 +7,7 @@ import math
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -257,7 +257,7 @@ class BotClient:
 
 @contextlib.asynccontextmanager
 async def bot_client(
-    endpoint: str,
+    endpoint: str | Sequence[str],
     nick: str,
     stream_buffers: StreamBuffers | None = None,
     show: Callable[[list[Entry]], None] | None = None,

@@ -310,7 +310,7 @@ def test_refused_nicks_are_explained_and_asked_again(
         return next(answers)
 
     async def scenario() -> None:
-        session = await connect_and_register(broker.endpoint, "no good", ask, told.append)
+        session = await connect_and_register([broker.endpoint], "no good", ask, told.append)
         session.close()
         assert session.state.nick == "alice"
 
