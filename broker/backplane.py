@@ -50,6 +50,8 @@ from .cluster import (
     OUTCOME,
     PRIVATE,
     RECEIPT,
+    ROOMS_STREAM,
+    ROOMS_SUBJECT,
     USERS_STREAM,
     Claim,
     ClaimGone,
@@ -62,21 +64,25 @@ from .cluster import (
     PrivateIn,
     Published,
     Reaped,
+    RemoteActor,
     claim_keys,
     dedup_id,
     every_user_subject,
     numbered,
     outcome_in,
     pack_event,
+    pack_room_op,
     private_in,
     receipt,
     receipt_of,
+    room_op,
     unconfirmed,
     user_subject,
     user_token,
 )
 from .history import HISTORY_EVENTS, BroadcastEvent
 from .session import Outcome
+from .store import RoomEvent
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +145,10 @@ class NatsBackplane:
         self.last_seq = 0
         #: The last #general event received (whether it could be read or not).
         self.received_seq = 0
+        #: The same for the rooms' stream: the broker serves once it has applied every
+        #: change of a room made before it started.
+        self.rooms_last_seq = 0
+        self.rooms_received_seq = 0
         #: Every claim in the cluster when the link started, by key.
         self.start_claims: dict[str, Claim] = {}
         #: Whether NATS is reachable right now.
@@ -248,6 +258,17 @@ class NatsBackplane:
         published = Published(sender_token, private.sender, private.msg_id, True)
         self._tell(self._publish(subject, payload, headers, published))
 
+    def publish_room(
+        self, event: RoomEvent | ev.Invited, actor: RemoteActor, msg_id: str = ""
+    ) -> None:
+        """Publish a change of a room by `actor` to the rooms' stream; a `Published` follows
+        (with the `msg_id` of a post)."""
+        headers = {MSG_ID_HEADER: dedup_id("post", actor.token_hash, msg_id)} if msg_id else None
+        # (Without a msg_id too: its author learns if the cluster did not take the change.)
+        published = Published(actor.token_hash, actor.nick, msg_id, True)
+        payload = pack_room_op(event, actor)
+        self._tell(self._publish(ROOMS_SUBJECT, payload, headers, published))
+
     def confirmed(self, recipient: str, sender: str, msg_id: str) -> None:
         """Keep that `recipient` confirmed `sender`'s private message `msg_id`."""
         payload = receipt(sender, msg_id)
@@ -323,6 +344,7 @@ class NatsBackplane:
             max_msgs=GENERAL_MAX_EVENTS,
             max_age=GENERAL_MAX_AGE_S,
         )
+        await self._stream(name=ROOMS_STREAM, subjects=[ROOMS_SUBJECT])
         await self._stream(
             name=USERS_STREAM,
             subjects=[every_user_subject(PRIVATE), every_user_subject(RECEIPT)],
@@ -337,6 +359,7 @@ class NatsBackplane:
         self.epoch = (await meta.get(EPOCH_KEY)).value.decode()  # type: ignore[union-attr]
         info = await js.stream_info(GENERAL_STREAM)
         self.last_seq = info.state.last_seq
+        self.rooms_last_seq = (await js.stream_info(ROOMS_STREAM)).state.last_seq
         self.first_seq = max(1, self.last_seq - HISTORY_EVENTS + 1)
         await self._watch(self._claims, self._on_claim)
         self.start_claims = dict(self._claims_seen)
@@ -344,15 +367,23 @@ class NatsBackplane:
         await self._beat()
         await self._nc.subscribe(CONSOLE_SUBJECT, cb=self._on_console)
         # The last events, which the core keeps in memory, then each as it is published.
-        await js.subscribe(
-            GENERAL_SUBJECT,
-            cb=self._on_general,
+        await self._consume(GENERAL_SUBJECT, self._on_general, self.first_seq)
+        # Every change of every room, from the first: the rooms are what they add up to.
+        await self._consume(ROOMS_SUBJECT, self._on_room, 1)
+
+    async def _consume(
+        self, subject: str, on_msg: Callable[[Msg], Awaitable[None]], from_seq: int
+    ) -> None:
+        """Have `on_msg` every event of `subject`'s stream from `from_seq` on, in order."""
+        await self._js.subscribe(
+            subject,
+            cb=on_msg,
             ordered_consumer=True,
             # Missed heartbeats are how it notices a NATS server that restarted, and
             # follows again from the last event it got.
             idle_heartbeat=ORDERED_HEARTBEAT_S,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
-            config=api.ConsumerConfig(opt_start_seq=self.first_seq),
+            config=api.ConsumerConfig(opt_start_seq=from_seq),
         )
 
     async def _stream(self, **config: Any) -> None:
@@ -432,6 +463,13 @@ class NatsBackplane:
             self._put(numbered(msg.data, msg.metadata.sequence.stream))
         except (ValueError, ProtocolError) as exc:
             log.error("#general's stream holds what is not an event: %s", exc)
+
+    async def _on_room(self, msg: Msg) -> None:
+        seq = self.rooms_received_seq = msg.metadata.sequence.stream
+        try:
+            self._put(room_op(msg.data, seq))
+        except (ValueError, ProtocolError) as exc:
+            log.error("the rooms' stream holds what is not a change of a room: %s", exc)
 
     async def _on_private(self, msg: Msg) -> None:
         try:

@@ -7,7 +7,10 @@ Several brokers serve one chat by sharing three things through NATS (docs/CLUSTE
 - **broadcasts**: #general's events, published to a JetStream stream whose sequence numbers
   them for every broker (`Numbered` comes back to each, in order);
 - **privates**: to a subject per recipient (`user_subject`), kept in a stream until the
-  recipient confirms them, so that a session resumed on another broker gets them.
+  recipient confirms them, so that a session resumed on another broker gets them;
+- **rooms**: every change of every room (enter, part, post, topic, mode, invitation), as
+  `RoomOp`s on one stream that every broker applies in the stream's order: the same changes
+  in the same order give every broker the same rooms, numbered alike.
 
 This module holds the names of those subjects and keys, the records that travel, and the
 events the backplane (`broker.backplane`) hands the core. The core decides; the backplane
@@ -27,6 +30,7 @@ from messages.codec import unpack_events
 
 from .history import BroadcastEvent
 from .session import Outcome
+from .store import RoomEvent
 
 #: Every subject, stream and bucket of the chat starts with this (one NATS account may
 #: serve other things too).
@@ -42,6 +46,9 @@ EPOCH_KEY: Final = "epoch"
 #: The stream of #general's events (the cluster's history) and its one subject.
 GENERAL_STREAM: Final = "ZMQCHAT_GENERAL"
 GENERAL_SUBJECT: Final = f"{PREFIX}.general"
+#: The stream of every room's changes and its one subject.
+ROOMS_STREAM: Final = "ZMQCHAT_ROOMS"
+ROOMS_SUBJECT: Final = f"{PREFIX}.rooms"
 #: The stream of private messages and receipts, by recipient.
 USERS_STREAM: Final = "ZMQCHAT_USERS"
 #: Subject kinds under `user_subject`: a private message (kept), a receipt for one (kept),
@@ -123,9 +130,30 @@ class Numbered:
 
 
 @dataclass(frozen=True)
+class RemoteActor:
+    """Who changed a room, as every broker needs to know it to apply the change alike (a
+    `broker.rooms.Actor`)."""
+
+    token_hash: str
+    nick: str
+    owns_nick: bool = False
+    operator: bool = False
+
+
+@dataclass(frozen=True)
+class RoomOp:
+    """A change of a room, numbered `seq` by the rooms' stream (the room events it holds
+    are numbered in their room when applied)."""
+
+    event: RoomEvent | ev.Invited
+    actor: RemoteActor
+    seq: int
+
+
+@dataclass(frozen=True)
 class Published:
-    """What became of a chat message the core published for session `token_hash` of
-    `nick`: `ok`, or the reason it was not."""
+    """What became of what the core published for session `token_hash` of `nick` (a chat
+    message `msg_id`, or a change of a room, with no `msg_id`): `ok`, or why not."""
 
     token_hash: str
     nick: str
@@ -193,8 +221,10 @@ class ConsoleIn:
 
 
 ClusterEvent = (
-    Numbered | Published | PrivateIn | OutcomeIn | ClaimSet | ClaimGone | Reaped | LinkChanged
-) | ConsoleIn
+    (Numbered | Published | PrivateIn | OutcomeIn | ClaimSet | ClaimGone | Reaped | LinkChanged)
+    | ConsoleIn
+    | RoomOp
+)
 
 
 class Backplane(Protocol):
@@ -220,6 +250,9 @@ class Backplane(Protocol):
     def follow(self, nick: str) -> None: ...
     def unfollow(self, nick: str) -> None: ...
     def release(self, nick: str, token_hash: str) -> None: ...
+    def publish_room(
+        self, event: RoomEvent | ev.Invited, actor: RemoteActor, msg_id: str = ""
+    ) -> None: ...
 
 
 class ClaimOutcome(enum.Enum):
@@ -281,6 +314,28 @@ def numbered(payload: bytes, seq: int) -> Numbered:
 def renumbered(event: BroadcastEvent, seq: int) -> BroadcastEvent:
     """`event` with sequence number `seq`."""
     return replace(event, seq=seq)
+
+
+#: The events a change of a room carries.
+ROOM_CHANGES: Final = (ev.Entered, ev.Parted, ev.Posted, ev.TopicSet, ev.ModeSet, ev.Invited)
+
+
+def pack_room_op(event: RoomEvent | ev.Invited, actor: RemoteActor) -> bytes:
+    """The ROOMS_SUBJECT payload of a change of a room by `actor`."""
+    flags = ("1" if actor.owns_nick else "0") + ("1" if actor.operator else "0")
+    return pack_event(event, actor.token_hash, actor.nick, flags)
+
+
+def room_op(payload: bytes, seq: int) -> RoomOp:
+    """The change of a room in a ROOMS_SUBJECT payload, numbered `seq` by the stream.
+
+    Raises ValueError (or ProtocolError) for anything else."""
+    (token, nick, flags), event = unpack_event(payload, 3)
+    if not isinstance(event, ROOM_CHANGES):
+        raise ValueError(f"{type(event).__name__} is not a change of a room")
+    if len(flags) != 2 or set(flags) - {"0", "1"}:
+        raise ValueError(f"bad flags {flags!r}")
+    return RoomOp(event, RemoteActor(token, nick, flags[0] == "1", flags[1] == "1"), seq)
 
 
 def private_in(payload: bytes) -> PrivateIn:

@@ -14,6 +14,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from messages import (
@@ -31,6 +32,7 @@ from messages import (
     USERS_PAGE_BYTES,
     ErrorCode,
     ProtocolError,
+    check_room_name,
     command_verbs,
     decode_command,
     encode,
@@ -66,12 +68,14 @@ from .cluster import (
     PrivateIn,
     Published,
     Reaped,
+    RemoteActor,
+    RoomOp,
     claim_keys,
 )
 from .history import HISTORY_EVENTS, BroadcastEvent, BroadcastLog, Replay, within
 from .owners import Challenges, OwnedLookalikes, owned_nicks, signed_by
 from .ratelimit import FloodPolicy
-from .rooms import Room, Rooms, numbered
+from .rooms import Actor, Room, Rooms, numbered
 from .roster import Roster, page_of
 from .session import (
     UNCONFIRMED_BYTES,
@@ -122,6 +126,16 @@ ORPHAN_SWEEP_LIMIT: Final = 10_000
 OFFLINE_LIMIT: Final = 1000
 #: Commands that carry a client's message id.
 _CHAT: Final = (cmd.Say, cmd.Tell, cmd.Post)
+#: Commands that change a room (in a cluster: through the rooms' stream, see `_room_change`).
+_ROOM_CHANGES: Final = (
+    cmd.Enter,
+    cmd.Part,
+    cmd.Post,
+    cmd.SetTopic,
+    cmd.SetMode,
+    cmd.Invite,
+    cmd.Evict,
+)
 #: Commands that carry a client's reference for their answer.
 _REFERRED: Final = (cmd.History, cmd.Search)
 #: Commands that draw on a client's flood-control bucket.
@@ -260,7 +274,8 @@ class ChatCore:
         #: Every room but #general (whose traffic is the broadcasts above), as the store kept
         #: them: their members are absent until they register again.
         self.rooms = Rooms()
-        self.rooms.resume(self.store.rooms())
+        if cluster is None:
+            self.rooms.resume(self.store.rooms())
         #: The cluster this broker serves the chat with (docs/CLUSTER.md); None: alone.
         self.cluster = cluster
         # The nicks other brokers of the cluster hold, by nick key: they are in USERS, and
@@ -381,6 +396,8 @@ class ChatCore:
                 return self._refuse_flood(session, now)
             if not self._addresses.take_message(session.address, now):
                 return self._refuse_flood(session, now, whole_address=True)
+        if self.cluster is not None and isinstance(command, _ROOM_CHANGES):
+            return self._room_change(self.cluster, session, command)
         match command:
             case cmd.Hello(nick, token, stream):
                 if token == session.token and nick_key(nick) == nick_key(session.nick):
@@ -488,17 +505,12 @@ class ChatCore:
                     return [(me, ev.Ack((msg_id,)))]
                 return [*self._to_room(room, post, stored=True), (me, ev.Ack((msg_id,)))]
             case cmd.Enter(room_name):
-                return self._enter(session, room_name)
+                return self._enter(session, session, room_name)
             case cmd.Part(room_name, reason):
                 room = self.rooms.require_member(room_name, session)
                 return self._part(room, session, reason or "left")
             case cmd.SetTopic(room_name, topic):
-                room = self.rooms.require_member(room_name, session)
-                room.require_run_by(session, "sets its topic")
-                room.topic = topic
-                self._persist(self.store.save_room, room.stored())
-                event = ev.TopicSet(room.name, room.log.next_seq(), session.nick, topic)
-                return self._to_room(room, event)
+                return self._set_topic(session, room_name, topic)
             case cmd.ListRooms(after):
                 return self._rooms_page(session, after, now)
             case cmd.ListMembers(room_name, after):
@@ -508,13 +520,7 @@ class ChatCore:
             case cmd.Invite(room_name, nick):
                 return self._invite(session, room_name, nick)
             case cmd.Evict(room_name, nick, reason):
-                room = self.rooms.require_member(room_name, session)
-                room.require_run_by(session, "removes its members")
-                member = room.member(nick)
-                if member is None:
-                    raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
-                why = f"removed by {session.nick}" + (f": {reason}" if reason else "")
-                return self._part(room, member, why)
+                return self._evict(session, room_name, nick, _evicted(session, reason))
             case cmd.FetchRoom(room_name, from_seq):
                 room = self.rooms.require_member(room_name, session)
                 return self._room_replay(session, room, from_seq, now)
@@ -809,14 +815,12 @@ class ChatCore:
         if moved:
             session.unconfirmed.clear()
             session.unconfirmed_bytes = 0
-            return [
-                out for room in self.rooms.of(session) for out in self._part(room, session, reason)
-            ]
+            self.rooms.went_away(session)
+            return []
         left = self._broadcast(
             ev.Left(self.history.next_seq(), session.nick, truncate_utf8(reason, MAX_REASON_BYTES))
         )
-        for room in self.rooms.of(session):
-            left += self._part(room, session, reason)
+        left += self._leave_rooms(session, reason)
         # Its unconfirmed private messages wait in the store for an owner, who comes back
         # for them; a guest's go with it: each sender still here learns so, rather than
         # taking its ACK for a delivery to come.
@@ -859,7 +863,9 @@ class ChatCore:
         if now < self._orphans_due:
             return []
         out: list[Outgoing] = []
-        for room, token, nick in self.rooms.absent_members():
+        # (In a cluster, absent members are on other brokers.)
+        absent = self.rooms.absent_members() if self.cluster is None else []
+        for room, token, nick in absent:
             # Like a session that expired: its nick leaves, as absent members do not count
             # as sessions, with the reason.
             why = "did not come back after the server restarted"
@@ -1180,7 +1186,7 @@ class ChatCore:
         read it, unless the room is invite-only (or `direct`), and on their connections for
         the others."""
         numbered(room, event)
-        if not stored:
+        if not stored and self.cluster is None:
             self.store.keep_room_event(event)
         members = room.members
         if room.invite_only or direct:
@@ -1197,24 +1203,28 @@ class ChatCore:
             out += [(m.identity, event) for m in members.values() if not m.stream]
         return out
 
-    def _enter(self, session: Session, name: str) -> list[Outgoing]:
-        room, entered, made = self.rooms.enter(name, session)
+    def _enter(
+        self, actor: Actor, here: Session | None, name: str, epoch: str = ""
+    ) -> list[Outgoing]:
+        """`actor` enters room `name` (made under `epoch` if new); `here` is its session, if
+        it is on this broker, which is told the room's state."""
+        room, entered, made = self.rooms.enter(name, actor, here, epoch)
         out: list[Outgoing] = []
         if made:
             self._persist(self.store.save_room, room.stored())
         if entered:
-            self._persist(self.store.add_member, room.name, session.token_hash, session.nick)
+            self._persist(self.store.add_member, room.name, actor.token_hash, actor.nick)
             if room.invite_only:
-                self._persist(self.store.set_invited, room.name, session.nick, False)
-            log.info("%s entered %s (%d members)", session.nick, room.name, len(room.members))
-            out = self._to_room(room, ev.Entered(room.name, room.log.next_seq(), session.nick))
-        return [*out, (session.identity, room.state())]
+                self._persist(self.store.set_invited, room.name, actor.nick, False)
+            log.info("%s entered %s (%d members)", actor.nick, room.name, len(room.members))
+            out = self._to_room(room, ev.Entered(room.name, room.log.next_seq(), actor.nick))
+        return out if here is None else [*out, (here.identity, room.state())]
 
-    def _part(self, room: Room, session: Session, reason: str) -> list[Outgoing]:
-        """`session` leaves `room`: every member (itself included) is told."""
+    def _part(self, room: Room, member: Actor, reason: str) -> list[Outgoing]:
+        """`member` leaves `room`: every member (itself included) is told."""
         reason = truncate_utf8(reason, MAX_REASON_BYTES)
-        out = self._to_room(room, ev.Parted(room.name, room.log.next_seq(), session.nick, reason))
-        self._left_room(room, session.token_hash, self.rooms.part(room, session))
+        out = self._to_room(room, ev.Parted(room.name, room.log.next_seq(), member.nick, reason))
+        self._left_room(room, member.token_hash, self.rooms.part_token(room, member.token_hash))
         return out
 
     def _left_room(self, room: Room, token: str, gone: bool) -> None:
@@ -1228,12 +1238,14 @@ class ChatCore:
         """Store a change of rooms (membership, topic, mode) with `write(*args)`; if the
         store fails, the change holds in memory, and the log says it will not survive a
         restart (chat messages, refused meanwhile, tell their senders)."""
+        if self.cluster is not None:
+            return  # the cluster's rooms are its stream's, on every broker
         try:
             write(*args)
         except StoreError as exc:
             log.warning("a change of rooms is not stored: %s", exc)
 
-    def _set_mode(self, session: Session, name: str, mode: str) -> list[Outgoing]:
+    def _set_mode(self, session: Actor, name: str, mode: str) -> list[Outgoing]:
         room = self.rooms.require_member(name, session)
         room.require_run_by(session, "sets its mode")
         if mode not in ("+i", "-i"):
@@ -1251,17 +1263,126 @@ class ChatCore:
         self._persist(self.store.save_room, room.stored())
         return out
 
-    def _invite(self, session: Session, name: str, nick: str) -> list[Outgoing]:
-        room = self.rooms.require_member(name, session)
+    def _invite(self, actor: Actor, name: str, nick: str) -> list[Outgoing]:
+        """`actor` invites `nick` to room `name`: the guest and `actor` are told, if here.
+        (In a cluster, the broker `actor` is on checked that `nick` is someone.)"""
+        room = self.rooms.require_member(name, actor)
         if room.invite_only:
-            room.require_run_by(session, "invites to it")
-        guest = self._require(nick)
-        if guest.token_hash in room.members:
-            raise ProtocolError(ErrorCode.NICK_TAKEN, f"{guest.nick} is in {room.name} already")
-        room.invited.add(nick_key(guest.nick))
-        self._persist(self.store.set_invited, room.name, guest.nick, True)
-        invited = ev.Invited(room.name, guest.nick, session.nick)
-        return [(guest.identity, invited), (session.identity, invited)]
+            room.require_run_by(actor, "invites to it")
+        if self.cluster is None:
+            nick = self._require(nick).nick
+        if room.holder_of(nick) is not None:
+            raise ProtocolError(ErrorCode.NICK_TAKEN, f"{nick} is in {room.name} already")
+        room.invited.add(nick_key(nick))
+        self._persist(self.store.set_invited, room.name, nick, True)
+        invited = ev.Invited(room.name, nick, actor.nick)
+        told = (self.find(nick), self._session_of(actor.nick, actor.token_hash))
+        return [(session.identity, invited) for session in told if session is not None]
+
+    def _set_topic(self, actor: Actor, name: str, topic: str) -> list[Outgoing]:
+        room = self.rooms.require_member(name, actor)
+        room.require_run_by(actor, "sets its topic")
+        room.topic = topic
+        self._persist(self.store.save_room, room.stored())
+        return self._to_room(room, ev.TopicSet(room.name, room.log.next_seq(), actor.nick, topic))
+
+    def _evict(self, actor: Actor, name: str, nick: str, why: str) -> list[Outgoing]:
+        """`actor` takes `nick` out of room `name`, telling its members `why`."""
+        room = self.rooms.require_member(name, actor)
+        room.require_run_by(actor, "removes its members")
+        holder = room.holder_of(nick)
+        if holder is None:
+            raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
+        return self._part(room, RemoteActor(*holder), why)
+
+    def _leave_rooms(self, session: Session, reason: str) -> list[Outgoing]:
+        """`session` ends: out of every room it is in (in a cluster, through the rooms'
+        stream, for every broker)."""
+        if self.cluster is None:
+            return [
+                out for room in self.rooms.of(session) for out in self._part(room, session, reason)
+            ]
+        self._parting(self.cluster, session, reason)
+        return []
+
+    def _parting(self, cluster: Backplane, member: Actor, reason: str) -> None:
+        """Have `member` leave every room it is in, through the rooms' stream."""
+        actor = RemoteActor(member.token_hash, member.nick)
+        reason = truncate_utf8(reason, MAX_REASON_BYTES)
+        for room in self.rooms.of(member):
+            cluster.publish_room(ev.Parted(room.name, 0, member.nick, reason), actor)
+
+    def _room_change(
+        self, cluster: Backplane, session: Session, command: cmd.ClientCommand
+    ) -> list[Outgoing]:
+        """In a cluster, a change of a room is published to the rooms' stream and applied
+        when it comes back (`_room_op`), on every broker in the stream's order: the same
+        changes in the same order make the same rooms everywhere. Only what the stream
+        cannot check is checked here."""
+        actor = RemoteActor(session.token_hash, session.nick, session.owns_nick, session.operator)
+        msg_id = ""
+        event: RoomEvent | ev.Invited
+        match command:
+            case cmd.Enter(name):
+                room = self.rooms.get(check_room_name(name))
+                if room is not None and room.has(session):
+                    return [(session.identity, room.state())]
+                event = ev.Entered(name, 0, session.nick)
+            case cmd.Part(name, reason):
+                why = truncate_utf8(reason or "left", MAX_REASON_BYTES)
+                room = self.rooms.require_member(name, session)
+                event = ev.Parted(room.name, 0, session.nick, why)
+            case cmd.Post(name, msg_id, text):
+                # Its ACK says it will be posted: a member's post.
+                room = self.rooms.require_member(name, session)
+                session.accept(msg_id)
+                event = ev.Posted(room.name, 0, msg_id, session.nick, text, self._now_ms())
+            case cmd.SetTopic(name, topic):
+                event = ev.TopicSet(name, 0, session.nick, topic)
+            case cmd.SetMode(name, mode):
+                event = ev.ModeSet(name, 0, session.nick, mode)
+            case cmd.Invite(name, nick):
+                # Who exists is the claims', not the rooms' stream's: checked here.
+                guest = self.find(nick) or self._remote.get(nick_key(nick))
+                if guest is None:
+                    raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"no such nick: {nick}")
+                event = ev.Invited(name, guest.nick, session.nick)
+            case cmd.Evict(name, nick, reason):
+                event = ev.Parted(name, 0, nick, _evicted(session, reason))
+            case _:  # pragma: no cover
+                raise AssertionError(f"not a change of a room: {command!r}")
+        cluster.publish_room(event, actor, msg_id)
+        return []
+
+    def _room_op(self, op: RoomOp) -> list[Outgoing]:
+        """Apply a change of a room from the rooms' stream (see `_room_change`); an error
+        goes to the session that asked, if it is here."""
+        actor = op.actor
+        here = self._session_of(actor.nick, actor.token_hash)
+        try:
+            match op.event:
+                case ev.Entered(name):
+                    return self._enter(actor, here, name, f"{self.epoch}.{op.seq}")
+                case ev.Parted(name, _, nick, reason) if nick_key(nick) == nick_key(actor.nick):
+                    return self._part(self.rooms.require_member(name, actor), actor, reason)
+                case ev.Parted(name, _, nick, reason):
+                    return self._evict(actor, name, nick, reason)
+                case ev.Posted(name) as post:
+                    room = self.rooms.require_member(name, actor)
+                    numbered_post = replace(post, room=room.name, seq=room.log.next_seq())
+                    return self._to_room(room, numbered_post)
+                case ev.TopicSet(name, _, _, topic):
+                    return self._set_topic(actor, name, topic)
+                case ev.ModeSet(name, _, _, mode):
+                    return self._set_mode(actor, name, mode)
+                case ev.Invited(name, nick):
+                    return self._invite(actor, name, nick)
+        except ProtocolError as exc:
+            if here is None:
+                return []
+            ref = op.event.msg_id if isinstance(op.event, ev.Posted) else ""
+            return [(here.identity, ev.Error(exc.code, ref, exc.reason))]
+        raise AssertionError(f"unhandled change of a room {op!r}")  # pragma: no cover
 
     def _rooms_page(self, session: Session, after: str, now: float) -> list[Outgoing]:
         rooms, more = self.rooms.page(after, ROOMS_PAGE_ROOMS)
@@ -1288,7 +1409,7 @@ class ChatCore:
     ) -> list[Outgoing]:
         from_seq = max(from_seq, 1)
         replay = room.log.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
-        if replay.gone_until and self.store.durable:
+        if replay.gone_until and self.store.durable and self.cluster is None:
             # Older than what memory keeps (or from before a restart): the store may have it.
             stored = self.store.room_events(room.name, from_seq, FETCH_LIMIT)
             kept, size = within(stored, FETCH_REPLY_BYTES, event_bytes)
@@ -1311,14 +1432,17 @@ class ChatCore:
                     # The stream lost some (its limits): what is gone is gone for FETCH too.
                     log.warning("#general jumps from %d to %d", self.history.last_seq, numbered.seq)
                     self.history.resume([], numbered.seq - 1)
+                if isinstance(numbered, ev.Renamed):
+                    self.rooms.renamed(numbered.nick, numbered.new_nick)
                 return self._deliver_broadcast(numbered)
             case Published(token, nick, msg_id, ok, reason):
                 sender = self._session_of(nick, token)
                 if sender is None:
                     return []  # it resends to wherever it is now: the stream keeps it once
                 if ok:
-                    return [(sender.identity, ev.Ack((msg_id,)))]
-                why = truncate_utf8(f"not sent: {reason}; send it again", MAX_REASON_BYTES)
+                    return [(sender.identity, ev.Ack((msg_id,)))] if msg_id else []
+                what = "not sent" if msg_id else "not done"
+                why = truncate_utf8(f"{what}: {reason}; try again", MAX_REASON_BYTES)
                 return [(sender.identity, ev.Error(ErrorCode.UNAVAILABLE, msg_id, why))]
             case PrivateIn(private, sender_token, recipient_token):
                 return self._private_in(private, sender_token, recipient_token)
@@ -1336,6 +1460,8 @@ class ChatCore:
             case Reaped(claim):
                 self._claim_gone(claim_keys(claim.nick)[0])
                 why = "its server stopped answering"
+                assert self.cluster is not None
+                self._parting(self.cluster, RemoteActor(claim.token_hash, claim.nick), why)
                 return self._broadcast(ev.Left(self.history.next_seq(), claim.nick, why))
             case LinkChanged(up, detail):
                 log.warning("cluster: %s", detail)
@@ -1347,6 +1473,8 @@ class ChatCore:
                 )
                 error = ev.Error(ErrorCode.UNAVAILABLE, "", why)
                 return [(identity, error) for identity in self._by_identity]
+            case RoomOp():
+                return self._room_op(event)
             case ConsoleIn():
                 return []  # the socket loop runs operator lines
         raise AssertionError(f"unhandled cluster event {event!r}")  # pragma: no cover
@@ -1654,6 +1782,11 @@ def _ref(command: cmd.ClientCommand) -> str:
     if isinstance(command, _REFERRED):
         return command.ref
     return ""
+
+
+def _evicted(by: Session, reason: str) -> str:
+    """The PARTED reason of a member `by` removed from a room."""
+    return f"removed by {by.nick}" + (f": {reason}" if reason else "")
 
 
 def _check_bar(seconds: int) -> None:

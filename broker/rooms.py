@@ -7,12 +7,14 @@ is a `Room`: made when someone enters it, gone when the last member leaves. A ro
 its own, so a client repairs a gap in each room separately (ROOMFETCH).
 
 Members are sessions, keyed by (a hash of) their session token: a session keeps its rooms
-when it resumes on a new connection, and whatever its nick.
+when it resumes on a new connection, and whatever its nick. A member may be absent: its
+session has not come back since a broker restart, or (in a cluster) it is on another broker.
+Who acts on a room is an `Actor`: a session here, or one on another broker of the cluster.
 """
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Protocol
 
 from messages import (
     GENERAL_ROOM,
@@ -34,6 +36,20 @@ from .store import RoomEvent, StoredRoom, new_epoch
 
 #: Events of each room kept in memory for ROOMFETCH.
 ROOM_LOG_EVENTS: Final = 1000
+
+
+class Actor(Protocol):
+    """Who enters, posts to or runs a room: a `Session`, or (in a cluster) the same facts
+    about a session on another broker."""
+
+    @property
+    def token_hash(self) -> str: ...
+    @property
+    def nick(self) -> str: ...
+    @property
+    def owns_nick(self) -> bool: ...
+    @property
+    def operator(self) -> bool: ...
 
 
 @dataclass(eq=False)
@@ -79,6 +95,16 @@ class Room:
         key = nick_key(nick)
         return next((s for s in self.members.values() if nick_key(s.nick) == key), None)
 
+    def holder_of(self, nick: str) -> tuple[str, str] | None:
+        """(token hash, nick) of the member holding `nick`, present or absent, if any."""
+        key = nick_key(nick)
+        everyone = [*((t, s.nick) for t, s in self.members.items()), *self.absent.items()]
+        return next(((token, held) for token, held in everyone if nick_key(held) == key), None)
+
+    def has(self, actor: Actor) -> bool:
+        """Whether `actor` is a member, present or absent."""
+        return actor.token_hash in self.members or actor.token_hash in self.absent
+
     def nicks(self) -> list[str]:
         """Its members' nicks (those not back since a restart too), sorted by nick key (the
         order of MEMBERS pages)."""
@@ -96,16 +122,16 @@ class Room:
             self.creator_owned_key,
         )
 
-    def run_by(self, session: Session) -> bool:
-        """Whether `session` runs the room: its maker, or an operator."""
-        if session.operator or session.token_hash == self.creator_token:
+    def run_by(self, actor: Actor) -> bool:
+        """Whether `actor` runs the room: its maker, or an operator."""
+        if actor.operator or actor.token_hash == self.creator_token:
             return True
         owned = self.creator_owned_key
-        return bool(owned) and session.owns_nick and nick_key(session.nick) == owned
+        return bool(owned) and actor.owns_nick and nick_key(actor.nick) == owned
 
-    def require_run_by(self, session: Session, what: str) -> None:
-        """ERROR 403 unless `session` runs the room."""
-        if not self.run_by(session):
+    def require_run_by(self, actor: Actor, what: str) -> None:
+        """ERROR 403 unless `actor` runs the room."""
+        if not self.run_by(actor):
             raise ProtocolError(
                 ErrorCode.FORBIDDEN, f"only whoever made {self.name} (or an operator) {what}"
             )
@@ -136,23 +162,27 @@ class Rooms:
             raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"no such room: {name}")
         return room
 
-    def require_member(self, name: str, session: Session) -> Room:
-        """The room `name` if `session` is in it, else ERROR 404 or 403."""
+    def require_member(self, name: str, actor: Actor) -> Room:
+        """The room `name` if `actor` is in it (present, or absent in a cluster's other
+        broker), else ERROR 404 or 403."""
         room = self.require(name)
-        if session.token_hash not in room.members:
+        if not room.has(actor):
             raise ProtocolError(
                 ErrorCode.FORBIDDEN, f"you are not in {room.name}: /join {room.name} first"
             )
         return room
 
-    def of(self, session: Session) -> list[Room]:
-        """The rooms `session` is in."""
-        return [self._rooms[key] for key in self._joined.get(session.token_hash, ())]
+    def of(self, actor: Actor) -> list[Room]:
+        """The rooms `actor` is in."""
+        return [self._rooms[key] for key in self._joined.get(actor.token_hash, ())]
 
-    def enter(self, name: str, session: Session) -> tuple[Room, bool, bool]:
-        """Put `session` in room `name`, made if new; the room, whether `session` just
-        entered it (False: it was in already) and whether the room was just made. ERROR
-        403, 409 or 429 when it may not."""
+    def enter(
+        self, name: str, actor: Actor, session: Session | None, epoch: str = ""
+    ) -> tuple[Room, bool, bool]:
+        """Put `actor` in room `name`, made if new (numbered under `epoch`, or a new one);
+        the room, whether `actor` just entered it (False: it was in already) and whether the
+        room was just made. `session` is the actor's session if it is here; else it is an
+        absent member (on another broker). ERROR 403, 409 or 429 when it may not."""
         check_room_name(name)
         key = room_key(name)
         if key == room_key(GENERAL_ROOM):
@@ -160,17 +190,17 @@ class Rooms:
                 ErrorCode.FORBIDDEN, f"everyone is in {GENERAL_ROOM}: its messages are SAY"
             )
         room = self._rooms.get(key)
-        if room is not None and session.token_hash in room.members:
+        if room is not None and room.has(actor):
             return room, False, False
-        mine = self._joined.get(session.token_hash, set())
+        mine = self._joined.get(actor.token_hash, set())
         if len(mine) >= MAX_ROOMS_PER_USER:
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
                 f"you are in {len(mine)} rooms, the most one may be in: /part one first",
             )
         if room is not None and room.invite_only:
-            invited = nick_key(session.nick)
-            if invited not in room.invited and not session.operator:
+            invited = nick_key(actor.nick)
+            if invited not in room.invited and not actor.operator:
                 raise ProtocolError(
                     ErrorCode.FORBIDDEN,
                     f"{room.name} is invite-only: whoever made it may /invite you",
@@ -178,16 +208,19 @@ class Rooms:
             room.invited.discard(invited)
         made = room is None
         if room is None:
-            room = self._make(name, key, session)
-        elif len(room.members) >= MAX_ROOM_MEMBERS:
+            room = self._make(name, key, actor, epoch or new_epoch())
+        elif len(room.members) + len(room.absent) >= MAX_ROOM_MEMBERS:
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED, f"{room.name} is full ({MAX_ROOM_MEMBERS} members)"
             )
-        room.members[session.token_hash] = session
-        self._joined.setdefault(session.token_hash, set()).add(key)
+        if session is not None:
+            room.members[actor.token_hash] = session
+        else:
+            room.absent[actor.token_hash] = actor.nick
+        self._joined.setdefault(actor.token_hash, set()).add(key)
         return room, True, made
 
-    def _make(self, name: str, key: str, creator: Session) -> Room:
+    def _make(self, name: str, key: str, creator: Actor, epoch: str) -> Room:
         if len(self._rooms) >= MAX_ROOMS:
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
@@ -204,15 +237,21 @@ class Rooms:
         if skeleton == room_skeleton(GENERAL_ROOM):
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"{name} looks like {GENERAL_ROOM}")
         owned = nick_key(creator.nick) if creator.owns_nick else ""
-        room = Room(name, new_epoch(), creator.token_hash, owned)
+        room = Room(name, epoch, creator.token_hash, owned)
         self._rooms[key] = room
         self._by_skeleton[skeleton] = key
         return room
 
     def part(self, room: Room, session: Session) -> bool:
         """Take `session` out of `room`; whether the room went (it was the last one in)."""
-        room.members.pop(session.token_hash, None)
-        return self._leave(room, session.token_hash)
+        return self.part_token(room, session.token_hash)
+
+    def part_token(self, room: Room, token: str) -> bool:
+        """Take the member with `token` (present or absent) out of `room`; whether the room
+        went (it was the last one in)."""
+        room.members.pop(token, None)
+        room.absent.pop(token, None)
+        return self._leave(room, token)
 
     def _leave(self, room: Room, token: str) -> bool:
         key = room_key(room.name)
@@ -247,6 +286,20 @@ class Rooms:
         for room in self.of(session):
             if room.absent.pop(session.token_hash, None) is not None:
                 room.members[session.token_hash] = session
+
+    def went_away(self, session: Session) -> None:
+        """`session` goes on on another broker of the cluster: an absent member here."""
+        for room in self.of(session):
+            if room.members.pop(session.token_hash, None) is not None:
+                room.absent[session.token_hash] = session.nick
+
+    def renamed(self, old: str, new: str) -> None:
+        """The absent member holding nick `old` holds `new` now."""
+        key = nick_key(old)
+        for room in self._rooms.values():
+            for token, nick in room.absent.items():
+                if nick_key(nick) == key:
+                    room.absent[token] = new
 
     def absent_members(self) -> list[tuple[Room, str, str]]:
         """(room, token hash, nick) of each member not back since the restart."""

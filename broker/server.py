@@ -658,14 +658,13 @@ class BrokerServer:
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
         poller = zmq.Poller()
         poller.register(backplane.wake_fd, zmq.POLLIN)
-        while backplane.received_seq < backplane.last_seq:
+        while (
+            backplane.received_seq < backplane.last_seq
+            or backplane.rooms_received_seq < backplane.rooms_last_seq
+        ):
             left_ms = (deadline - time.monotonic()) * 1000
             if left_ms <= 0:
-                log.warning(
-                    "serving before #general caught up (%d of %d)",
-                    backplane.received_seq,
-                    backplane.last_seq,
-                )
+                log.warning("serving before the cluster's streams caught up")
                 break
             poller.poll(math.ceil(left_ms))
             self._from_cluster()

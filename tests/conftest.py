@@ -12,6 +12,7 @@ from broker import BrokerConfig, BrokerServer
 from broker.keys import STATE_DIR_ENV
 from broker.ratelimit import FloodPolicy
 from messages import HEARTBEAT_INTERVAL_MS
+from tests.natsd import Cluster, running_cluster
 from tests.peers import Peer
 
 #: An operator token as long as the broker requires (MIN_ADMIN_TOKEN_CHARS).
@@ -103,3 +104,10 @@ def connect(
     yield make
     for peer in peers:
         peer.close()
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """Two brokers, A and B, in the cluster of a nats-server of their own."""
+    with running_cluster() as running:
+        yield running

@@ -10,14 +10,20 @@ import subprocess
 import tempfile
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.processes import PROCESS_TIMEOUT_S, free_port
+from tests.processes import PROCESS_TIMEOUT_S, BrokerProcess, free_port
 
 #: Where Debian puts nats-server (not on a normal user's PATH).
 DEBIAN_PATH = Path("/usr/sbin/nats-server")
+#: The heartbeat of the cluster's brokers in tests: a client silent for 3 of them is removed,
+#: and a broker silent for twice that loses its users.
+CLUSTER_HEARTBEAT_MS = 1000
 #: How often a wait for the server to listen looks again, in s.
 LISTEN_POLL_S = 0.02
 
@@ -75,3 +81,41 @@ class NatsServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(PROCESS_TIMEOUT_S)
+
+
+@dataclass
+class Cluster:
+    """A nats-server and two broker processes in its cluster, A and B."""
+
+    nats: NatsServer
+    a: BrokerProcess
+    b: BrokerProcess
+
+
+def broker_in(nats: NatsServer, broker_id: str) -> BrokerProcess:
+    """A broker process named `broker_id` in the cluster of `nats`, started."""
+    broker = BrokerProcess(
+        f"tcp://127.0.0.1:{free_port()}",
+        CLUSTER_HEARTBEAT_MS,
+        "--nats",
+        nats.url,
+        "--broker-id",
+        broker_id,
+    )
+    broker.start()
+    return broker
+
+
+@contextmanager
+def running_cluster() -> Iterator[Cluster]:
+    """A nats-server and brokers A and B, stopped at the end."""
+    nats = NatsServer()
+    nats.start()
+    brokers: list[BrokerProcess] = []
+    try:
+        brokers += [broker_in(nats, "A"), broker_in(nats, "B")]
+        yield Cluster(nats, *brokers)
+    finally:
+        for broker in brokers:
+            broker.stop()
+        nats.stop()

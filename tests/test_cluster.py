@@ -7,8 +7,7 @@ she goes on through the other with nothing lost or doubled.
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TypeVar
 
 import pytest
@@ -17,13 +16,9 @@ import zmq
 from messages import ErrorCode
 from messages import commands as cmd
 from messages import events as ev
-from tests.natsd import NatsServer
+from tests.natsd import Cluster
 from tests.peers import Peer
-from tests.processes import BrokerProcess, free_port
 
-#: The brokers' heartbeat: a client silent for 3 of them is removed, and a broker silent
-#: for twice that loses its users.
-HEARTBEAT_MS = 1000
 #: How long a wait for something the cluster does may take, in s (a busy machine).
 WAIT_S = 20.0
 #: How often a peer waiting for something PINGs, so that it stays registered, in s.
@@ -32,40 +27,6 @@ PING_EVERY_S = 0.3
 E = TypeVar("E", bound=ev.BrokerEvent)
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@dataclass
-class Cluster:
-    nats: NatsServer
-    a: BrokerProcess
-    b: BrokerProcess
-
-
-def broker_in(nats: NatsServer, broker_id: str) -> BrokerProcess:
-    broker = BrokerProcess(
-        f"tcp://127.0.0.1:{free_port()}",
-        HEARTBEAT_MS,
-        "--nats",
-        nats.url,
-        "--broker-id",
-        broker_id,
-    )
-    broker.start()
-    return broker
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    nats = NatsServer()
-    nats.start()
-    a = broker_in(nats, "A")
-    b = broker_in(nats, "B")
-    try:
-        yield Cluster(nats, a, b)
-    finally:
-        a.stop()
-        b.stop()
-        nats.stop()
 
 
 def wait_for(
@@ -255,6 +216,13 @@ def test_without_nats_a_nick_is_refused_and_the_chat_comes_back_with_it(
     carol.send(cmd.Hello("carol", carol.token))
     refusal = carol.expect(ev.Error)
     assert refusal.code == ErrorCode.UNAVAILABLE, refusal
+    # What cannot reach the cluster fails, saying so: a message (by its id), a change of a room.
+    unsent = alice.say("anyone?")
+    failed = wait_for(alice, ev.Error)
+    assert (failed.code, failed.ref) == (ErrorCode.UNAVAILABLE, unsent), failed
+    alice.send(cmd.Enter("#down"))
+    failed = wait_for(alice, ev.Error)
+    assert (failed.code, failed.ref) == (ErrorCode.UNAVAILABLE, ""), failed
 
     cluster.nats.start()
     deadline = time.monotonic() + WAIT_S
@@ -270,3 +238,60 @@ def test_without_nats_a_nick_is_refused_and_the_chat_comes_back_with_it(
     said = alice.say("still here")
     heard = wait_for(bob, ev.Message, lambda e: e.msg_id == said)
     assert heard.text == "still here"
+
+
+def test_a_room_spans_the_brokers(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice, bob = alice_and_bob(cluster, context)
+    carol = Peer(context, cluster.b.endpoint)
+    carol.register("carol")
+    alice.send(cmd.Enter("#dev"))
+    made = wait_for(alice, ev.RoomState)
+    bob.send(cmd.Enter("#dev"))
+    joined = wait_for(bob, ev.RoomState)
+    # One room, numbered alike on both brokers.
+    assert (joined.room, joined.epoch, joined.members) == ("#dev", made.epoch, 2)
+    entered = wait_for(alice, ev.Entered, lambda e: e.nick == "bob")
+    assert entered.seq == joined.seq
+
+    alice.send(cmd.Post("#dev", "m1", "standup in five"))
+    post = wait_for(bob, ev.Posted)
+    assert (post.sender, post.text, post.seq) == ("alice", "standup in five", joined.seq + 1)
+    wait_for(alice, ev.Ack, lambda e: "m1" in e.msg_ids)
+    bob.send(cmd.Post("#dev", "m2", "coming"))
+    heard = wait_for(alice, ev.Posted, lambda e: e.sender == "bob")
+    assert heard.seq == post.seq + 1
+    # carol, on bob's broker, hears none of it, and sees the room with its 2 members.
+    carol.send(cmd.ListRooms(""))
+    listed = wait_for(carol, ev.RoomState)
+    assert (listed.room, listed.members) == ("#dev", 2)
+    seen: list[ev.BrokerEvent] = []
+    wait_for(carol, ev.RoomList, seen=seen)
+    assert not [e for e in seen if isinstance(e, ev.Posted | ev.Entered)], seen
+
+    bob.send(cmd.Part("#dev", "lunch"))
+    parted = wait_for(alice, ev.Parted)
+    assert (parted.nick, parted.reason, parted.seq) == ("bob", "lunch", heard.seq + 1)
+
+
+def test_an_invite_only_room_takes_in_whom_its_maker_invites_from_another_broker(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice, bob = alice_and_bob(cluster, context)
+    alice.send(cmd.Enter("#ops"))
+    wait_for(alice, ev.RoomState)
+    alice.send(cmd.SetMode("#ops", "+i"))
+    wait_for(alice, ev.ModeSet)
+    bob.send(cmd.Enter("#ops"))
+    refusal = wait_for(bob, ev.Error)
+    assert refusal.code == ErrorCode.FORBIDDEN, refusal
+    alice.send(cmd.Invite("#ops", "bob"))
+    invited = wait_for(bob, ev.Invited)
+    assert (invited.room, invited.by) == ("#ops", "alice")
+    bob.send(cmd.Enter("#ops"))
+    assert wait_for(bob, ev.RoomState).members == 2
+    # Its maker removes him, from the other broker.
+    alice.send(cmd.Evict("#ops", "bob", "testing"))
+    removed = wait_for(bob, ev.Parted)
+    assert (removed.nick, removed.reason) == ("bob", "removed by alice: testing")
