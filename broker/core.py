@@ -410,7 +410,6 @@ class ChatCore:
             case cmd.Say(msg_id, text) if self.cluster is not None:
                 # Numbered by the cluster's stream, which delivers it to every broker (this
                 # one too); the ACK waits for the stream to keep it (`Published`).
-                session.accept(msg_id)
                 message = ev.Message(0, msg_id, session.nick, text, self._now_ms())
                 self.cluster.publish_broadcast(message, session.token_hash, session.nick, msg_id)
                 return []
@@ -1335,7 +1334,6 @@ class ChatCore:
             case cmd.Post(name, msg_id, text):
                 # Its ACK says it will be posted: a member's post.
                 room = self.rooms.require_member(name, session)
-                session.accept(msg_id)
                 event = ev.Posted(room.name, 0, msg_id, session.nick, text, self._now_ms())
             case cmd.SetTopic(name, topic):
                 event = ev.TopicSet(name, 0, session.nick, topic)
@@ -1439,8 +1437,13 @@ class ChatCore:
                 sender = self._session_of(nick, token)
                 if sender is None:
                     return []  # it resends to wherever it is now: the stream keeps it once
+                if ok and not msg_id:
+                    return []
                 if ok:
-                    return [(sender.identity, ev.Ack((msg_id,)))] if msg_id else []
+                    # Only now a repeat is one: sent again after a failure, it is published
+                    # again (and one sent again meanwhile is kept once by the stream).
+                    sender.accept(msg_id)
+                    return [(sender.identity, ev.Ack((msg_id,)))]
                 what = "not sent" if msg_id else "not done"
                 why = truncate_utf8(f"{what}: {reason}; try again", MAX_REASON_BYTES)
                 return [(sender.identity, ev.Error(ErrorCode.UNAVAILABLE, msg_id, why))]
@@ -1468,7 +1471,7 @@ class ChatCore:
                 if up:
                     return []
                 why = (
-                    "this server lost its link to the rest of the chat: messages are refused "
+                    "this server lost its link to the rest of the chat: what you send waits "
                     "until it is back"
                 )
                 error = ev.Error(ErrorCode.UNAVAILABLE, "", why)
@@ -1547,7 +1550,6 @@ class ChatCore:
         private = ev.PrivateMessage(msg_id, session.nick, nick, text, self._now_ms())
         if target is not None:
             self._room_for(target, private)
-        session.accept(msg_id)
         cluster.send_private(private, session.token_hash, token)
         if target is not None and target is not session and target.tell_away(session.token_hash):
             return [(session.identity, ev.AwayReply(target.nick, target.away))]

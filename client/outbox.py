@@ -9,17 +9,18 @@ states:
     PENDING --ACK--> SENT --DELIVERED--> DELIVERED      (DELIVERED: TELL only)
                       +--STORED--> STORED --DELIVERED--+  (the recipient, an owned nick, is away)
        |              |
-       +--ERROR--> FAILED <--ERROR 504--+               (any code but 401 and 429)
+       +--ERROR--> FAILED <--ERROR 504--+               (any code but 401, 429 and 503)
 
 (ERROR 504: the broker dropped a TELL it had acknowledged, unconfirmed: its recipient left.)
 
 A PENDING message is (re)sent after every registration, in the order it was typed, and again
-if no ACK came within `ack_timeout_s` while connected. ERROR 401 and 429 keep it PENDING: the
-first means the broker lost our session (the session registers again, then resends), the
-second that we went too fast (retried `retry_s` later). When the broker restarted (a new
-epoch), it forgot everything: every TELL not yet DELIVERED and every SAY acknowledged shortly
-before the link was lost goes back to PENDING and is sent again; recipients drop the copies
-they already have by message id.
+if no ACK came within `ack_timeout_s` while connected. ERROR 401, 429 and 503 keep it
+PENDING: the first means the broker lost our session (the session registers again, then
+resends), the second that we went too fast, the third that the broker cannot pass it on now
+(its cluster's NATS is unreachable): both are retried `retry_s` later. When the broker
+restarted (a new epoch), it forgot everything: every TELL not yet DELIVERED and every SAY
+acknowledged shortly before the link was lost goes back to PENDING and is sent again;
+recipients drop the copies they already have by message id.
 
 All sending is paced by a token bucket matching the broker's flood control, so that a script
 piping many lines never trips ERROR 429. Times are monotonic seconds passed in by the caller.
@@ -269,7 +270,7 @@ class Outbox:
 
     def on_error(self, msg_id: str, code: int, reason: str, now: float) -> OutgoingMessage | None:
         """ERROR about `msg_id`. Returns the message if it FAILED (and is forgotten);
-        None if it stays PENDING (401, 429, a recipient that should be back soon) or is
+        None if it stays PENDING (401, 429, 503, a recipient that should be back soon) or is
         not ours. A SENT TELL fails on ERROR 504 only."""
         message = self._messages.get(msg_id)
         if message is None:
@@ -281,10 +282,11 @@ class Outbox:
         if code == ErrorCode.NOT_REGISTERED:
             message.sent_at = None  # sent again once registered
             return None
-        if code == ErrorCode.RATE_LIMITED:
+        if code in (ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE):
             message.sent_at = None
             message.not_before = now + self.retry_s
-            self.pacer.drain(now)
+            if code == ErrorCode.RATE_LIMITED:
+                self.pacer.drain(now)
             return None
         if (
             code == ErrorCode.NO_SUCH_NICK

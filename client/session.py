@@ -1170,7 +1170,7 @@ class Session:
             return
         if error.ref and error.ref in self.outbox:
             self._settled(self.outbox.on_error(error.ref, error.code, error.reason, now), now)
-            if error.code == ErrorCode.RATE_LIMITED:
+            if error.code in (ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE):
                 self._wake.set()  # the pump works out when to retry
         match error.code:
             case ErrorCode.NOT_REGISTERED:

@@ -89,6 +89,8 @@ class Step:
         ([Step("error", code=401)], Delivery.PENDING, [False], True, 1.0),
         # 429: still pending, sent again after the retry delay.
         ([Step("error", code=429)], Delivery.PENDING, [False], True, 2.0),
+        # 503 (the broker's cluster is out of reach): the same.
+        ([Step("error", code=503)], Delivery.PENDING, [False], True, 2.0),
         # Anything else: failed, with the reason, never sent again.
         ([Step("error", code=404)], Delivery.FAILED, [True], False, None),
         ([Step("error", code=413)], Delivery.FAILED, [True], False, None),

@@ -30,6 +30,7 @@ def test_alice_goes_on_through_the_other_broker_when_hers_is_killed(cluster: Clu
             await bob.session.handle_line("sure")
             await eventually(lambda: "<bob> sure" in alice.lines(), "alice hears bob")
             await session.handle_line("/join #dev")
+            await eventually(lambda: "you joined #dev" in " ".join(alice.lines()), "#dev made")
             await bob.session.handle_line("/join #dev")
             await eventually(lambda: "bob joined #dev" in " ".join(alice.lines()), "bob in #dev")
             await bob.session.handle_line("/msg #dev the build is green")
@@ -83,5 +84,37 @@ def test_alice_goes_on_through_the_other_broker_when_hers_is_killed(cluster: Clu
             noise += [line for line in bob.lines() if "alice left #dev" in line]
             assert not noise, bob.lines()
             assert f"-!- reconnected to {b} as alice" in alice.lines()
+
+    asyncio.run(story())
+
+
+def test_what_alice_types_while_nats_is_down_arrives_once_it_is_back(cluster: Cluster) -> None:
+    a, b = cluster.a.endpoint, cluster.b.endpoint
+
+    async def story() -> None:
+        async with bot_client([a, b], "alice") as alice, bot_client([b, a], "bob") as bob:
+            session = alice.session
+            await eventually(lambda: "bob joined" in " ".join(alice.lines()), "alice sees bob")
+            cluster.nats.stop()
+            await eventually(
+                lambda: any(
+                    "lost its link to the rest of the chat" in line for line in alice.lines()
+                ),
+                "alice is told",
+            )
+            await session.handle_line("typed during the outage")
+            await session.handle_line("/msg bob and this one too")
+            cluster.nats.start()
+            await eventually(
+                lambda: "<alice> typed during the outage" in bob.lines(),
+                f"bob gets it when back {alice.lines()} {bob.lines()}",
+                timeout=40,
+            )
+            await eventually(
+                lambda: "[alice -> bob] and this one too" in bob.lines(), "and the private one"
+            )
+            assert await session.drain(20)
+            assert bob.lines().count("<alice> typed during the outage") == 1
+            assert bob.lines().count("[alice -> bob] and this one too") == 1
 
     asyncio.run(story())
