@@ -92,8 +92,9 @@ class Cluster:
     b: BrokerProcess
 
 
-def broker_in(nats: NatsServer, broker_id: str) -> BrokerProcess:
-    """A broker process named `broker_id` in the cluster of `nats`, started."""
+def broker_in(nats: NatsServer, broker_id: str, console: bool = False) -> BrokerProcess:
+    """A broker process named `broker_id` in the cluster of `nats`, started (with an
+    operator console the test types into, if `console`)."""
     broker = BrokerProcess(
         f"tcp://127.0.0.1:{free_port()}",
         CLUSTER_HEARTBEAT_MS,
@@ -102,18 +103,20 @@ def broker_in(nats: NatsServer, broker_id: str) -> BrokerProcess:
         "--broker-id",
         broker_id,
     )
+    broker.console = console
     broker.start()
     return broker
 
 
 @contextmanager
-def running_cluster() -> Iterator[Cluster]:
-    """A nats-server and brokers A and B, stopped at the end."""
+def running_cluster(console: bool = False) -> Iterator[Cluster]:
+    """A nats-server and brokers A and B, stopped at the end; A's console is the test's
+    if `console`."""
     nats = NatsServer()
     nats.start()
     brokers: list[BrokerProcess] = []
     try:
-        brokers += [broker_in(nats, "A"), broker_in(nats, "B")]
+        brokers += [broker_in(nats, "A", console), broker_in(nats, "B")]
         yield Cluster(nats, *brokers)
     finally:
         for broker in brokers:

@@ -55,6 +55,8 @@ class BrokerProcess:
         weakref.finalize(self, shutil.rmtree, self.state_dir, ignore_errors=True)
         #: When set, the broker runs with at most this many file descriptors (soft and hard).
         self.descriptors: int | None = None
+        #: Whether its operator console (stdin) is a pipe the test types into (`type`).
+        self.console = False
 
     def _limit_descriptors(self) -> None:
         if self.descriptors is not None:
@@ -77,7 +79,7 @@ class BrokerProcess:
                 self.state_dir,
                 *self.extra_args,
             ],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if self.console else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=None if os.environ.get("BROKER_STDERR") else subprocess.DEVNULL,
             text=True,
@@ -87,6 +89,20 @@ class BrokerProcess:
         )
         assert self.process.stdout is not None
         assert "listening on" in self.process.stdout.readline()
+
+    def type(self, line: str) -> None:
+        """Type `line` at its operator console (see `console`)."""
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def printed(self, prefix: str) -> str:
+        """The next line it prints that starts with `prefix` (the ones before are skipped)."""
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            if line.startswith(prefix):
+                return line.rstrip("\n")
+        raise AssertionError(f"it ended without printing {prefix!r}")
 
     def kill(self) -> None:
         assert self.process is not None

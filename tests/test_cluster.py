@@ -16,7 +16,7 @@ import zmq
 from messages import ErrorCode
 from messages import commands as cmd
 from messages import events as ev
-from tests.natsd import Cluster
+from tests.natsd import Cluster, running_cluster
 from tests.peers import Peer
 
 #: How long a wait for something the cluster does may take, in s (a busy machine).
@@ -51,12 +51,16 @@ def wait_for(
             event = peer.next_event(timeout=PING_EVERY_S)
         except AssertionError:
             continue  # nothing yet
-        if isinstance(event, ev.Pong):
-            pinged = False
+        if isinstance(event, ev.Pong) or (
+            isinstance(event, ev.Error) and event.code == ErrorCode.NOT_REGISTERED
+        ):
+            pinged = False  # answered (a PING from a session that ended gets ERROR 401)
         elif found is not None:
             later.append(event)  # for the test's next wait
         elif isinstance(event, kind) and where(event):
             found = event
+            if isinstance(found, ev.ServerShutdown):
+                break  # nothing follows, not even the PONG
         elif seen is not None:
             seen.append(event)
     peer.unread(later)
@@ -295,3 +299,28 @@ def test_an_invite_only_room_takes_in_whom_its_maker_invites_from_another_broker
     alice.send(cmd.Evict("#ops", "bob", "testing"))
     removed = wait_for(bob, ev.Parted)
     assert (removed.nick, removed.reason) == ("bob", "removed by alice: testing")
+
+
+def test_the_console_of_one_broker_acts_on_the_whole_cluster(
+    context: zmq.Context[zmq.Socket[bytes]],
+) -> None:
+    with running_cluster(console=True) as cluster:
+        alice, bob = alice_and_bob(cluster, context)
+        cluster.a.type("/users")
+        assert cluster.a.printed("2 users") == "2 users: alice bob"
+        # bob is on B: A's console has B kick him.
+        cluster.a.type("/kick bob 0s too loud")
+        assert cluster.a.printed("bob is on broker") == "bob is on broker B: asked it to"
+        kicked = wait_for(bob, ev.Kicked)
+        assert (kicked.by, kicked.reason) == ("operator", "too loud")
+        left = wait_for(alice, ev.Left)
+        assert (left.nick, left.reason) == ("bob", "kicked by operator: too loud")
+        carol = Peer(context, cluster.b.endpoint)
+        carol.register("carol")
+        # And stops every broker, telling every user first.
+        cluster.a.type("/shutdown --all maintenance")
+        for peer in (alice, carol):
+            assert wait_for(peer, ev.ServerShutdown).reason == "maintenance"
+        for broker in (cluster.a, cluster.b):
+            assert broker.process is not None
+            assert broker.process.wait(WAIT_S) == 0
