@@ -15,6 +15,7 @@ byte on `wake_fd` says there is something to read.
 """
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -65,6 +66,7 @@ from .cluster import (
     Published,
     Reaped,
     RemoteActor,
+    RoomChange,
     claim_keys,
     dedup_id,
     every_user_subject,
@@ -82,7 +84,6 @@ from .cluster import (
 )
 from .history import HISTORY_EVENTS, BroadcastEvent
 from .session import Outcome
-from .store import RoomEvent
 
 log = logging.getLogger(__name__)
 
@@ -219,22 +220,23 @@ class NatsBackplane:
         session's own claim moved here (it comes from another broker), or a refusal."""
         if not self.up:
             return ClaimResult(ClaimOutcome.UNAVAILABLE, UNREACHABLE)
+        future = asyncio.run_coroutine_threadsafe(self._claim(nick, token_hash), self._loop)
         try:
-            return self._ask(self._claim(nick, token_hash), ASK_TIMEOUT_S)
-        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            return future.result(ASK_TIMEOUT_S)
+        except TimeoutError:
+            # Not cancelled half-way (a key made, the other not): it finishes, and what it
+            # took is given back, since the client was told no.
+            log.warning("a claim of %s took longer than %.0f s: refused", nick, ASK_TIMEOUT_S)
+            self._tell(self._undo_claim(future, nick, token_hash))
+        except (nats.errors.Error, OSError) as exc:
             log.warning("a claim of %s could not be checked: %s", nick, exc)
-            return ClaimResult(ClaimOutcome.UNAVAILABLE, UNREACHABLE)
+        return ClaimResult(ClaimOutcome.UNAVAILABLE, UNREACHABLE)
 
-    def pending_for(self, nick: str, token_hash: str) -> list[PrivateIn]:
-        """The private messages for `nick`'s session with `token_hash` it has not confirmed
-        (empty if the cluster cannot say now: they stay kept)."""
-        if not self.up:
-            return []
-        try:
-            return self._ask(self._pending_for(nick, token_hash), ASK_TIMEOUT_S)
-        except (TimeoutError, nats.errors.Error, OSError) as exc:
-            log.warning("private messages for %s not read: %s", nick, exc)
-            return []
+    def redeliver(self, nick: str, token_hash: str) -> None:
+        """Receive the private messages for `nick` (see `follow`), and again those for its
+        session with `token_hash` that it has not confirmed (as `PrivateIn`s: some may be
+        ones it has)."""
+        self._tell(self._redeliver(nick, token_hash))
 
     # -- tells (queued) ---------------------------------------------------------------
 
@@ -259,14 +261,14 @@ class NatsBackplane:
         self._tell(self._publish(subject, payload, headers, published))
 
     def publish_room(
-        self, event: RoomEvent | ev.Invited, actor: RemoteActor, msg_id: str = ""
+        self, event: RoomChange, actor: RemoteActor, msg_id: str = "", target: str = ""
     ) -> None:
         """Publish a change of a room by `actor` to the rooms' stream; a `Published` follows
         (with the `msg_id` of a post)."""
         headers = {MSG_ID_HEADER: dedup_id("post", actor.token_hash, msg_id)} if msg_id else None
         # (Without a msg_id too: its author learns if the cluster did not take the change.)
         published = Published(actor.token_hash, actor.nick, msg_id, True)
-        payload = pack_room_op(event, actor)
+        payload = pack_room_op(event, actor, target)
         self._tell(self._publish(ROOMS_SUBJECT, payload, headers, published))
 
     def confirmed(self, recipient: str, sender: str, msg_id: str) -> None:
@@ -287,9 +289,10 @@ class NatsBackplane:
         """Stop receiving those of `nick` (it left, or holds another nick now)."""
         self._tell(self._unfollow(nick))
 
-    def release(self, nick: str, token_hash: str) -> None:
-        """Free `nick`, if the session with `token_hash` still holds it here."""
-        self._tell(self._release(nick, token_hash))
+    def release(self, nick: str, token_hash: str, keep: str = "") -> None:
+        """Free `nick`, if the session with `token_hash` still holds it here (but what it
+        shares with `keep`, the nick the session takes instead)."""
+        self._tell(self._release(nick, token_hash, keep))
 
     def beat(self) -> None:
         """Say this broker is alive, and remove the claims of brokers that are not."""
@@ -436,6 +439,9 @@ class NatsBackplane:
 
     def _on_claim(self, entry: Any) -> None:
         key = entry.key
+        known = self._claims_seen.get(key)
+        if known is not None and (entry.revision or 0) <= known.revision:
+            return  # older than what this broker did since (a claim taken again, say)
         if entry.operation in ("DEL", "PURGE") or entry.value is None:
             self._mine.discard(key)
             if self._claims_seen.pop(key, None) is not None:
@@ -499,6 +505,12 @@ class NatsBackplane:
             self._put(LinkChanged(False, "NATS unreachable"))
 
     async def _reconnected(self) -> None:
+        # While the link was down nobody's beats could be heard: every broker (this one's
+        # claims from before a restart too) gets a whole window again before it is given up.
+        now = time.monotonic()
+        self._started_at = now
+        for broker in self._beats:
+            self._beats[broker] = now
         self.up = True
         url = self._nc.connected_url if self._nc is not None else None
         self._put(LinkChanged(True, f"NATS back at {url.netloc if url else '?'}"))
@@ -545,9 +557,19 @@ class NatsBackplane:
         self._mine.add(key)
         return outcome
 
-    async def _release(self, nick: str, token_hash: str) -> None:
+    async def _undo_claim(
+        self, claiming: "concurrent.futures.Future[ClaimResult]", nick: str, token_hash: str
+    ) -> None:
+        with contextlib.suppress(nats.errors.Error, OSError):
+            if (await asyncio.wrap_future(claiming)).outcome is ClaimOutcome.CLAIMED:
+                await self._release(nick, token_hash)
+
+    async def _release(self, nick: str, token_hash: str, keep: str = "") -> None:
+        # (A nick it takes in place of this one may share a key with it: that one stays.)
+        kept = claim_keys(keep) if keep else ()
         for key in claim_keys(nick):
-            await self._release_key(key, token_hash)
+            if key not in kept:
+                await self._release_key(key, token_hash)
 
     async def _release_key(self, key: str, token_hash: str) -> None:
         assert self._claims is not None
@@ -623,9 +645,17 @@ class NatsBackplane:
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
 
+    async def _redeliver(self, nick: str, token_hash: str) -> None:
+        try:
+            for waiting in await self._pending_for(nick, token_hash):
+                self._put(waiting)
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            # They stay kept: the next resumption or reconnection reads them again.
+            log.warning("private messages for %s not read again: %s", nick, exc)
+
     async def _pending_for(self, nick: str, token_hash: str) -> list[PrivateIn]:
-        # Subscribed first (see `follow`), then read: what is published meanwhile comes
-        # both ways, and the client drops the second copy.
+        # Subscribed first, then read: what is published meanwhile comes both ways, and
+        # the second copy is dropped.
         await self._follow(nick)
         privates = await self._read(user_subject(nick, PRIVATE))
         receipts = await self._read(user_subject(nick, RECEIPT))

@@ -140,14 +140,22 @@ class RemoteActor:
     operator: bool = False
 
 
+#: What a change of a room carries: a room event (numbered when applied), an invitation, or
+#: a LEAVE: the session's end, out of every room it is in then.
+RoomChange = RoomEvent | ev.Invited | ev.Left
+
+
 @dataclass(frozen=True)
 class RoomOp:
     """A change of a room, numbered `seq` by the rooms' stream (the room events it holds
-    are numbered in their room when applied)."""
+    are numbered in their room when applied). `target` is the token hash of the session
+    it is about, when that is not the actor (the guest of an invitation, the member
+    removed): the nick another broker knows it by may be a moment behind."""
 
-    event: RoomEvent | ev.Invited
+    event: RoomChange
     actor: RemoteActor
     seq: int
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -238,7 +246,7 @@ class Backplane(Protocol):
     start_claims: dict[str, "Claim"]
 
     def claim(self, nick: str, token_hash: str) -> "ClaimResult": ...
-    def pending_for(self, nick: str, token_hash: str) -> list[PrivateIn]: ...
+    def redeliver(self, nick: str, token_hash: str) -> None: ...
     def publish_broadcast(
         self, event: BroadcastEvent, token_hash: str = "", nick: str = "", msg_id: str = ""
     ) -> None: ...
@@ -249,9 +257,9 @@ class Backplane(Protocol):
     def send_outcome(self, sender: str, sender_token: str, outcome: Outcome) -> None: ...
     def follow(self, nick: str) -> None: ...
     def unfollow(self, nick: str) -> None: ...
-    def release(self, nick: str, token_hash: str) -> None: ...
+    def release(self, nick: str, token_hash: str, keep: str = "") -> None: ...
     def publish_room(
-        self, event: RoomEvent | ev.Invited, actor: RemoteActor, msg_id: str = ""
+        self, event: RoomChange, actor: RemoteActor, msg_id: str = "", target: str = ""
     ) -> None: ...
 
 
@@ -317,25 +325,34 @@ def renumbered(event: BroadcastEvent, seq: int) -> BroadcastEvent:
 
 
 #: The events a change of a room carries.
-ROOM_CHANGES: Final = (ev.Entered, ev.Parted, ev.Posted, ev.TopicSet, ev.ModeSet, ev.Invited)
+ROOM_CHANGES: Final = (
+    ev.Entered,
+    ev.Parted,
+    ev.Posted,
+    ev.TopicSet,
+    ev.ModeSet,
+    ev.Invited,
+    ev.Left,
+)
 
 
-def pack_room_op(event: RoomEvent | ev.Invited, actor: RemoteActor) -> bytes:
-    """The ROOMS_SUBJECT payload of a change of a room by `actor`."""
+def pack_room_op(event: RoomChange, actor: RemoteActor, target: str = "") -> bytes:
+    """The ROOMS_SUBJECT payload of a change of a room by `actor` (about `target`)."""
     flags = ("1" if actor.owns_nick else "0") + ("1" if actor.operator else "0")
-    return pack_event(event, actor.token_hash, actor.nick, flags)
+    return pack_event(event, actor.token_hash, actor.nick, flags, target)
 
 
 def room_op(payload: bytes, seq: int) -> RoomOp:
     """The change of a room in a ROOMS_SUBJECT payload, numbered `seq` by the stream.
 
     Raises ValueError (or ProtocolError) for anything else."""
-    (token, nick, flags), event = unpack_event(payload, 3)
+    (token, nick, flags, target), event = unpack_event(payload, 4)
     if not isinstance(event, ROOM_CHANGES):
         raise ValueError(f"{type(event).__name__} is not a change of a room")
     if len(flags) != 2 or set(flags) - {"0", "1"}:
         raise ValueError(f"bad flags {flags!r}")
-    return RoomOp(event, RemoteActor(token, nick, flags[0] == "1", flags[1] == "1"), seq)
+    actor = RemoteActor(token, nick, flags[0] == "1", flags[1] == "1")
+    return RoomOp(event, actor, seq, target)
 
 
 def private_in(payload: bytes) -> PrivateIn:

@@ -69,6 +69,7 @@ from .cluster import (
     Published,
     Reaped,
     RemoteActor,
+    RoomChange,
     RoomOp,
     claim_keys,
 )
@@ -281,6 +282,9 @@ class ChatCore:
         # The nicks other brokers of the cluster hold, by nick key: they are in USERS, and
         # a TELL reaches them.
         self._remote: dict[str, Claim] = {}
+        # The nick key of each of their claims' keys, and the sessions here by theirs.
+        self._remote_keys: dict[str, str] = {}
+        self._own_keys: dict[str, Session] = {}
         if cluster is not None:
             # #general is the cluster's: its numbering and history are the cluster
             # stream's, which delivers its last events (`from_cluster`) from `first_seq`.
@@ -568,16 +572,14 @@ class ChatCore:
         # for the owner of the nick, every one that waits for it. (Read before anything
         # changes: a store that cannot be read fails the HELLO, not half of it.)
         hashed = token_hash(token)
+        kept = self.store.pending_for(nick, None if proven else hashed)
         resumed = False
-        if self.cluster is None:
-            kept = self.store.pending_for(nick, None if proven else hashed)
-        else:
+        if self.cluster is not None:
             # The cluster's check last: a claim made is a nick taken everywhere.
             resumed = self._claim(self.cluster, nick, hashed)
-            pending = self.cluster.pending_for(nick, hashed)
-            kept = [(waiting.private, waiting.sender_token) for waiting in pending]
             self._forget_remote(nick)
-            self.cluster.follow(nick)
+            # What the cluster keeps for it comes after the WELCOME, as `PrivateIn`s.
+            self.cluster.redeliver(nick, hashed)
         flood = self.flood
         session = Session(
             identity,
@@ -600,6 +602,7 @@ class ChatCore:
         self._by_key[nick_key(nick)] = session
         self._roster.add(nick)
         self._by_skeleton[skeleton] = session
+        self._own_claims(session, True)
         self._departed.pop(identity, None)
         for outcome in self._away_outcomes.pop(session.token_hash, ()):
             self._away_count -= 1
@@ -795,6 +798,7 @@ class ChatCore:
         if session is None:
             return []
         if self.cluster is not None:
+            self._own_claims(session, False)
             self.cluster.unfollow(session.nick)
             if not moved:
                 self.cluster.release(session.nick, session.token_hash)
@@ -915,6 +919,7 @@ class ChatCore:
         self.unconfirmed_bytes -= size
         self.store.private_done(private.sender, msg_id)
         if self.cluster is not None:
+            session.note_confirmed(receipt_key(sender_nick, msg_id))
             # Kept where any broker finds it: this session may go on on another.
             self.cluster.confirmed(session.nick, private.sender, msg_id)
         return self._tell_sender(private, sender_token, ev.Delivered(msg_id, session.nick))
@@ -1079,19 +1084,24 @@ class ChatCore:
             )
         if self.cluster is not None:
             self._claim(self.cluster, new, session.token_hash)
-            self.cluster.release(old, session.token_hash)
-            self.cluster.unfollow(old)
-            self.cluster.follow(new)
         # Private messages it has yet to confirm reach it under the new nick after a
         # restart too. (Written before anything changes: a store that fails fails the NICK.)
         pending = [(private.sender, private.msg_id) for private, *_ in session.unconfirmed.values()]
         try:
             self.store.readdress(pending, new)
         except StoreError as exc:
+            if self.cluster is not None:
+                self.cluster.release(new, session.token_hash, keep=old)
             raise ProtocolError(
                 ErrorCode.INSUFFICIENT_STORAGE,
                 truncate_utf8(f"nick not changed: {exc}", MAX_REASON_BYTES),
             ) from None
+        if self.cluster is not None:
+            # (What the new nick shares with the old one, a case or a look, stays claimed.)
+            self.cluster.release(old, session.token_hash, keep=new)
+            self.cluster.unfollow(old)
+            self.cluster.follow(new)
+            self._own_claims(session, False)
         del self._by_key[nick_key(old)]
         self._roster.remove(old)
         del self._by_skeleton[nick_skeleton(old)]
@@ -1102,6 +1112,7 @@ class ChatCore:
         self._by_key[nick_key(new)] = session
         self._roster.add(new)
         self._by_skeleton[nick_skeleton(new)] = session
+        self._own_claims(session, True)
         log.info("%s is now known as %s", old, new)
         return self._broadcast(ev.Renamed(self.history.next_seq(), old, new))
 
@@ -1262,15 +1273,16 @@ class ChatCore:
         self._persist(self.store.save_room, room.stored())
         return out
 
-    def _invite(self, actor: Actor, name: str, nick: str) -> list[Outgoing]:
+    def _invite(self, actor: Actor, name: str, nick: str, guest: str = "") -> list[Outgoing]:
         """`actor` invites `nick` to room `name`: the guest and `actor` are told, if here.
-        (In a cluster, the broker `actor` is on checked that `nick` is someone.)"""
+        (In a cluster, the broker `actor` is on found the guest's session, `guest`.)"""
         room = self.rooms.require_member(name, actor)
         if room.invite_only:
             room.require_run_by(actor, "invites to it")
-        if self.cluster is None:
-            nick = self._require(nick).nick
-        if room.holder_of(nick) is not None:
+        if not guest:
+            found = self._require(nick)
+            nick, guest = found.nick, found.token_hash
+        if room.has_token(guest):
             raise ProtocolError(ErrorCode.NICK_TAKEN, f"{nick} is in {room.name} already")
         room.invited.add(nick_key(nick))
         self._persist(self.store.set_invited, room.name, nick, True)
@@ -1285,12 +1297,15 @@ class ChatCore:
         self._persist(self.store.save_room, room.stored())
         return self._to_room(room, ev.TopicSet(room.name, room.log.next_seq(), actor.nick, topic))
 
-    def _evict(self, actor: Actor, name: str, nick: str, why: str) -> list[Outgoing]:
-        """`actor` takes `nick` out of room `name`, telling its members `why`."""
+    def _evict(
+        self, actor: Actor, name: str, nick: str, why: str, member: str = ""
+    ) -> list[Outgoing]:
+        """`actor` takes `nick` (in a cluster: the session `member`, as the broker `actor`
+        is on found it) out of room `name`, telling its members `why`."""
         room = self.rooms.require_member(name, actor)
         room.require_run_by(actor, "removes its members")
-        holder = room.holder_of(nick)
-        if holder is None:
+        holder = room.holder_of(nick) if not member else (member, nick)
+        if holder is None or not room.has_token(holder[0]):
             raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
         return self._part(room, RemoteActor(*holder), why)
 
@@ -1305,11 +1320,11 @@ class ChatCore:
         return []
 
     def _parting(self, cluster: Backplane, member: Actor, reason: str) -> None:
-        """Have `member` leave every room it is in, through the rooms' stream."""
+        """Have `member` leave every room it is in, through the rooms' stream: every room
+        it is in when the change is applied (one it is entering meanwhile too)."""
         actor = RemoteActor(member.token_hash, member.nick)
         reason = truncate_utf8(reason, MAX_REASON_BYTES)
-        for room in self.rooms.of(member):
-            cluster.publish_room(ev.Parted(room.name, 0, member.nick, reason), actor)
+        cluster.publish_room(ev.Left(0, member.nick, reason), actor)
 
     def _room_change(
         self, cluster: Backplane, session: Session, command: cmd.ClientCommand
@@ -1319,8 +1334,8 @@ class ChatCore:
         changes in the same order make the same rooms everywhere. Only what the stream
         cannot check is checked here."""
         actor = RemoteActor(session.token_hash, session.nick, session.owns_nick, session.operator)
-        msg_id = ""
-        event: RoomEvent | ev.Invited
+        msg_id = target = ""
+        event: RoomChange
         match command:
             case cmd.Enter(name):
                 room = self.rooms.get(check_room_name(name))
@@ -1340,16 +1355,21 @@ class ChatCore:
             case cmd.SetMode(name, mode):
                 event = ev.ModeSet(name, 0, session.nick, mode)
             case cmd.Invite(name, nick):
-                # Who exists is the claims', not the rooms' stream's: checked here.
+                # Who exists is the claims', not the rooms' stream's: checked here, and the
+                # guest named by session, whatever nick other brokers know it by yet.
                 guest = self.find(nick) or self._remote.get(nick_key(nick))
                 if guest is None:
                     raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"no such nick: {nick}")
-                event = ev.Invited(name, guest.nick, session.nick)
+                event, target = ev.Invited(name, guest.nick, session.nick), guest.token_hash
             case cmd.Evict(name, nick, reason):
+                holder = self.rooms.require_member(name, session).holder_of(nick)
+                if holder is None:
+                    raise ProtocolError(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {name}")
+                target, nick = holder
                 event = ev.Parted(name, 0, nick, _evicted(session, reason))
             case _:  # pragma: no cover
                 raise AssertionError(f"not a change of a room: {command!r}")
-        cluster.publish_room(event, actor, msg_id)
+        cluster.publish_room(event, actor, msg_id, target)
         return []
 
     def _room_op(self, op: RoomOp) -> list[Outgoing]:
@@ -1361,10 +1381,13 @@ class ChatCore:
             match op.event:
                 case ev.Entered(name):
                     return self._enter(actor, here, name, f"{self.epoch}.{op.seq}")
-                case ev.Parted(name, _, nick, reason) if nick_key(nick) == nick_key(actor.nick):
+                case ev.Parted(name, _, nick, reason) if not op.target:
                     return self._part(self.rooms.require_member(name, actor), actor, reason)
                 case ev.Parted(name, _, nick, reason):
-                    return self._evict(actor, name, nick, reason)
+                    return self._evict(actor, name, nick, reason, op.target)
+                case ev.Left(_, _, reason):
+                    rooms = self.rooms.of(actor)
+                    return [out for room in rooms for out in self._part(room, actor, reason)]
                 case ev.Posted(name) as post:
                     room = self.rooms.require_member(name, actor)
                     numbered_post = replace(post, room=room.name, seq=room.log.next_seq())
@@ -1374,7 +1397,7 @@ class ChatCore:
                 case ev.ModeSet(name, _, _, mode):
                     return self._set_mode(actor, name, mode)
                 case ev.Invited(name, nick):
-                    return self._invite(actor, name, nick)
+                    return self._invite(actor, name, nick, op.target)
         except ProtocolError as exc:
             if here is None:
                 return []
@@ -1458,10 +1481,9 @@ class ChatCore:
             case ClaimSet(claim):
                 return self._claim_set(claim)
             case ClaimGone(key):
-                self._claim_gone(key)
-                return []
+                return self._claim_gone(key)
             case Reaped(claim):
-                self._claim_gone(claim_keys(claim.nick)[0])
+                self._forget_remote(claim.nick)
                 why = "its server stopped answering"
                 assert self.cluster is not None
                 self._parting(self.cluster, RemoteActor(claim.token_hash, claim.nick), why)
@@ -1469,6 +1491,11 @@ class ChatCore:
             case LinkChanged(up, detail):
                 log.warning("cluster: %s", detail)
                 if up:
+                    # Private messages published for them while the link was down reached
+                    # no subscription here: read again.
+                    assert self.cluster is not None
+                    for session in self._by_identity.values():
+                        self.cluster.redeliver(session.nick, session.token_hash)
                     return []
                 why = (
                     "this server lost its link to the rest of the chat: what you send waits "
@@ -1511,21 +1538,48 @@ class ChatCore:
                 log.error("%s is held here and on %s", claim.nick, claim.broker)
                 return []
             out = self.remove(here.identity, "went on on another server", False, moved=True)
-        if key not in self._remote:
+        known = self._remote.get(key)
+        if known is not None and known.nick != claim.nick:
+            self._roster.remove(known.nick)  # the same nick, spelled anew (NICK)
+        if known is None or known.nick != claim.nick:
             self._roster.add(claim.nick)
         self._remote[key] = claim
+        for claimed in claim_keys(claim.nick):
+            self._remote_keys[claimed] = key
         return out
 
-    def _claim_gone(self, key: str) -> None:
-        """A claim was released: another broker's nick leaves the roster."""
-        for nick, claim in list(self._remote.items()):
-            if key in claim_keys(claim.nick):
-                self._forget_remote(nick)
+    def _claim_gone(self, key: str) -> list[Outgoing]:
+        """A claim was released: another broker's nick leaves the roster. One of a session
+        here was taken away (this broker was cut off from NATS long enough for the others
+        to give its users up): the session ends, and its client, told why at its next
+        message, registers again."""
+        nick = self._remote_keys.get(key)
+        if nick is not None:
+            self._forget_remote(nick)
+            return []
+        session = self._own_keys.get(key)
+        if session is None:
+            return []
+        why = "this server was cut off from the rest of the chat"
+        log.warning("%s: %s", session.nick, why)
+        return self.remove(session.identity, why, moved=True)
 
     def _forget_remote(self, nick: str) -> None:
         claim = self._remote.pop(nick_key(nick), None)
         if claim is not None:
             self._roster.remove(claim.nick)
+            for key in claim_keys(claim.nick):
+                self._remote_keys.pop(key, None)
+
+    def _own_claims(self, session: Session, held: bool) -> None:
+        """Index (or not) the claims' keys of `session`, here (see `_claim_gone`)."""
+        if self.cluster is None:
+            return
+        for key in claim_keys(session.nick):
+            if held:
+                self._own_keys[key] = session
+            elif self._own_keys.get(key) is session:
+                del self._own_keys[key]
 
     def _session_of(self, nick: str, hashed: str) -> Session | None:
         """The session here of `nick` with token hash `hashed` (it may have taken another
@@ -1562,7 +1616,8 @@ class ChatCore:
         target = self.find(private.recipient)
         if target is None or target.token_hash != recipient_token:
             return []  # not this session's: kept in the cluster for the one it is for
-        if receipt_key(private.sender, private.msg_id) in target.unconfirmed:
+        key = receipt_key(private.sender, private.msg_id)
+        if key in target.unconfirmed or target.was_confirmed(key):
             return []  # again (sent again, or read again on resuming): the client has it
         size = private_bytes(private)
         self.unconfirmed_bytes += target.await_receipt(private, sender_token, size)
@@ -1788,7 +1843,8 @@ def _ref(command: cmd.ClientCommand) -> str:
 
 def _evicted(by: Session, reason: str) -> str:
     """The PARTED reason of a member `by` removed from a room."""
-    return f"removed by {by.nick}" + (f": {reason}" if reason else "")
+    why = f"removed by {by.nick}" + (f": {reason}" if reason else "")
+    return truncate_utf8(why, MAX_REASON_BYTES)
 
 
 def _check_bar(seconds: int) -> None:

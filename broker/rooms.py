@@ -103,7 +103,11 @@ class Room:
 
     def has(self, actor: Actor) -> bool:
         """Whether `actor` is a member, present or absent."""
-        return actor.token_hash in self.members or actor.token_hash in self.absent
+        return self.has_token(actor.token_hash)
+
+    def has_token(self, token: str) -> bool:
+        """Whether the session with `token` (a hash) is a member, present or absent."""
+        return token in self.members or token in self.absent
 
     def nicks(self) -> list[str]:
         """Its members' nicks (those not back since a restart too), sorted by nick key (the

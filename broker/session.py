@@ -78,6 +78,8 @@ class Session:
     #: The token hashes of the sessions told `away` (AWAYREPLY) since it was set.
     away_told: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _recent_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    # Private messages it confirmed lately (see `note_confirmed`).
+    _confirmed: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
 
     def seen(self, msg_id: str) -> bool:
         """True if this client's message `msg_id` was already accepted."""
@@ -103,6 +105,17 @@ class Session:
         if len(self.away_told) > AWAY_REPLIED_LIMIT:
             self.away_told.popitem(last=False)
         return True
+
+    def note_confirmed(self, key: tuple[str, str]) -> None:
+        """Remember that private message `key` (see `receipt_key`) was confirmed: in a
+        cluster, a copy may come again (sent again through another broker)."""
+        self._confirmed[key] = None
+        if len(self._confirmed) > DEDUP_WINDOW:
+            self._confirmed.popitem(last=False)
+
+    def was_confirmed(self, key: tuple[str, str]) -> bool:
+        """Whether private message `key` was confirmed lately (see `note_confirmed`)."""
+        return key in self._confirmed
 
     def await_receipt(self, private: ev.PrivateMessage, sender_token: str, size: int) -> int:
         """Keep `private` (of `size` bytes) until this client confirms it; returns by how

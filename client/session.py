@@ -433,8 +433,9 @@ class Session:
         next; the first answer counts, and RegistrationError says none answered.
         """
         failures: list[tuple[str, HandshakeFailure]] = []
+        answered = False
         for index, server in enumerate(self.servers):
-            if index:
+            if index and not answered:
                 # As irssi cycling its server list: the user sees where it goes next.
                 log.warning(
                     "no answer from %s within %g s: trying %s", self.server, timeout_s, server
@@ -450,6 +451,20 @@ class Session:
             if isinstance(answer, Welcome):
                 self._first_welcome = answer
                 return answer
+            if (
+                answer is not None
+                and answer.code == ErrorCode.UNAVAILABLE
+                and index + 1 < len(self.servers)
+            ):
+                # That broker cannot check the nick now (its cluster's NATS is out of reach):
+                # another of the chat's may.
+                log.warning(
+                    "%s cannot register us now (%s): trying the next", server, answer.reason
+                )
+                self._close_connection()
+                answered = True
+                continue
+            answered = False
             if answer is not None:
                 code = 2 if answer.code in NICK_REFUSED or answer.code == BARRED else 1
                 raise RegistrationError(
