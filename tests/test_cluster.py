@@ -16,7 +16,7 @@ import zmq
 from messages import ErrorCode
 from messages import commands as cmd
 from messages import events as ev
-from tests.natsd import Cluster, running_cluster
+from tests.natsd import CLUSTER_HEARTBEAT_MS, Cluster, running_cluster
 from tests.peers import Peer
 
 #: How long a wait for something the cluster does may take, in s (a busy machine).
@@ -65,6 +65,29 @@ def wait_for(
             seen.append(event)
     peer.unread(later)
     return found
+
+
+def said_once_back(peer: Peer, text: str) -> str:
+    """SAY `text` until the cluster keeps it (ERROR 503 while its broker is not back on
+    NATS yet), as the client does; its msg_id."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        msg_id = peer.say(text)
+        answer = peer.next_event()
+        while not _about(answer, msg_id):
+            answer = peer.next_event()
+        if isinstance(answer, ev.Ack):
+            return msg_id
+        assert isinstance(answer, ev.Error) and answer.code == ErrorCode.UNAVAILABLE, answer
+        assert time.monotonic() < deadline, "the cluster did not come back"
+        peer.sync()
+
+
+def _about(event: ev.BrokerEvent, msg_id: str) -> bool:
+    """Whether `event` is the ACK or the ERROR of `msg_id`."""
+    if isinstance(event, ev.Ack):
+        return msg_id in event.msg_ids
+    return isinstance(event, ev.Error) and event.ref == msg_id
 
 
 def users_are(peer: Peer, nicks: set[str]) -> None:
@@ -324,3 +347,42 @@ def test_the_console_of_one_broker_acts_on_the_whole_cluster(
         for broker in (cluster.a, cluster.b):
             assert broker.process is not None
             assert broker.process.wait(WAIT_S) == 0
+
+
+@pytest.mark.parametrize("new_nick", ["Alice", "aIice"])
+def test_a_nick_changed_to_one_like_it_stays_claimed(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]], new_nick: str
+) -> None:
+    alice, bob = alice_and_bob(cluster, context)
+    alice.send(cmd.Nick(new_nick))
+    wait_for(bob, ev.Renamed, lambda e: e.new_nick == new_nick)
+    users_are(bob, {new_nick, "bob"})
+    for taken in ("alice", new_nick):
+        other = Peer(context, cluster.b.endpoint)
+        other.send(cmd.Hello(taken, other.token))
+        refusal = other.expect(ev.Error)
+        assert refusal.code == ErrorCode.NICK_TAKEN, refusal
+
+
+def test_a_nats_outage_longer_than_the_reaping_window_gives_nobody_up(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice, bob = alice_and_bob(cluster, context)
+    cluster.nats.stop()
+    wait_for(alice, ev.Error)
+    wait_for(bob, ev.Error)
+    # Longer than twice the liveness bound (3 heartbeats): the time a broker's silence
+    # takes to give its users up. The peers PING meanwhile: their brokers keep them.
+    outage_ends = time.monotonic() + 2 * 3 * CLUSTER_HEARTBEAT_MS / 1000 + 1
+    while time.monotonic() < outage_ends:
+        alice.sync()
+        bob.sync()
+    cluster.nats.start()
+    said = said_once_back(alice, "still here, both of us")
+    seen: list[ev.BrokerEvent] = []
+    wait_for(bob, ev.Message, lambda e: e.msg_id == said, seen)
+    assert not [e for e in seen if isinstance(e, ev.Left)], seen
+    users_are(bob, {"alice", "bob"})
+    intruder = Peer(context, cluster.b.endpoint)
+    intruder.send(cmd.Hello("alice", intruder.token))
+    assert intruder.expect(ev.Error).code == ErrorCode.NICK_TAKEN
