@@ -36,11 +36,12 @@ from nats.aio.subscription import Subscription
 from nats.js import api
 from nats.js.kv import KeyValue
 
-from messages import ProtocolError
+from messages import ProtocolError, nick_key
 from messages import events as ev
 
 from .cluster import (
     BROKERS_BUCKET,
+    BY_NAME,
     CLAIMS_BUCKET,
     CONSOLE_SUBJECT,
     EPOCH_KEY,
@@ -49,6 +50,7 @@ from .cluster import (
     META_BUCKET,
     MSG_ID_HEADER,
     OUTCOME,
+    OWNERS_BUCKET,
     PRIVATE,
     RECEIPT,
     ROOMS_STREAM,
@@ -62,6 +64,8 @@ from .cluster import (
     ClusterEvent,
     ConsoleIn,
     LinkChanged,
+    OwnerGone,
+    OwnerSet,
     PrivateIn,
     Published,
     Reaped,
@@ -72,7 +76,9 @@ from .cluster import (
     every_user_subject,
     numbered,
     outcome_in,
+    owner_record,
     pack_event,
+    pack_owner,
     pack_room_op,
     private_in,
     receipt,
@@ -105,7 +111,7 @@ GENERAL_MAX_EVENTS: Final = 1_000_000
 GENERAL_MAX_AGE_S: Final = 365 * 24 * 3600
 #: How long the users' stream keeps a private message or receipt, in s: a session that
 #: comes back later than this has long expired.
-USERS_MAX_AGE_S: Final = 24 * 3600
+USERS_MAX_AGE_S: Final = 7 * 24 * 3600
 #: JetStream's window for recognising a message sent again (Nats-Msg-Id), in s: longer
 #: than any failover.
 DUPLICATE_WINDOW_S: Final = 120.0
@@ -164,6 +170,12 @@ class NatsBackplane:
         self._js: Any = None
         self._claims: KeyValue | None = None
         self._brokers: KeyValue | None = None
+        self._owners: KeyValue | None = None
+        # The owned nicks by their bucket key by name, as the watcher saw them.
+        self._owners_seen: dict[str, tuple[str, bytes]] = {}
+        #: Every owned nick in the cluster when the link started: nick and public key, by
+        #: bucket key.
+        self.start_owners: dict[str, tuple[str, bytes]] = {}
         # Per nick key of each session here: its subscriptions (private messages, outcomes).
         self._followed: dict[str, list[Subscription]] = {}
         # Every claim and each broker's last beat (monotonic s), as the watchers saw them.
@@ -232,11 +244,26 @@ class NatsBackplane:
             log.warning("a claim of %s could not be checked: %s", nick, exc)
         return ClaimResult(ClaimOutcome.UNAVAILABLE, UNREACHABLE)
 
-    def redeliver(self, nick: str, token_hash: str) -> None:
+    def redeliver(self, nick: str, token_hash: str, owner: bool = False) -> None:
         """Receive the private messages for `nick` (see `follow`), and again those for its
-        session with `token_hash` that it has not confirmed (as `PrivateIn`s: some may be
-        ones it has)."""
-        self._tell(self._redeliver(nick, token_hash))
+        session with `token_hash` (for its `owner`: for any session, and kept for the owner
+        while away) that it has not confirmed (as `PrivateIn`s: some may be ones it has)."""
+        self._tell(self._redeliver(nick, token_hash, owner))
+
+    def own(self, nick: str, public_key: bytes) -> ClaimResult:
+        """Register `nick` to `public_key` in the whole cluster: CLAIMED, RESUMED (it was
+        already), TAKEN (to another key, or a look-alike is) or UNAVAILABLE."""
+        if not self.up:
+            return ClaimResult(ClaimOutcome.UNAVAILABLE, UNREACHABLE)
+        try:
+            return self._ask(self._own(nick, public_key), ASK_TIMEOUT_S)
+        except (TimeoutError, nats.errors.Error, OSError) as exc:
+            log.warning("%s not registered: %s", nick, exc)
+            return ClaimResult(ClaimOutcome.UNAVAILABLE, UNREACHABLE)
+
+    def disown(self, nick: str) -> None:
+        """`nick` is owned no more, in the whole cluster."""
+        self._tell(self._disown(nick))
 
     # -- tells (queued) ---------------------------------------------------------------
 
@@ -250,14 +277,18 @@ class NatsBackplane:
         self._tell(self._publish(GENERAL_SUBJECT, pack_event(event), headers, published))
 
     def send_private(
-        self, private: ev.PrivateMessage, sender_token: str, recipient_token: str
+        self,
+        private: ev.PrivateMessage,
+        sender_token: str,
+        recipient_token: str,
+        stored_for: str = "",
     ) -> None:
-        """Publish `private` for its recipient's session (`recipient_token`); a `Published`
-        follows for its sender."""
+        """Publish `private` for its recipient's session (`recipient_token`; none for an
+        owned nick that is away, `stored_for`); a `Published` follows for its sender."""
         headers = {MSG_ID_HEADER: dedup_id("pm", sender_token, private.msg_id)}
         payload = pack_event(private, sender_token, recipient_token)
         subject = user_subject(private.recipient, PRIVATE)
-        published = Published(sender_token, private.sender, private.msg_id, True)
+        published = Published(sender_token, private.sender, private.msg_id, True, "", stored_for)
         self._tell(self._publish(subject, payload, headers, published))
 
     def publish_room(
@@ -355,6 +386,7 @@ class NatsBackplane:
         )
         self._claims = await self._bucket(CLAIMS_BUCKET)
         self._brokers = await self._bucket(BROKERS_BUCKET)
+        self._owners = await self._bucket(OWNERS_BUCKET)
         meta = await self._bucket(META_BUCKET)
         epoch = f"c{int(time.time() * 1000):x}".encode()
         with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
@@ -367,6 +399,8 @@ class NatsBackplane:
         await self._watch(self._claims, self._on_claim)
         self.start_claims = dict(self._claims_seen)
         await self._watch(self._brokers, self._on_beat)
+        await self._watch(self._owners, self._on_owner)
+        self.start_owners = dict(self._owners_seen)
         await self._beat()
         await self._nc.subscribe(CONSOLE_SUBJECT, cb=self._on_console)
         # The last events, which the core keeps in memory, then each as it is published.
@@ -456,6 +490,55 @@ class NatsBackplane:
         if claim.broker != self.broker_id:
             self._mine.discard(key)  # it went on on another broker
         self._put(ClaimSet(claim))
+
+    def _on_owner(self, entry: Any) -> None:
+        key = entry.key
+        if not key.startswith(BY_NAME):
+            return  # (the key by look says nothing more)
+        if entry.operation in ("DEL", "PURGE") or entry.value is None:
+            gone = self._owners_seen.pop(key, None)
+            if gone is not None:
+                self._put(OwnerGone(gone[0]))
+            return
+        try:
+            nick, public_key = owner_record(entry.value)
+        except ValueError as exc:
+            log.error("an owner that is not one (%s): %s", key, exc)
+            return
+        self._owners_seen[key] = (nick, public_key)
+        self._put(OwnerSet(nick, public_key))
+
+    async def _own(self, nick: str, public_key: bytes) -> ClaimResult:
+        assert self._owners is not None
+        by_name, by_look = claim_keys(nick)
+        record = pack_owner(nick, public_key)
+        made: list[str] = []
+        for key in (by_name, by_look):
+            try:
+                await self._owners.create(key, record)
+                made.append(key)
+                continue
+            except nats.js.errors.KeyWrongLastSequenceError:
+                pass
+            entry = await self._owners.get(key)
+            held, key_of_holder = owner_record(entry.value or b"")
+            if key_of_holder == public_key and nick_key(held) == nick_key(nick):
+                continue  # registered to this key already
+            for undo in made:
+                with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+                    await self._owners.delete(undo)
+            if key == by_name:
+                why = f"nick {held} is registered to another identity"
+            else:
+                why = f"nick {nick} looks like {held}, which is registered"
+            return ClaimResult(ClaimOutcome.TAKEN, why)
+        return ClaimResult(ClaimOutcome.CLAIMED if made else ClaimOutcome.RESUMED)
+
+    async def _disown(self, nick: str) -> None:
+        assert self._owners is not None
+        for key in claim_keys(nick):
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
+                await self._owners.delete(key)
 
     def _on_beat(self, entry: Any) -> None:
         if entry.operation in ("DEL", "PURGE"):
@@ -645,15 +728,15 @@ class NatsBackplane:
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
 
-    async def _redeliver(self, nick: str, token_hash: str) -> None:
+    async def _redeliver(self, nick: str, token_hash: str, owner: bool) -> None:
         try:
-            for waiting in await self._pending_for(nick, token_hash):
+            for waiting in await self._pending_for(nick, token_hash, owner):
                 self._put(waiting)
         except (TimeoutError, nats.errors.Error, OSError) as exc:
             # They stay kept: the next resumption or reconnection reads them again.
             log.warning("private messages for %s not read again: %s", nick, exc)
 
-    async def _pending_for(self, nick: str, token_hash: str) -> list[PrivateIn]:
+    async def _pending_for(self, nick: str, token_hash: str, owner: bool) -> list[PrivateIn]:
         # Subscribed first, then read: what is published meanwhile comes both ways, and
         # the second copy is dropped.
         await self._follow(nick)
@@ -667,7 +750,7 @@ class NatsBackplane:
         for msg in receipts:
             with contextlib.suppress(ValueError):
                 confirmed.add(receipt_of(msg.data))
-        return list(unconfirmed(kept, confirmed, token_hash))
+        return list(unconfirmed(kept, confirmed, token_hash, owner))
 
     async def _read(self, subject: str) -> list[Msg]:
         """Every message the users' stream keeps on `subject` (PENDING_READ_LIMIT at most)."""

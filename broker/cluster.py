@@ -37,6 +37,9 @@ from .store import RoomEvent
 PREFIX: Final = "zmqchat"
 #: The key-value bucket of nick claims.
 CLAIMS_BUCKET: Final = f"{PREFIX}-claims"
+#: The key-value bucket of owned nicks (REGISTER): keyed like claims, valued with the nick and
+#: its owner's public key; every broker mirrors it into its own store.
+OWNERS_BUCKET: Final = f"{PREFIX}-owners"
 #: The key-value bucket where each broker says it is alive.
 BROKERS_BUCKET: Final = f"{PREFIX}-brokers"
 #: The key-value bucket of what the cluster was made with (its epoch).
@@ -62,13 +65,18 @@ CONSOLE_SUBJECT: Final = f"{PREFIX}.console"
 MSG_ID_HEADER: Final = "Nats-Msg-Id"
 
 
+#: How claims' (and owners') keys by name start; those by look start with BY_LOOK.
+BY_NAME: Final = "n-"
+BY_LOOK: Final = "s-"
+
+
 def claim_keys(nick: str) -> tuple[str, str]:
     """The claims bucket's keys for `nick`: by name (`nick_key`: `Alice`, `ALICE`) and by
     look (`nick_skeleton`: `alice`, `aIice`). A nick is held by whoever holds both; each is
     created atomically, so of two sessions racing for nicks alike, one gets it."""
     by_name = hashlib.sha256(nick_key(nick).encode()).hexdigest()[:40]
     by_look = hashlib.sha256(nick_skeleton(nick).encode()).hexdigest()[:40]
-    return f"n-{by_name}", f"s-{by_look}"
+    return f"{BY_NAME}{by_name}", f"{BY_LOOK}{by_look}"
 
 
 def user_subject(nick: str, kind: str) -> str:
@@ -168,6 +176,8 @@ class Published:
     msg_id: str
     ok: bool
     reason: str = ""
+    #: For a private message to an owned nick that is away: that nick (STORED follows).
+    stored_for: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,6 +204,21 @@ class ClaimSet:
     """A claim was made or moved (to another broker, on failover)."""
 
     claim: Claim
+
+
+@dataclass(frozen=True)
+class OwnerSet:
+    """`nick` is owned by `public_key` (registered on some broker of the cluster)."""
+
+    nick: str
+    public_key: bytes
+
+
+@dataclass(frozen=True)
+class OwnerGone:
+    """`nick` is owned no more."""
+
+    nick: str
 
 
 @dataclass(frozen=True)
@@ -232,6 +257,8 @@ ClusterEvent = (
     (Numbered | Published | PrivateIn | OutcomeIn | ClaimSet | ClaimGone | Reaped | LinkChanged)
     | ConsoleIn
     | RoomOp
+    | OwnerSet
+    | OwnerGone
 )
 
 
@@ -244,14 +271,22 @@ class Backplane(Protocol):
     first_seq: int
     #: Every claim in the cluster when the link started, by key.
     start_claims: dict[str, "Claim"]
+    #: Every owned nick in the cluster when the link started (nick, public key), by key.
+    start_owners: dict[str, tuple[str, bytes]]
 
     def claim(self, nick: str, token_hash: str) -> "ClaimResult": ...
-    def redeliver(self, nick: str, token_hash: str) -> None: ...
+    def redeliver(self, nick: str, token_hash: str, owner: bool = False) -> None: ...
+    def own(self, nick: str, public_key: bytes) -> "ClaimResult": ...
+    def disown(self, nick: str) -> None: ...
     def publish_broadcast(
         self, event: BroadcastEvent, token_hash: str = "", nick: str = "", msg_id: str = ""
     ) -> None: ...
     def send_private(
-        self, private: ev.PrivateMessage, sender_token: str, recipient_token: str
+        self,
+        private: ev.PrivateMessage,
+        sender_token: str,
+        recipient_token: str,
+        stored_for: str = "",
     ) -> None: ...
     def confirmed(self, recipient: str, sender: str, msg_id: str) -> None: ...
     def send_outcome(self, sender: str, sender_token: str, outcome: Outcome) -> None: ...
@@ -371,6 +406,22 @@ def outcome_in(payload: bytes) -> OutcomeIn:
     return OutcomeIn(sender, sender_token, event)
 
 
+def pack_owner(nick: str, public_key: bytes) -> bytes:
+    """The owners bucket's value for `nick` owned by `public_key`."""
+    return json.dumps({"nick": nick, "key": public_key.hex()}).encode()
+
+
+def owner_record(value: bytes) -> tuple[str, bytes]:
+    """The nick and public key of an owners bucket's value. Raises ValueError."""
+    record = json.loads(value)
+    if not isinstance(record, dict) or not isinstance(record.get("nick"), str):
+        raise ValueError("an owner is a JSON object with a nick")
+    key = record.get("key")
+    if not isinstance(key, str):
+        raise ValueError("an owner has a key")
+    return record["nick"], bytes.fromhex(key)
+
+
 def receipt_of(payload: bytes) -> tuple[str, str]:
     """The (sender's nick key, msg_id) a RECEIPT payload confirms. Raises ValueError."""
     record = json.loads(payload)
@@ -389,14 +440,18 @@ def receipt(sender: str, msg_id: str) -> bytes:
 
 
 def unconfirmed(
-    privates: list[PrivateIn], receipts: set[tuple[str, str]], recipient_token: str
+    privates: list[PrivateIn],
+    receipts: set[tuple[str, str]],
+    recipient_token: str,
+    owner: bool = False,
 ) -> Iterator[PrivateIn]:
-    """The privates of `privates` for the session with `recipient_token` that no receipt
-    confirms, each once."""
+    """The privates of `privates` for the session with `recipient_token` (for the nick's
+    `owner`: every one) that no receipt confirms, each once."""
     seen: set[tuple[str, str]] = set()
     for private in privates:
         key = (nick_key(private.private.sender), private.private.msg_id)
-        if private.recipient_token != recipient_token or key in receipts or key in seen:
+        mine = owner or private.recipient_token == recipient_token
+        if not mine or key in receipts or key in seen:
             continue
         seen.add(key)
         yield private

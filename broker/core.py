@@ -65,6 +65,8 @@ from .cluster import (
     LinkChanged,
     Numbered,
     OutcomeIn,
+    OwnerGone,
+    OwnerSet,
     PrivateIn,
     Published,
     Reaped,
@@ -294,6 +296,7 @@ class ChatCore:
                 # This broker's own too: from before a restart, they are elsewhere until
                 # their sessions come back (or are given up).
                 self._claim_set(claim, starting=True)
+            self._mirror_owners(list(cluster.start_owners.values()))
 
     # -- what the broker knows -------------------------------------------------------
 
@@ -579,7 +582,7 @@ class ChatCore:
             resumed = self._claim(self.cluster, nick, hashed)
             self._forget_remote(nick)
             # What the cluster keeps for it comes after the WELCOME, as `PrivateIn`s.
-            self.cluster.redeliver(nick, hashed)
+            self.cluster.redeliver(nick, hashed, owner=proven)
         flood = self.flood
         session = Session(
             identity,
@@ -661,6 +664,13 @@ class ChatCore:
             )
         if owner is None:
             self._refuse_if_like_owned(session.nick)
+            if self.cluster is not None:
+                # Registered in the whole cluster first (atomically, by name and look).
+                result = self.cluster.own(session.nick, key)
+                if result.outcome is ClaimOutcome.TAKEN:
+                    raise ProtocolError(ErrorCode.NICK_TAKEN, result.reason)
+                if result.outcome is ClaimOutcome.UNAVAILABLE:
+                    raise ProtocolError(ErrorCode.UNAVAILABLE, result.reason)
             try:
                 self.store.set_owner(session.nick, key)
             except StoreError as exc:
@@ -690,6 +700,8 @@ class ChatCore:
         its holder, if present. Raises StoreError."""
         if not self.store.drop_owner(nick):
             return False, []
+        if self.cluster is not None:
+            self.cluster.disown(nick)
         self._owned_lookalikes.remove(nick)
         holder = self.find(nick)
         log.warning("the registration of %s was dropped", nick)
@@ -705,6 +717,8 @@ class ChatCore:
         return True, [(holder.identity, ev.Registered(holder.nick, False))]
 
     def _drop(self, nick: str) -> None:
+        if self.cluster is not None:
+            self.cluster.disown(nick)
         try:
             self.store.drop_owner(nick)
         except StoreError as exc:
@@ -1006,6 +1020,11 @@ class ChatCore:
                 "they have read them",
             )
         private = ev.PrivateMessage(msg_id, session.nick, owned, text, self._now_ms())
+        if self.cluster is not None:
+            # Kept by the cluster for its owner, whichever broker it comes back on; the
+            # ACK and STORED follow (`Published`).
+            self.cluster.send_private(private, session.token_hash, "", stored_for=owned)
+            return []
         stored = self._store_chat(self.store.add_private, private, session.token_hash, "")
         session.accept(msg_id)
         ack: Outgoing = (session.identity, ev.Ack((msg_id,)))
@@ -1466,7 +1485,12 @@ class ChatCore:
                     # Only now a repeat is one: sent again after a failure, it is published
                     # again (and one sent again meanwhile is kept once by the stream).
                     sender.accept(msg_id)
-                    return [(sender.identity, ev.Ack((msg_id,)))]
+                    out: list[Outgoing] = [(sender.identity, ev.Ack((msg_id,)))]
+                    if event.stored_for:
+                        stored = ev.Stored(msg_id, event.stored_for)
+                        sender.outcomes.append(stored)
+                        out.append((sender.identity, stored))
+                    return out
                 what = "not sent" if msg_id else "not done"
                 why = truncate_utf8(f"{what}: {reason}; try again", MAX_REASON_BYTES)
                 return [(sender.identity, ev.Error(ErrorCode.UNAVAILABLE, msg_id, why))]
@@ -1505,9 +1529,45 @@ class ChatCore:
                 return [(identity, error) for identity in self._by_identity]
             case RoomOp():
                 return self._room_op(event)
+            case OwnerSet(nick, public_key):
+                self._mirror_owner(nick, public_key)
+                return []
+            case OwnerGone(nick):
+                return self._mirror_owner(nick, None)
             case ConsoleIn():
                 return []  # the socket loop runs operator lines
         raise AssertionError(f"unhandled cluster event {event!r}")  # pragma: no cover
+
+    def _mirror_owners(self, owners: list[tuple[str, bytes]]) -> None:
+        """The cluster's registrations are this broker's (its store keeps a copy, which the
+        rules of owned nicks read): those it had alone give way to them."""
+        registered = {nick_key(nick): nick for nick, _ in owners}
+        for nick in list(owned_nicks(self.store)):
+            if nick_key(nick) not in registered:
+                self._mirror_owner(nick, None)
+        for nick, public_key in owners:
+            self._mirror_owner(nick, public_key)
+
+    def _mirror_owner(self, nick: str, public_key: bytes | None) -> list[Outgoing]:
+        """Keep `nick` owned by `public_key` (None: not owned) in the store, as the cluster
+        has it; a session here that held it as its owner is told if it is no more."""
+        try:
+            if public_key is not None:
+                if self.store.owner(nick) != public_key:
+                    self.store.set_owner(nick, public_key)
+                    self._owned_lookalikes.add(nick)
+                return []
+            if not self.store.drop_owner(nick):
+                return []
+        except StoreError as exc:
+            log.error("the registration of %s is not kept here: %s", nick, exc)
+            return []
+        self._owned_lookalikes.remove(nick)
+        holder = self.find(nick)
+        if holder is None or not holder.owns_nick:
+            return []
+        holder.owns_nick = False
+        return [(holder.identity, ev.Registered(holder.nick, False))]
 
     def broker_of(self, nick: str) -> str | None:
         """The broker of the cluster that holds `nick`, if another one does."""
@@ -1614,8 +1674,10 @@ class ChatCore:
     ) -> list[Outgoing]:
         """A private message through the cluster, for a session here."""
         target = self.find(private.recipient)
-        if target is None or target.token_hash != recipient_token:
-            return []  # not this session's: kept in the cluster for the one it is for
+        if target is None or (target.token_hash != recipient_token and not target.owns_nick):
+            # Not this session's (its owner's, who proved it, gets every one): kept in the
+            # cluster for the one it is for.
+            return []
         key = receipt_key(private.sender, private.msg_id)
         if key in target.unconfirmed or target.was_confirmed(key):
             return []  # again (sent again, or read again on resuming): the client has it

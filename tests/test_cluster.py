@@ -13,6 +13,8 @@ from typing import TypeVar
 import pytest
 import zmq
 
+from client.identity import Identity
+from client.outbox import RATE_LIMIT_RETRY_S
 from messages import ErrorCode
 from messages import commands as cmd
 from messages import events as ev
@@ -80,6 +82,8 @@ def said_once_back(peer: Peer, text: str) -> str:
             return msg_id
         assert isinstance(answer, ev.Error) and answer.code == ErrorCode.UNAVAILABLE, answer
         assert time.monotonic() < deadline, "the cluster did not come back"
+        # Paced as the client paces it (its retry delay), within the flood limit.
+        time.sleep(RATE_LIMIT_RETRY_S)
         peer.sync()
 
 
@@ -386,3 +390,33 @@ def test_a_nats_outage_longer_than_the_reaping_window_gives_nobody_up(
     intruder = Peer(context, cluster.b.endpoint)
     intruder.send(cmd.Hello("alice", intruder.token))
     assert intruder.expect(ev.Error).code == ErrorCode.NICK_TAKEN
+
+
+def test_a_registered_nick_is_owned_everywhere_and_what_it_is_sent_waits_for_it(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    key = Identity.generate()
+    alice, bob = alice_and_bob(cluster, context)
+    alice.send(key.register("alice", alice.token))
+    wait_for(alice, ev.Registered)
+    alice.send(cmd.Quit("lunch"))
+    wait_for(bob, ev.Left)
+    # Owned on the other broker too: a HELLO for it is challenged, a look-alike refused.
+    mallory = Peer(context, cluster.b.endpoint)
+    mallory.send(cmd.Hello("alice", mallory.token))
+    assert isinstance(mallory.next_event(), ev.Challenge)
+    mallory.send(cmd.Hello("aIice", mallory.token))
+    assert mallory.expect(ev.Error).code == ErrorCode.NICK_TAKEN
+    # A private message waits for her in the cluster (STORED), and reaches her when she
+    # comes back, on either broker: here the other one.
+    msg_id = bob.tell("alice", "while you were out")
+    wait_for(bob, ev.Stored, lambda e: e.msg_id == msg_id)
+    back = Peer(context, cluster.b.endpoint)
+    back.send(cmd.Hello("alice", back.token))
+    challenge = back.expect(ev.Challenge)
+    back.send(key.prove(challenge.nonce, "alice", back.token))
+    back.expect(ev.Welcome)
+    private = wait_for(back, ev.PrivateMessage)
+    assert (private.msg_id, private.text) == (msg_id, "while you were out")
+    back.send(cmd.Received(msg_id, "bob"))
+    assert wait_for(bob, ev.Delivered).msg_id == msg_id

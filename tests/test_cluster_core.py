@@ -51,6 +51,7 @@ class Link:
     epoch: str = "c1"
     first_seq: int = 1
     start_claims: dict[str, Claim] = field(default_factory=dict)
+    start_owners: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     #: What the cluster answers this broker (Published), in order.
     answers: list[ClusterEvent] = field(default_factory=list)
     released: list[str] = field(default_factory=list)
@@ -58,7 +59,13 @@ class Link:
     def claim(self, nick: str, token_hash: str) -> ClaimResult:
         return ClaimResult(ClaimOutcome.CLAIMED)
 
-    def redeliver(self, nick: str, token_hash: str) -> None:
+    def redeliver(self, nick: str, token_hash: str, owner: bool = False) -> None:
+        pass
+
+    def own(self, nick: str, public_key: bytes) -> ClaimResult:
+        return ClaimResult(ClaimOutcome.CLAIMED)
+
+    def disown(self, nick: str) -> None:
         pass
 
     def publish_broadcast(
@@ -68,7 +75,9 @@ class Link:
         if msg_id:
             self.answers.append(Published(token_hash, nick, msg_id, True))
 
-    def send_private(self, private: ev.PrivateMessage, sender: str, recipient: str) -> None:
+    def send_private(
+        self, private: ev.PrivateMessage, sender: str, recipient: str, stored_for: str = ""
+    ) -> None:
         pass
 
     def confirmed(self, recipient: str, sender: str, msg_id: str) -> None:
