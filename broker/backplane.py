@@ -145,8 +145,8 @@ class NatsBackplane:
         self.reap_after_s = REAP_AFTER_LIVENESS * liveness_s
         #: The cluster's epoch (names the numbering of #general), once started.
         self.epoch = ""
-        #: The first #general event delivered (as `Numbered`): the last ones that fit the
-        #: core's memory.
+        #: The first #general event worth following from for a broker that has none: the
+        #: last ones that fit the core's memory.
         self.first_seq = 1
         #: The last #general event when the link started: the broker serves once it has it.
         self.last_seq = 0
@@ -249,6 +249,10 @@ class NatsBackplane:
         session with `token_hash` (for its `owner`: for any session, and kept for the owner
         while away) that it has not confirmed (as `PrivateIn`s: some may be ones it has)."""
         self._tell(self._redeliver(nick, token_hash, owner))
+
+    def follow_general(self, from_seq: int) -> None:
+        """Receive #general's events from number `from_seq` on, as `Numbered`s, in order."""
+        self._tell(self._consume(GENERAL_SUBJECT, self._on_general, from_seq))
 
     def own(self, nick: str, public_key: bytes) -> ClaimResult:
         """Register `nick` to `public_key` in the whole cluster: CLAIMED, RESUMED (it was
@@ -403,8 +407,6 @@ class NatsBackplane:
         self.start_owners = dict(self._owners_seen)
         await self._beat()
         await self._nc.subscribe(CONSOLE_SUBJECT, cb=self._on_console)
-        # The last events, which the core keeps in memory, then each as it is published.
-        await self._consume(GENERAL_SUBJECT, self._on_general, self.first_seq)
         # Every change of every room, from the first: the rooms are what they add up to.
         await self._consume(ROOMS_SUBJECT, self._on_room, 1)
 

@@ -267,8 +267,10 @@ class Backplane(Protocol):
 
     broker_id: str
     epoch: str
-    #: The first #general event the link delivers (as `Numbered`) after it started.
+    #: #general's events from `first_seq` (the last ones that fit the core's memory) to
+    #: `last_seq` are in the cluster's stream when the link starts.
     first_seq: int
+    last_seq: int
     #: Every claim in the cluster when the link started, by key.
     start_claims: dict[str, "Claim"]
     #: Every owned nick in the cluster when the link started (nick, public key), by key.
@@ -276,6 +278,7 @@ class Backplane(Protocol):
 
     def claim(self, nick: str, token_hash: str) -> "ClaimResult": ...
     def redeliver(self, nick: str, token_hash: str, owner: bool = False) -> None: ...
+    def follow_general(self, from_seq: int) -> None: ...
     def own(self, nick: str, public_key: bytes) -> "ClaimResult": ...
     def disown(self, nick: str) -> None: ...
     def publish_broadcast(

@@ -289,9 +289,12 @@ class ChatCore:
         self._own_keys: dict[str, Session] = {}
         if cluster is not None:
             # #general is the cluster's: its numbering and history are the cluster
-            # stream's, which delivers its last events (`from_cluster`) from `first_seq`.
+            # stream's; the store keeps a copy, from where it stopped (or, new to the
+            # cluster, from the events that fit in memory), for history pages and search.
             self.epoch = cluster.epoch
-            self.history.resume([], cluster.first_seq - 1)
+            first = self.store.follow_cluster(cluster.epoch, cluster.first_seq, cluster.last_seq)
+            self.history.resume(self.store.recent(HISTORY_EVENTS), first - 1)
+            cluster.follow_general(first)
             for claim in cluster.start_claims.values():
                 # This broker's own too: from before a restart, they are elsewhere until
                 # their sessions come back (or are given up).
@@ -976,7 +979,7 @@ class ChatCore:
     def _replay(self, session: Session, from_seq: int, now: float) -> list[Outgoing]:
         from_seq = max(from_seq, 1)  # broadcasts are numbered from 1
         replay = self.history.since(from_seq, FETCH_LIMIT, FETCH_REPLY_BYTES, event_bytes)
-        if replay.gone_until and self.store.durable and self.cluster is None:
+        if replay.gone_until and self.store.durable:
             # Older than what memory keeps: the store may have it.
             replay = self._stored_replay(from_seq)
         return self._replayed(session, "FETCH", "broadcasts", from_seq, replay, now)
@@ -1474,6 +1477,7 @@ class ChatCore:
                     self.history.resume([], numbered.seq - 1)
                 if isinstance(numbered, ev.Renamed):
                     self.rooms.renamed(numbered.nick, numbered.new_nick)
+                self.store.mirror_broadcast(numbered)
                 return self._deliver_broadcast(numbered)
             case Published(token, nick, msg_id, ok, reason):
                 sender = self._session_of(nick, token)

@@ -453,6 +453,37 @@ class Store:
         self._rows.broadcasts.rows.append(_broadcast_row(event, room, self._now_ms()))
         self.last_seq = event.seq
 
+    def follow_cluster(self, epoch: str, first_seq: int, last_seq: int) -> int:
+        """Keep #general as a cluster numbers it (under `epoch`, whose stream holds events
+        `first_seq` to `last_seq`): the number of the first event to mirror next. What this
+        store kept under another numbering (alone, or another cluster) gives way. Raises
+        StoreError."""
+        if epoch == self.epoch and self.last_seq <= last_seq:
+            return self.last_seq + 1  # it goes on where it stopped
+        log.warning("the broadcasts kept here give way to the cluster's (epoch %s)", epoch)
+        self.commit()
+        try:
+            self._db.execute("DELETE FROM broadcasts")
+            if self.durable:
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (epoch,))
+            self._db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'indexed_broadcasts'", (first_seq - 1,)
+            )
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise StoreError(_why(exc)) from exc
+        self.epoch = epoch
+        self.last_seq = first_seq - 1
+        return first_seq
+
+    def mirror_broadcast(self, event: BroadcastEvent) -> None:
+        """Keep `event`, numbered by the cluster (a gap before it is what the cluster's
+        stream no longer holds), with a later commit: the cluster keeps it already."""
+        if event.seq <= self.last_seq:
+            return
+        self._rows.mirrored.rows.append(_broadcast_row(event, MAIN_ROOM, self._now_ms()))
+        self.last_seq = event.seq
+
     def add_private(
         self, private: ev.PrivateMessage, sender_token: str, recipient_token: str
     ) -> None:
@@ -1083,6 +1114,8 @@ class _Rows:
 
     def __init__(self) -> None:
         self.broadcasts = _Pending("broadcasts", _INSERT_BROADCAST)
+        #: #general's events as a cluster numbered them: no commit is owed for them.
+        self.mirrored = _Pending("mirrored broadcasts", _INSERT_BROADCAST)
         self.privates = _Pending("privates", _INSERT_PRIVATE)
         self.done = _Pending("receipts", _DONE)
         self.room_events = _Pending("room events", _INSERT_ROOM_EVENT)
@@ -1090,6 +1123,7 @@ class _Rows:
         self.statements = _Pending("statements", "")
         self.kinds = (
             self.broadcasts,
+            self.mirrored,
             self.privates,
             self.done,
             self.room_events,

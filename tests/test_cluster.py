@@ -69,6 +69,11 @@ def wait_for(
     return found
 
 
+def message_id_is(msg_id: str) -> Callable[[ev.Message], bool]:
+    """Whether a MESSAGE is `msg_id`."""
+    return lambda message: message.msg_id == msg_id
+
+
 def said_once_back(peer: Peer, text: str) -> str:
     """SAY `text` until the cluster keeps it (ERROR 503 while its broker is not back on
     NATS yet), as the client does; its msg_id."""
@@ -420,3 +425,49 @@ def test_a_registered_nick_is_owned_everywhere_and_what_it_is_sent_waits_for_it(
     assert (private.msg_id, private.text) == (msg_id, "while you were out")
     back.send(cmd.Received(msg_id, "bob"))
     assert wait_for(bob, ev.Delivered).msg_id == msg_id
+
+
+def test_history_pages_and_search_of_general_work_on_every_broker(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice, bob = alice_and_bob(cluster, context)
+    said = [alice.say(text) for text in ("the deploy is at six", "bring snacks", "and cake")]
+    for msg_id in said:
+        wait_for(bob, ev.Message, message_id_is(msg_id))
+    # bob, on the other broker, pages back through what alice said on hers.
+    bob.send(cmd.History("h1", "", 0, 10))
+    page = [wait_for(bob, ev.LogEntry, lambda e: e.ref == "h1") for _ in range(3)]
+    assert [(e.sender, e.text) for e in page] == [
+        ("alice", "the deploy is at six"),
+        ("alice", "bring snacks"),
+        ("alice", "and cake"),
+    ]
+    # And finds it (once indexed, within a turn or two of the broker's upkeep).
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        bob.send(cmd.Search(f"s{time.monotonic_ns()}", "snacks", 10))
+        found = wait_for(bob, ev.Page)
+        if found.count:
+            break
+        assert time.monotonic() < deadline, "never found"
+        bob.sync()
+
+
+def test_a_broker_started_again_catches_up_with_what_was_said_while_it_was_down(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice = Peer(context, cluster.a.endpoint)
+    alice.register("alice")
+    before = alice.say("before the restart")
+    wait_for(alice, ev.Message, message_id_is(before))
+    cluster.b.stop()
+    during = alice.say("while B was down")
+    wait_for(alice, ev.Message, message_id_is(during))
+    cluster.b.start()
+    carol = Peer(context, cluster.b.endpoint)
+    welcome = carol.register("carol")
+    texts = [e.text for e in carol.fetch(1, welcome.seq) if isinstance(e, ev.Message)]
+    assert texts == ["before the restart", "while B was down"]
+    carol.send(cmd.History("h", "", 0, 10))
+    page = [wait_for(carol, ev.LogEntry, lambda e: e.ref == "h") for _ in range(2)]
+    assert [e.text for e in page] == texts

@@ -50,6 +50,7 @@ class Link:
     ordering: Ordering
     epoch: str = "c1"
     first_seq: int = 1
+    last_seq: int = 0
     start_claims: dict[str, Claim] = field(default_factory=dict)
     start_owners: dict[str, tuple[str, bytes]] = field(default_factory=dict)
     #: What the cluster answers this broker (Published), in order.
@@ -60,6 +61,9 @@ class Link:
         return ClaimResult(ClaimOutcome.CLAIMED)
 
     def redeliver(self, nick: str, token_hash: str, owner: bool = False) -> None:
+        pass
+
+    def follow_general(self, from_seq: int) -> None:
         pass
 
     def own(self, nick: str, public_key: bytes) -> ClaimResult:
