@@ -20,9 +20,10 @@ under its clients).
 
 CPU is read from /proc for the brokers and nats-server apart: "broker CPU per delivery"
 and "nats-server CPU per delivery" are their seconds in the window over the deliveries
-counted; "server CPU per delivery" is both. "x lone" is each figure's ratio to the lone
-broker's in the same run. Prints a table and writes bench/cluster-results.json (records as
-bench/results.json's).
+counted; "server CPU per delivery" is both; "broker A CPU", "broker B CPU" and
+"nats-server CPU" are each process's share of one CPU in the window. "x lone" is each
+figure's ratio to the lone broker's in the same run. Prints a table and writes
+bench/cluster-results.json (records as bench/results.json's).
 """
 
 import argparse
@@ -61,6 +62,8 @@ FAILOVER_HEARTBEAT_MS = 500
 #: Clients on the broker killed in the failover scenario, besides the sender and the
 #: recipient; and the sender's rate, in messages of each kind (TELL, SAY) per second.
 FAILOVER_CLIENTS, FAILOVER_RATE = 20, 100.0
+#: The key of nats-server's CPU seconds among a Deployment's parts.
+NATS_PART = "nats-server"
 #: The failover figures in seconds (the others are counts).
 SECONDS = {
     m: "s"
@@ -126,10 +129,16 @@ class Deployment(Server):
     nats: "subprocess.Popen[bytes] | None" = None
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far: of the brokers (the dead ones no longer count), of NATS."""
-        live = [p.pid for p in self.brokers if p.poll() is None]
-        nats = cpu_seconds(self.nats.pid) if self.nats is not None else 0.0
-        return {"brokers": sum(cpu_seconds(pid) for pid in live), "nats": nats}
+        """CPU seconds so far of each process: "broker A", "broker B" (while alive) and
+        NATS_PART."""
+        parts = {
+            f"broker {name}": cpu_seconds(proc.pid)
+            for name, proc in zip("AB", self.brokers, strict=False)
+            if proc.poll() is None
+        }
+        if self.nats is not None:
+            parts[NATS_PART] = cpu_seconds(self.nats.pid)
+        return parts
 
     def kill_first(self) -> None:
         """SIGKILL broker A."""
@@ -209,12 +218,17 @@ class ClusterBench(Bench):
             return self.failover(system)
         self.last_cpu = {}
         figures = super().measure(system, scenario)
-        rate = next((v for m, _, v in figures if m == "throughput"), 0.0)
-        count = rate * self.args.window
+        window = self.args.window
+        parts = dict(self.last_cpu)
+        nats = parts.pop(NATS_PART, None)
+        count = next((v for m, _, v in figures if m == "throughput"), 0.0) * window
         if count:
-            for part, label in (("brokers", "broker"), ("nats", "nats-server")):
-                per = self.last_cpu.get(part, 0.0) / count * 1e6
-                figures.append((f"{label} CPU per delivery", "us", per))
+            figures.append(("broker CPU per delivery", "us", sum(parts.values()) / count * 1e6))
+            if nats is not None:
+                figures.append(("nats-server CPU per delivery", "us", nats / count * 1e6))
+        # Each process on its own: is one of them the limit (a broker near 100 %)?
+        for part, seconds in self.last_cpu.items():
+            figures.append((f"{part} CPU", "%", seconds / window * 100))
         return figures
 
     def failover(self, system: str) -> Figures:
