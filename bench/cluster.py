@@ -20,8 +20,9 @@ under its clients).
 
 CPU is read from /proc for the brokers and nats-server apart: "broker CPU per delivery"
 and "nats-server CPU per delivery" are their seconds in the window over the deliveries
-counted; "server CPU per delivery" is both; "broker A CPU", "broker B CPU" and
-"nats-server CPU" are each process's share of one CPU in the window. "x lone" is each
+counted ("broker A CPU per delivery", "broker B CPU per delivery": each of two); "server
+CPU per delivery" is both; "broker A CPU", "broker B CPU" and "nats-server CPU" are each
+process's share of one CPU in the window. "x lone" is each
 figure's ratio to the lone broker's in the same run. Prints a table and writes
 bench/cluster-results.json (records as bench/results.json's).
 """
@@ -226,9 +227,12 @@ class ClusterBench(Bench):
             figures.append(("broker CPU per delivery", "us", sum(parts.values()) / count * 1e6))
             if nats is not None:
                 figures.append(("nats-server CPU per delivery", "us", nats / count * 1e6))
-        # Each process on its own: is one of them the limit (a broker near 100 %)?
+        # Each process on its own: is one of them the limit (a broker near 100 %), and what
+        # does each broadcast cost the broker it came in on, and the other?
         for part, seconds in self.last_cpu.items():
             figures.append((f"{part} CPU", "%", seconds / window * 100))
+            if count and part != NATS_PART and len(parts) > 1:
+                figures.append((f"{part} CPU per delivery", "us", seconds / count * 1e6))
         return figures
 
     def failover(self, system: str) -> Figures:
