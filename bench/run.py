@@ -570,6 +570,13 @@ def machine() -> str:
     )
 
 
+def load_average() -> str:
+    """The machine's load averages (1, 5, 15 minutes): other work on it shows there, beside
+    the benchmark's own (about 2 while it runs)."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def raise_open_files() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
@@ -655,7 +662,7 @@ def run_all(
     system each time, `bench.args.runs` times: each figure's values by (scenario, metric,
     unit, system)."""
     args = bench.args
-    print(machine())
+    print(f"{machine()}; load average {load_average()}")
     print(f"systems: {', '.join(systems)}; {args.runs} runs; window {args.window:g} s")
     raw: Raw = defaultdict(list)
     try:
@@ -681,7 +688,8 @@ def report(records: list[dict[str, Any]], note: str, path: str, started: float) 
     `path` as JSON."""
     print()
     print(table(records, note))
-    print(f"\n{machine()}; took {time.monotonic() - started:.0f} s")
+    took = time.monotonic() - started
+    print(f"\n{machine()}; took {took:.0f} s; load average {load_average()}")
     with open(path, "w") as f:
         json.dump(records, f, indent=1)
         f.write("\n")
