@@ -22,9 +22,9 @@ CPU is read from /proc for the brokers and nats-server apart: "broker CPU per de
 and "nats-server CPU per delivery" are their seconds in the window over the deliveries
 counted ("broker A CPU per delivery", "broker B CPU per delivery": each of two); "server
 CPU per delivery" is both; "broker A CPU", "broker B CPU" and "nats-server CPU" are each
-process's share of one CPU in the window. "x lone" is each
-figure's ratio to the lone broker's in the same run. Prints a table and writes
-bench/cluster-results.json (records as bench/results.json's).
+process's share of one CPU in the window. "x lone" is each figure's ratio to the lone
+broker's in the same run. Prints a table and writes bench/cluster-results.json (records
+as bench/results.json's); docs/PERFORMANCE.md ("Cluster") has the figures.
 """
 
 import argparse
