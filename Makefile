@@ -30,7 +30,7 @@ NATS_DIR    ?= $(or $(STATE_DIR),$(ZMQ_CHAT_STATE_DIR),$(HOME)/.local/state/zmq-
 # SECURE=1 turns on CurveZMQ; STATE_DIR says where the broker's key pair lives.
 SECURITY = $(if $(SECURE),--secure) $(if $(STATE_DIR),--state-dir '$(STATE_DIR)')
 
-.PHONY: help venv broker client nats nats-server test lint typecheck unit reliability bench bench-full bench-peers bench-profile bench-typing screenshots attack clean
+.PHONY: help venv broker client nats nats-server test lint typecheck unit reliability bench bench-full bench-cluster bench-peers bench-profile bench-typing screenshots attack clean
 
 help:
 	@echo "make broker [BIND=tcp://127.0.0.1:5555] [ADMIN_TOKEN_FILE=path] [SECURE=1]"
@@ -44,6 +44,7 @@ help:
 	@echo "make attack        attacks on a fresh broker: does it hold, a bystander's PING, RSS"
 	@echo "make bench         benchmark against a raw pyzmq ceiling and IRC servers (~8 min)"
 	@echo "make bench-full    the same with 10,000 idle clients (~15 min)"
+	@echo "make bench-cluster one broker against two behind one NATS, and failover (~4 min)"
 	@echo "make bench-peers   install ngIRCd and InspIRCd to compare against (root, apt)"
 	@echo "make bench-typing  key latency in the full-screen client, quiet and under 1,000 msgs/s"
 	@echo "make screenshots   docs/screenshots/*.png from a real broker and clients in tmux"
@@ -113,6 +114,11 @@ bench: $(DEV_STAMP)
 
 bench-full: $(DEV_STAMP)
 	$(PY) -m bench.run --idle-clients 10000 --idle-limit 60 --window 3 $(BENCH_ARGS)
+
+# One broker against two behind one NATS (nats-server installed as `make nats` does),
+# and the time to fail over: docs/PERFORMANCE.md, "Cluster".
+bench-cluster: $(DEV_STAMP) nats-server
+	$(PY) -m bench.cluster $(BENCH_ARGS)
 
 bench-profile: $(DEV_STAMP)
 	mkdir -p /tmp/zmq-chat-profiles

@@ -1,12 +1,15 @@
 """The broker as the benchmark runs it: flood control off, a long heartbeat.
 
     python -m bench.launch --bind tcp://127.0.0.1:* [--db PATH] [--profile FILE]
+                           [--nats URL --broker-id NAME] [--heartbeat-ms MS]
 
 Prints the endpoint it listens on as its first line, then serves until SIGTERM or SIGINT.
 The heartbeat is long (like the IRC servers' ping timeouts in bench/) so that idle and
 receive-only benchmark clients, which never PING, are not expired mid-run. With
 `--profile`, the serving loop runs under cProfile and the statistics are written to FILE
-on shutdown.
+on shutdown. With `--nats`, the broker joins the cluster of the brokers on that NATS server
+(bench.cluster); `--heartbeat-ms` shortens the heartbeat for a failover measurement, whose
+clients PING.
 """
 
 import argparse
@@ -26,8 +29,16 @@ BENCH_HEARTBEAT_MS = 600_000
 UNLIMITED = 10**9
 
 
-def bench_config(bind: str, admin_token: str, db: str = IN_MEMORY) -> BrokerConfig:
-    """A broker configuration with every rate limit raised out of reach."""
+def bench_config(
+    bind: str,
+    admin_token: str,
+    db: str = IN_MEMORY,
+    nats: tuple[str, ...] = (),
+    broker_id: str = "",
+    heartbeat_ms: int = BENCH_HEARTBEAT_MS,
+) -> BrokerConfig:
+    """A broker configuration with every rate limit raised out of reach (in the cluster of
+    the brokers on `nats` as `broker_id`, if given)."""
     flood = FloodPolicy(
         burst=UNLIMITED,
         per_second=UNLIMITED,
@@ -43,10 +54,12 @@ def bench_config(bind: str, admin_token: str, db: str = IN_MEMORY) -> BrokerConf
     return BrokerConfig(
         bind=bind,
         admin_token=admin_token,
-        heartbeat_ms=BENCH_HEARTBEAT_MS,
+        heartbeat_ms=heartbeat_ms,
         flood=flood,
         connections=connections,
         db=db,
+        nats=nats,
+        broker_id=broker_id,
     )
 
 
@@ -55,9 +68,20 @@ def main() -> int:
     parser.add_argument("--bind", default="tcp://127.0.0.1:*")
     parser.add_argument("--profile", default="", help="write cProfile statistics here")
     parser.add_argument("--db", default=IN_MEMORY, help="the broker's store (default: none)")
+    parser.add_argument("--nats", default="", help="join the cluster on this NATS server")
+    parser.add_argument("--broker-id", default="bench", help="the broker's name in the cluster")
+    parser.add_argument("--heartbeat-ms", type=int, default=BENCH_HEARTBEAT_MS)
     args = parser.parse_args()
     # Nobody becomes an operator in a benchmark: a token nobody knows.
-    server = BrokerServer(bench_config(args.bind, secrets.token_urlsafe(16), args.db))
+    config = bench_config(
+        args.bind,
+        secrets.token_urlsafe(16),
+        args.db,
+        nats=(args.nats,) if args.nats else (),
+        broker_id=args.broker_id,
+        heartbeat_ms=args.heartbeat_ms,
+    )
+    server = BrokerServer(config)
 
     def stop(signum: int, _frame: FrameType | None) -> None:
         server.request_shutdown("benchmark over")

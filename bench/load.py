@@ -20,7 +20,9 @@ used: senders are paced by what their recipients (or the probe) have counted.
 
 Jobs:
   direct   pairs of (sender, recipient), both held here; each sender keeps at most
-           `window` messages in flight (sent and not yet counted at its recipient)
+           `window` messages in flight (sent and not yet counted at its recipient). With
+           `recipient_endpoint`, the recipients register there (another broker of the
+           cluster, bench.cluster), as in latency
   fanout   members of one broadcast group, each counting on a raw reader: for chat a SUB
            on the broker's stream (beside the member's registered DEALER), for the
            ceiling a DEALER registered with the relay. The worker holding the sender (a
@@ -139,21 +141,28 @@ class ZmqJob:
 
     # -- clients -------------------------------------------------------------------
 
-    def connect(self, nick: str) -> Client:
+    def connect(self, nick: str, endpoint: str = "") -> Client:
+        """A DEALER for `nick`, connected to `endpoint` (default: the job's) and HELLO sent."""
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         # Unlimited: libzmq's I/O thread takes everything off the connection at once,
         # so a momentarily busy worker never pushes back on the system under test.
         sock.setsockopt(zmq.RCVHWM, 0)
-        sock.connect(self.endpoint)
+        sock.connect(endpoint or self.endpoint)
         client = Client(sock, nick)
         self.clients[sock] = client
         self.poller.register(sock, zmq.POLLIN)
         sock.send_multipart(self.dialect.hello(nick))
         return client
 
-    def register(self, nicks: list[str], limit: float = 60.0) -> list[Client]:
-        clients = [self.connect(nick) for nick in nicks]
+    def register(
+        self, nicks: list[str], limit: float = 60.0, elsewhere: Sequence[str] = ()
+    ) -> list[Client]:
+        """Register `nicks`, those in `elsewhere` at request["recipient_endpoint"] (the
+        other broker of a cluster, bench.cluster), the others at the job's endpoint."""
+        other = self.request.get("recipient_endpoint", "")
+        away = set(elsewhere)
+        clients = [self.connect(nick, other if nick in away else "") for nick in nicks]
         deadline = time.monotonic() + limit
         while not all(c.welcomed for c in clients):
             if time.monotonic() > deadline:
@@ -303,7 +312,10 @@ class ZmqJob:
 class DirectJob(ZmqJob):
     def setup(self) -> dict[str, Any]:
         pairs = self.request["pairs"]
-        clients = self.register([n for pair in pairs for n in pair])
+        # Recipients on the other broker, if the request names one: across the cluster.
+        clients = self.register(
+            [n for pair in pairs for n in pair], elsewhere=[r for _, r in pairs]
+        )
         self.pairs = [(clients[2 * i], clients[2 * i + 1]) for i in range(len(pairs))]
         self.templates = [self.dialect.direct(s.nick, r.nick) for s, r in self.pairs]
         return {}
@@ -399,7 +411,8 @@ class LatencyJob(ZmqJob):
     def setup(self) -> dict[str, Any]:
         self.samples: list[int] = []
         self.recording = False
-        self.sender, self.recipient = self.register(self.request["pair"])
+        pair = self.request["pair"]
+        self.sender, self.recipient = self.register(pair, elsewhere=pair[1:])
         return {}
 
     def drain(self, client: Client) -> int:
@@ -442,8 +455,8 @@ class IdleJob(ZmqJob):
         self.registered: list[Client] = []
         return {}
 
-    def connect(self, nick: str) -> Client:
-        client = super().connect(nick)
+    def connect(self, nick: str, endpoint: str = "") -> Client:
+        client = super().connect(nick, endpoint)
         self.registered.append(client)
         return client
 

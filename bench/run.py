@@ -31,6 +31,7 @@ RSS growth per membership.
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -102,6 +103,8 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.pools: dict[str, list[Worker]] = {}
+        #: CPU seconds of each part of the system (`cpu_parts`) in the last window measured.
+        self.last_cpu: dict[str, float] = {}
 
     def workers(self, kind: str, count: int) -> list[Worker]:
         pool = self.pools.setdefault(kind, [])
@@ -129,12 +132,13 @@ class Bench:
         server = self.start(system, scenario)
         used: list[Worker] = []
         try:
-            kind = "zmq" if system in ZMQ_SYSTEMS else "irc"
+            kind = server.kind
             base = {
                 "endpoint": server.address,
                 "dialect": server.dialect,
                 "window": WINDOW,
                 "concurrency": self.args.concurrency or CONCURRENCY.get(system, 200),
+                **self.placement(server),
             }
             name, _, size = scenario.partition("-")
             run: Callable[..., Figures] = getattr(self, name)
@@ -165,14 +169,30 @@ class Bench:
         for worker in workers:
             worker.send(request)
         wait_until(start + warm)
-        cpu0 = cpu_seconds(server.pid)
+        cpu0 = self.cpu_parts(server)
         wait_until(start + warm + window)
-        cpu = cpu_seconds(server.pid) - cpu0
+        cpu1 = self.cpu_parts(server)
+        self.last_cpu = {part: cpu1[part] - cpu0[part] for part in cpu0}
+        cpu = sum(self.last_cpu.values())
         replies = [worker.receive(60) for worker in workers]
         for reply in replies:
             if reply.get("errors"):
                 print(f"  {server.name}: {reply['errors']} errors, e.g. {reply['first_error']}")
         return replies, cpu
+
+    def cpu_parts(self, server: Server) -> dict[str, float]:
+        """CPU seconds so far of each process of the system under test, by part."""
+        return {"server": cpu_seconds(server.pid)}
+
+    def placement(self, server: Server) -> dict[str, Any]:
+        """What every setup request adds about where clients connect: nothing for one
+        system (bench.cluster puts recipients on another broker)."""
+        return {}
+
+    def spread(self, server: Server, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Where the workers of a fan-out connect: one system, one endpoint (a cluster
+        spreads them over its brokers)."""
+        return requests
 
     def _throughput(self, replies: list[dict[str, Any]], cpu: float, unit: str) -> Figures:
         window = self.args.window
@@ -208,7 +228,7 @@ class Bench:
             | ({"sender": "u0", "probe": "u1"} if i == 0 else {})
             for i, s in enumerate(share)
         ]
-        call_all(workers, requests, 120)
+        call_all(workers, self.spread(server, requests), 120)
         replies, cpu = self._timed(server, workers, settle=0.2)
         # Each broadcast reaches every member (IRC does not echo it to its sender): what
         # did not arrive by the end was dropped (a full queue) or lost.
@@ -332,11 +352,18 @@ class Bench:
         return [*figures, ("errors", "count", float(errors))]
 
     def latency(
-        self, server: Server, kind: str, base: dict[str, Any], used: list[Worker]
+        self,
+        server: Server,
+        kind: str,
+        base: dict[str, Any],
+        used: list[Worker],
+        rate: int = LATENCY_RATE,
     ) -> Figures:
+        """p50 and p99 of one pair's private messages sent at `rate` a second ("latency",
+        or "latency-RATE")."""
         workers = self.workers(kind, 1)
         used.extend(workers)
-        request = {"op": "setup", "job": "latency", "pair": ["u0", "u1"], "rate": LATENCY_RATE}
+        request = {"op": "setup", "job": "latency", "pair": ["u0", "u1"], "rate": rate}
         call_all(workers, [request | base], 60)
         replies, cpu = self._timed(server, workers)
         samples = replies[0]["samples_us"]
@@ -426,11 +453,17 @@ def supports(system: str, scenario: str) -> bool:
 # -- aggregation and output ------------------------------------------------------------
 
 
-def aggregate(raw: dict[tuple[str, str, str, str], list[float]], runs: int) -> list[dict[str, Any]]:
+def aggregate(
+    raw: dict[tuple[str, str, str, str], list[float]],
+    runs: int,
+    against: Callable[[str], str] = baseline,
+) -> list[dict[str, Any]]:
+    """A record per (scenario, metric, unit, system), and one of its ratios to the system
+    `against(scenario)` names, run by run, for the metrics in RATIO_METRICS."""
     records: list[dict[str, Any]] = []
     for (scenario, metric, unit, system), values in raw.items():
         records.append(record(scenario, metric, unit, system, values))
-        versus = baseline(scenario)
+        versus = against(scenario)
         base = raw.get((scenario, RATIO_AGAINST.get(metric, metric), unit, versus))
         if system != versus and base and metric in RATIO_METRICS:
             ratios = [v / c for v, c in zip(values, base, strict=False) if c]
@@ -441,6 +474,7 @@ def aggregate(raw: dict[tuple[str, str, str, str], list[float]], runs: int) -> l
 
 RATIO_METRICS = (
     "throughput",
+    "broker CPU per delivery",
     "p50 latency",
     "p99 latency",
     "RSS per idle client",
@@ -491,14 +525,19 @@ def fmt(value: float, unit: str) -> str:
     return f"{value:.3g}"
 
 
-def table(records: list[dict[str, Any]]) -> str:
+BASELINES = f"x baseline: to the {CEILING}; for {', '.join(ROOM_SCENARIOS)}, to {ROOM_BASELINE}"
+
+
+def table(records: list[dict[str, Any]], note: str = BASELINES) -> str:
+    """A Markdown table of `records`, each with its ratio to the baseline (`note` says
+    which it is)."""
     ratio = {
         (r["scenario"], r["metric"].rsplit(" / ", 1)[0], r["system"]): r
         for r in records
         if r["unit"] == "x"
     }
     lines = [
-        f"x baseline: to the {CEILING}; for {', '.join(ROOM_SCENARIOS)}, to {ROOM_BASELINE}",
+        note,
         "",
         "| scenario | metric | unit | system | median | min - max | x baseline |",
         "|---|---|---|---|---|---|---|",
@@ -529,6 +568,13 @@ def machine() -> str:
         f"Python {platform.python_version()}, pyzmq {zmq.__version__}, "
         f"libzmq {zmq.zmq_version()}, open files {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}"
     )
+
+
+def load_average() -> str:
+    """The machine's load averages (1, 5, 15 minutes): other work on it shows there, beside
+    the benchmark's own (about 2 while it runs)."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
 
 
 def raise_open_files() -> None:
@@ -595,39 +641,59 @@ def main(argv: list[str] | None = None) -> int:
         if not peers.executable(name):
             print(f"note: {name} is not installed; skipped (make bench-peers installs it)")
             systems.remove(name)
-    print(machine())
-    print(f"systems: {', '.join(systems)}; {args.runs} runs; window {args.window:g} s")
-    raw: dict[tuple[str, str, str, str], list[float]] = defaultdict(list)
-    bench = Bench(args)
+    for system, scenario in itertools.product(systems, scenarios):
+        if not supports(system, scenario):
+            print(f"note: {system} has no rooms; {scenario} skipped for it")
     started = time.monotonic()
+    raw = run_all(Bench(args), scenarios, systems, supports)
+    report(aggregate(raw, args.runs), BASELINES, args.json, started)
+    if args.profile:
+        print_profiles(args.profile)
+    return 0
+
+
+Raw = dict[tuple[str, str, str, str], list[float]]
+
+
+def run_all(
+    bench: Bench, scenarios: list[str], systems: list[str], supported: Callable[[str, str], bool]
+) -> Raw:
+    """Every scenario against every system that `supported` allows, interleaved, a fresh
+    system each time, `bench.args.runs` times: each figure's values by (scenario, metric,
+    unit, system)."""
+    args = bench.args
+    print(f"{machine()}; load average {load_average()}")
+    print(f"systems: {', '.join(systems)}; {args.runs} runs; window {args.window:g} s")
+    raw: Raw = defaultdict(list)
     try:
         for run in range(args.runs):
             for scenario in scenarios:
                 for system in systems:
-                    if not supports(system, scenario):
-                        if run == 0:
-                            print(f"note: {system} has no rooms; {scenario} skipped for it")
+                    if not supported(system, scenario):
                         continue
                     t = time.monotonic()
                     figures = bench.measure(system, scenario)
                     shown = ", ".join(f"{m} {fmt(v, u)} {u}" for m, u, v in figures[:2])
                     took = time.monotonic() - t
-                    print(f"run {run + 1} {scenario:<11} {system:<15} {shown} ({took:.1f} s)")
+                    print(f"run {run + 1} {scenario:<12} {system:<15} {shown} ({took:.1f} s)")
                     for metric, unit, value in figures:
                         raw[(scenario, metric, unit, system)].append(value)
     finally:
         bench.stop()
-    records = aggregate(raw, args.runs)
+    return raw
+
+
+def report(records: list[dict[str, Any]], note: str, path: str, started: float) -> None:
+    """Print the table of `records` (`note` says what the ratios are to) and write them to
+    `path` as JSON."""
     print()
-    print(table(records))
-    print(f"\n{machine()}; took {time.monotonic() - started:.0f} s")
-    with open(args.json, "w") as f:
+    print(table(records, note))
+    took = time.monotonic() - started
+    print(f"\n{machine()}; took {took:.0f} s; load average {load_average()}")
+    with open(path, "w") as f:
         json.dump(records, f, indent=1)
         f.write("\n")
-    print(f"wrote {args.json}")
-    if args.profile:
-        print_profiles(args.profile)
-    return 0
+    print(f"wrote {path}")
 
 
 def print_profiles(directory: str) -> None:

@@ -31,18 +31,24 @@ class Server:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         for path in self.cleanup_dirs:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def _first_line(proc: subprocess.Popen, timeout: float) -> str:  # type: ignore[type-arg]
+def terminate(proc: subprocess.Popen, timeout: float = 3) -> None:  # type: ignore[type-arg]
+    """SIGTERM `proc` if it runs, and SIGKILL it if it has not ended `timeout` s later."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def first_line(proc: subprocess.Popen, timeout: float) -> str:  # type: ignore[type-arg]
+    """The first line `proc` prints (it names where it listens), within `timeout` s."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
@@ -81,5 +87,5 @@ def start_zmq(name: str, profile: str = "") -> Server:
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
     )
-    endpoint = _first_line(proc, 15)
+    endpoint = first_line(proc, 15)
     return Server(name, proc, endpoint, "zmq", dialect, cleanup)
