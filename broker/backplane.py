@@ -186,6 +186,11 @@ class NatsBackplane:
         # not one of them is from before its restart, and goes if nobody resumes it.
         self._mine: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        # What the broker's loop asked to be done, not started yet (see `_tell`).
+        self._tells: list[Coroutine[Any, Any, None]] = []
+        self._tells_lock = threading.Lock()
+        # Whether the wake-up byte for queued events is written and not read yet.
+        self._woken = False
 
     @property
     def wake_fd(self) -> int:
@@ -216,6 +221,8 @@ class NatsBackplane:
 
     def events(self) -> list[ClusterEvent]:
         """What came from the cluster since the last call, in order."""
+        # Before the queue is read: an event queued from now on wakes the loop again.
+        self._woken = False
         with contextlib.suppress(BlockingIOError, OSError):
             while self._wake_reader.recv(4096):
                 pass
@@ -309,7 +316,8 @@ class NatsBackplane:
     def confirmed(self, recipient: str, sender: str, msg_id: str) -> None:
         """Keep that `recipient` confirmed `sender`'s private message `msg_id`."""
         payload = receipt(sender, msg_id)
-        self._tell(self._publish(user_subject(recipient, RECEIPT), payload, None, None))
+        # The users' stream keeps it all the same: no need to wait for its answer.
+        self._tell(self._publish_core(user_subject(recipient, RECEIPT), payload))
 
     def send_outcome(self, sender: str, sender_token: str, outcome: Outcome) -> None:
         """Tell the broker holding `sender` what became of one of its private messages."""
@@ -353,14 +361,28 @@ class NatsBackplane:
             raise
 
     def _tell(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        # Coroutines scheduled from one thread start in the order they were scheduled, and
-        # each sends before its first wait: publishes leave in order.
-        asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+        # Queued, and started in order by one call on the loop for a whole burst (waking
+        # the loop costs a system call): each starts before the next and sends before its
+        # first wait, so publishes leave in order.
+        with self._tells_lock:
+            self._tells.append(coroutine)
+            if len(self._tells) > 1:
+                return  # a start is on its way already
+        self._loop.call_soon_threadsafe(self._start_tells)
+
+    def _start_tells(self) -> None:
+        with self._tells_lock:
+            tells, self._tells = self._tells, []
+        for coroutine in tells:
+            self._spawn(coroutine)
 
     def _put(self, event: ClusterEvent) -> None:
         self._events.put(event)
-        with contextlib.suppress(BlockingIOError, OSError):
-            self._wake_writer.send(b"\0")
+        if not self._woken:
+            # One byte until the loop reads: it takes every event queued by then.
+            self._woken = True
+            with contextlib.suppress(BlockingIOError, OSError):
+                self._wake_writer.send(b"\0")
 
     async def _start(self) -> None:
         self._nc = await nats.connect(
