@@ -17,6 +17,7 @@ byte on `wake_fd` says there is something to read.
 import asyncio
 import concurrent.futures
 import contextlib
+import datetime
 import json
 import logging
 import queue
@@ -118,6 +119,9 @@ DUPLICATE_WINDOW_S: Final = 120.0
 #: How often JetStream tells the broker that #general's (quiet) stream is still followed, in
 #: s: after a few missed, the broker follows it again.
 ORDERED_HEARTBEAT_S: Final = 1.0
+#: How far back a resumed session's private messages and receipts are read, in s: a
+#: failover leaves at most a few liveness bounds unread (an owner's look back further).
+REDELIVER_WINDOW_S: Final = 15 * 60
 #: Most private messages (and receipts) read for one resumed session.
 PENDING_READ_LIMIT: Final = 10_000
 #: How long a broker that stopped beating keeps its claims, in multiples of its heartbeat
@@ -173,6 +177,8 @@ class NatsBackplane:
         self._owners: KeyValue | None = None
         # The owned nicks by their bucket key by name, as the watcher saw them.
         self._owners_seen: dict[str, tuple[str, bytes]] = {}
+        # When each was registered (ms): its owner reads what was sent since, not before.
+        self._owned_since: dict[str, int] = {}
         #: Every owned nick in the cluster when the link started: nick and public key, by
         #: bucket key.
         self.start_owners: dict[str, tuple[str, bytes]] = {}
@@ -256,6 +262,10 @@ class NatsBackplane:
         session with `token_hash` (for its `owner`: for any session, and kept for the owner
         while away) that it has not confirmed (as `PrivateIn`s: some may be ones it has)."""
         self._tell(self._redeliver(nick, token_hash, owner))
+
+    def holds(self, key: str) -> bool:
+        """Whether this broker holds claim `key` now (for one of its sessions)."""
+        return key in self._mine
 
     def follow_general(self, from_seq: int) -> None:
         """Receive #general's events from number `from_seq` on, as `Numbered`s, in order."""
@@ -520,22 +530,24 @@ class NatsBackplane:
         if not key.startswith(BY_NAME):
             return  # (the key by look says nothing more)
         if entry.operation in ("DEL", "PURGE") or entry.value is None:
+            self._owned_since.pop(key, None)
             gone = self._owners_seen.pop(key, None)
             if gone is not None:
                 self._put(OwnerGone(gone[0]))
             return
         try:
-            nick, public_key = owner_record(entry.value)
+            nick, public_key, since = owner_record(entry.value)
         except ValueError as exc:
             log.error("an owner that is not one (%s): %s", key, exc)
             return
         self._owners_seen[key] = (nick, public_key)
+        self._owned_since[key] = since
         self._put(OwnerSet(nick, public_key))
 
     async def _own(self, nick: str, public_key: bytes) -> ClaimResult:
         assert self._owners is not None
         by_name, by_look = claim_keys(nick)
-        record = pack_owner(nick, public_key)
+        record = pack_owner(nick, public_key, int(time.time() * 1000))
         made: list[str] = []
         for key in (by_name, by_look):
             try:
@@ -545,7 +557,7 @@ class NatsBackplane:
             except nats.js.errors.KeyWrongLastSequenceError:
                 pass
             entry = await self._owners.get(key)
-            held, key_of_holder = owner_record(entry.value or b"")
+            held, key_of_holder, _ = owner_record(entry.value or b"")
             if key_of_holder == public_key and nick_key(held) == nick_key(nick):
                 continue  # registered to this key already
             for undo in made:
@@ -637,9 +649,10 @@ class NatsBackplane:
             return ClaimResult(
                 ClaimOutcome.TAKEN, f"nick {nick} looks like {looked.nick}, who is here"
             )
+        revisions = tuple(self._claims_seen[key].revision for key in (by_name, by_look))
         if ClaimOutcome.RESUMED in (named, looked):
-            return ClaimResult(ClaimOutcome.RESUMED)
-        return ClaimResult(ClaimOutcome.CLAIMED)
+            return ClaimResult(ClaimOutcome.RESUMED, revisions=revisions)
+        return ClaimResult(ClaimOutcome.CLAIMED, revisions=revisions)
 
     async def _take(self, key: str, nick: str, token_hash: str) -> ClaimOutcome | Claim:
         """Claim `key` for `nick`'s session with `token_hash`: CLAIMED, RESUMED (it held it
@@ -668,8 +681,11 @@ class NatsBackplane:
         self, claiming: "concurrent.futures.Future[ClaimResult]", nick: str, token_hash: str
     ) -> None:
         with contextlib.suppress(nats.errors.Error, OSError):
-            if (await asyncio.wrap_future(claiming)).outcome is ClaimOutcome.CLAIMED:
-                await self._release(nick, token_hash)
+            result = await asyncio.wrap_future(claiming)
+            if result.outcome is ClaimOutcome.CLAIMED:
+                # Only the revisions it made: the client may have claimed again since.
+                for key, revision in zip(claim_keys(nick), result.revisions, strict=False):
+                    await self._release_key(key, token_hash, revision)
 
     async def _release(self, nick: str, token_hash: str, keep: str = "") -> None:
         # (A nick it takes in place of this one may share a key with it: that one stays.)
@@ -678,11 +694,17 @@ class NatsBackplane:
             if key not in kept:
                 await self._release_key(key, token_hash)
 
-    async def _release_key(self, key: str, token_hash: str) -> None:
+    async def _release_key(self, key: str, token_hash: str, revision: int = 0) -> None:
         assert self._claims is not None
         held = self._claims_seen.get(key)
         if held is None or held.broker != self.broker_id or held.token_hash != token_hash:
             return  # it moved to another broker (or was never this session's)
+        if revision and held.revision != revision:
+            return  # taken again since (the session's client tried again)
+        # Forgotten first: this broker's own release must not come back as a claim taken
+        # from one of its sessions (the key may be claimed again before its deletion is
+        # seen).
+        del self._claims_seen[key]
         self._mine.discard(key)
         with contextlib.suppress(nats.errors.Error, nats.js.errors.Error):
             await self._claims.delete(key, last=held.revision)
@@ -764,8 +786,13 @@ class NatsBackplane:
         # Subscribed first, then read: what is published meanwhile comes both ways, and
         # the second copy is dropped.
         await self._follow(nick)
-        privates = await self._read(user_subject(nick, PRIVATE))
-        receipts = await self._read(user_subject(nick, RECEIPT))
+        since_ms = self._owned_since.get(claim_keys(nick)[0]) if owner else None
+        # A session looks back as far as a failover may have left something unread; its
+        # owner, to when the nick was registered (within what the stream keeps).
+        look_back_s = USERS_MAX_AGE_S if since_ms is not None else REDELIVER_WINDOW_S
+        start = max(time.time() - look_back_s, (since_ms or 0) / 1000)
+        privates = await self._read(user_subject(nick, PRIVATE), start)
+        receipts = await self._read(user_subject(nick, RECEIPT), start)
         kept: list[PrivateIn] = []
         for msg in privates:
             with contextlib.suppress(ValueError, ProtocolError):
@@ -774,17 +801,23 @@ class NatsBackplane:
         for msg in receipts:
             with contextlib.suppress(ValueError):
                 confirmed.add(receipt_of(msg.data))
-        return list(unconfirmed(kept, confirmed, token_hash, owner))
+        return list(unconfirmed(kept, confirmed, token_hash, since_ms))
 
-    async def _read(self, subject: str) -> list[Msg]:
-        """Every message the users' stream keeps on `subject` (PENDING_READ_LIMIT at most)."""
+    async def _read(self, subject: str, since: float) -> list[Msg]:
+        """The messages the users' stream keeps on `subject` from time `since` (s since
+        the epoch) on, PENDING_READ_LIMIT at most."""
         js = self._js
         try:
             last = await js.get_last_msg(USERS_STREAM, subject)
         except nats.js.errors.NotFoundError:
             return []
         subscription = await js.subscribe(
-            subject, ordered_consumer=True, deliver_policy=api.DeliverPolicy.ALL
+            subject,
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.BY_START_TIME,
+            config=api.ConsumerConfig(
+                opt_start_time=datetime.datetime.fromtimestamp(since, datetime.UTC)
+            ),
         )
         messages: list[Msg] = []
         try:
@@ -793,6 +826,8 @@ class NatsBackplane:
                 messages.append(msg)
                 if msg.metadata.sequence.stream >= last.seq:
                     break
+        except nats.errors.TimeoutError:
+            pass  # nothing (more) since then
         finally:
             await subscription.unsubscribe()
         return messages

@@ -279,6 +279,7 @@ class Backplane(Protocol):
     def claim(self, nick: str, token_hash: str) -> "ClaimResult": ...
     def redeliver(self, nick: str, token_hash: str, owner: bool = False) -> None: ...
     def follow_general(self, from_seq: int) -> None: ...
+    def holds(self, key: str) -> bool: ...
     def own(self, nick: str, public_key: bytes) -> "ClaimResult": ...
     def disown(self, nick: str) -> None: ...
     def publish_broadcast(
@@ -320,6 +321,8 @@ class ClaimResult:
 
     outcome: ClaimOutcome
     reason: str = ""
+    #: The revisions of the keys it took (CLAIMED or RESUMED).
+    revisions: tuple[int, ...] = ()
 
 
 # -- payloads -------------------------------------------------------------------------
@@ -409,20 +412,21 @@ def outcome_in(payload: bytes) -> OutcomeIn:
     return OutcomeIn(sender, sender_token, event)
 
 
-def pack_owner(nick: str, public_key: bytes) -> bytes:
-    """The owners bucket's value for `nick` owned by `public_key`."""
-    return json.dumps({"nick": nick, "key": public_key.hex()}).encode()
+def pack_owner(nick: str, public_key: bytes, since_ms: int) -> bytes:
+    """The owners bucket's value for `nick` owned by `public_key` since `since_ms`."""
+    return json.dumps({"nick": nick, "key": public_key.hex(), "since": since_ms}).encode()
 
 
-def owner_record(value: bytes) -> tuple[str, bytes]:
-    """The nick and public key of an owners bucket's value. Raises ValueError."""
+def owner_record(value: bytes) -> tuple[str, bytes, int]:
+    """The nick, public key and time of registration (ms) of an owners bucket's value.
+    Raises ValueError."""
     record = json.loads(value)
     if not isinstance(record, dict) or not isinstance(record.get("nick"), str):
         raise ValueError("an owner is a JSON object with a nick")
-    key = record.get("key")
-    if not isinstance(key, str):
-        raise ValueError("an owner has a key")
-    return record["nick"], bytes.fromhex(key)
+    key, since = record.get("key"), record.get("since")
+    if not isinstance(key, str) or not isinstance(since, int):
+        raise ValueError("an owner has a key and a time")
+    return record["nick"], bytes.fromhex(key), since
 
 
 def receipt_of(payload: bytes) -> tuple[str, str]:
@@ -446,14 +450,18 @@ def unconfirmed(
     privates: list[PrivateIn],
     receipts: set[tuple[str, str]],
     recipient_token: str,
-    owner: bool = False,
+    owned_since_ms: int | None = None,
 ) -> Iterator[PrivateIn]:
     """The privates of `privates` for the session with `recipient_token` (for the nick's
-    `owner`: every one) that no receipt confirms, each once."""
+    owner, `owned_since_ms`: every one sent since it was registered) that no receipt
+    confirms, each once. (Those sent before, to whoever held the nick then, are not the
+    owner's to read.)"""
     seen: set[tuple[str, str]] = set()
     for private in privates:
         key = (nick_key(private.private.sender), private.private.msg_id)
-        mine = owner or private.recipient_token == recipient_token
+        mine = private.recipient_token == recipient_token or (
+            owned_since_ms is not None and private.private.time_ms >= owned_since_ms
+        )
         if not mine or key in receipts or key in seen:
             continue
         seen.add(key)

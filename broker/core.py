@@ -279,6 +279,8 @@ class ChatCore:
         self.rooms = Rooms()
         if cluster is None:
             self.rooms.resume(self.store.rooms())
+            # A store that kept a cluster's #general numbers its own from now on.
+            self.epoch = epoch or self.store.go_alone()
         #: The cluster this broker serves the chat with (docs/CLUSTER.md); None: alone.
         self.cluster = cluster
         # The nicks other brokers of the cluster hold, by nick key: they are in USERS, and
@@ -293,6 +295,11 @@ class ChatCore:
             # cluster, from the events that fit in memory), for history pages and search.
             self.epoch = cluster.epoch
             first = self.store.follow_cluster(cluster.epoch, cluster.first_seq, cluster.last_seq)
+            if first < cluster.first_seq:
+                # Far behind: not every event since (the start would take long), the last
+                # ones; the copy has a gap there.
+                log.warning("#general's copy here skips %d to %d", first, cluster.first_seq - 1)
+                first = cluster.first_seq
             self.history.resume(self.store.recent(HISTORY_EVENTS), first - 1)
             cluster.follow_general(first)
             for claim in cluster.start_claims.values():
@@ -856,6 +863,9 @@ class ChatCore:
                 )
                 continue
             self.store.private_done(private.sender, private.msg_id)
+            if self.cluster is not None:
+                # Done with in the cluster too: no later holder of the nick reads it.
+                self.cluster.confirmed(session.nick, private.sender, private.msg_id)
             left += self._undelivered(private, sender_token, why)
         session.unconfirmed.clear()
         session.unconfirmed_bytes = 0
@@ -1622,8 +1632,9 @@ class ChatCore:
             self._forget_remote(nick)
             return []
         session = self._own_keys.get(key)
-        if session is None:
-            return []
+        assert self.cluster is not None
+        if session is None or self.cluster.holds(key):
+            return []  # (gone before this session claimed it again: an old deletion)
         why = "this server was cut off from the rest of the chat"
         log.warning("%s: %s", session.nick, why)
         return self.remove(session.identity, why, moved=True)
@@ -1685,7 +1696,12 @@ class ChatCore:
         key = receipt_key(private.sender, private.msg_id)
         if key in target.unconfirmed or target.was_confirmed(key):
             return []  # again (sent again, or read again on resuming): the client has it
-        size = private_bytes(private)
+        try:
+            size = self._room_for(target, private)
+        except ProtocolError as exc:
+            # It stays kept in the cluster: read again at the session's next resumption.
+            log.warning("a private message for %s waits: %s", target.nick, exc.reason)
+            return []
         self.unconfirmed_bytes += target.await_receipt(private, sender_token, size)
         return [(target.identity, private)]
 

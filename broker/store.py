@@ -463,18 +463,41 @@ class Store:
         log.warning("the broadcasts kept here give way to the cluster's (epoch %s)", epoch)
         self.commit()
         try:
+            self._db.execute("BEGIN")
             self._db.execute("DELETE FROM broadcasts")
             if self.durable:
                 self._db.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (epoch,))
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('cluster', ?)", (epoch,)
+                )
             self._db.execute(
                 "UPDATE meta SET value = ? WHERE key = 'indexed_broadcasts'", (first_seq - 1,)
             )
-            self._db.commit()
+            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise StoreError(_why(exc)) from exc
         self.epoch = epoch
         self.last_seq = first_seq - 1
         return first_seq
+
+    def go_alone(self) -> str:
+        """The epoch to number broadcasts under for a broker alone: this store's, or a new
+        one if it kept a cluster's #general (whose numbers go on without it)."""
+        if self.durable and self._meta("cluster"):
+            try:
+                self.epoch = new_epoch()
+                self._db.execute("BEGIN")
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'epoch'", (self.epoch,))
+                self._db.execute("DELETE FROM meta WHERE key = 'cluster'")
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(_why(exc)) from exc
+            log.warning("this store kept a cluster's chat: alone, it numbers anew (%s)", self.epoch)
+        return self.epoch
 
     def mirror_broadcast(self, event: BroadcastEvent) -> None:
         """Keep `event`, numbered by the cluster (a gap before it is what the cluster's

@@ -473,3 +473,44 @@ def test_a_broker_started_again_catches_up_with_what_was_said_while_it_was_down(
     carol.send(cmd.History("h", "", 0, 10))
     page = [wait_for(carol, ev.LogEntry, lambda e: e.ref == "h") for _ in range(2)]
     assert [e.text for e in page] == texts
+
+
+def test_a_later_owner_of_a_nick_does_not_read_what_was_sent_to_its_guest_holder(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice, bob = alice_and_bob(cluster, context)
+    secret = bob.tell("alice", "for the alice of now only")
+    wait_for(alice, ev.PrivateMessage)  # and she never confirms it
+    alice.send(cmd.Quit("gone"))
+    undelivered = wait_for(bob, ev.Error, lambda e: e.ref == secret)
+    assert undelivered.code == ErrorCode.UNDELIVERED
+    # Someone else takes the nick, registers it, and comes back as its owner.
+    key = Identity.generate()
+    mallory = Peer(context, cluster.b.endpoint)
+    mallory.register("alice")
+    mallory.send(key.register("alice", mallory.token))
+    wait_for(mallory, ev.Registered)
+    mallory.send(cmd.Quit("brb"))
+    again = Peer(context, cluster.a.endpoint)
+    again.send(cmd.Hello("alice", again.token))
+    again.send(key.prove(again.expect(ev.Challenge).nonce, "alice", again.token))
+    again.expect(ev.Welcome)
+    mine = again.tell("bob", "hello")
+    seen: list[ev.BrokerEvent] = []
+    wait_for(again, ev.Ack, lambda e: mine in e.msg_ids, seen)
+    again.sync()
+    assert not [e for e in seen if isinstance(e, ev.PrivateMessage)], seen
+
+
+def test_a_nick_taken_and_given_back_stays_its_holders(
+    cluster: Cluster, context: zmq.Context[zmq.Socket[bytes]]
+) -> None:
+    alice, bob = alice_and_bob(cluster, context)
+    alice.send(cmd.Nick("carol"))
+    alice.send(cmd.Nick("alice"))
+    wait_for(bob, ev.Renamed, lambda e: e.new_nick == "alice")
+    alice.sync()  # still registered: a PONG, not ERROR 401
+    alice.send(cmd.Quit("bye"))
+    wait_for(bob, ev.Left)
+    # And free once she left, on either broker: nobody holds a ghost of it.
+    assert Peer(context, cluster.b.endpoint).register("alice").nick == "alice"

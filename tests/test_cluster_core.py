@@ -66,6 +66,9 @@ class Link:
     def follow_general(self, from_seq: int) -> None:
         pass
 
+    def holds(self, key: str) -> bool:
+        return False
+
     def own(self, nick: str, public_key: bytes) -> ClaimResult:
         return ClaimResult(ClaimOutcome.CLAIMED)
 
