@@ -12,7 +12,8 @@ BIND        ?= tcp://127.0.0.1:5555
 SERVER      ?= tcp://127.0.0.1:5555
 NICK        ?=
 # pytest processes for `make test` (pytest-xdist): the suite waits on sockets and processes
-# most of the time, so two share two CPUs well.
+# most of the time, so two share two CPUs well. The cluster's tests (a nats-server and two
+# brokers each) go to one of them (--dist loadgroup), one at a time.
 TEST_WORKERS ?= 2
 ADMIN_TOKEN_FILE ?=
 BENCH_ARGS  ?=
@@ -99,7 +100,7 @@ typecheck: $(DEV_STAMP)
 	$(VENV)/bin/mypy
 
 unit: $(DEV_STAMP) nats-server
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 test: lint typecheck unit
 

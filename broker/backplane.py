@@ -263,6 +263,29 @@ class NatsBackplane:
         while away) that it has not confirmed (as `PrivateIn`s: some may be ones it has)."""
         self._tell(self._redeliver(nick, token_hash, owner))
 
+    def registration(self, nick: str) -> tuple[str, bytes] | None:
+        """The registered nick `nick` is, or looks like, and its owner's key, as the
+        owners bucket has it now; None if none (or NATS cannot say: then the claim that
+        follows is refused anyway)."""
+        if not self.up:
+            return None
+        try:
+            return self._ask(self._registration(nick), ASK_TIMEOUT_S)
+        except (TimeoutError, nats.errors.Error, OSError, ValueError) as exc:
+            log.warning("the registration of %s could not be read: %s", nick, exc)
+            return None
+
+    async def _registration(self, nick: str) -> tuple[str, bytes] | None:
+        assert self._owners is not None
+        for key in claim_keys(nick):
+            try:
+                entry = await self._owners.get(key)
+            except nats.js.errors.KeyNotFoundError:
+                continue
+            owned, public_key, _ = owner_record(entry.value or b"")
+            return owned, public_key
+        return None
+
     def holds(self, key: str) -> bool:
         """Whether this broker holds claim `key` now (for one of its sessions)."""
         return key in self._mine

@@ -577,6 +577,8 @@ class ChatCore:
             )
         self._refuse_if_like_owned(nick)
         self._addresses.check_new_session(address)
+        if not proven and self.cluster is not None:
+            self._check_owned_in_cluster(self.cluster, nick)
         if not proven and self.store.owner(nick) is not None:
             # Owned: only the holder of its key may take it. No session before the PROVE.
             nonce = self.challenges.challenge(identity, nick, token, stream, address, now)
@@ -1582,6 +1584,23 @@ class ChatCore:
             return []
         holder.owns_nick = False
         return [(holder.identity, ev.Registered(holder.nick, False))]
+
+    def _check_owned_in_cluster(self, cluster: Backplane, nick: str) -> None:
+        """Whether `nick` (or one like it) was registered on another broker a moment ago,
+        which this broker's copy of the registrations may not show yet: asked of the
+        cluster itself. ERROR 409 for a look-alike; an owned nick is copied here, to be
+        challenged."""
+        if self.store.owner(nick) is not None:
+            return
+        registered = cluster.registration(nick)
+        if registered is None:
+            return
+        owned, public_key = registered
+        self._mirror_owner(owned, public_key)
+        if nick_key(owned) != nick_key(nick):
+            raise ProtocolError(
+                ErrorCode.NICK_TAKEN, f"nick {nick} looks like {owned}, which is registered"
+            )
 
     def broker_of(self, nick: str) -> str | None:
         """The broker of the cluster that holds `nick`, if another one does."""

@@ -69,6 +69,9 @@ class Link:
     def holds(self, key: str) -> bool:
         return False
 
+    def registration(self, nick: str) -> tuple[str, bytes] | None:
+        return None
+
     def own(self, nick: str, public_key: bytes) -> ClaimResult:
         return ClaimResult(ClaimOutcome.CLAIMED)
 

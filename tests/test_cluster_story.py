@@ -12,7 +12,9 @@ from client.state import LinkState
 from tests.client_helpers import bot_client, eventually
 from tests.natsd import Cluster
 
-pytestmark = pytest.mark.timeout(90)
+#: Each test starts a nats-server and two brokers: one at a time (one pytest worker runs
+#: them all, see the Makefile's --dist loadgroup), so that they do not crowd the others.
+pytestmark = [pytest.mark.timeout(90), pytest.mark.xdist_group("cluster")]
 
 
 def test_alice_goes_on_through_the_other_broker_when_hers_is_killed(cluster: Cluster) -> None:
