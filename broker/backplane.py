@@ -227,11 +227,12 @@ class NatsBackplane:
 
     def events(self) -> list[ClusterEvent]:
         """What came from the cluster since the last call, in order."""
-        # Before the queue is read: an event queued from now on wakes the loop again.
-        self._woken = False
         with contextlib.suppress(BlockingIOError, OSError):
             while self._wake_reader.recv(4096):
                 pass
+        # After the byte is read, before the queue is: an event queued from now on writes
+        # a byte again (one queued before is read below).
+        self._woken = False
         out: list[ClusterEvent] = []
         with contextlib.suppress(queue.Empty):
             while True:
