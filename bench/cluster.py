@@ -30,7 +30,6 @@ as bench/results.json's); docs/PERFORMANCE.md ("Cluster") has the figures.
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .failover import measure_failover
+from .nats_server import find_nats_server, start_nats
 from .procstat import cpu_seconds
 from .run import Bench, Figures, aggregate, raise_open_files, report, run_all
 from .systems import Server, first_line, terminate
@@ -75,49 +75,14 @@ SECONDS = {
         "HELLO to WELCOME on B, max",
     )
 }
-#: Where Debian puts nats-server (not on a normal user's PATH).
-NATS_DEBIAN_PATH = "/usr/sbin/nats-server"
-#: How long nats-server may take to listen, in s.
-NATS_START_S = 10.0
 
 
 def nats_binary() -> str:
     """The nats-server program (`make nats-server` installs it)."""
-    found = shutil.which("nats-server") or (
-        NATS_DEBIAN_PATH if os.path.exists(NATS_DEBIAN_PATH) else None
-    )
+    found = find_nats_server()
     if found is None:
         sys.exit("nats-server is not installed: `make nats-server` installs Debian's package")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def start_nats(data_dir: str) -> tuple["subprocess.Popen[bytes]", str]:
-    """nats-server with JetStream on a free loopback port, its data in `data_dir`, once it
-    accepts connections: the process and its URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [nats_binary(), "-js", "-sd", data_dir, "-a", "127.0.0.1", "-p", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + NATS_START_S
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc, f"nats://127.0.0.1:{port}"
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(f"nats-server did not start on port {port}") from None
-            time.sleep(0.02)  # polling a port that is not open yet; no event to wait on
 
 
 @dataclass
@@ -166,7 +131,7 @@ def deploy(system: str, heartbeat_ms: int = 0) -> Deployment:
     count = {"lone": 1, "nats-1": 1, "nats-2": 2}[system]
     try:
         if system != LONE:
-            nats, url = start_nats(os.path.join(home, "nats"))
+            nats, url = start_nats(nats_binary(), os.path.join(home, "nats"))
         # One after the other: the first makes the cluster's streams and buckets.
         for name in "AB"[:count]:
             argv = ["--bind", "tcp://127.0.0.1:*", "--db", os.path.join(home, f"chat-{name}.db")]

@@ -5,34 +5,26 @@ test that needs it and does not find it fails, saying so, rather than skipping.
 """
 
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
+from bench.nats_server import find_nats_server, start_nats
 from tests.processes import PROCESS_TIMEOUT_S, BrokerProcess, free_port
 
-#: Where Debian puts nats-server (not on a normal user's PATH).
-DEBIAN_PATH = Path("/usr/sbin/nats-server")
 #: The heartbeat of the cluster's brokers in tests: a client silent for 3 of them is removed,
 #: and a broker silent for twice that loses its users.
 CLUSTER_HEARTBEAT_MS = 1000
-#: How often a wait for the server to listen looks again, in s.
-LISTEN_POLL_S = 0.02
 
 
 def nats_server_binary() -> str:
     """The nats-server program; the test fails if there is none."""
-    found = shutil.which("nats-server")
-    if found is None and DEBIAN_PATH.exists():
-        found = str(DEBIAN_PATH)
+    found = find_nats_server()
     if found is None:
         pytest.fail("nats-server is not installed: `make test` installs it (Debian's package)")
     return found
@@ -51,30 +43,7 @@ class NatsServer:
 
     def start(self) -> None:
         """Start it and wait until it accepts connections."""
-        self.process = subprocess.Popen(
-            [
-                nats_server_binary(),
-                "-js",
-                "-sd",
-                self.data_dir,
-                "-a",
-                "127.0.0.1",
-                "-p",
-                str(self.port),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + PROCESS_TIMEOUT_S
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nats-server did not start on {self.url}") from None
-                time.sleep(LISTEN_POLL_S)
+        self.process, _ = start_nats(nats_server_binary(), self.data_dir, self.port)
 
     def stop(self) -> None:
         """Stop it (its data stays for the next `start`)."""
