@@ -16,6 +16,7 @@ import zmq
 from messages import (
     GENERAL_ROOM,
     STREAM_READY,
+    ErrorCode,
     decode_event,
     encode,
     split_topic,
@@ -28,6 +29,8 @@ from messages import events as ev
 #: How long a peer waits for an expected event before the test fails, in seconds:
 #: generous, since a wait ends as soon as the event comes, and a busy machine is slow.
 EXPECT_TIMEOUT_S = 15.0
+#: How long a peer waits before it sends a HELLO refused with ERROR 503 again, in s.
+UNAVAILABLE_RETRY_S = 0.5
 
 E = TypeVar("E", bound=ev.BrokerEvent)
 BroadcastEvent = ev.Joined | ev.Left | ev.Message | ev.Notice | ev.AwayChanged | ev.Renamed
@@ -83,7 +86,16 @@ class Peer:
         """HELLO until WELCOME; with `stream`, then subscribe to the broadcast stream (queueing
         at most `stream_hwm` messages)."""
         self.send(cmd.Hello(nick, self.token, stream))
-        welcome = self.expect(ev.Welcome)
+        answer = self.next_event()
+        deadline = time.monotonic() + EXPECT_TIMEOUT_S
+        while isinstance(answer, ev.Error) and answer.code == ErrorCode.UNAVAILABLE:
+            # A broker of a cluster that cannot check the nick now (NATS slow, or away): as
+            # a client does, try again a moment later.
+            assert time.monotonic() < deadline, f"{nick}: {answer.reason}"
+            time.sleep(UNAVAILABLE_RETRY_S)
+            self.send(cmd.Hello(nick, self.token, stream))
+            answer = self.next_event()
+        welcome = self._check(answer, ev.Welcome, {})
         self.nick = welcome.nick
         self.welcome = welcome
         if stream and self.stream is None:
