@@ -59,6 +59,7 @@ from .cluster import (
     Claim,
     ClaimGone,
     ClaimOutcome,
+    ClaimResult,
     ClaimSet,
     ClusterEvent,
     ConsoleIn,
@@ -678,11 +679,7 @@ class ChatCore:
             self._refuse_if_like_owned(session.nick)
             if self.cluster is not None:
                 # Registered in the whole cluster first (atomically, by name and look).
-                result = self.cluster.own(session.nick, key)
-                if result.outcome is ClaimOutcome.TAKEN:
-                    raise ProtocolError(ErrorCode.NICK_TAKEN, result.reason)
-                if result.outcome is ClaimOutcome.UNAVAILABLE:
-                    raise ProtocolError(ErrorCode.UNAVAILABLE, result.reason)
+                _granted(self.cluster.own(session.nick, key))
             try:
                 self.store.set_owner(session.nick, key)
             except StoreError as exc:
@@ -1610,12 +1607,7 @@ class ChatCore:
     def _claim(self, cluster: Backplane, nick: str, hashed: str) -> bool:
         """Claim `nick` in the cluster for the session with `hashed`: whether the session
         held it already (it comes from another broker). ERROR 409 or 503 if not."""
-        result = cluster.claim(nick, hashed)
-        if result.outcome is ClaimOutcome.TAKEN:
-            raise ProtocolError(ErrorCode.NICK_TAKEN, result.reason)
-        if result.outcome is ClaimOutcome.UNAVAILABLE:
-            raise ProtocolError(ErrorCode.UNAVAILABLE, result.reason)
-        return result.outcome is ClaimOutcome.RESUMED
+        return _granted(cluster.claim(nick, hashed))
 
     def _claim_set(self, claim: Claim, starting: bool = False) -> list[Outgoing]:
         """A nick was claimed in the cluster, or its claim moved: another broker's is in the
@@ -1940,6 +1932,16 @@ def _ref(command: cmd.ClientCommand) -> str:
     if isinstance(command, _REFERRED):
         return command.ref
     return ""
+
+
+def _granted(result: ClaimResult) -> bool:
+    """Whether the cluster granted a claim (or registration) `result` already held: ERROR
+    409 if another holds it, 503 if the cluster could not be asked."""
+    if result.outcome is ClaimOutcome.TAKEN:
+        raise ProtocolError(ErrorCode.NICK_TAKEN, result.reason)
+    if result.outcome is ClaimOutcome.UNAVAILABLE:
+        raise ProtocolError(ErrorCode.UNAVAILABLE, result.reason)
+    return result.outcome is ClaimOutcome.RESUMED
 
 
 def _evicted(by: Session, reason: str) -> str:
