@@ -324,6 +324,13 @@ class Relay:
 
         self._loop.run_until_complete(start())
         self._loop.run_forever()
+        # Stopped: its connections' tasks end here, not when the garbage collector finds them
+        # pending, in whatever test runs then (asyncio logs that as an error, which a client
+        # running at that moment shows in its pane).
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if not self.accepting:
