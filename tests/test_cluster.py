@@ -347,6 +347,8 @@ def test_an_invite_only_room_takes_in_whom_its_maker_invites_from_another_broker
     assert (invited.room, invited.by) == ("#ops", "alice")
     bob.send(cmd.Enter("#ops"))
     assert wait_for(bob, ev.RoomState).members == 2
+    # Once alice's broker has him in the room too (she sees him enter), she removes him.
+    wait_for(alice, ev.Entered, lambda e: e.nick == "bob")
     # Its maker removes him, from the other broker.
     alice.send(cmd.Evict("#ops", "bob", "testing"))
     removed = wait_for(bob, ev.Parted, lambda e: e.nick == "bob")
